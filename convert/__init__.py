@@ -1,0 +1,1 @@
+"""Everything GGUF: adapters, merges, quantisation (built in the training issue)."""

@@ -1,0 +1,102 @@
+"""Schema versions of the store. Each step moves the schema forward by one version and never
+drops user data. `PRAGMA user_version` records the version a file is at."""
+
+from __future__ import annotations
+
+import sqlite3
+
+STEPS: list[str] = [
+    # v1: chats, participants, messages, imports, settings.
+    """
+    CREATE TABLE chats (
+        id INTEGER PRIMARY KEY,
+        format TEXT NOT NULL,
+        title TEXT NOT NULL,
+        source_key TEXT UNIQUE,
+        created TEXT NOT NULL
+    );
+    CREATE TABLE persons (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE participants (
+        id INTEGER PRIMARY KEY,
+        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        person_id INTEGER REFERENCES persons(id) ON DELETE SET NULL,
+        is_me INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (chat_id, name)
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+        ts TEXT NOT NULL,
+        participant_id INTEGER REFERENCES participants(id),
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL,
+        meta TEXT,
+        fingerprint INTEGER NOT NULL
+    );
+    CREATE INDEX messages_by_chat_time ON messages (chat_id, ts, id);
+    CREATE TABLE imports (
+        id INTEGER PRIMARY KEY,
+        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        path TEXT NOT NULL,
+        format TEXT NOT NULL,
+        new_messages INTEGER NOT NULL,
+        report TEXT NOT NULL
+    );
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+    # v2: anchors to recognise a newer export of a chat that has no stable id; datasets.
+    """
+    CREATE TABLE anchors (
+        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+        fingerprint INTEGER NOT NULL,
+        PRIMARY KEY (chat_id, fingerprint)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO anchors (chat_id, fingerprint)
+        SELECT chat_id, fingerprint FROM messages;
+    CREATE TABLE datasets (
+        id INTEGER PRIMARY KEY,
+        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+        target TEXT NOT NULL,
+        created TEXT NOT NULL,
+        config TEXT NOT NULL,
+        stats TEXT NOT NULL,
+        path TEXT NOT NULL
+    );
+    """,
+]
+
+VERSION = len(STEPS)
+
+
+class NewerStoreError(RuntimeError):
+    pass
+
+
+def migrate(conn: sqlite3.Connection, upto: int = VERSION) -> int:
+    """Bring the schema to version `upto`, one transaction per step. Returns the new version."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > VERSION:
+        raise NewerStoreError(
+            f"this store is at schema version {current}, newer than this convsim knows "
+            f"({VERSION}); upgrade convsim"
+        )
+    for version in range(current + 1, upto + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in STEPS[version - 1].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return max(current, upto)

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from convsim.core.locations import Locations
+from convsim.core.model import MEDIA, SYSTEM, TEXT, ParsedChat, ParsedMessage, Skipped
+from convsim.core.store import Store
+from convsim.core.store.migrations import VERSION, NewerStoreError, migrate
+
+
+def chat(messages: list[tuple[str, str | None, str]], **kw: object) -> ParsedChat:
+    parsed = [
+        ParsedMessage(ts, who, text, SYSTEM if who is None else (MEDIA if text == "<Media omitted>" else TEXT))
+        for ts, who, text in messages
+    ]
+    defaults: dict[str, object] = {"format": "whatsapp", "title": "Riya"}
+    defaults.update(kw)
+    return ParsedChat(messages=parsed, **defaults)  # type: ignore[arg-type]
+
+
+BASE = [
+    ("2024-01-01T10:00:00", None, "Messages are end-to-end encrypted."),
+    ("2024-01-01T10:00:00", "Riya", "hey"),
+    ("2024-01-01T10:00:00", "Riya", "hey"),  # a real double text in the same minute
+    ("2024-01-01T10:01:00", "Sam", "yo"),
+    ("2024-01-01T10:02:00", "Sam", "<Media omitted>"),
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store.open(tmp_path / "convsim.db")
+    yield s
+    s.close()
+
+
+def test_import_reports_and_reads_back(store: Store) -> None:
+    (report,) = store.add_import([chat(BASE, skipped=[Skipped("line 7", "junk")])], "/x.txt")
+    assert report.messages == 4 and report.new == 5
+    assert report.participants == [{"name": "Riya", "messages": 2}, {"name": "Sam", "messages": 2}]
+    assert report.kinds == {"media": 1, "system": 1, "text": 3}
+    assert (report.first, report.last) == ("2024-01-01T10:00:00", "2024-01-01T10:02:00")
+    assert report.skipped == [{"position": "line 7", "reason": "junk"}]
+    got = [(m.timestamp, m.sender, m.text, m.kind) for m in store.messages(report.chat_id)]
+    assert got == [(t, w, x, k.kind) for (t, w, x), k in zip(BASE, chat(BASE).messages)]
+
+
+def test_reimport_adds_nothing_and_newer_export_adds_only_new(store: Store) -> None:
+    (first,) = store.add_import([chat(BASE)], "/a.txt")
+    (again,) = store.add_import([chat(BASE)], "/a.txt")
+    assert again.chat_id == first.chat_id and again.new == 0
+    newer = [*BASE, ("2024-01-02T09:00:00", "Riya", "morning"), ("2024-01-02T09:00:00", "Riya", "hey")]
+    (third,) = store.add_import([chat(newer)], "/b.txt")
+    assert third.chat_id == first.chat_id and third.new == 2
+    assert [m.text for m in store.messages(first.chat_id)][-2:] == ["morning", "hey"]
+    assert len(store.chats()) == 1
+
+
+def test_unrelated_chat_of_same_format_is_a_new_chat(store: Store) -> None:
+    (a,) = store.add_import([chat(BASE)], "/a.txt")
+    other = [("2023-05-05T08:00:00", "Ana", "hola"), ("2023-05-05T08:01:00", "Ben", "hi")]
+    (b,) = store.add_import([chat(other, title="Ana")], "/c.txt")
+    assert b.chat_id != a.chat_id and b.new == 2
+
+
+def test_source_key_identifies_chat_even_with_no_overlap(store: Store) -> None:
+    (a,) = store.add_import([chat(BASE[:2], format="telegram", source_key="telegram:1")], "/r.json")
+    (b,) = store.add_import([chat(BASE[3:], format="telegram", source_key="telegram:1")], "/r.json")
+    assert a.chat_id == b.chat_id and b.new == 2
+
+
+def test_failed_import_leaves_store_unchanged(store: Store, tmp_path: Path) -> None:
+    store.add_import([chat(BASE)], "/a.txt")
+    before = store.conn.execute("SELECT count(*) FROM messages").fetchone()
+    bad = chat([("2024-02-01T10:00:00", "Riya", "new one")])
+    bad.messages.append(None)  # type: ignore[arg-type]  # breaks half-way through the insert
+    with pytest.raises(AttributeError):
+        store.add_import([chat([("2024-03-01T00:00:00", "Zed", "z")], title="Zed"), bad], "/b.txt")
+    assert store.conn.execute("SELECT count(*) FROM messages").fetchone() == before
+    assert [c.title for c in store.chats()] == ["Riya"]
+    # The file on disk agrees (nothing half-written survives a reopen).
+    store.close()
+    with Store.open(store.path) as again:
+        assert [c.title for c in again.chats()] == ["Riya"]
+
+
+def test_merge_people_across_chats(store: Store) -> None:
+    (wa,) = store.add_import([chat(BASE)], "/a.txt")
+    tg_msgs = [("2024-01-03T10:00:00", "Riya K", "hi from telegram")]
+    (tg,) = store.add_import([chat(tg_msgs, format="telegram", source_key="telegram:9")], "/r.json")
+    merged = store.merge("Riya", [(wa.chat_id, "Riya"), (tg.chat_id, "Riya K")])
+    assert {(p.chat_id, p.name) for p in merged} == {(wa.chat_id, "Riya"), (tg.chat_id, "Riya K")}
+    with pytest.raises(KeyError):
+        store.merge("Sam", [(wa.chat_id, "Sam"), (tg.chat_id, "Nobody")])
+    assert all(p.person != "Sam" for p in store.participants())  # all-or-nothing
+    store.set_me(wa.chat_id, "Sam")
+    assert [p.name for p in store.participants(wa.chat_id) if p.is_me] == ["Sam"]
+
+
+def test_migrates_old_store_forward_keeping_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, upto=1)
+    conn.execute("INSERT INTO chats (format, title, created) VALUES ('whatsapp', 'Old', 'x')")
+    conn.execute(
+        "INSERT INTO messages (chat_id, ts, kind, text, fingerprint)"
+        " VALUES (1, '2020-01-01T00:00:00', 'text', 'kept', 42)"
+    )
+    conn.close()
+    with Store.open(path) as store:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == VERSION
+        assert [m.text for m in store.messages(1)] == ["kept"]
+        # v2's anchors were back-filled, so a re-import of that old chat is still recognised.
+        assert store.conn.execute("SELECT fingerprint FROM anchors").fetchall() == [(42,)]
+
+
+def test_refuses_store_from_newer_convsim(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {VERSION + 1}")
+    conn.close()
+    with pytest.raises(NewerStoreError):
+        Store.open(path)
+
+
+def test_home_and_store_are_private(tmp_path: Path) -> None:
+    loc = Locations(tmp_path / "h").ensure()
+    with Store.open(loc.store):
+        pass
+    assert stat.S_IMODE(loc.home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(loc.store.stat().st_mode) == 0o600
+
+
+def test_settings_roundtrip(store: Store) -> None:
+    assert store.setting("k") is None
+    store.set_setting("k", "dmy")
+    store.set_setting("k", "mdy")
+    assert store.setting("k") == "mdy"
