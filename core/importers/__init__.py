@@ -44,6 +44,11 @@ def detect(source: Source) -> str:
         what = "a zip archive with no chat export in it"
     elif not source.head().strip():
         what = "an empty file"
+    elif source.head().lstrip()[:1] in (b"{", b"["):
+        # Broken JSON is the most common damaged export (a cut-off download): say where it
+        # breaks rather than only that no format matched.
+        source.read_json()
+        what = "JSON, but not in the shape of any chat export this version can read"
     else:
         what = "not a chat export this version can read"
     raise ChatImportError(
