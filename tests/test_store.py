@@ -14,7 +14,9 @@ from convsim.core.store.migrations import VERSION, NewerStoreError, migrate
 
 def chat(messages: list[tuple[str, str | None, str]], **kw: object) -> ParsedChat:
     parsed = [
-        ParsedMessage(ts, who, text, SYSTEM if who is None else (MEDIA if text == "<Media omitted>" else TEXT))
+        ParsedMessage(
+            ts, who, text, SYSTEM if who is None else (MEDIA if text == "<Media omitted>" else TEXT)
+        )
         for ts, who, text in messages
     ]
     defaults: dict[str, object] = {"format": "whatsapp", "title": "Riya"}
@@ -53,7 +55,11 @@ def test_reimport_adds_nothing_and_newer_export_adds_only_new(store: Store) -> N
     (first,) = store.add_import([chat(BASE)], "/a.txt")
     (again,) = store.add_import([chat(BASE)], "/a.txt")
     assert again.chat_id == first.chat_id and again.new == 0
-    newer = [*BASE, ("2024-01-02T09:00:00", "Riya", "morning"), ("2024-01-02T09:00:00", "Riya", "hey")]
+    newer = [
+        *BASE,
+        ("2024-01-02T09:00:00", "Riya", "morning"),
+        ("2024-01-02T09:00:00", "Riya", "hey"),
+    ]
     (third,) = store.add_import([chat(newer)], "/b.txt")
     assert third.chat_id == first.chat_id and third.new == 2
     assert [m.text for m in store.messages(first.chat_id)][-2:] == ["morning", "hey"]

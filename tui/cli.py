@@ -7,29 +7,17 @@ module level; each command imports what it needs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from convsim.tui import __version__
+from convsim.tui import __version__, cli_models
+from convsim.tui.cli_common import CliError
+from convsim.tui.cli_common import print_json as _print_json
+from convsim.tui.cli_common import workspace as _workspace
 
 EXIT_ERROR = 2
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
-
-
-def _workspace():  # type: ignore[no-untyped-def]
-    from convsim.core.workspace import Workspace
-
-    return Workspace.open()
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, ensure_ascii=False))
 
 
 # -- import ----------------------------------------------------------------------------------
@@ -250,8 +238,11 @@ def _print_dataset(record: Any) -> None:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    """The built-in demo: the shipped sample chat → store → dataset, printing where it went."""
+    """The built-in demo, end to end on the default base model: the shipped sample chat →
+    store → dataset → a short LoRA training run → GGUF export → one simulated reply."""
+    from convsim.core import pipeline
     from convsim.core.dataset import DatasetConfig
+    from convsim.core.engine import Engine, Sampling
     from convsim.core.workspace import SAMPLE_CHAT
 
     with _workspace() as ws:
@@ -260,6 +251,26 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         _print_import(report)
         record = ws.build_dataset(report.chat_id, DatasetConfig(target=args.target))
         _print_dataset(record)
+        print(f"Training a LoRA for {args.target!r} on the default base ({args.steps} steps)…")
+        outcome = pipeline.train_person(
+            ws,
+            report.chat_id,
+            args.target,
+            dataset_id=record.id,
+            overrides={"steps": args.steps, "seq_len": 256, "eval_every": args.steps},
+            on_event=cli_models.Progress(quiet=False),
+        )
+        model = outcome.model
+        print(f"Model {model.id}: adapter {outcome.adapter_gguf}")
+        exported = pipeline.export_model(ws, model.id, "q8_0")
+        print(f"Exported merged GGUF: {exported}")
+        other = next(p["name"] for p in report.participants if p["name"] != args.target)
+        transcript = [(other, "hey! are you free this weekend?")]
+        engine = Engine(exported, n_ctx=512)
+        reply = engine.simulate(transcript, args.target, Sampling(seed=0, max_tokens=40))
+        print("Simulated reply:")
+        print(f"  [{other}] {transcript[0][1]}")
+        print(f"  [{args.target}] {reply}")
     return 0
 
 
@@ -276,8 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"convsim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("quickstart", help="import the built-in sample chat and build a dataset")
+    p = sub.add_parser(
+        "quickstart", help="demo: sample chat → dataset → train → export → a simulated reply"
+    )
     p.add_argument("--as", dest="target", default="Sam", help="who to learn (default: Sam)")
+    p.add_argument("--steps", type=int, default=20, help="training steps (default 20)")
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("import", help="import a chat export (file, folder or zip)")
@@ -320,10 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--media", choices=("placeholder", "drop"), default="placeholder")
     p.add_argument("--system", choices=("drop", "placeholder"), default="drop")
     p.add_argument("--scrub", action="store_true", help="mask phones, e-mails, URLs, cards")
-    p.add_argument("--validation", type=float, default=0.1, help="share of latest sessions held out")
+    p.add_argument(
+        "--validation", type=float, default=0.1, help="share of latest sessions held out"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_dataset)
+
+    cli_models.add_commands(sub)
     return parser
 
 

@@ -26,7 +26,15 @@ from typing import Any
 from convsim.core.model import SYSTEM, ParsedChat, StoredMessage
 from convsim.core.store.migrations import VERSION, NewerStoreError, migrate
 
-__all__ = ["ChatInfo", "ImportReport", "NewerStoreError", "Participant", "Store", "VERSION"]
+__all__ = [
+    "VERSION",
+    "ChatInfo",
+    "ImportReport",
+    "ModelRecord",
+    "NewerStoreError",
+    "Participant",
+    "Store",
+]
 
 ANCHORS_PER_END = 50
 
@@ -80,6 +88,22 @@ class Participant:
     messages: int
     person: str | None
     is_me: bool
+
+
+@dataclass
+class ModelRecord:
+    """A trained persona model: a LoRA for `person` on the base GGUF `base`."""
+
+    id: str
+    chat_id: int | None
+    dataset_id: int | None
+    person: str
+    base: str
+    base_sha256: str
+    created: str
+    status: str  # training, cancelled, ready, failed
+    path: str  # the model's folder (run.json, checkpoint/, adapter/, adapter.gguf, exports)
+    metrics: dict[str, Any] | None = None
 
 
 def fingerprints(chat: ParsedChat) -> list[int]:
@@ -180,7 +204,7 @@ class Store:
                 json.dumps(m.meta, ensure_ascii=False) if m.meta else None,
                 fp,
             )
-            for m, fp in zip(chat.messages, prints)
+            for m, fp in zip(chat.messages, prints, strict=True)
             if fp not in existing
         ]
         conn.executemany(
@@ -238,9 +262,7 @@ class Store:
             conn.execute(
                 "UPDATE participants SET is_me = 1 WHERE chat_id = ? AND name = ?", (chat_id, me)
             )
-        return dict(
-            conn.execute("SELECT name, id FROM participants WHERE chat_id = ?", (chat_id,))
-        )
+        return dict(conn.execute("SELECT name, id FROM participants WHERE chat_id = ?", (chat_id,)))
 
     @staticmethod
     def _report(chat: ParsedChat, chat_id: int, new: int) -> ImportReport:
@@ -374,8 +396,16 @@ class Store:
             )
             dataset_id = cur.lastrowid
             assert dataset_id is not None
-            conn.execute("UPDATE datasets SET path = ? WHERE id = ?", (publish(dataset_id), dataset_id))
+            conn.execute(
+                "UPDATE datasets SET path = ? WHERE id = ?", (publish(dataset_id), dataset_id)
+            )
             return dataset_id
+
+    def dataset(self, dataset_id: int) -> dict[str, Any]:
+        for d in self.datasets():
+            if d["id"] == dataset_id:
+                return d
+        raise KeyError(f"no dataset with id {dataset_id}")
 
     def datasets(self, chat_id: int | None = None) -> list[dict[str, Any]]:
         where, args = ("WHERE chat_id = ?", (chat_id,)) if chat_id is not None else ("", ())
@@ -396,3 +426,57 @@ class Store:
             }
             for i, c, t, at, cfg, st, p in rows
         ]
+
+    # -- models -----------------------------------------------------------------------------
+
+    def new_model_id(self, person: str) -> str:
+        """A short id such as "sam-2": the person's name, made safe, and a counter."""
+        slug = "".join(c if c.isalnum() else "-" for c in person.lower()).strip("-") or "model"
+        taken = {row[0] for row in self.conn.execute("SELECT id FROM models")}
+        n = 1
+        while f"{slug}-{n}" in taken:
+            n += 1
+        return f"{slug}-{n}"
+
+    def add_model(self, record: ModelRecord) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO models (id, chat_id, dataset_id, person, base, base_sha256, created,"
+                " status, path, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.chat_id,
+                    record.dataset_id,
+                    record.person,
+                    record.base,
+                    record.base_sha256,
+                    record.created,
+                    record.status,
+                    record.path,
+                    json.dumps(record.metrics) if record.metrics is not None else None,
+                ),
+            )
+
+    def update_model(
+        self, model_id: str, status: str, metrics: dict[str, Any] | None = None
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE models SET status = ?, metrics = coalesce(?, metrics) WHERE id = ?",
+                (status, json.dumps(metrics) if metrics is not None else None, model_id),
+            )
+
+    def models(self) -> list[ModelRecord]:
+        rows = self.conn.execute(
+            "SELECT id, chat_id, dataset_id, person, base, base_sha256, created, status, path,"
+            " metrics FROM models ORDER BY created, id"
+        )
+        return [
+            ModelRecord(*row[:9], metrics=json.loads(row[9]) if row[9] else None) for row in rows
+        ]
+
+    def model(self, model_id: str) -> ModelRecord:
+        for m in self.models():
+            if m.id == model_id:
+                return m
+        raise KeyError(f"no model with id {model_id!r}")

@@ -71,6 +71,21 @@ STEPS: list[str] = [
         path TEXT NOT NULL
     );
     """,
+    # v3: trained models (LoRA adapters) and where their files are.
+    """
+    CREATE TABLE models (
+        id TEXT PRIMARY KEY,
+        chat_id INTEGER REFERENCES chats(id) ON DELETE SET NULL,
+        dataset_id INTEGER REFERENCES datasets(id) ON DELETE SET NULL,
+        person TEXT NOT NULL,
+        base TEXT NOT NULL,
+        base_sha256 TEXT NOT NULL,
+        created TEXT NOT NULL,
+        status TEXT NOT NULL,
+        path TEXT NOT NULL,
+        metrics TEXT
+    );
+    """,
 ]
 
 VERSION = len(STEPS)

@@ -1,0 +1,181 @@
+"""The command-line contract (`convsim import/chats/messages/people/dataset/quickstart`),
+driven through `main()` against a real store in a temporary CONVSIM_HOME."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from convsim.core.workspace import SAMPLE_CHAT
+from convsim.tui.cli import main
+
+Run = tuple[int, str, str]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Run:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+CHAT = (
+    "12/01/2024, 09:00 - Riya: hey\n"
+    "12/01/2024, 09:01 - Sam: yo\n"
+    "what's up\n"
+    "13/01/2024, 18:30 - Sam: <Media omitted>\n"
+)
+
+
+def test_import_json_contract_and_reimport(home: Path, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "WhatsApp Chat with Riya.txt"
+    path.write_text(CHAT, encoding="utf-8")
+    code, out, err = run(capsys, "import", str(path), "--json")
+    assert code == 0, err
+    (report,) = jsonl(out)
+    assert set(report) >= {
+        "chat_id",
+        "format",
+        "messages",
+        "new",
+        "participants",
+        "first",
+        "last",
+        "kinds",
+        "skipped",
+    }
+    assert report["format"] == "whatsapp" and report["messages"] == 3 and report["new"] == 3
+    assert report["participants"] == [
+        {"name": "Riya", "messages": 1},
+        {"name": "Sam", "messages": 2},
+    ]
+    assert (report["first"], report["last"]) == ("2024-01-12T09:00:00", "2024-01-13T18:30:00")
+    assert report["kinds"] == {"media": 1, "text": 2} and report["skipped"] == []
+
+    code, out, _ = run(capsys, "import", str(path), "--json")
+    assert code == 0 and jsonl(out)[0]["new"] == 0 and jsonl(out)[0]["chat_id"] == report["chat_id"]
+
+    path.write_text(CHAT + "14/01/2024, 07:00 - Riya: morning\n", encoding="utf-8")
+    code, out, _ = run(capsys, "import", str(path), "--json")
+    assert jsonl(out)[0]["new"] == 1
+
+    code, out, _ = run(capsys, "messages", str(report["chat_id"]), "--json")
+    rows = jsonl(out)
+    assert [set(r) for r in rows] == [{"id", "timestamp", "sender", "text", "kind"}] * 4
+    assert [r["text"] for r in rows] == ["hey", "yo\nwhat's up", "<Media omitted>", "morning"]
+    assert [r["timestamp"] for r in rows] == sorted(r["timestamp"] for r in rows)
+
+    code, out, _ = run(capsys, "chats", "--json")
+    (chat,) = jsonl(out)
+    assert chat["chat_id"] == report["chat_id"] and chat["messages"] == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("empty.txt", b"", "empty"),
+        ("truncated.json", b'{"messages": [{"type": "message", "from": "A"', "line 1"),
+        ("latin1.txt", "12/01/2024, 09:00 - Riya: caf\xe9\n".encode("latin-1"), "UTF-8"),
+        ("notes.txt", b"just some notes\nnothing else\n", "not a chat export"),
+    ],
+)
+def test_bad_input_fails_clearly_and_stores_nothing(
+    home: Path, tmp_path: Path, capsys, name: str, content: bytes, expected: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    code, out, err = run(capsys, "import", str(path))
+    assert code != 0 and out == ""
+    assert str(path) in err and expected in err
+    assert len(err.strip().splitlines()) == 1  # one sentence, no traceback
+    assert run(capsys, "chats", "--json")[1] == ""
+
+
+def test_bad_inputs_that_are_not_files(home: Path, tmp_path: Path, capsys) -> None:
+    empty_dir = tmp_path / "folder"
+    empty_dir.mkdir()
+    code, _, err = run(capsys, "import", str(empty_dir))
+    assert code != 0 and str(empty_dir) in err and "folder" in err
+    import zipfile
+
+    zpath = tmp_path / "photos.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        z.writestr("IMG-0001.jpg", b"\xff\xd8\xff")
+    code, _, err = run(capsys, "import", str(zpath))
+    assert code != 0 and str(zpath) in err and "zip" in err
+    code, _, err = run(capsys, "import", str(tmp_path / "missing.txt"))
+    assert code != 0 and "missing.txt" in err
+
+
+def test_ambiguous_date_order_asks_for_a_flag_then_remembers(home: Path, tmp_path: Path, capsys):
+    path = tmp_path / "WhatsApp Chat with Ana.txt"
+    # Every date reads both ways and is in order both ways: truly ambiguous.
+    path.write_text("03/04/2024, 09:00 - Ana: hi\n03/04/2024, 09:05 - Bo: hello\n", "utf-8")
+    code, _, err = run(capsys, "import", str(path))
+    assert code != 0 and "--date-order" in err and str(path) in err
+    code, out, err = run(capsys, "import", str(path), "--date-order", "mdy", "--json")
+    assert code == 0, err
+    assert jsonl(out)[0]["first"] == "2024-03-04T09:00:00"
+    path.write_text(path.read_text("utf-8") + "03/04/2024, 10:00 - Ana: later\n", "utf-8")
+    code, out, err = run(capsys, "import", str(path), "--json")  # no flag: remembered
+    assert code == 0, err
+    assert jsonl(out)[0]["new"] == 1 and jsonl(out)[0]["last"] == "2024-03-04T10:00:00"
+
+
+def test_people_merge_and_me(home: Path, tmp_path: Path, capsys) -> None:
+    a = tmp_path / "a.txt"
+    a.write_text(CHAT, "utf-8")
+    b = tmp_path / "b.txt"
+    b.write_text(
+        "20/02/2024, 10:00 - Riya K: from my new phone\n21/02/2024, 10:00 - Jo: ok\n", "utf-8"
+    )
+    id_a = jsonl(run(capsys, "import", str(a), "--json")[1])[0]["chat_id"]
+    id_b = jsonl(run(capsys, "import", str(b), "--json")[1])[0]["chat_id"]
+    assert id_a != id_b
+    code, out, err = run(
+        capsys, "people", "merge", "Riya", f"{id_a}:Riya", f"{id_b}:Riya K", "--json"
+    )
+    assert code == 0, err
+    merged = {(r["chat_id"], r["name"]) for r in jsonl(out) if r["person"] == "Riya"}
+    assert merged == {(id_a, "Riya"), (id_b, "Riya K")}
+    code, _, err = run(capsys, "people", "merge", "X", f"{id_a}:Nobody")
+    assert code != 0 and "Nobody" in err
+    code, out, _ = run(capsys, "people", "me", str(id_a), "Sam", "--json")
+    assert [r["name"] for r in jsonl(out) if r["me"]] == ["Sam"]
+
+
+def test_dataset_command(home: Path, tmp_path: Path, capsys) -> None:
+    code, out, err = run(capsys, "import", str(SAMPLE_CHAT), "--json")
+    assert code == 0, err
+    chat_id = jsonl(out)[0]["chat_id"]
+    code, out, err = run(capsys, "dataset", str(chat_id), "--as", "Sam", "--json")
+    assert code == 0, err
+    (ds,) = jsonl(out)
+    folder = Path(ds["path"])
+    assert folder.is_relative_to(home)
+    train = jsonl((folder / "train.jsonl").read_text("utf-8"))
+    assert ds["stats"]["train_examples"] == len(train) > 100
+    assert all(ex["target"].startswith("[Sam] ") for ex in train)
+    assert json.loads((folder / "config.json").read_text())["target"] == "Sam"
+    assert ds["samples"] and all("[Sam] " in s for s in ds["samples"])
+
+    code, _, err = run(capsys, "dataset", str(chat_id), "--as", "Nobody")
+    assert code != 0 and "Nobody" in err and "Sam" in err
+    code, _, err = run(capsys, "dataset", "999", "--as", "Sam")
+    assert code != 0 and "999" in err
+
+
+def test_quickstart_runs_the_installed_console_script(home: Path) -> None:
+    exe = Path(sys.executable).with_name("convsim")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    done = subprocess.run([*cmd, "quickstart"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert str(home) in done.stdout and "Dataset 1 for 'Sam'" in done.stdout
+    assert (home / "datasets" / "1" / "train.jsonl").stat().st_size > 0
