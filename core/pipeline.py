@@ -1,0 +1,225 @@
+"""From a stored chat to a persona model and back to GGUF: train, resume, export, evaluate.
+
+Each function takes an open `Workspace` and plain arguments, reports progress through a
+callback of plain events, and records what it made in the store and as JSON beside the files
+(`run.json`: config, base-model hash, dataset hash; `metrics.json`; `eval.json`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from convsim.core.store import ModelRecord
+from convsim.core.train import TrainConfig, TrainEvent, TrainResult
+from convsim.core.workspace import Workspace
+
+QUANTS = ("q8_0", "q4_k_m", "f16")
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    model: ModelRecord
+    result: TrainResult
+    adapter_gguf: Path | None
+
+
+def default_config(n_params: int, **overrides: Any) -> TrainConfig:
+    """Sensible settings for a base of `n_params` parameters; smaller bases take a higher
+    learning rate, larger ones a smaller rank (the adapter stays small either way)."""
+    if n_params < 600e6:
+        config = TrainConfig(rank=16, alpha=32, learning_rate=2e-4)
+    elif n_params < 4e9:
+        config = TrainConfig(rank=16, alpha=32, learning_rate=1e-4)
+    else:
+        config = TrainConfig(rank=8, alpha=16, learning_rate=1e-4)
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(config, key, value)
+    return config
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def dataset_files(ws: Workspace, dataset_id: int) -> tuple[list[dict], list[dict], str]:
+    """(train, validation, sha256 of both files) of a stored dataset."""
+    folder = Path(ws.store.dataset(dataset_id)["path"])
+    digest = hashlib.sha256()
+    for name in ("train.jsonl", "validation.jsonl"):
+        digest.update((folder / name).read_bytes())
+    train = _read_jsonl(folder / "train.jsonl")
+    validation = _read_jsonl(folder / "validation.jsonl")
+    return train, validation, digest.hexdigest()
+
+
+def train_person(
+    ws: Workspace,
+    chat_id: int,
+    person: str,
+    *,
+    base: str | None = None,
+    dataset_id: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    on_event: Callable[[TrainEvent], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> TrainOutcome:
+    """Train a LoRA that writes like `person` in `chat_id`, on `base` (None = the default
+    model; a .gguf path; "hf:owner/repo/file.gguf" downloads). Builds the dataset unless a
+    stored `dataset_id` is given."""
+    from convsim.core import base_models
+    from convsim.core.dataset import DatasetConfig
+
+    if dataset_id is None:
+        dataset_id = ws.build_dataset(chat_id, DatasetConfig(target=person)).id
+    base_path = base_models.resolve_base(base, ws.locations)
+    model_id = ws.store.new_model_id(person)
+    folder = ws.locations.models / model_id
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    model, tokenizer = base_models.load_for_training(base_path, ws.locations)
+    n_params = sum(p.numel() for p in model.parameters())
+    config = default_config(n_params, **(overrides or {}))
+    _, _, dataset_sha = dataset_files(ws, dataset_id)
+    record = ModelRecord(
+        id=model_id,
+        chat_id=chat_id,
+        dataset_id=dataset_id,
+        person=person,
+        base=str(base_path),
+        base_sha256=base_models.sha256_file(base_path),
+        created=datetime.now().isoformat(timespec="seconds"),
+        status="training",
+        path=str(folder),
+    )
+    run = {
+        "model_id": model_id,
+        "person": person,
+        "chat_id": chat_id,
+        "dataset_id": dataset_id,
+        "dataset_sha256": dataset_sha,
+        "base": str(base_path),
+        "base_sha256": record.base_sha256,
+        "base_parameters": n_params,
+        "train": config.to_json(),
+        "created": record.created,
+    }
+    (folder / "run.json").write_text(json.dumps(run, indent=2, ensure_ascii=False))
+    ws.store.add_model(record)
+    return _run(ws, record, model, tokenizer, config, False, on_event, cancel)
+
+
+def resume_training(
+    ws: Workspace,
+    model_id: str,
+    *,
+    on_event: Callable[[TrainEvent], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> TrainOutcome:
+    """Continue a cancelled or killed run from its last checkpoint, with its own settings."""
+    from convsim.core import base_models
+
+    record = ws.store.model(model_id)
+    if record.status == "ready":
+        raise ValueError(f"model {model_id} has finished training; nothing to resume")
+    run = json.loads((Path(record.path) / "run.json").read_text())
+    config = TrainConfig.from_json(run["train"])
+    model, tokenizer = base_models.load_for_training(Path(record.base), ws.locations)
+    ws.store.update_model(model_id, "training")
+    return _run(ws, record, model, tokenizer, config, True, on_event, cancel)
+
+
+def _run(
+    ws: Workspace,
+    record: ModelRecord,
+    model: Any,
+    tokenizer: Any,
+    config: TrainConfig,
+    resume: bool,
+    on_event: Callable[[TrainEvent], None] | None,
+    cancel: threading.Event | None,
+) -> TrainOutcome:
+    from convsim.convert.adapter import write_lora_adapter
+    from convsim.core.train import Trainer
+
+    assert record.dataset_id is not None
+    train, validation, _ = dataset_files(ws, record.dataset_id)
+    folder = Path(record.path)
+    try:
+        trainer = Trainer(model, tokenizer, train, validation, config, folder, on_event, cancel)
+        result = trainer.run(resume=resume)
+    except BaseException:
+        ws.store.update_model(record.id, "failed")
+        raise
+    if result.cancelled:
+        ws.store.update_model(record.id, "cancelled", result.metrics)
+        return TrainOutcome(ws.store.model(record.id), result, None)
+    assert result.adapter_dir is not None
+    gguf = write_lora_adapter(
+        result.adapter_dir,
+        Path(record.base),
+        folder / "adapter.gguf",
+        alpha=config.alpha,
+        rank=config.rank,
+    )
+    ws.store.update_model(record.id, "ready", result.metrics)
+    return TrainOutcome(ws.store.model(record.id), result, gguf)
+
+
+def adapter_gguf(ws: Workspace, model_id: str) -> Path:
+    record = ws.store.model(model_id)
+    path = Path(record.path) / "adapter.gguf"
+    if record.status != "ready" or not path.is_file():
+        raise ValueError(
+            f"model {model_id} is not ready ({record.status}); "
+            f"finish it with: convsim train --resume {model_id}"
+        )
+    return path
+
+
+def export_model(ws: Workspace, model_id: str, quant: str = "q8_0") -> Path:
+    """Merge the adapter into its base and quantise: one standalone GGUF for LM Studio,
+    Ollama or llama.cpp, written beside the model."""
+    from convsim.convert.quantize import export
+
+    if quant not in QUANTS:
+        raise ValueError(f"quant must be one of {', '.join(QUANTS)}, not {quant!r}")
+    record = ws.store.model(model_id)
+    out = Path(record.path) / f"{model_id}-{quant}.gguf"
+    return Path(export(Path(record.base), adapter_gguf(ws, model_id), out, quant))
+
+
+def evaluate_model(
+    ws: Workspace,
+    model_id: str,
+    *,
+    max_examples: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Held-out perplexity of the person's messages: base, base with a prompt of their
+    messages, and the tuned model (see `evaluate.py`). Saved as eval.json beside the model."""
+    from convsim.core.evaluate import evaluate
+
+    record = ws.store.model(model_id)
+    assert record.dataset_id is not None
+    train, validation, _ = dataset_files(ws, record.dataset_id)
+    tag = ws.store.dataset(record.dataset_id)["config"].get("tags", {}).get(record.person)
+    report = evaluate(
+        Path(record.base),
+        adapter_gguf(ws, model_id),
+        train,
+        validation,
+        tag or record.person,
+        max_examples=max_examples,
+        progress=progress,
+    )
+    report["model_id"] = model_id
+    (Path(record.path) / "eval.json").write_text(json.dumps(report, indent=2))
+    return report
