@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from whatsapp_gen import generate  # noqa: E402
+from whatsapp_gen import generate
 
 CONVSIM = """
 import json, resource, sys, time, tempfile

@@ -40,6 +40,17 @@ def store(tmp_path: Path) -> Store:
     s.close()
 
 
+def test_messages_come_back_in_time_order_across_imports(store: Store) -> None:
+    (a,) = store.add_import([chat(BASE)], "/a.txt")
+    # A newer export that also holds a message older than everything stored.
+    older = [("2023-12-31T23:59:00", "Sam", "last year"), *BASE]
+    (b,) = store.add_import([chat(older)], "/b.txt")
+    assert b.chat_id == a.chat_id and b.new == 1
+    assert store.messages(a.chat_id)[0].text == "last year"
+    info = store.chat(a.chat_id)
+    assert (info.messages, info.first, info.last) == (5, "2023-12-31T23:59:00", BASE[-1][0])
+
+
 def test_import_reports_and_reads_back(store: Store) -> None:
     (report,) = store.add_import([chat(BASE, skipped=[Skipped("line 7", "junk")])], "/x.txt")
     assert report.messages == 4 and report.new == 5
@@ -48,7 +59,8 @@ def test_import_reports_and_reads_back(store: Store) -> None:
     assert (report.first, report.last) == ("2024-01-01T10:00:00", "2024-01-01T10:02:00")
     assert report.skipped == [{"position": "line 7", "reason": "junk"}]
     got = [(m.timestamp, m.sender, m.text, m.kind) for m in store.messages(report.chat_id)]
-    assert got == [(t, w, x, k.kind) for (t, w, x), k in zip(BASE, chat(BASE).messages)]
+    want = [(t, w, x, k.kind) for (t, w, x), k in zip(BASE, chat(BASE).messages, strict=True)]
+    assert got == want
 
 
 def test_reimport_adds_nothing_and_newer_export_adds_only_new(store: Store) -> None:
@@ -109,19 +121,26 @@ def test_merge_people_across_chats(store: Store) -> None:
 
 def test_migrates_old_store_forward_keeping_data(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
+    with Store.open(path) as store:
+        (report,) = store.add_import([chat(BASE)], "/a.txt")
+    # Take the file back to schema v1, as an older convsim left it.
     conn = sqlite3.connect(path, isolation_level=None)
-    migrate(conn, upto=1)
-    conn.execute("INSERT INTO chats (format, title, created) VALUES ('whatsapp', 'Old', 'x')")
-    conn.execute(
-        "INSERT INTO messages (chat_id, ts, kind, text, fingerprint)"
-        " VALUES (1, '2020-01-01T00:00:00', 'text', 'kept', 42)"
-    )
+    conn.execute("DROP TABLE models")
+    conn.execute("PRAGMA user_version = 1")
     conn.close()
     with Store.open(path) as store:
         assert store.conn.execute("PRAGMA user_version").fetchone()[0] == VERSION
-        assert [m.text for m in store.messages(1)] == ["kept"]
-        # v2's anchors were back-filled, so a re-import of that old chat is still recognised.
-        assert store.conn.execute("SELECT fingerprint FROM anchors").fetchall() == [(42,)]
+        assert [m.text for m in store.messages(report.chat_id)] == [t for _, _, t in BASE]
+        assert store.models() == []  # the v2 table exists and works
+        (again,) = store.add_import([chat(BASE)], "/a.txt")
+        assert again.chat_id == report.chat_id and again.new == 0
+
+
+def test_migrate_runs_each_step_once(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    assert migrate(conn, upto=1) == 1
+    assert migrate(conn) == VERSION
+    assert migrate(conn) == VERSION
 
 
 def test_refuses_store_from_newer_convsim(tmp_path: Path) -> None:

@@ -5,26 +5,25 @@ Public API: `Store.open(path)`, `Store.add_import(...)`, `Store.chats()`, `Store
 transaction: it either lands whole or leaves the file exactly as it was.
 
 Re-imports are recognised by the export's own chat id (`source_key`) or, for formats without one,
-by "anchor" fingerprints (first and last messages of every earlier import); messages are
-deduplicated by a fingerprint of (timestamp, sender, kind, text, nth repeat of those).
+by "anchors" (hashes of the first and last messages of every earlier import); messages are
+deduplicated on (timestamp, sender, kind, text, nth repeat of those) — see `importing.py`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from convsim.core.model import SYSTEM, ParsedChat, StoredMessage
+from convsim.core.model import ParsedChat, StoredMessage
+from convsim.core.store.importing import add_chat, gc_paused
 from convsim.core.store.migrations import VERSION, NewerStoreError, migrate
+from convsim.core.store.records import ChatInfo, ImportReport, ModelRecord, Participant
 
 __all__ = [
     "VERSION",
@@ -35,91 +34,6 @@ __all__ = [
     "Participant",
     "Store",
 ]
-
-ANCHORS_PER_END = 50
-
-
-@dataclass
-class ImportReport:
-    """What one import did to one chat. `to_json()` is the CLI's `import --json` contract."""
-
-    chat_id: int
-    format: str
-    title: str
-    messages: int  # non-system messages in the export
-    new: int  # messages (any kind) added to the store by this import
-    participants: list[dict[str, Any]]
-    first: str | None
-    last: str | None
-    kinds: dict[str, int]
-    skipped: list[dict[str, str]] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "chat_id": self.chat_id,
-            "format": self.format,
-            "title": self.title,
-            "messages": self.messages,
-            "new": self.new,
-            "participants": self.participants,
-            "first": self.first,
-            "last": self.last,
-            "kinds": self.kinds,
-            "skipped": self.skipped,
-        }
-
-
-@dataclass(frozen=True)
-class ChatInfo:
-    id: int
-    format: str
-    title: str
-    messages: int
-    first: str | None
-    last: str | None
-    participants: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Participant:
-    id: int
-    chat_id: int
-    name: str
-    messages: int
-    person: str | None
-    is_me: bool
-
-
-@dataclass
-class ModelRecord:
-    """A trained persona model: a LoRA for `person` on the base GGUF `base`."""
-
-    id: str
-    chat_id: int | None
-    dataset_id: int | None
-    person: str
-    base: str
-    base_sha256: str
-    created: str
-    status: str  # training, cancelled, ready, failed
-    path: str  # the model's folder (run.json, checkpoint/, adapter/, adapter.gguf, exports)
-    metrics: dict[str, Any] | None = None
-
-
-def fingerprints(chat: ParsedChat) -> list[int]:
-    """A stable 63-bit id per message; the nth identical (time, sender, kind, text) gets n."""
-    seen: dict[str, int] = {}
-    out = []
-    blake = hashlib.blake2b
-    for m in chat.messages:
-        key = f"{m.timestamp}\x1f{m.sender or ''}\x1f{m.kind}\x1f{m.text}"
-        n = seen.get(key, 0)
-        seen[key] = n + 1
-        if n:
-            key = f"{key}\x1f{n}"
-        digest = blake(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-        out.append(int.from_bytes(digest, "little") >> 1)
-    return out
 
 
 class Store:
@@ -137,6 +51,8 @@ class Store:
             path.chmod(0o600)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        # A 64 MB page cache: a large import then writes each page once.
+        conn.execute("PRAGMA cache_size = -65536")
         conn.execute("PRAGMA foreign_keys = ON")
         try:
             migrate(conn)
@@ -168,128 +84,22 @@ class Store:
 
     def add_import(self, chats: list[ParsedChat], path: str) -> list[ImportReport]:
         """Store every chat of one export in a single transaction; one report per chat."""
-        with self.transaction():
-            return [self._add_chat(chat, path) for chat in chats]
-
-    def _add_chat(self, chat: ParsedChat, path: str) -> ImportReport:
-        conn = self.conn
-        prints = fingerprints(chat)
-        chat_id = self._find_chat(chat, prints)
-        now = datetime.now().isoformat(timespec="seconds")
-        if chat_id is None:
-            chat_id = conn.execute(
-                "INSERT INTO chats (format, title, source_key, created) VALUES (?, ?, ?, ?)",
-                (chat.format, chat.title, chat.source_key, now),
-            ).lastrowid
-            assert chat_id is not None
-            existing: set[int] = set()
-        else:
-            existing = {
-                fp
-                for (fp,) in conn.execute(
-                    "SELECT fingerprint FROM messages WHERE chat_id = ?", (chat_id,)
-                )
-            }
-
-        names = list(dict.fromkeys([*chat.participants, *(m.sender for m in chat.messages)]))
-        ids = self._participant_ids(chat_id, [n for n in names if n is not None], chat.me)
-
-        rows = [
-            (
-                chat_id,
-                m.timestamp,
-                ids[m.sender] if m.sender is not None else None,
-                m.kind,
-                m.text,
-                json.dumps(m.meta, ensure_ascii=False) if m.meta else None,
-                fp,
-            )
-            for m, fp in zip(chat.messages, prints, strict=True)
-            if fp not in existing
-        ]
-        conn.executemany(
-            "INSERT INTO messages (chat_id, ts, participant_id, kind, text, meta, fingerprint)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        anchors = prints[:ANCHORS_PER_END] + prints[-ANCHORS_PER_END:]
-        conn.executemany(
-            "INSERT OR IGNORE INTO anchors (chat_id, fingerprint) VALUES (?, ?)",
-            [(chat_id, fp) for fp in anchors],
-        )
-        report = self._report(chat, chat_id, new=len(rows))
-        conn.execute(
-            "INSERT INTO imports (chat_id, at, path, format, new_messages, report)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (chat_id, now, path, chat.format, len(rows), json.dumps(report.to_json())),
-        )
-        return report
-
-    def _find_chat(self, chat: ParsedChat, prints: list[int]) -> int | None:
-        """The stored chat this export continues, if any."""
-        conn = self.conn
-        if chat.source_key is not None:
-            row = conn.execute(
-                "SELECT id FROM chats WHERE source_key = ?", (chat.source_key,)
-            ).fetchone()
-            return row[0] if row else None
-        candidates: dict[int, set[int]] = {}
-        for cid, fp in conn.execute(
-            "SELECT a.chat_id, a.fingerprint FROM anchors a JOIN chats c ON c.id = a.chat_id"
-            " WHERE c.format = ? AND c.source_key IS NULL",
-            (chat.format,),
-        ):
-            candidates.setdefault(cid, set()).add(fp)
-        if not candidates:
-            return None
-        mine = set(prints)
-        best, best_hits = None, 0
-        for cid, anchors in candidates.items():
-            hits = len(anchors & mine)
-            # Half of the anchors (at most 5 needed) must reappear: a newer export of a chat
-            # repeats the old messages, an unrelated chat shares none of them.
-            if hits >= min(5, (len(anchors) + 1) // 2) and hits > best_hits:
-                best, best_hits = cid, hits
-        return best
-
-    def _participant_ids(self, chat_id: int, names: list[str], me: str | None) -> dict[str, int]:
-        conn = self.conn
-        conn.executemany(
-            "INSERT OR IGNORE INTO participants (chat_id, name) VALUES (?, ?)",
-            [(chat_id, n) for n in names],
-        )
-        if me is not None:
-            conn.execute(
-                "UPDATE participants SET is_me = 1 WHERE chat_id = ? AND name = ?", (chat_id, me)
-            )
-        return dict(conn.execute("SELECT name, id FROM participants WHERE chat_id = ?", (chat_id,)))
-
-    @staticmethod
-    def _report(chat: ParsedChat, chat_id: int, new: int) -> ImportReport:
-        kinds = Counter(m.kind for m in chat.messages)
-        senders = Counter(m.sender for m in chat.messages if m.kind != SYSTEM and m.sender)
-        order = dict.fromkeys([*chat.participants, *senders])
-        return ImportReport(
-            chat_id=chat_id,
-            format=chat.format,
-            title=chat.title,
-            messages=sum(n for k, n in kinds.items() if k != SYSTEM),
-            new=new,
-            participants=[{"name": n, "messages": senders.get(n, 0)} for n in order],
-            first=min((m.timestamp for m in chat.messages), default=None),
-            last=max((m.timestamp for m in chat.messages), default=None),
-            kinds=dict(sorted(kinds.items())),
-            skipped=[{"position": s.position, "reason": s.reason} for s in chat.skipped],
-        )
+        with gc_paused(), self.transaction() as conn:
+            return [add_chat(conn, chat, path) for chat in chats]
 
     # -- reading ----------------------------------------------------------------------------
 
     def chats(self) -> list[ChatInfo]:
+        # Messages are reached through each chat's id ranges (segments), never a table scan.
         rows = self.conn.execute(
             "SELECT c.id, c.format, c.title,"
-            " (SELECT count(*) FROM messages m WHERE m.chat_id = c.id AND m.kind != 'system'),"
-            " (SELECT min(ts) FROM messages m WHERE m.chat_id = c.id),"
-            " (SELECT max(ts) FROM messages m WHERE m.chat_id = c.id),"
+            " (SELECT count(*) FROM segments s JOIN messages m"
+            "   ON m.id BETWEEN s.first_id AND s.last_id"
+            "   WHERE s.chat_id = c.id AND m.kind != 'system'),"
+            " (SELECT min(m.ts) FROM segments s JOIN messages m"
+            "   ON m.id BETWEEN s.first_id AND s.last_id WHERE s.chat_id = c.id),"
+            " (SELECT max(m.ts) FROM segments s JOIN messages m"
+            "   ON m.id BETWEEN s.first_id AND s.last_id WHERE s.chat_id = c.id),"
             " (SELECT group_concat(name, char(31)) FROM"
             "   (SELECT name FROM participants p WHERE p.chat_id = c.id ORDER BY p.id))"
             " FROM chats c ORDER BY c.id"
@@ -308,24 +118,38 @@ class Store:
     def messages(self, chat_id: int) -> list[StoredMessage]:
         """Every message of a chat, oldest first."""
         self.chat(chat_id)
-        rows = self.conn.execute(
-            "SELECT m.id, m.ts, p.name, m.text, m.kind FROM messages m"
-            " LEFT JOIN participants p ON p.id = m.participant_id"
-            " WHERE m.chat_id = ? ORDER BY m.ts, m.id",
-            (chat_id,),
+        names = dict(
+            self.conn.execute("SELECT id, name FROM participants WHERE chat_id = ?", (chat_id,))
         )
-        return [StoredMessage(*row) for row in rows]
+        out: list[StoredMessage] = []
+        for first, last in self.conn.execute(
+            "SELECT first_id, last_id FROM segments WHERE chat_id = ? ORDER BY first_id",
+            (chat_id,),
+        ):
+            rows = self.conn.execute(
+                "SELECT id, ts, participant_id, text, kind FROM messages WHERE id BETWEEN ? AND ?",
+                (first, last),
+            )
+            out.extend(StoredMessage(i, ts, names.get(p), text, k) for i, ts, p, text, k in rows)
+        # Each import's run is in time order and a newer export only adds later messages,
+        # so this sort is nearly always a linear pass over already-ordered rows.
+        out.sort(key=lambda m: m.timestamp)
+        return out
 
     def participants(self, chat_id: int | None = None) -> list[Participant]:
         where, args = ("WHERE p.chat_id = ?", (chat_id,)) if chat_id is not None else ("", ())
+        counts = dict(
+            self.conn.execute(
+                "SELECT participant_id, count(*) FROM messages"
+                " WHERE participant_id IS NOT NULL GROUP BY participant_id"
+            )
+        )
         rows = self.conn.execute(
-            "SELECT p.id, p.chat_id, p.name,"
-            " (SELECT count(*) FROM messages m WHERE m.participant_id = p.id),"
-            f" s.name, p.is_me FROM participants p LEFT JOIN persons s ON s.id = p.person_id"
-            f" {where} ORDER BY p.chat_id, p.id",
+            "SELECT p.id, p.chat_id, p.name, s.name, p.is_me FROM participants p"
+            f" LEFT JOIN persons s ON s.id = p.person_id {where} ORDER BY p.chat_id, p.id",
             args,
         )
-        return [Participant(i, c, n, k, s, bool(me)) for i, c, n, k, s, me in rows]
+        return [Participant(i, c, n, counts.get(i, 0), s, bool(me)) for i, c, n, s, me in rows]
 
     # -- people -----------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 STEPS: list[str] = [
-    # v1: chats, participants, messages, imports, settings.
+    # v1: chats, people, messages, imports, datasets, settings.
     """
     CREATE TABLE chats (
         id INTEGER PRIMARY KEY,
@@ -27,17 +27,31 @@ STEPS: list[str] = [
         is_me INTEGER NOT NULL DEFAULT 0,
         UNIQUE (chat_id, name)
     );
+    -- Messages carry no chat column and no secondary index: each import appends one
+    -- contiguous run of ids, recorded in `segments`, so a chat is read by rowid ranges and an
+    -- import of 200k messages maintains a single B-tree with one less value per row.
     CREATE TABLE messages (
         id INTEGER PRIMARY KEY,
-        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
         ts TEXT NOT NULL,
         participant_id INTEGER REFERENCES participants(id),
         kind TEXT NOT NULL,
         text TEXT NOT NULL,
-        meta TEXT,
-        fingerprint INTEGER NOT NULL
+        meta TEXT
     );
-    CREATE INDEX messages_by_chat_time ON messages (chat_id, ts, id);
+    CREATE TABLE segments (
+        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+        first_id INTEGER NOT NULL,
+        last_id INTEGER NOT NULL,
+        PRIMARY KEY (chat_id, first_id)
+    ) WITHOUT ROWID;
+    -- Hashes of the first and last messages of every import: how a newer export of a chat
+    -- that has no stable id of its own is recognised.
+    CREATE TABLE anchors (
+        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+        ts TEXT NOT NULL,
+        fingerprint INTEGER NOT NULL,
+        PRIMARY KEY (chat_id, fingerprint)
+    ) WITHOUT ROWID;
     CREATE TABLE imports (
         id INTEGER PRIMARY KEY,
         chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
@@ -47,20 +61,6 @@ STEPS: list[str] = [
         new_messages INTEGER NOT NULL,
         report TEXT NOT NULL
     );
-    CREATE TABLE settings (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    """,
-    # v2: anchors to recognise a newer export of a chat that has no stable id; datasets.
-    """
-    CREATE TABLE anchors (
-        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
-        fingerprint INTEGER NOT NULL,
-        PRIMARY KEY (chat_id, fingerprint)
-    ) WITHOUT ROWID;
-    INSERT OR IGNORE INTO anchors (chat_id, fingerprint)
-        SELECT chat_id, fingerprint FROM messages;
     CREATE TABLE datasets (
         id INTEGER PRIMARY KEY,
         chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
@@ -70,8 +70,12 @@ STEPS: list[str] = [
         stats TEXT NOT NULL,
         path TEXT NOT NULL
     );
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
     """,
-    # v3: trained models (LoRA adapters) and where their files are.
+    # v2: trained models (LoRA adapters) and where their files are.
     """
     CREATE TABLE models (
         id TEXT PRIMARY KEY,
