@@ -1,0 +1,118 @@
+"""Quantise a GGUF with llama.cpp, and `export`: merge a LoRA into its base, then quantise.
+
+`quantize` calls `llama_cpp.llama_model_quantize` with llama.cpp's default parameters, except
+`allow_requantize`: a merged model still holds the base's quantised tensors (e.g. Q4_K), which
+llama.cpp otherwise refuses to touch. Tensors already in the target type are copied as they are
+by llama.cpp; other quantised ones are dequantised and quantised again (a second rounding, small
+next to the first). Every metadata key, convsim's provenance included, is carried over by
+llama.cpp.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .llama_logs import quiet_llama_logs
+from .merge import ExportCancelled, MergeProgress, merge_lora
+
+QuantKind = Literal["q8_0", "q4_k_m", "f16"]
+QUANT_KINDS: tuple[str, ...] = ("q8_0", "q4_k_m", "f16")
+
+
+def _ftype(kind: str) -> int:
+    import llama_cpp
+
+    check_kind(kind)
+    table = {
+        "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
+        "q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M,
+        "f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16,
+    }
+    return int(table[kind])
+
+
+def quantize(
+    src: Path | str, dst: Path | str, kind: QuantKind, *, threads: int | None = None
+) -> Path:
+    """Quantise GGUF `src` into `dst` as `kind`; raises RuntimeError if llama.cpp fails."""
+    import llama_cpp
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise FileNotFoundError(f"no such model file: {src}")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = _ftype(kind)
+    params.nthread = threads if threads else (os.cpu_count() or 1)
+    params.allow_requantize = True
+    tmp = dst.with_name(dst.name + ".tmp")
+    try:
+        with quiet_llama_logs():
+            rc = llama_cpp.llama_model_quantize(
+                str(src).encode(), str(tmp).encode(), ctypes.byref(params)
+            )
+        if rc != 0:
+            raise RuntimeError(f"llama.cpp failed to quantise {src} to {kind} (code {rc})")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
+
+
+def check_kind(kind: str) -> None:
+    """Raise ValueError unless `kind` is one of QUANT_KINDS."""
+    if kind not in QUANT_KINDS:
+        raise ValueError(f"unknown quantisation {kind!r} (choose from {', '.join(QUANT_KINDS)})")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How an exported model was made; saved as `<out>.json` beside it."""
+
+    base: str  # the base GGUF file it was merged into
+    quant: str  # final quantisation: q8_0, q4_k_m or f16
+    merge_type: str  # type of merged tensors before quantising (f16 or f32)
+    lora_scale: float  # multiplier on the adapter, as llama.cpp's lora scale
+
+
+def export(
+    base: Path | str,
+    adapter: Any,
+    out: Path | str,
+    quant: QuantKind = "q8_0",
+    *,
+    lora_scale: float = 1.0,
+    provenance: dict[str, Any] | None = None,
+    progress: Callable[[MergeProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+    threads: int | None = None,
+) -> Path:
+    """Merge `adapter` into `base`, quantise to `quant`, write `out` and `<out>.json`.
+
+    `adapter` is anything `merge_lora` accepts (our GGUF adapter, a PEFT dir, a PeftModel).
+    The merged intermediate is F16 and is removed afterwards. `cancel` is honoured between
+    tensors of the merge and before quantising; llama.cpp's quantiser itself runs to the end.
+    """
+    check_kind(quant)  # fail on a bad kind before the slow merge
+    out = Path(out)
+    merged = out.with_name(out.name + ".merged-f16.tmp")
+    try:
+        merge_lora(
+            base, adapter, merged, "f16",
+            scale=lora_scale, provenance=provenance, progress=progress, cancel=cancel,
+        )  # fmt: skip
+        if cancel is not None and cancel.is_set():
+            raise ExportCancelled(f"export to {out} cancelled")
+        quantize(merged, out, quant, threads=threads)
+    finally:
+        merged.unlink(missing_ok=True)
+    config = ExportConfig(str(base), quant, "f16", lora_scale)
+    sidecar = out.with_name(out.name + ".json")
+    sidecar.write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
+    return out
