@@ -2,6 +2,8 @@
 
 All data lives under one home folder: `$CONVSIM_HOME` if set, else the platform's user data
 folder (platformdirs). It is created private to the user (0700): chats are private data.
+Two big, re-creatable folders can live elsewhere: `$CONVSIM_BASE_MODELS` (base GGUFs) and
+`$CONVSIM_CACHE` (tokenizer and weight caches), e.g. to share them between homes.
 Nothing here runs at import time; callers build a `Locations` and pass it down.
 """
 
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV_HOME = "CONVSIM_HOME"
+ENV_BASE_MODELS = "CONVSIM_BASE_MODELS"
+ENV_CACHE = "CONVSIM_CACHE"
 
 
 def default_home() -> Path:
@@ -35,10 +39,16 @@ def make_private_dir(path: Path) -> Path:
 @dataclass(frozen=True)
 class Locations:
     home: Path
+    base_models_dir: Path | None = None  # default: home/base-models
+    cache_dir: Path | None = None  # default: home/cache
 
     @classmethod
-    def from_env(cls) -> Locations:
-        return cls(default_home())
+    def from_env(cls, home: Path | None = None) -> Locations:
+        def env(name: str) -> Path | None:
+            value = os.environ.get(name)
+            return Path(value).expanduser() if value else None
+
+        return cls(home or default_home(), env(ENV_BASE_MODELS), env(ENV_CACHE))
 
     def ensure(self) -> Locations:
         make_private_dir(self.home)
@@ -58,11 +68,11 @@ class Locations:
 
     @property
     def base_models(self) -> Path:
-        return self.home / "base-models"
+        return self.base_models_dir or self.home / "base-models"
 
     @property
     def cache(self) -> Path:
-        return self.home / "cache"
+        return self.cache_dir or self.home / "cache"
 
     def dataset_dir(self, dataset_id: int) -> Path:
         return self.datasets / str(dataset_id)
