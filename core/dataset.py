@@ -19,6 +19,7 @@ Context never crosses a session boundary.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
@@ -277,13 +278,32 @@ def _render(message: StoredMessage, config: DatasetConfig) -> _Turn | None:
     return _Turn(message, render_turn(config.tag_for(message.sender), body), is_target)
 
 
+# The first line of a media message's text when it is the app's placeholder, not something
+# the person wrote: "<Media omitted>", "<photo>", "image omitted", "IMG-1.jpg (file attached)".
+_PLACEHOLDER_LINE = re.compile(
+    r"\W*(<[^<>]*>|.*\b(omitted|omitido|omis|ausgeschlossen)\b.*"
+    r"|.*\((file attached|datei angehängt|archivo adjunto|fichier joint|file allegato"
+    r"|arquivo anexado)\))\W*",
+    re.IGNORECASE,
+)
+
+
+def media_caption(text: str) -> str:
+    """What the person wrote with a photo or file: the text without the app's placeholder."""
+    first, _, rest = text.partition("\n")
+    if _PLACEHOLDER_LINE.fullmatch(first):
+        return rest.strip()
+    return text.strip()
+
+
 def _body(kind: str, text: str, media: str) -> str | None:
     if kind == TEXT:
         return text or None
     if media == "drop":
         return None
     if kind == MEDIA:
-        return f"<media> {text}" if text else "<media>"
+        caption = media_caption(text)
+        return f"<media> {caption}" if caption else "<media>"
     if kind == STICKER:
         return f"<sticker {text}>" if text else "<sticker>"
     return f"<{kind}>"

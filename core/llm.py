@@ -6,30 +6,10 @@ Nothing here knows about datasets or people: it takes token ids and returns numb
 
 from __future__ import annotations
 
-import ctypes
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-_log_silenced = False
-
-
-def silence_llama_logs() -> None:
-    """Route llama.cpp's own logging (model-load chatter, "cannot use buft CPU_REPACK" per
-    tensor) to nowhere. Errors still surface as Python exceptions."""
-    global _log_silenced
-    if _log_silenced:
-        return
-    import llama_cpp
-
-    @llama_cpp.llama_log_callback
-    def _ignore(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        return None
-
-    llama_cpp.llama_log_set(_ignore, ctypes.c_void_p(0))
-    silence_llama_logs._callback = _ignore  # type: ignore[attr-defined]  # keep it alive
-    _log_silenced = True
 
 
 def default_threads() -> int:
@@ -47,22 +27,26 @@ def open_model(
     seed: int = 0,
 ) -> Any:
     """A `llama_cpp.Llama` for `path`, with an optional GGUF LoRA adapter applied."""
-    silence_llama_logs()
     from llama_cpp import Llama
+
+    from convsim.convert.llama_logs import quiet_llama_logs
 
     for p in (path, lora):
         if p is not None and not Path(p).is_file():
             raise FileNotFoundError(f"{p}: model file not found")
-    return Llama(
-        model_path=str(path),
-        lora_path=str(lora) if lora else None,
-        n_ctx=n_ctx,
-        n_batch=n_batch,
-        n_threads=threads or default_threads(),
-        n_gpu_layers=gpu_layers,
-        seed=seed,
-        verbose=False,
-    )
+    # Loading is where llama.cpp talks (context sizes, one line per tensor for an adapter on
+    # a quantised base); keep it off the user's screen.
+    with quiet_llama_logs():
+        return Llama(
+            model_path=str(path),
+            lora_path=str(lora) if lora else None,
+            n_ctx=n_ctx,
+            n_batch=n_batch,
+            n_threads=threads or default_threads(),
+            n_gpu_layers=gpu_layers,
+            seed=seed,
+            verbose=False,
+        )
 
 
 def tokenize(llm: Any, text: str, bos: bool = True) -> list[int]:

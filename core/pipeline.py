@@ -71,20 +71,22 @@ def train_person(
     overrides: dict[str, Any] | None = None,
     on_event: Callable[[TrainEvent], None] | None = None,
     cancel: threading.Event | None = None,
+    progress: Callable[[Any], None] | None = None,
 ) -> TrainOutcome:
     """Train a LoRA that writes like `person` in `chat_id`, on `base` (None = the default
     model; a .gguf path; "hf:owner/repo/file.gguf" downloads). Builds the dataset unless a
-    stored `dataset_id` is given."""
+    stored `dataset_id` is given. `progress` receives `base_models.BaseModelProgress` events
+    while the base model is prepared (the first load of a base takes about a minute)."""
     from convsim.core import base_models
     from convsim.core.dataset import DatasetConfig
 
     if dataset_id is None:
         dataset_id = ws.build_dataset(chat_id, DatasetConfig(target=person)).id
-    base_path = base_models.resolve_base(base, ws.locations)
+    base_path = base_models.resolve_base(base, ws.locations, progress=progress)
     model_id = ws.store.new_model_id(person)
     folder = ws.locations.models / model_id
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    model, tokenizer = base_models.load_for_training(base_path, ws.locations)
+    model, tokenizer = base_models.load_for_training(base_path, ws.locations, progress=progress)
     n_params = sum(p.numel() for p in model.parameters())
     config = default_config(n_params, **(overrides or {}))
     _, _, dataset_sha = dataset_files(ws, dataset_id)
@@ -94,7 +96,7 @@ def train_person(
         dataset_id=dataset_id,
         person=person,
         base=str(base_path),
-        base_sha256=base_models.sha256_file(base_path),
+        base_sha256=base_models.sha256_file(base_path, ws.locations),
         created=datetime.now().isoformat(timespec="seconds"),
         status="training",
         path=str(folder),
@@ -122,6 +124,7 @@ def resume_training(
     *,
     on_event: Callable[[TrainEvent], None] | None = None,
     cancel: threading.Event | None = None,
+    progress: Callable[[Any], None] | None = None,
 ) -> TrainOutcome:
     """Continue a cancelled or killed run from its last checkpoint, with its own settings."""
     from convsim.core import base_models
@@ -131,7 +134,9 @@ def resume_training(
         raise ValueError(f"model {model_id} has finished training; nothing to resume")
     run = json.loads((Path(record.path) / "run.json").read_text())
     config = TrainConfig.from_json(run["train"])
-    model, tokenizer = base_models.load_for_training(Path(record.base), ws.locations)
+    model, tokenizer = base_models.load_for_training(
+        Path(record.base), ws.locations, progress=progress
+    )
     ws.store.update_model(model_id, "training")
     return _run(ws, record, model, tokenizer, config, True, on_event, cancel)
 

@@ -195,7 +195,7 @@ class Trainer:
             )
         lora = LoraConfig(
             r=self.config.rank,
-            lora_alpha=self.config.alpha,
+            lora_alpha=self.config.alpha,  # type: ignore[arg-type]  # peft accepts floats
             lora_dropout=self.config.dropout,
             target_modules=targets,
             bias="none",

@@ -42,7 +42,7 @@ class Workspace:
 
     @classmethod
     def open(cls, home: Path | None = None) -> Workspace:
-        return cls(Locations(home) if home is not None else Locations.from_env())
+        return cls(Locations.from_env(home))
 
     def close(self) -> None:
         self.store.close()

@@ -421,3 +421,21 @@ def test_stats() -> None:
         "validation_token_estimate": round(validation_chars / 3.5),
         "target_token_estimate": round(target_chars / 3.5),
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "caption"),
+    [
+        ("<Media omitted>", ""),
+        ("\u200eimage omitted", ""),
+        ("<attached: 00000012-PHOTO-2020-01-01.jpg>", ""),
+        ("IMG-20200101-WA0001.jpg (file attached)\nlook at this!", "look at this!"),
+        ("<photo>", ""),
+        ("sunset from the pier", "sunset from the pier"),
+        ("", ""),
+    ],
+)
+def test_media_placeholders_are_not_captions(text: str, caption: str) -> None:
+    from convsim.core.dataset import media_caption
+
+    assert media_caption(text) == caption

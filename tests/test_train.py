@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,7 @@ from convsim.core.dataset import DatasetConfig, build  # noqa: E402
 from convsim.core.importers import parse_export  # noqa: E402
 from convsim.core.model import StoredMessage  # noqa: E402
 from convsim.core.packing import pack, tokenize_examples  # noqa: E402
-from convsim.core.train import TrainConfig, TrainEvent, Trainer, block_causal_mask  # noqa: E402
+from convsim.core.train import TrainConfig, Trainer, TrainEvent, block_causal_mask  # noqa: E402
 from convsim.core.workspace import SAMPLE_CHAT  # noqa: E402
 
 

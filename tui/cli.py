@@ -252,13 +252,15 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         record = ws.build_dataset(report.chat_id, DatasetConfig(target=args.target))
         _print_dataset(record)
         print(f"Training a LoRA for {args.target!r} on the default base ({args.steps} steps)…")
+        progress = cli_models.Progress(quiet=False)
         outcome = pipeline.train_person(
             ws,
             report.chat_id,
             args.target,
             dataset_id=record.id,
             overrides={"steps": args.steps, "seq_len": 256, "eval_every": args.steps},
-            on_event=cli_models.Progress(quiet=False),
+            on_event=progress,
+            progress=progress.base,
         )
         model = outcome.model
         print(f"Model {model.id}: adapter {outcome.adapter_gguf}")
@@ -345,7 +347,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """The CLI shows its own progress: keep the ML libraries' bars, warnings and telemetry out
+    of the user's terminal (and off the network). Set before those libraries are imported."""
+    import os
+    import warnings
+
+    for key, value in (
+        ("TQDM_DISABLE", "1"),
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("HF_HUB_DISABLE_TELEMETRY", "1"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+    ):
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

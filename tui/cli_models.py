@@ -30,6 +30,12 @@ class Progress:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
 
+    def base(self, e: Any) -> None:
+        """Base-model preparation (BaseModelProgress): one line per stage."""
+        if not self.quiet and e.message != getattr(self, "_last", None):
+            print(e.message, file=sys.stderr)
+            self._last = e.message
+
     def __call__(self, e: Any) -> None:
         if self.quiet:
             return
@@ -79,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             with workspace() as ws:
                 if args.resume:
                     box["out"] = pipeline.resume_training(
-                        ws, args.resume, on_event=progress, cancel=cancel
+                        ws, args.resume, on_event=progress, cancel=cancel, progress=progress.base
                     )
                 else:
                     if args.chat_id is None or not args.target:
@@ -92,6 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         overrides=_overrides(args),
                         on_event=progress,
                         cancel=cancel,
+                        progress=progress.base,
                     )
         except BaseException as e:  # handed to the main thread, which reports it
             box["error"] = e
@@ -208,7 +215,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_bases(args: argparse.Namespace) -> int:
     from convsim.core import base_models
 
-    found = base_models.discover_ggufs()
+    with workspace() as ws:
+        found = base_models.discover_ggufs(locations=ws.locations)
     for f in found:
         if args.json:
             print_json({"name": f.name, "path": str(f.path), "size": f.size, "source": f.source})
@@ -260,4 +268,3 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("bases", help="list GGUF models found on this machine")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bases)
-

@@ -1,0 +1,161 @@
+"""Training throughput on the default base: convsim's trainer vs a plain transformers + peft loop.
+
+    python benchmarks/train_speed.py [--steps 6] [--batch 4] [--seq-len 512] [--threads N]
+
+Both train the same LoRA (same rank, targets, optimiser) on the same examples (the shipped sample
+chat, target "Sam"), each in a fresh child process so its peak memory (max RSS) is its own:
+
+- convsim: examples packed into full rows with block-diagonal masks (no padding), the vocabulary
+  projection computed only at positions that carry loss;
+- baseline: one example per row padded to the longest in the batch, `model(..., labels=...)`
+  computing full-vocabulary logits at every position (what a plain transformers+peft script does).
+
+Reported: real (non-padding) tokens per second, after one warm-up step, and peak memory; on a GPU
+also model FLOPs utilisation (6 * parameters * tokens / time / peak FLOP/s).
+Target from the training issue: convsim >= 2x the baseline's tokens/s on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+
+CHILD = r"""
+import json, resource, sys, tempfile, time
+from pathlib import Path
+import torch
+args = json.loads(sys.argv[1])
+torch.set_num_threads(args["threads"])
+from convsim.core import base_models
+from convsim.core.dataset import DatasetConfig, build
+from convsim.core.importers import parse_export
+from convsim.core.locations import Locations
+from convsim.core.model import StoredMessage
+from convsim.core.workspace import SAMPLE_CHAT
+from convsim.core.train import TrainConfig, Trainer, choose_device
+
+loc = Locations.from_env(Path(args["home"])).ensure()
+base = base_models.default_base(loc)
+model, tok = base_models.load_for_training(base, loc)
+(chat,) = parse_export(SAMPLE_CHAT)
+msgs = [StoredMessage(i, m.timestamp, m.sender, m.text, m.kind)
+        for i, m in enumerate(chat.messages)]
+examples = build(msgs, DatasetConfig(target="Sam")).train
+device, dtype = choose_device(args["device"])
+steps, batch, seq_len = args["steps"], args["batch"], args["seq_len"]
+n_params = sum(p.numel() for p in model.parameters())
+
+if args["mode"] == "convsim":
+    cfg = TrainConfig(steps=steps + 1, batch_size=batch, seq_len=seq_len, eval_every=0,
+                      checkpoint_every=0, samples=0, device=args["device"])
+    times = []
+    def on_event(e, last=[None]):
+        if e.kind == "step":
+            now = time.perf_counter()
+            if last[0] is not None:
+                times.append(now - last[0])
+            last[0] = now
+    with tempfile.TemporaryDirectory() as run:
+        trainer = Trainer(model, tok, examples, [], cfg, Path(run), on_event=on_event)
+        rows = trainer.train_rows
+        from convsim.core.packing import batches
+        order = batches(rows, batch, cfg.seed, 0)
+        real = [sum(len(rows[i].ids) for i in b) for b in order[: steps + 1]]
+        trainer.run()
+    # The step after the warm-up step onwards (times[k] is the duration of step k + 2).
+    tokens = sum(real[1:])
+    seconds = sum(times)
+else:
+    from peft import LoraConfig, get_peft_model
+    model = model.to(device, dtype=dtype)
+    peft_model = get_peft_model(model, LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
+        target_modules=TrainConfig().target_modules))
+    opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=2e-4)
+    texts = [ex.context + ex.target for ex in examples]
+    import random
+    random.Random(0).shuffle(texts)
+    tokens, seconds = 0, 0.0
+    peft_model.train()
+    for step in range(steps + 1):
+        chunk = texts[step * batch:(step + 1) * batch]
+        enc = tok(chunk, return_tensors="pt", padding=True, truncation=True,
+                  max_length=seq_len).to(device)
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        t0 = time.perf_counter()
+        with torch.autocast(device, dtype=dtype, enabled=device == "cuda"):
+            loss = peft_model(**enc, labels=labels).loss
+        loss.backward()
+        opt.step(); opt.zero_grad()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if step:  # the first step is warm-up
+            seconds += time.perf_counter() - t0
+            tokens += int(enc["attention_mask"].sum())
+peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+print(json.dumps({"tokens_per_s": tokens / seconds, "tokens": tokens, "seconds": seconds,
+                  "params": n_params, "device": device,
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_gpu_mb": peak_gpu}))
+"""
+
+
+def measure(mode: str, args: argparse.Namespace, home: str) -> dict:
+    spec = {
+        "mode": mode,
+        "home": home,
+        "steps": args.steps,
+        "batch": args.batch,
+        "seq_len": args.seq_len,
+        "threads": args.threads,
+        "device": args.device,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.exit(f"{mode} run failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    import os
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6, help="timed steps (after 1 warm-up)")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--home", help="convsim home to reuse (default base + torch cache)")
+    parser.add_argument("--peak-tflops", type=float, help="device peak, for MFU on a GPU")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = args.home or tmp
+        ours = measure("convsim", args, home)
+        base = measure("baseline", args, home)
+    for name, r in (("convsim", ours), ("baseline", base)):
+        line = (
+            f"{name:<9} {r['tokens_per_s']:>8.1f} real tokens/s  ({r['tokens']} tokens in "
+            f"{r['seconds']:.1f} s)  peak RSS {r['max_rss_mb']:.0f} MB"
+        )
+        if r["peak_gpu_mb"] is not None:
+            line += f"  peak GPU {r['peak_gpu_mb']:.0f} MB"
+        if args.peak_tflops:
+            mfu = 6 * r["params"] * r["tokens_per_s"] / (args.peak_tflops * 1e12)
+            line += f"  MFU {100 * mfu:.1f}%"
+        print(line)
+    speedup = ours["tokens_per_s"] / base["tokens_per_s"]
+    print(
+        f"device {ours['device']}, {args.threads} threads, batch {args.batch}, "
+        f"seq_len {args.seq_len}"
+    )
+    print(f"speed-up: {speedup:.2f}x (target >= 2x) -> {'PASS' if speedup >= 2 else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()

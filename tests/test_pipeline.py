@@ -1,0 +1,110 @@
+"""The whole product path on the REAL default base model, through the installed `convsim`
+command: import → train → models → export → eval, and a training run killed with SIGKILL and
+resumed. Slow (minutes on a 2-core CPU); CI runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from convsim.core.workspace import SAMPLE_CHAT
+
+pytestmark = pytest.mark.slow
+
+# Small rows keep each step to about a second on a laptop CPU.
+FAST = ["--seq-len", "96", "--batch-size", "2", "--eval-every", "0"]
+
+
+def convsim(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("convsim")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    done = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def chat_id(home: Path) -> int:
+    return last_json(convsim("import", str(SAMPLE_CHAT), "--json").stdout)["chat_id"]
+
+
+def test_train_export_eval_on_the_default_base(home: Path, chat_id: int) -> None:
+    from convsim.core.engine import Engine, Sampling
+
+    out = last_json(convsim("train", str(chat_id), "--as", "Sam", "--steps", "3", *FAST,
+                            "--json").stdout)  # fmt: skip
+    model_id, adapter = out["model_id"], Path(out["adapter_gguf"])
+    assert out["status"] == "ready" and adapter.stat().st_size > 100_000
+    assert out["metrics"]["steps"] == 3 and out["metrics"]["tokens_per_s"] > 0
+
+    folder = adapter.parent
+    run = json.loads((folder / "run.json").read_text())
+    assert run["person"] == "Sam" and len(run["base_sha256"]) == 64
+    assert len(run["dataset_sha256"]) == 64 and run["train"]["steps"] == 3
+    assert (folder / "metrics.json").exists() and (folder / "adapter" / "adapter_config.json")
+
+    (listed,) = [json.loads(line) for line in convsim("models", "--json").stdout.splitlines()]
+    assert listed["model_id"] == model_id and listed["person"] == "Sam"
+    assert listed["status"] == "ready" and listed["base"] == run["base"]
+
+    exported = Path(last_json(convsim("export", model_id, "--json").stdout)["path"])
+    assert exported.stat().st_size > 100_000_000 and exported.suffix == ".gguf"
+    reply = Engine(exported, n_ctx=256).simulate(
+        [("Riya", "are you coming to run club?")], "Sam", Sampling(seed=1, max_tokens=24)
+    )
+    assert reply and "\n" not in reply and not reply.startswith("[")
+
+    report = last_json(convsim("eval", model_id, "--max-examples", "6", "--json").stdout)
+    conditions = report["conditions"]
+    assert set(conditions) == {"base", "base_prompted", "tuned"}
+    tokens = {c["tokens"] for c in conditions.values()}
+    assert len(tokens) == 1 and tokens.pop() > 10  # every condition scores the same tokens
+    assert all(1 < c["perplexity"] < 10_000 for c in conditions.values())
+    assert (folder / "eval.json").exists()
+
+
+def test_killed_run_resumes_from_its_checkpoint(home: Path, chat_id: int) -> None:
+    exe = Path(sys.executable).with_name("convsim")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    args = ["train", str(chat_id), "--as", "Sam", "--steps", "6", "--checkpoint-every", "1"]
+    proc = subprocess.Popen([*cmd, *args, *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    state = home / "models" / "sam-1" / "checkpoint" / "trainer.json"
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            if state.exists() and json.loads(state.read_text())["step"] >= 2:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            time.sleep(0.2)
+        else:
+            pytest.fail("no checkpoint appeared")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # no clean shutdown: a real crash
+        proc.wait()
+    killed_at = json.loads(state.read_text())["step"]
+    assert 2 <= killed_at < 6
+
+    # A killed run is not mistaken for a finished one...
+    (listed,) = [json.loads(line) for line in convsim("models", "--json").stdout.splitlines()]
+    assert listed["status"] == "training"
+    done = convsim("export", "sam-1", check=False)
+    assert done.returncode == 2 and "--resume sam-1" in done.stderr
+
+    # ...and --resume finishes it from the checkpoint, not from scratch.
+    out = last_json(convsim("train", "--resume", "sam-1", "--json").stdout)
+    assert out["status"] == "ready" and out["metrics"]["steps"] == 6
+    history = json.loads((home / "models" / "sam-1" / "metrics.json").read_text())["history"]
+    assert [step for step, _ in history["loss"]] == [1, 2, 3, 4, 5, 6]
+    assert Path(out["adapter_gguf"]).exists()
