@@ -190,3 +190,15 @@ def test_quickstart_runs_the_installed_console_script(home: Path) -> None:
     assert len(reply[1]) > len("[Sam] ")
     # The libraries' own progress bars and warnings stay off the user's terminal.
     assert "Converting and de-quantizing" not in done.stderr and "Warning" not in done.stderr
+
+
+def test_a_closed_pipe_ends_output_quietly(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "chat.txt"
+    path.write_text(CHAT * 2000, encoding="utf-8")  # more output than a pipe buffer holds
+    exe = Path(sys.executable).with_name("convsim")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    subprocess.run([*cmd, "import", str(path)], check=True, capture_output=True)
+    shell = f"{' '.join(cmd)} messages 1 --json | head -n 1"
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True)
+    assert json.loads(done.stdout)["id"] == 1
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr

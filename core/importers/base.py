@@ -15,8 +15,9 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from convsim.core.model import ChatImportError
@@ -107,6 +108,25 @@ class Source:
         if self._zip is None and self.path.is_file():
             return open(self.path, "rb")
         raise ChatImportError(f"{self.name}: cannot open {member or 'it'} as a file")
+
+    def matching(
+        self,
+        looks_right: Callable[[bytes], object],
+        suffixes: tuple[str, ...],
+        *,
+        limit: int = 200,
+        first: str | None = None,
+    ) -> list[str | None]:
+        """The files whose first bytes `looks_right` accepts: `[None]` (the file itself) or `[]`
+        for a plain file; for a folder or zip, member names ending in `suffixes` (any case),
+        sorted, with members named `first` ahead, and at most `limit` of them looked at."""
+        if not (self.is_dir or self.is_zip):
+            return [None] if looks_right(self.head()) else []
+        names = sorted(
+            (m for m in self.members() if m.lower().endswith(suffixes)),
+            key=lambda m: (PurePosixPath(m).name != first, m),
+        )
+        return [m for m in names[:limit] if looks_right(self.head(m))]
 
     def head(self, member: str | None = None, size: int = HEAD_BYTES) -> bytes:
         """The first `size` bytes of a member (or of the file), for sniffing."""

@@ -76,10 +76,7 @@ def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:
 
 
 def _export_members(source: Source) -> list[str | None]:
-    if not (source.is_dir or source.is_zip):
-        return [None] if _looks_like_export(source.head()) else []
-    names = sorted(m for m in source.members() if m.lower().endswith(".json"))
-    return [m for m in names[:_MAX_MEMBERS_SNIFFED] if _looks_like_export(source.head(m))]
+    return source.matching(_looks_like_export, (".json",), limit=_MAX_MEMBERS_SNIFFED)
 
 
 def _looks_like_export(head: bytes) -> bool:

@@ -85,13 +85,13 @@ def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:
 
 
 def _export_members(source: Source) -> list[str | None]:
-    if not (source.is_dir or source.is_zip):
-        return [None] if _shape(source.head()) else []
-    names = sorted(m for m in source.members() if m.lower().endswith((".json", ".txt", ".md")))
-    found = [m for m in names[:_MAX_MEMBERS_SNIFFED] if _shape(source.head(m))]
+    found = source.matching(_shape, (".json", ".txt", ".md"), limit=_MAX_MEMBERS_SNIFFED)
+    if found == [None]:
+        return found
     # signal-export writes chat.md beside data.json: the JSON says more, read only that.
-    dirs = {PurePosixPath(m).parent for m in found if m.endswith("data.json")}
-    return [m for m in found if not m.endswith("chat.md") or PurePosixPath(m).parent not in dirs]
+    names = [m for m in found if m is not None]
+    dirs = {PurePosixPath(m).parent for m in names if m.endswith("data.json")}
+    return [m for m in names if not m.endswith("chat.md") or PurePosixPath(m).parent not in dirs]
 
 
 def _shape(head: bytes) -> str | None:

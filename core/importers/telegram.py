@@ -99,15 +99,11 @@ def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:
 
 
 def _export_members(source: Source) -> list[str | None]:
-    """The members (None for a plain file) whose head looks like a Telegram export."""
-    if not (source.is_dir or source.is_zip):
-        return [None] if _looks_like_export(source.head()) else []
-    # result.json first: it is what tdesktop writes, and folders may hold other JSON files.
-    names = sorted(
-        (m for m in source.members() if m.lower().endswith(".json")),
-        key=lambda m: (PurePosixPath(m).name != "result.json", m),
+    """The members (None for a plain file) whose head looks like a Telegram export;
+    result.json first: it is what tdesktop writes, and folders may hold other JSON files."""
+    return source.matching(
+        _looks_like_export, (".json",), limit=_MAX_MEMBERS_SNIFFED, first="result.json"
     )
-    return [m for m in names[:_MAX_MEMBERS_SNIFFED] if _looks_like_export(source.head(m))]
 
 
 def _looks_like_export(head: bytes) -> bool:
