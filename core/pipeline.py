@@ -68,6 +68,7 @@ def train_person(
     *,
     base: str | None = None,
     dataset_id: int | None = None,
+    max_context: int | None = None,
     overrides: dict[str, Any] | None = None,
     on_event: Callable[[TrainEvent], None] | None = None,
     cancel: threading.Event | None = None,
@@ -75,13 +76,17 @@ def train_person(
 ) -> TrainOutcome:
     """Train a LoRA that writes like `person` in `chat_id`, on `base` (None = the default
     model; a .gguf path; "hf:owner/repo/file.gguf" downloads). Builds the dataset unless a
-    stored `dataset_id` is given. `progress` receives `base_models.BaseModelProgress` events
-    while the base model is prepared (the first load of a base takes about a minute)."""
+    stored `dataset_id` is given (`max_context`: earlier messages per example). `progress`
+    receives `base_models.BaseModelProgress` events while the base model is prepared (the
+    first load of a base takes about a minute)."""
     from convsim.core import base_models
     from convsim.core.dataset import DatasetConfig
 
     if dataset_id is None:
-        dataset_id = ws.build_dataset(chat_id, DatasetConfig(target=person)).id
+        config = DatasetConfig(target=person)
+        if max_context is not None:
+            config.max_context = max_context
+        dataset_id = ws.build_dataset(chat_id, config).id
     base_path = base_models.resolve_base(base, ws.locations, progress=progress)
     model_id = ws.store.new_model_id(person)
     folder = ws.locations.models / model_id

@@ -185,7 +185,7 @@ def test_quickstart_runs_the_installed_console_script(home: Path) -> None:
     assert (home / "datasets" / "1" / "train.jsonl").stat().st_size > 0
     assert (home / "models" / "sam-1" / "adapter.gguf").exists()
     assert (home / "models" / "sam-1" / "sam-1-q8_0.gguf").exists()
-    reply = out.split("Simulated reply:")[1].strip().splitlines()
+    reply = [line.strip() for line in out.split("Simulated reply:")[1].strip().splitlines()]
     assert reply[0].startswith("[Riya] ") and reply[1].startswith("[Sam] ")
     assert len(reply[1]) > len("[Sam] ")
     # The libraries' own progress bars and warnings stay off the user's terminal.

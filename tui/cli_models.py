@@ -66,6 +66,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "seq_len": args.seq_len,
         "batch_size": args.batch_size,
         "loss_on": args.loss_on,
+        "dropout": args.dropout,
+        "schedule": args.schedule,
+        "warmup_steps": args.warmup_steps,
+        "target_modules": args.target_modules.split(",") if args.target_modules else None,
         "device": args.device,
         "eval_every": args.eval_every,
         "checkpoint_every": args.checkpoint_every,
@@ -95,6 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         args.chat_id,
                         args.target,
                         base=args.base,
+                        max_context=args.context,
                         overrides=_overrides(args),
                         on_event=progress,
                         cancel=cancel,
@@ -242,6 +247,11 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--seq-len", type=int, help="tokens per packed training row")
     p.add_argument("--batch-size", type=int, help="rows per step")
     p.add_argument("--loss-on", choices=("target", "all"), help="learn their turns or all text")
+    p.add_argument("--dropout", type=float, help="LoRA dropout")
+    p.add_argument("--schedule", choices=("cosine", "linear", "constant"))
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--target-modules", help="comma-separated, e.g. q_proj,v_proj")
+    p.add_argument("--context", type=int, help="max earlier messages per example (default 16)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--eval-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
