@@ -4,6 +4,7 @@ driven through `main()` against a real store in a temporary CONVSIM_HOME."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +203,25 @@ def test_a_closed_pipe_ends_output_quietly(home: Path, tmp_path: Path) -> None:
     done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True)
     assert json.loads(done.stdout)["id"] == 1
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_stays_offline_unless_a_download_is_asked_for(home: Path) -> None:
+    code = (
+        "import os, sys\n"
+        "from convsim.tui.cli import main\n"
+        "main(sys.argv[1:])\n"
+        "print('HF_HUB_OFFLINE =', os.environ.get('HF_HUB_OFFLINE'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+
+    def offline_after(*argv: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+    assert offline_after("chats") == "HF_HUB_OFFLINE = 1"
+    # Asking for a Hub model is asking for the network (chat 999 doesn't exist: it stops there).
+    assert offline_after("train", "999", "--as", "X", "--base", "hf:o/r/f.gguf") == (
+        "HF_HUB_OFFLINE = None"
+    )

@@ -347,12 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_libraries() -> None:
+def quiet_libraries(allow_network: bool) -> None:
     """The CLI shows its own progress: keep the ML libraries' bars, warnings and telemetry out
-    of the user's terminal (and off the network). Set before those libraries are imported."""
+    of the user's terminal, and keep the Hugging Face libraries off the network unless the user
+    asked for a download (`--base hf:...`). Set before those libraries are imported."""
     import os
     import warnings
 
+    if not allow_network:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     for key, value in (
         ("TQDM_DISABLE", "1"),
         ("TRANSFORMERS_VERBOSITY", "error"),
@@ -365,7 +368,8 @@ def quiet_libraries() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    quiet_libraries()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_libraries(allow_network=any(a.startswith("hf:") for a in argv))
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
