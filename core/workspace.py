@@ -12,11 +12,14 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convsim.core.importers import AmbiguousDateOrder, ImportOptions, parse_export
 from convsim.core.locations import Locations, make_private_dir
 from convsim.core.store import ImportReport, Store
+
+if TYPE_CHECKING:
+    from convsim.core.dataset import DatasetConfig
 
 SAMPLE_CHAT = Path(__file__).parent / "samples" / "sample_whatsapp.txt"
 
@@ -73,7 +76,7 @@ class Workspace:
             self.store.set_setting(_date_order_key(path), asked)
         return reports
 
-    def build_dataset(self, chat_id: int, config: Any) -> DatasetRecord:
+    def build_dataset(self, chat_id: int, config: DatasetConfig) -> DatasetRecord:
         """Build the training dataset of `config.target` in `chat_id`, write it as JSON Lines
         (train.jsonl, validation.jsonl) with config.json and stats.json beside it, and
         register it in the store. Files are staged in a private temporary folder and moved into

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from convsim.tui import __version__, cli_models
+from convsim.tui import __version__, cli_chat, cli_models
 from convsim.tui.cli_common import CliError
 from convsim.tui.cli_common import print_json as _print_json
 from convsim.tui.cli_common import workspace as _workspace
@@ -269,7 +269,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         other = next(p["name"] for p in report.participants if p["name"] != args.target)
         transcript = [(other, "hey! are you free this weekend?")]
         engine = Engine(exported, n_ctx=512)
-        reply = engine.simulate(transcript, args.target, Sampling(seed=0, max_tokens=40))
+        reply = engine.reply(transcript, args.target, Sampling(seed=0, max_tokens=40))
         print("Simulated reply:")
         print(f"  [{other}] {transcript[0][1]}")
         print(f"  [{args.target}] {reply}")
@@ -344,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dataset)
 
     cli_models.add_commands(sub)
+    cli_chat.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,148 @@
+"""Command-line commands that talk with a persona: simulate, complete, chat."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from convsim.tui.cli_common import CliError, print_json, workspace
+
+
+def read_transcript(path: Path | None) -> list[tuple[str, str]]:
+    """Turns from a file of `[Name] text` lines, or of JSON Lines {"speaker", "text"}."""
+    if path is None:
+        return []
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as e:
+        raise CliError(f"{path}: {e.strerror}") from None
+    turns = []
+    for n, line in enumerate(lines, start=1):
+        if line.lstrip().startswith("{"):
+            try:
+                row = json.loads(line)
+                turns.append((str(row["speaker"]), str(row["text"])))
+            except (ValueError, KeyError, TypeError):
+                raise CliError(f'{path}:{n}: expected {{"speaker": ..., "text": ...}}') from None
+            continue
+        name, sep, text = line.partition("]")
+        if not line.startswith("[") or not sep or not name[1:].strip():
+            raise CliError(f"{path}:{n}: expected a line like '[Name] message'")
+        turns.append((name[1:].strip(), text.strip()))
+    return turns
+
+
+def _sampling(args: argparse.Namespace) -> Any:
+    from convsim.core.engine import Sampling
+
+    return Sampling(seed=args.seed, temperature=args.temperature, max_tokens=args.max_tokens)
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, str]:
+    """The model's Engine (base + its adapter) and the person it speaks as."""
+    from convsim.core import pipeline
+    from convsim.core.engine import Engine
+
+    with workspace() as ws:
+        try:
+            record = ws.store.model(args.model_id)
+            adapter = pipeline.adapter_gguf(ws, args.model_id)
+        except (KeyError, ValueError) as e:
+            raise CliError(str(e.args[0])) from None
+    try:
+        engine = Engine(Path(record.base), [(adapter, 1.0)], n_ctx=args.ctx)
+    except (FileNotFoundError, ValueError) as e:
+        raise CliError(str(e)) from None
+    return engine, record.person
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    transcript = read_transcript(Path(args.transcript) if args.transcript else None)
+    engine, person = _open(args)
+    if args.target == person:
+        raise CliError(f"--as names the other participant, not the model's person ({person})")
+    # The persona answers first, unless the transcript already ends with its message.
+    order = [person, args.target]
+    if transcript and transcript[-1][0] == person:
+        order.reverse()
+    for speaker, text in engine.forever(transcript, order, _sampling(args), args.turns):
+        if args.json:
+            print_json({"speaker": speaker, "text": text})
+        else:
+            print(f"[{speaker}] {text}", flush=True)
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    transcript = read_transcript(Path(args.transcript) if args.transcript else None)
+    engine, _ = _open(args)
+    pieces = engine.autocomplete(transcript, args.target, args.partial, _sampling(args))
+    if args.json:
+        completion = "".join(pieces)
+        print_json({"speaker": args.target, "partial": args.partial, "completion": completion})
+        return 0
+    for piece in pieces:
+        print(piece, end="", flush=True)
+    print()
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    engine, person = _open(args)
+    transcript: list[tuple[str, str]] = []
+    sampling = _sampling(args)
+    if sys.stdin.isatty():
+        print(f"Chatting with {person} as {args.target}. /quit to leave.", file=sys.stderr)
+    while True:
+        if sys.stdin.isatty():
+            print(f"[{args.target}] ", end="", flush=True, file=sys.stderr)
+        line = sys.stdin.readline()
+        if not line:  # end of input
+            return 0
+        text = line.strip()
+        if text == "/quit":
+            return 0
+        if not text:
+            continue
+        transcript.append((args.target, text))
+        print(f"[{person}] ", end="", flush=True)
+        reply = ""
+        for piece in engine.simulate(transcript, person, sampling):
+            reply += piece
+            print(piece, end="", flush=True)
+        print(flush=True)
+        transcript.append((person, reply))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model_id")
+    p.add_argument("--seed", type=int, help="sampling seed (default: random)")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--max-tokens", type=int, default=64, help="length cap of one message")
+    p.add_argument("--ctx", type=int, default=2048, help="context size in tokens")
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("simulate", help="continue a conversation between a persona and you")
+    _common(p)
+    p.add_argument("--as", dest="target", required=True, help="the other participant's name")
+    p.add_argument("--transcript", help="file of '[Name] text' lines or JSONL speaker/text")
+    p.add_argument("--turns", type=int, default=4, help="messages to generate (default 4)")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("complete", help="autocomplete a half-typed message")
+    _common(p)
+    p.add_argument("--as", dest="target", required=True, help="who is typing")
+    p.add_argument("--partial", required=True, help="the text typed so far")
+    p.add_argument("--transcript", help="file of '[Name] text' lines or JSONL speaker/text")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_complete)
+
+    p = sub.add_parser("chat", help="chat with a persona in the terminal (/quit to leave)")
+    _common(p)
+    p.add_argument("--as", dest="target", default="You", help="your name in the chat")
+    p.set_defaults(func=cmd_chat)
