@@ -243,13 +243,17 @@ def test_cli_simulate_alternates_and_prints_json(
 
     transcript = tmp_path / "chat.txt"
     transcript.write_text("[Riya] hey are we going\n[Sam] yes we are\n[Riya] the place\n")
-    args = ["simulate", persona, "--as", "Riya", "--transcript", str(transcript)]
+    args = ["simulate", persona, "--as", "Sam", "--transcript", str(transcript)]
     assert main([*args, "--turns", "3", "--seed", "1", "--max-tokens", "8", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["speaker"] for r in rows] == ["Sam", "Riya", "Sam"]
+    # Without --as, the model's own person speaks.
+    assert main(["simulate", persona, "--transcript", str(transcript), "--turns", "1",
+                 "--max-tokens", "4", "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["speaker"] == "Sam"
     jsonl = tmp_path / "chat.jsonl"
     jsonl.write_text('{"speaker": "Riya", "text": "hi"}\n{"speaker": "Sam", "text": "yo"}\n')
-    assert main(["simulate", persona, "--as", "Riya", "--transcript", str(jsonl),
+    assert main(["simulate", persona, "--as", "Sam", "--transcript", str(jsonl),
                  "--turns", "2", "--max-tokens", "6"]) == 0  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("]")[0] for line in lines] == ["[Riya", "[Sam"]

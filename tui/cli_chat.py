@@ -41,8 +41,8 @@ def _sampling(args: argparse.Namespace) -> Any:
     return Sampling(seed=args.seed, temperature=args.temperature, max_tokens=args.max_tokens)
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, str]:
-    """The model's Engine (base + its adapter) and the person it speaks as."""
+def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The model's Engine (base + its adapter) and its store record."""
     from convsim.core import pipeline
     from convsim.core.engine import Engine
 
@@ -56,17 +56,32 @@ def _open(args: argparse.Namespace) -> tuple[Any, str]:
         engine = Engine(Path(record.base), [(adapter, 1.0)], n_ctx=args.ctx)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from None
-    return engine, record.person
+    return engine, record
+
+
+def _partner(record: Any, speaker: str, transcript: list[tuple[str, str]]) -> str:
+    """Who `speaker` talks with: the last other voice in the transcript, else the other
+    participant of the model's chat, else "You"."""
+    for who, _ in reversed(transcript):
+        if who != speaker:
+            return who
+    if record.chat_id is not None:
+        with workspace() as ws:
+            names = [p.name for p in ws.store.participants(record.chat_id)]
+        for name in names:
+            if name != speaker:
+                return name
+    return "You"
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     transcript = read_transcript(Path(args.transcript) if args.transcript else None)
-    engine, person = _open(args)
-    if args.target == person:
-        raise CliError(f"--as names the other participant, not the model's person ({person})")
-    # The persona answers first, unless the transcript already ends with its message.
-    order = [person, args.target]
-    if transcript and transcript[-1][0] == person:
+    engine, record = _open(args)
+    speaker = args.target or record.person
+    # `speaker` answers first, unless the transcript already ends with their message; their
+    # partner's turns come from the same model, so the two alternate for --turns messages.
+    order = [speaker, _partner(record, speaker, transcript)]
+    if transcript and transcript[-1][0] == speaker:
         order.reverse()
     for speaker, text in engine.forever(transcript, order, _sampling(args), args.turns):
         if args.json:
@@ -91,7 +106,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    engine, person = _open(args)
+    engine, record = _open(args)
+    person = record.person
     transcript: list[tuple[str, str]] = []
     sampling = _sampling(args)
     if sys.stdin.isatty():
@@ -126,9 +142,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub: Any) -> None:
-    p = sub.add_parser("simulate", help="continue a conversation between a persona and you")
+    p = sub.add_parser("simulate", help="continue a conversation: generate the next messages")
     _common(p)
-    p.add_argument("--as", dest="target", required=True, help="the other participant's name")
+    p.add_argument(
+        "--as", dest="target", help="whose messages to generate (default: the model's person)"
+    )
     p.add_argument("--transcript", help="file of '[Name] text' lines or JSONL speaker/text")
     p.add_argument("--turns", type=int, default=4, help="messages to generate (default 4)")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
