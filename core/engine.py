@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import random
+import re
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -92,10 +93,17 @@ def split_reply(raw: str, speaker: str, max_messages: int) -> tuple[list[str], b
     return messages, False, False
 
 
+# Control characters have no place in a one-line chat message: line and paragraph separators
+# would break the `[Name] message` transcript, and ESC sequences would reach the terminal.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _shown(messages: list[str], lstrip: bool, final: bool, hold_word: bool) -> str:
-    """The part of `messages` that is safe to show: trailing whitespace (and, near the cap, the
-    word in progress) is held back until the text after it is known."""
-    cleaned = [m.lstrip() if lstrip or i else m for i, m in enumerate(messages)]
+    """The part of `messages` that is safe to show: control characters removed, trailing
+    whitespace (and, near the cap, the word in progress) held back until the text after it is
+    known."""
+    plain = [_CONTROL.sub("", m) for m in messages]
+    cleaned = [m.lstrip() if lstrip or i else m for i, m in enumerate(plain)]
     if not final:
         last = cleaned[-1].rstrip()
         if hold_word:

@@ -255,7 +255,7 @@ def test_cli_simulate_alternates_and_prints_json(
     jsonl.write_text('{"speaker": "Riya", "text": "hi"}\n{"speaker": "Sam", "text": "yo"}\n')
     assert main(["simulate", persona, "--as", "Sam", "--transcript", str(jsonl),
                  "--turns", "2", "--max-tokens", "6"]) == 0  # fmt: skip
-    lines = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().out.rstrip("\n").split("\n")
     assert [line.split("]")[0] for line in lines] == ["[Riya", "[Sam"]
 
 
@@ -342,3 +342,10 @@ def test_real_model_loop_breaker_lowers_the_loop_rate(real_base: Path) -> None:
     rate_plain, rate_broken = loop_rate(plain), loop_rate(broken)
     assert rate_broken < rate_plain, (plain, broken)
     assert rate_broken <= 0.5
+
+
+def test_control_characters_never_reach_the_screen() -> None:
+    from convsim.core.engine import _shown
+
+    shown = _shown(["hi\x1b[2J there\u2028x\x85y\tz"], lstrip=True, final=True, hold_word=False)
+    assert shown == "hi[2J therexy\tz"
