@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from convsim.core import llm as llama
+from convsim.core.packing import example_fields, turn_tag
 
 PROMPT_HEADER = "Messages written by {name}:\n"
 
@@ -34,16 +35,12 @@ class Score:
         return {"perplexity": self.perplexity, "tokens": self.tokens, "nll": self.nll}
 
 
-def _fields(ex: Any) -> tuple[str, str]:
-    return (ex["context"], ex["target"]) if isinstance(ex, dict) else (ex.context, ex.target)
-
-
 def _scored(model: Any, ex: Any) -> tuple[list[int], int]:
     """Tokens of context + target (with BOS) and the index of the first scored token: the first
     one that ends after the target's "[Tag]"."""
-    context, target = _fields(ex)
+    context, target = example_fields(ex)
     tokens = llama.tokenize(model, context + target)
-    boundary = len((context + target[: target.index("]") + 1]).encode("utf-8"))
+    boundary = len((context + turn_tag(target)).encode("utf-8"))
     ends = llama.piece_ends(model, tokens)
     first = next(i for i, end in enumerate(ends) if end > boundary)
     return tokens, first
@@ -54,7 +51,7 @@ def persona_prompt(model: Any, train: Sequence[Any], name: str, budget: int) -> 
     lines: list[str] = []
     used = len(llama.tokenize(model, PROMPT_HEADER.format(name=name)))
     for ex in reversed(train):
-        _, target = _fields(ex)
+        _, target = example_fields(ex)
         cost = len(llama.tokenize(model, target, bos=False))
         if used + cost > budget:
             break

@@ -48,7 +48,7 @@ def tokenize_examples(
         raise ValueError(f"loss_on must be 'target' or 'all', not {loss_on!r}")
     out = []
     for ex in examples:
-        context, target = _fields(ex)
+        context, target = example_fields(ex)
         text = context + target
         enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
         ids = enc["input_ids"]
@@ -56,7 +56,7 @@ def tokenize_examples(
             start = 1 if ids and ids[0] == tokenizer.bos_token_id else 0
         else:
             # The words of the target begin right after its "[Tag]".
-            boundary = len(context) + target.index("]") + 1
+            boundary = len(context) + len(turn_tag(target))
             # The first token ending past the tag; one that straddles it ("] hi") counts, since
             # it carries words. Special tokens have empty (0, 0) offsets and never qualify.
             offsets = enc["offset_mapping"]
@@ -66,10 +66,16 @@ def tokenize_examples(
     return out
 
 
-def _fields(ex: Any) -> tuple[str, str]:
+def example_fields(ex: Any) -> tuple[str, str]:
+    """(context, target) of a dataset example: an `Example` or its JSON-lines dict."""
     if isinstance(ex, dict):
         return ex["context"], ex["target"]
     return ex.context, ex.target
+
+
+def turn_tag(target: str) -> str:
+    """The `[Tag]` a rendered turn starts with."""
+    return target[: target.index("]") + 1]
 
 
 def _clip(ex: TokenizedExample, seq_len: int) -> TokenizedExample:

@@ -24,7 +24,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from convsim.core.packing import PackedRow, batches, pack, tokenize_examples
+from convsim.core.packing import (
+    PackedRow,
+    batches,
+    example_fields,
+    pack,
+    tokenize_examples,
+    turn_tag,
+)
 
 
 @dataclass
@@ -360,9 +367,9 @@ class Trainer:
 
         out = []
         for ex in self.validation_examples[: self.config.samples]:
-            context = ex["context"] if isinstance(ex, dict) else ex.context
-            target = ex["target"] if isinstance(ex, dict) else ex.target
-            prompt = context + target[: target.index("]") + 1]
+            context, target = example_fields(ex)
+            tag = turn_tag(target)
+            prompt = context + tag
             enc = self.tokenizer(prompt, return_tensors="pt").to(self.device)
             with torch.no_grad():
                 gen = self.model.generate(
@@ -373,7 +380,6 @@ class Trainer:
                 )
             reply = self.tokenizer.decode(gen[0, enc["input_ids"].shape[1] :])
             last_line = context.rstrip("\n").rsplit("\n", 1)[-1] if context else ""
-            tag = target[: target.index("]") + 1]
             out.append(f"{last_line}\n{tag}{reply.split(chr(10))[0]}".lstrip("\n"))
         return out
 
