@@ -94,7 +94,7 @@ def train_person(
     model, tokenizer = base_models.load_for_training(base_path, ws.locations, progress=progress)
     n_params = sum(p.numel() for p in model.parameters())
     config = default_config(n_params, **(overrides or {}))
-    _, _, dataset_sha = dataset_files(ws, dataset_id)
+    train, validation, dataset_sha = dataset_files(ws, dataset_id)
     record = ModelRecord(
         id=model_id,
         chat_id=chat_id,
@@ -120,7 +120,8 @@ def train_person(
     }
     (folder / "run.json").write_text(json.dumps(run, indent=2, ensure_ascii=False))
     ws.store.add_model(record)
-    return _run(ws, record, model, tokenizer, config, False, on_event, cancel)
+    examples = (train, validation)
+    return _run(ws, record, model, tokenizer, examples, config, False, on_event, cancel)
 
 
 def resume_training(
@@ -142,8 +143,11 @@ def resume_training(
     model, tokenizer = base_models.load_for_training(
         Path(record.base), ws.locations, progress=progress
     )
+    assert record.dataset_id is not None
+    train, validation, _ = dataset_files(ws, record.dataset_id)
     ws.store.update_model(model_id, "training")
-    return _run(ws, record, model, tokenizer, config, True, on_event, cancel)
+    examples = (train, validation)
+    return _run(ws, record, model, tokenizer, examples, config, True, on_event, cancel)
 
 
 def _run(
@@ -151,6 +155,7 @@ def _run(
     record: ModelRecord,
     model: Any,
     tokenizer: Any,
+    examples: tuple[list[dict], list[dict]],
     config: TrainConfig,
     resume: bool,
     on_event: Callable[[TrainEvent], None] | None,
@@ -159,8 +164,7 @@ def _run(
     from convsim.convert.adapter import write_lora_adapter
     from convsim.core.train import Trainer
 
-    assert record.dataset_id is not None
-    train, validation, _ = dataset_files(ws, record.dataset_id)
+    train, validation = examples
     folder = Path(record.path)
     try:
         trainer = Trainer(model, tokenizer, train, validation, config, folder, on_event, cancel)
