@@ -114,10 +114,8 @@ def cmd_chats(args: argparse.Namespace) -> int:
 
 
 def _chat_id(ws: Any, chat_id: int) -> int:
-    try:
-        ws.store.chat(chat_id)
-    except KeyError:
-        raise CliError(f"no chat with id {chat_id}; `convsim chats` lists them") from None
+    if not ws.store.has_chat(chat_id):
+        raise CliError(f"no chat with id {chat_id}; `convsim chats` lists them")
     return chat_id
 
 

@@ -89,35 +89,47 @@ class Store:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def chats(self) -> list[ChatInfo]:
-        # Messages are reached through each chat's id ranges (segments), never a table scan.
+    def chats(self, chat_id: int | None = None) -> list[ChatInfo]:
+        """Every chat (or just `chat_id`) with its message count and date range, in one pass
+        over each chat's id ranges (segments), never a scan of the whole table."""
+        one = chat_id is not None
+        where, args = ("WHERE c.id = ?", (chat_id,)) if one else ("", ())
         rows = self.conn.execute(
             "SELECT c.id, c.format, c.title,"
-            " (SELECT count(*) FROM segments s JOIN messages m"
-            "   ON m.id BETWEEN s.first_id AND s.last_id"
-            "   WHERE s.chat_id = c.id AND m.kind != 'system'),"
-            " (SELECT min(m.ts) FROM segments s JOIN messages m"
-            "   ON m.id BETWEEN s.first_id AND s.last_id WHERE s.chat_id = c.id),"
-            " (SELECT max(m.ts) FROM segments s JOIN messages m"
-            "   ON m.id BETWEEN s.first_id AND s.last_id WHERE s.chat_id = c.id),"
-            " (SELECT group_concat(name, char(31)) FROM"
-            "   (SELECT name FROM participants p WHERE p.chat_id = c.id ORDER BY p.id))"
-            " FROM chats c ORDER BY c.id"
+            " coalesce(sum(m.kind != 'system'), 0), min(m.ts), max(m.ts)"
+            " FROM chats c LEFT JOIN segments s ON s.chat_id = c.id"
+            " LEFT JOIN messages m ON m.id BETWEEN s.first_id AND s.last_id"
+            f" {where} GROUP BY c.id ORDER BY c.id",
+            args,
         ).fetchall()
+        names: dict[int, list[str]] = {}
+        for cid, name in self.conn.execute(
+            "SELECT p.chat_id, p.name FROM participants p"
+            + (" WHERE p.chat_id = ?" if one else "")
+            + " ORDER BY p.id",
+            args,
+        ):
+            names.setdefault(cid, []).append(name)
         return [
-            ChatInfo(cid, fmt, title, n, first, last, tuple(names.split("\x1f")) if names else ())
-            for cid, fmt, title, n, first, last, names in rows
+            ChatInfo(cid, fmt, title, n, first, last, tuple(names.get(cid, ())))
+            for cid, fmt, title, n, first, last in rows
         ]
 
     def chat(self, chat_id: int) -> ChatInfo:
-        for info in self.chats():
-            if info.id == chat_id:
-                return info
-        raise KeyError(f"no chat with id {chat_id}")
+        found = self.chats(chat_id)
+        if not found:
+            raise KeyError(f"no chat with id {chat_id}")
+        return found[0]
+
+    def has_chat(self, chat_id: int) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM chats WHERE id = ?", (chat_id,)).fetchone() is not None
+        )
 
     def messages(self, chat_id: int) -> list[StoredMessage]:
         """Every message of a chat, oldest first."""
-        self.chat(chat_id)
+        if not self.has_chat(chat_id):
+            raise KeyError(f"no chat with id {chat_id}")
         names = dict(
             self.conn.execute("SELECT id, name FROM participants WHERE chat_id = ?", (chat_id,))
         )
