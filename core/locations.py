@@ -67,6 +67,10 @@ class Locations:
         return self.home / "models"
 
     @property
+    def transcripts(self) -> Path:
+        return self.home / "transcripts"
+
+    @property
     def base_models(self) -> Path:
         return self.base_models_dir or self.home / "base-models"
 

@@ -1,0 +1,67 @@
+"""Saved conversations: JSON Lines of {"speaker", "text"}, one turn per line.
+
+The same files `convsim simulate --transcript` reads, so a conversation saved in the app can be
+continued from a script and back. Writes go to a temporary file renamed into place, so a crash
+never leaves half a transcript under the real name."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from convsim.core.locations import make_private_dir
+
+Turn = tuple[str, str]
+
+
+class TranscriptError(ValueError):
+    """A transcript file that cannot be read; the message names the file and line."""
+
+
+def save(folder: Path, name: str, turns: Sequence[Turn], when: datetime | None = None) -> Path:
+    """Write `turns` to `folder/<name>-<YYYYmmdd-HHMMSS>.jsonl` and return the path."""
+    make_private_dir(folder)
+    stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "chat"
+    target = folder / f"{safe}-{stamp}.jsonl"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for speaker, text in turns:
+                f.write(json.dumps({"speaker": speaker, "text": text}, ensure_ascii=False) + "\n")
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def load(path: Path) -> list[Turn]:
+    """The turns of a saved transcript. Raises TranscriptError naming the file and line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise TranscriptError(f"{path}: cannot read it ({e})") from None
+    turns = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            turns.append((str(row["speaker"]), str(row["text"])))
+        except (ValueError, KeyError, TypeError):
+            raise TranscriptError(
+                f'{path}:{n}: expected a JSON object {{"speaker": ..., "text": ...}}'
+            ) from None
+    return turns
+
+
+def saved(folder: Path) -> list[Path]:
+    """Saved transcripts in `folder`, newest first."""
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.glob("*.jsonl") if p.is_file()]
+    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)

@@ -1,0 +1,1 @@
+"""The app's screens: home, import wizard, training, chat."""

@@ -1,0 +1,155 @@
+"""Small widgets the screens share: path completion, ghost-text input, a loss chart."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.text import Text
+from textual.actions import SkipAction
+from textual.binding import Binding
+from textual.suggester import Suggester
+from textual.widget import Widget
+from textual.widgets import Input
+
+
+class PathSuggester(Suggester):
+    """Completes the last component of a path from what is on disk (→ accepts)."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value:
+            return None
+        folder, stem = os.path.split(os.path.expanduser(value))
+        try:
+            names = sorted(os.listdir(folder or os.curdir))
+        except OSError:
+            return None
+        for name in names:
+            if name.startswith(stem) and name != stem and not name.startswith("."):
+                slash = os.sep if os.path.isdir(os.path.join(folder, name)) else ""
+                return value + name[len(stem) :] + slash
+        return None
+
+
+class GhostInput(Input):
+    """An Input that shows a suggested continuation in dim text after the cursor.
+
+    The owner sets it with `show_ghost(for_value, completion)` from a worker's result; a ghost
+    computed for an older value is ignored, and any edit clears it. Tab accepts it (or moves
+    focus when there is none), Escape dismisses it."""
+
+    BINDINGS = [
+        Binding("tab", "accept_ghost", "Accept", show=False),
+        Binding("escape", "dismiss_ghost", "Dismiss", show=False),
+    ]
+
+    @property
+    def ghost(self) -> str:
+        return self._suggestion[len(self.value) :] if self._suggestion else ""
+
+    def show_ghost(self, for_value: str, completion: str) -> bool:
+        if for_value != self.value or not completion or not self.has_focus:
+            return False
+        self._suggestion = for_value + completion
+        return True
+
+    def action_accept_ghost(self) -> None:
+        if not self.ghost:
+            raise SkipAction()  # Tab keeps its usual meaning: the next widget
+        self.value = self._suggestion
+        self.cursor_position = len(self.value)
+
+    def action_dismiss_ghost(self) -> None:
+        if not self.ghost:
+            raise SkipAction()  # the screen's Escape (stop a reply) applies instead
+        self._suggestion = ""
+
+
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+class LossChart(Widget):
+    """Training loss per step as columns of block characters, validation loss as ● marks,
+    on a shared vertical scale labelled with its range."""
+
+    DEFAULT_CSS = "LossChart { height: 8; }"
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.train: list[tuple[int, float]] = []
+        self.validation: list[tuple[int, float]] = []
+        self.total_steps = 1
+
+    def add(self, step: int, loss: float | None, val_loss: float | None, total: int) -> None:
+        self.total_steps = max(1, total)
+        if loss is not None:
+            self.train.append((step, loss))
+        if val_loss is not None:
+            self.validation.append((step, val_loss))
+        self.refresh()
+
+    def render(self) -> Text:
+        height = max(2, self.size.height - 1)
+        label_width = 7
+        width = max(4, self.size.width - label_width)
+        values = [v for _, v in self.train] + [v for _, v in self.validation]
+        if not values:
+            return Text("waiting for the first step…", style="dim")
+        low, high = min(values), max(values)
+        span = (high - low) or 1.0
+        columns = _bucket(self.train, self.total_steps, width)
+        val_columns = dict(
+            (min(width - 1, (step - 1) * width // self.total_steps), v)
+            for step, v in self.validation
+        )
+        text = Text()
+        for row in range(height):  # top row first
+            level_top = high - span * row / height
+            label = f"{level_top:6.2f} " if row in (0, height - 1) else " " * label_width
+            text.append(label, style="dim")
+            for x in range(width):
+                text.append(*_cell(columns[x], val_columns.get(x), row, height, low, span))
+            text.append("\n")
+        text.append(" " * label_width + "█ train  ", style="dim")
+        text.append("● validation", style="bold magenta")
+        text.append(f"   steps 1–{self.total_steps}", style="dim")
+        return text
+
+
+def _bucket(points: Sequence[tuple[int, float]], total: int, width: int) -> list[float | None]:
+    """Mean of the points falling into each of `width` columns spanning steps 1..total."""
+    sums = [0.0] * width
+    counts = [0] * width
+    for step, value in points:
+        x = min(width - 1, (step - 1) * width // total)
+        sums[x] += value
+        counts[x] += 1
+    return [s / n if n else None for s, n in zip(sums, counts, strict=True)]
+
+
+def _cell(
+    value: float | None, val: float | None, row: int, height: int, low: float, span: float
+) -> tuple[str, str]:
+    """The character and style at (`row` from the top) for one column."""
+    bottom = height - 1 - row  # rows from the bottom
+    if val is not None and int((val - low) / span * (height - 1) + 0.5) == bottom:
+        return "●", "bold magenta"
+    if value is None:
+        return " ", ""
+    filled = (value - low) / span * (height - 1) + 1  # in rows, at least a sliver
+    if filled >= bottom + 1:
+        return "█", "cyan"
+    if filled > bottom:
+        return _BLOCKS[int((filled - bottom) * 8)], "cyan"
+    return " ", ""
+
+
+def short_path(path: Path | str) -> str:
+    """`path` with the home folder shown as ~."""
+    text = str(path)
+    home = str(Path.home())
+    return "~" + text[len(home) :] if text.startswith(home + os.sep) else text
