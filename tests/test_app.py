@@ -29,7 +29,7 @@ async def wait_for(pilot, condition: Callable[[], object], timeout: float = 60.0
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {condition}")
-        await pilot.pause(0.05)
+        await asyncio.sleep(0.02)  # not pilot.pause: that also waits for an idle event loop
 
 
 def run(coro) -> None:
@@ -165,3 +165,279 @@ def test_wizard_imports_trains_and_opens_a_chat(home: Path, tiny: TinyModel) -> 
         assert model.status == "ready" and model.person == "Sam"
         (riya,) = [p for p in ws.store.participants() if p.name == "Riya"]
         assert riya.is_me
+
+
+# ---------------------------------------------------------------- the chat screen
+
+
+async def open_chat(pilot, model: Path, speaker: str = "Sam", me: str = "Riya"):
+    """Show the chat screen for `model` (no adapter) speaking as `speaker`; returns it."""
+    from convsim.core.engine import Engine
+    from convsim.tui.screens.chat import ChatScreen, Persona
+    from convsim.tui.screens.home import HomeScreen
+
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
+    persona = Persona(Engine(model, n_ctx=1024), speaker, me, f"{speaker} (test)")
+    await app.push_screen(ChatScreen(persona))
+    await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen))
+    return app.screen
+
+
+async def send(pilot, text: str) -> None:
+    chat = pilot.app.screen
+    await pilot.press(*text)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: not chat.generating)
+
+
+def test_chat_streams_replies_regenerates_and_edits(home: Path, tiny: TinyModel) -> None:
+    from textual.widgets import Input
+
+    from convsim.tui.screens.chat import Bubble
+
+    async def drive() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            chat = await open_chat(pilot, tiny.gguf_path)
+            chat.query_one("#sampling").sampling.seed = 3
+            await send(pilot, "hey are we going")
+            assert chat.turns[0] == ("Riya", "hey are we going")
+            assert chat.turns[-1][0] == "Sam" and len(chat.turns) >= 2
+            bubbles = list(chat.query(Bubble))
+            assert [b.speaker for b in bubbles] == [s for s, _ in chat.turns]
+            assert "prompt tokens from cache" in str(chat.query_one("#chat-status").render())
+
+            # Regenerate replaces the persona's latest reply, nothing before it.
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: not chat.generating)
+            assert chat.turns[0] == ("Riya", "hey are we going")
+            assert chat.turns[-1][0] == "Sam"
+            assert len(list(chat.query(Bubble))) == len(chat.turns)
+
+            # Edit the reply: the transcript continues from the user's version.
+            await pilot.press("ctrl+t")
+            await wait_for(pilot, lambda: app.screen is not chat)
+            edit = app.screen.query_one("#edit", Input)
+            edit.value = "sure, at eight"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.screen is chat)
+            assert chat.turns[-1] == ("Sam", "sure, at eight")
+            assert list(chat.query(Bubble))[-1].text == "sure, at eight"
+
+            # More: the persona adds another message of its own.
+            before = len(chat.turns)
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: not chat.generating)
+            assert all(s == "Sam" for s, _ in chat.turns[before - 1 :])
+
+    run(drive())
+
+
+def test_autocomplete_shows_ghost_text_that_tab_accepts(home: Path, tiny: TinyModel) -> None:
+    from textual import events
+
+    from convsim.tui.widgets import GhostInput
+
+    async def drive() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            chat = await open_chat(pilot, tiny.gguf_path)
+            draft = chat.query_one("#draft", GhostInput)
+            chat.query_one("#sampling").sampling.seed = 1
+            for ch in "we are":  # typed faster than the debounce delay
+                draft.post_message(events.Key(ch if ch != " " else "space", ch))
+            await wait_for(pilot, lambda: draft.ghost)
+            ghost = draft.ghost
+            assert draft.value == "we are" and "\n" not in ghost
+            assert chat.completions == 1  # debounced: six keystrokes, one completion
+            await pilot.press("tab")
+            assert draft.value == "we are" + ghost and draft.has_focus
+            # Typing again drops the old suggestion at once; Escape dismisses a new one.
+            await pilot.press("x")
+            assert draft.ghost == ""
+            await wait_for(pilot, lambda: draft.ghost)
+            await pilot.press("escape")
+            assert draft.ghost == "" and draft.value.endswith("x")
+
+    run(drive())
+
+
+def test_forever_mode_alternates_until_switched_off(home: Path, tiny: TinyModel) -> None:
+
+    async def drive() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            chat = await open_chat(pilot, tiny.gguf_path)
+            chat.turns = [("Riya", "so what now"), ("Sam", "we wait")]
+            chat._redraw()
+            await pilot.press("ctrl+f")
+            await wait_for(pilot, lambda: len(chat.turns) >= 8)
+            await pilot.press("ctrl+f")
+            await wait_for(pilot, lambda: not chat.generating)
+            speakers = [s for s, _ in chat.turns[2:8]]
+            assert speakers == ["Riya", "Sam"] * 3
+            assert not chat.forever_on
+
+    run(drive())
+
+
+def test_transcripts_save_and_reopen_and_sampling_panel(home: Path, tiny: TinyModel) -> None:
+    from textual.widgets import Input
+
+    from convsim.tui.screens.chat import OpenDialog, SamplingPanel
+
+    async def drive() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            chat = await open_chat(pilot, tiny.gguf_path)
+            turns = [("Riya", "hi [there]"), ("Sam", "yo"), ("Sam", "what's up")]
+            chat.turns = list(turns)
+            await pilot.press("ctrl+s")
+            (saved,) = (home / "transcripts").glob("*.jsonl")
+            assert saved.read_text().count("\n") == 3
+            chat.turns = []
+            chat._redraw()
+            await pilot.press("ctrl+l")
+            await wait_for(pilot, lambda: isinstance(app.screen, OpenDialog))
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.screen is chat)
+            assert chat.turns == turns
+
+            panel = chat.query_one(SamplingPanel)
+            assert not panel.display
+            await pilot.press("f2")
+            assert panel.display
+            temperature = next(i for i in panel.query(Input) if i.name == "temperature")
+            temperature.value = "abc"
+            await pilot.pause()
+            assert temperature.has_class("-invalid") and panel.sampling.temperature == 0.8
+            temperature.value = "0.2"
+            await pilot.pause()
+            assert not temperature.has_class("-invalid") and panel.sampling.temperature == 0.2
+
+    run(drive())
+    assert (home / "transcripts").stat().st_mode & 0o777 == 0o700
+
+
+# ------------------------------------------------------------- training: stop, resume, responsive
+
+
+async def handling_time(pilot, message_target, event) -> float:
+    """Seconds from posting `event` to `message_target` until the app has handled it and
+    drawn nothing in between it could not. (Pilot's own `press` also waits for the event loop
+    to go idle, which never happens while a worker streams updates, so it cannot time this.)"""
+    done = asyncio.Event()
+    started = time.perf_counter()
+    message_target.post_message(event)
+    pilot.app.call_later(done.set)  # runs after the app has processed what was queued before
+    await asyncio.wait_for(done.wait(), timeout=10)
+    return time.perf_counter() - started
+
+
+async def loop_lag(samples: int = 10) -> float:
+    """The worst delay of the app's event loop beyond a 20 ms sleep: a blocked UI shows here."""
+    worst = 0.0
+    for _ in range(samples):
+        started = time.perf_counter()
+        await asyncio.sleep(0.02)
+        worst = max(worst, time.perf_counter() - started - 0.02)
+    return worst
+
+
+def test_training_stops_resumes_and_the_ui_stays_responsive(home: Path, tiny: TinyModel) -> None:
+    from convsim.core.workspace import SAMPLE_CHAT, Workspace
+    from convsim.tui.screens.home import HomeScreen
+    from convsim.tui.screens.training import TrainingScreen
+
+    with Workspace.open(home) as ws:
+        (report,) = ws.import_export(SAMPLE_CHAT)
+    overrides = {"steps": 30, "seq_len": 256, "eval_every": 10, "checkpoint_every": 0}
+
+    async def drive() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
+            screen = TrainingScreen(
+                report.chat_id, "Sam", base=str(tiny.gguf_path), overrides=overrides
+            )
+            await app.push_screen(screen)
+            await wait_for(pilot, lambda: screen.last_event and screen.last_event.step >= 2)
+            # A worker is training: the event loop never stalls and keys are handled at once.
+            from textual import events
+
+            assert await loop_lag() < 0.2
+            key = events.Key("tab", None)
+            latencies = sorted([await handling_time(pilot, app, key) for _ in range(7)])
+            assert screen.state == "training"
+            assert latencies[3] < 0.1 and latencies[-1] < 0.5, latencies
+            await pilot.press("ctrl+x")
+            await wait_for(pilot, lambda: screen.state == "cancelled")
+            stopped_at = screen.last_event.step
+            assert 2 <= stopped_at < 30 and screen.query_one("#resume").display
+            await pilot.click("#resume")
+            await wait_for(pilot, lambda: screen.state == "done", timeout=300)
+            assert screen.last_event.step == 30
+            assert "validation loss" in str(screen.query_one("#train-title").render())
+
+    run(drive())
+    with Workspace.open(home) as ws:
+        (model,) = ws.store.models()
+    assert model.status == "ready" and model.metrics["steps"] == 30
+
+
+# ---------------------------------------------------------------- the real default model (slow)
+
+
+@pytest.mark.slow
+def test_real_model_streams_never_blocks_typing_and_stops_on_escape(home: Path) -> None:
+    from textual import events
+
+    from convsim.core.base_models import default_base
+    from convsim.core.locations import Locations
+    from convsim.tui.screens.chat import Bubble
+    from convsim.tui.widgets import GhostInput
+
+    base = default_base(Locations.from_env(home))
+
+    def shown() -> int:
+        return sum(len(b.text) for b in chat.query(Bubble))
+
+    async def drive() -> None:
+        nonlocal chat
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            chat = await open_chat(pilot, base, speaker="Friend", me="You")
+            chat.query_one("#sampling").sampling.seed = 0
+            draft = chat.query_one("#draft", GhostInput)
+
+            # A reply streams: the screen shows it growing piece by piece.
+            await pilot.press(*"hey, how was your weekend?")
+            await draft.action_submit()  # posts Submitted; pilot.press would wait the reply out
+            seen = set()
+            deadline = time.monotonic() + 60
+            while not (len(chat.query(Bubble)) >= 2 and not chat.generating):
+                assert time.monotonic() < deadline, "no reply within 60 s"
+                seen.add(shown())
+                await asyncio.sleep(0.005)
+            assert len(seen) >= 3, seen
+            assert chat.turns[-1][0] == "Friend"
+
+            # Forever mode keeps the engine busy; typing is handled at once all the while.
+            await pilot.press("ctrl+f")
+            latencies, sizes = [], []
+            for ch in "abcdefgh":
+                await wait_for(pilot, lambda: chat.generating)
+                latencies.append(await handling_time(pilot, draft, events.Key(ch, ch)))
+                sizes.append(len(chat.turns))
+                await asyncio.sleep(0.3)
+            assert draft.value == "abcdefgh"
+            assert max(latencies) < 0.25, latencies
+            assert await loop_lag() < 0.2
+            assert sizes[-1] > sizes[0], sizes
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not chat.generating, timeout=5)
+            assert not chat.forever_on
+
+    chat = None
+    run(drive())

@@ -24,7 +24,7 @@ class ConvsimApp(App[None]):
 
     TITLE = "convsim"
     SUB_TITLE = "talk like the people you text"
-    CSS_PATH = "convsim.tcss"
+    CSS_PATH = Path(__file__).with_name("convsim.tcss")  # absolute: subclasses live elsewhere
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("f5", "toggle_theme", "Theme"),

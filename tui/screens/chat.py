@@ -99,13 +99,14 @@ class SamplingPanel(Vertical):
         yield Label("Sampling", classes="section-title")
         for f in fields(self.sampling):
             value = getattr(self.sampling, f.name)
-            yield Label(f.name.replace("_", " "))
-            yield Input(
-                "" if value is None else str(value),
-                placeholder="random" if f.name == "seed" else "",
-                name=f.name,
-                classes="sampling-field",
-            )
+            with Horizontal(classes="sampling-row"):
+                yield Label(f.name.replace("_", " "))
+                yield Input(
+                    "" if value is None else str(value),
+                    placeholder="random" if f.name == "seed" else "",
+                    name=f.name,
+                    classes="sampling-field",
+                )
 
     @on(Input.Changed, ".sampling-field")
     def _changed(self, event: Input.Changed) -> None:
@@ -131,13 +132,14 @@ class ChatScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+r", "regenerate", "Regenerate"),
         Binding("ctrl+o", "continue_reply", "More"),
-        Binding("ctrl+e", "edit_reply", "Edit reply"),
+        Binding("ctrl+t", "edit_reply", "Edit reply"),
         Binding("ctrl+f", "toggle_forever", "Forever"),
         Binding("f2", "toggle_sampling", "Sampling"),
+        Binding("f3", "toggle_autocomplete", "Autocomplete"),
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+l", "load", "Open"),
         Binding("escape", "stop", "Stop", show=False),
-        Binding("ctrl+w", "close", "Close"),
+        Binding("ctrl+b", "close", "Back"),
     ]
 
     def __init__(self, persona: Persona) -> None:
@@ -154,6 +156,7 @@ class ChatScreen(Screen[None]):
         self._complete_cancel = threading.Event()
         self._complete_timer: Timer | None = None
         self.completions = 0  # autocomplete results shown, for the status line and tests
+        self.autocomplete_on = True
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -172,8 +175,7 @@ class ChatScreen(Screen[None]):
         self.sub_title = f"{self.persona.me} ↔ {self.persona.title}"
         self.query_one(SamplingPanel).display = False
         self._status(
-            f"You are {self.persona.me}. Enter sends; Tab takes the grey suggestion; "
-            "Esc stops a reply."
+            f"You are {self.persona.me} · Enter sends · Tab takes the suggestion · Esc stops"
         )
         self.query_one("#draft").focus()
 
@@ -361,7 +363,7 @@ class ChatScreen(Screen[None]):
         self._complete_cancel.set()
         if self._complete_timer is not None:
             self._complete_timer.stop()
-        if event.value.strip() and not self.generating:
+        if event.value.strip() and self.autocomplete_on and not self.generating:
             self._complete_timer = self.set_timer(AUTOCOMPLETE_DELAY, self._autocomplete)
 
     def _autocomplete(self) -> None:
@@ -389,6 +391,11 @@ class ChatScreen(Screen[None]):
         self.app.in_thread("Autocomplete failed", run, done, group="complete")  # type: ignore[attr-defined]
 
     # -- panels, transcripts ------------------------------------------------------------------
+
+    def action_toggle_autocomplete(self) -> None:
+        self.autocomplete_on = not self.autocomplete_on
+        self._complete_cancel.set()
+        self.notify(f"Autocomplete {'on' if self.autocomplete_on else 'off'}.")
 
     def action_toggle_sampling(self) -> None:
         panel = self.query_one(SamplingPanel)

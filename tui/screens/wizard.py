@@ -40,14 +40,14 @@ CPU_TOKENS_PER_S_PER_CORE = 70.0
 
 def report_text(r: Any) -> Content:
     """The parse report of one imported chat."""
+    new = f" ({r.new} new)" if r.new else ""
     lines = [
         f"{r.title}  ({r.format}, chat {r.chat_id})",
-        f"{r.messages} messages ({r.new} new) from {(r.first or '?')[:16]} to "
-        f"{(r.last or '?')[:16]}",
-        "kinds: " + ", ".join(f"{k} {n}" for k, n in r.kinds.items()),
-        "",
-        "Participants",
+        f"{r.messages} messages{new} from {(r.first or '?')[:16]} to {(r.last or '?')[:16]}",
     ]
+    if r.kinds:
+        lines.append("kinds: " + ", ".join(f"{k} {n}" for k, n in r.kinds.items()))
+    lines += ["", "Participants"]
     lines += [f"  {p['name']}: {p['messages']} messages" for p in r.participants]
     if r.skipped:
         lines += ["", f"Skipped {len(r.skipped)} (not messages, or unreadable):"]
