@@ -441,3 +441,13 @@ def test_real_model_streams_never_blocks_typing_and_stops_on_escape(home: Path) 
 
     chat = None
     run(drive())
+
+
+def test_loss_chart_columns_cover_every_step_without_gaps() -> None:
+    from convsim.tui.widgets import _bucket
+
+    points = [(1, 4.0), (2, 3.0), (3, 2.0), (4, 1.0)]
+    assert _bucket(points, 4, 8) == [4.0, 4.0, 3.0, 3.0, 2.0, 2.0, 1.0, 1.0]
+    assert _bucket(points, 4, 2) == [3.5, 1.5]
+    # Steps not trained yet leave their columns empty.
+    assert _bucket(points[:2], 4, 4) == [4.0, 3.0, None, None]

@@ -102,10 +102,10 @@ class LossChart(Widget):
         low, high = min(values), max(values)
         span = (high - low) or 1.0
         columns = _bucket(self.train, self.total_steps, width)
-        val_columns = dict(
-            (min(width - 1, (step - 1) * width // self.total_steps), v)
-            for step, v in self.validation
-        )
+        # A validation mark goes in the last column of its step.
+        val_columns = {
+            min(width - 1, step * width // self.total_steps - 1): v for step, v in self.validation
+        }
         text = Text()
         for row in range(height):  # top row first
             level_top = high - span * row / height
@@ -121,14 +121,17 @@ class LossChart(Widget):
 
 
 def _bucket(points: Sequence[tuple[int, float]], total: int, width: int) -> list[float | None]:
-    """Mean of the points falling into each of `width` columns spanning steps 1..total."""
-    sums = [0.0] * width
-    counts = [0] * width
-    for step, value in points:
-        x = min(width - 1, (step - 1) * width // total)
-        sums[x] += value
-        counts[x] += 1
-    return [s / n if n else None for s, n in zip(sums, counts, strict=True)]
+    """One value per column for steps 1..`total` spread over `width` columns: the mean of the
+    steps a column covers (a step covers several columns when there are fewer steps than
+    columns, so the chart has no gaps)."""
+    by_step = dict(points)
+    columns: list[float | None] = []
+    for x in range(width):
+        first = x * total // width + 1
+        last = max(first, (x + 1) * total // width)
+        values = [by_step[s] for s in range(first, last + 1) if s in by_step]
+        columns.append(sum(values) / len(values) if values else None)
+    return columns
 
 
 def _cell(

@@ -19,10 +19,10 @@ from textual.widgets import Button, Footer, Header, Label, ProgressBar, RichLog,
 from convsim.tui.widgets import LossChart, short_path
 
 EXPORTS = [
-    ("Adapter only (adapter.gguf, for llama.cpp --lora)", "adapter"),
-    ("Merged model, q8_0 (best quality)", "q8_0"),
-    ("Merged model, q4_k_m (smallest)", "q4_k_m"),
-    ("Merged model, f16", "f16"),
+    ("Adapter only (LoRA .gguf)", "adapter"),
+    ("Merged, q8_0 (best)", "q8_0"),
+    ("Merged, q4_k_m (smallest)", "q4_k_m"),
+    ("Merged, f16", "f16"),
 ]
 
 
