@@ -4,7 +4,12 @@ Small models fall into loops: the same message again ("haha yes" ×20) or long r
 phrases. A message is a *loop* when, against the last `window` messages,
 - its normalised text (lower case, punctuation and repeated spaces removed) is the same or
   nearly the same (difflib ratio >= `similar`) as one of them, or
-- at least `ngram_ratio` of its word trigrams already appeared in them (messages of 3+ words).
+- at least `ngram_ratio` of its word trigrams already appeared in them (messages of 3+ words), or
+- it is short (fewer than 3 words, so it has no word trigram) and, with runs of a repeated
+  character squeezed to one ("noooo" -> "no", "lolll" -> "lol"), it is the same as one of them or
+  their character trigram sets overlap by at least `char_ratio` (Jaccard): "hahahah" and
+  "ahhahahaha" both have the trigrams {"hah", "aha"}. Sets, not counts, so laughter of any length
+  matches, while different short replies ("ok" / "sure", "yes" / "no idea", "no" / "nope") don't.
 
 `forever` picks speakers in the given order (round robin) rather than letting the model choose
 the next tag: a base model left to choose often hands the turn to the same speaker forever,
@@ -27,9 +32,11 @@ if TYPE_CHECKING:
 WINDOW = 6  # messages looked back at
 SIMILAR = 0.9  # difflib ratio of normalised texts counted as "the same message"
 NGRAM_RATIO = 0.6  # share of a message's trigrams already seen counted as repetition
+CHAR_RATIO = 0.6  # character-trigram Jaccard of two short messages counted as "the same"
 
 _PUNCT = re.compile(r"[^\w\s]+")
 _SPACE = re.compile(r"\s+")
+_RUN = re.compile(r"(.)\1+")  # a character repeated: elongation ("sooo", "lolll")
 
 
 def normalise(text: str) -> str:
@@ -40,12 +47,34 @@ def _trigrams(words: Sequence[str]) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + 3]) for i in range(len(words) - 2)}
 
 
+def squeeze(text: str) -> str:
+    """`text` with every run of one repeated character cut to one character ("nooo" -> "no")."""
+    return _RUN.sub(r"\1", text)
+
+
+def _char_trigrams(text: str) -> set[str]:
+    return {text[i : i + 3] for i in range(len(text) - 2)}
+
+
+def _same_short(old: str, text: str, char_ratio: float) -> bool:
+    """Whether the normalised short message `text` nearly repeats the normalised `old`: the
+    same once elongations are squeezed, or character trigram Jaccard >= `char_ratio`."""
+    a, b = squeeze(old), squeeze(text)
+    if a == b:
+        return True
+    grams_a, grams_b = _char_trigrams(a), _char_trigrams(b)
+    if not grams_a or not grams_b:
+        return False
+    return len(grams_a & grams_b) / len(grams_a | grams_b) >= char_ratio
+
+
 def is_loop(
     history: Sequence[str],
     message: str,
     window: int = WINDOW,
     similar: float = SIMILAR,
     ngram_ratio: float = NGRAM_RATIO,
+    char_ratio: float = CHAR_RATIO,
 ) -> bool:
     """Whether `message` repeats the last `window` messages of `history` (see module doc)."""
     text = normalise(message)
@@ -54,12 +83,15 @@ def is_loop(
         if old == text or difflib.SequenceMatcher(None, old, text).ratio() >= similar:
             return True
     grams = _trigrams(text.split())
-    if len(grams) >= 1 and recent:
-        seen: set[tuple[str, ...]] = set()
-        for old in recent:
-            seen |= _trigrams(old.split())
-        return len(grams & seen) / len(grams) >= ngram_ratio
-    return False
+    if not recent:
+        return False
+    if not grams:
+        # Too short for word trigrams: compare characters, which is cheap at this length.
+        return any(_same_short(old, text, char_ratio) for old in recent)
+    seen: set[tuple[str, ...]] = set()
+    for old in recent:
+        seen |= _trigrams(old.split())
+    return len(grams & seen) / len(grams) >= ngram_ratio
 
 
 def loop_rate(messages: Sequence[str], window: int = WINDOW) -> float:

@@ -1,0 +1,105 @@
+"""Loop detection (convsim.core.loops): which messages count as repeats of the recent ones.
+
+Pure functions, no model: forever-chat itself is tested in test_engine.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from convsim.core.loops import is_loop, loop_rate, normalise, squeeze
+
+
+def test_squeeze_cuts_elongations_to_one_character() -> None:
+    assert squeeze("noooo") == "no" and squeeze("lolll") == "lol"
+    assert squeeze("ahhahahaha") == "ahahahaha"
+    assert squeeze(normalise("Sooo   goood!!")) == "so god"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("hahahah", "ahhahahaha"),  # laughter of another length and phase
+        ("haha", "hahahahaha"),
+        ("HAHAHA!!", "ahahah"),
+        ("lolll", "lol"),
+        ("noooo", "nooo"),
+        ("no", "nooooo"),
+        ("lmaooo", "lmao"),
+        ("what", "whatt??"),
+        ("k", "kk"),
+        ("haha yes", "hahahaha yesss"),  # two words: still no word trigram, characters decide
+    ],
+)
+def test_short_near_repeats_are_loops(old: str, new: str) -> None:
+    assert is_loop([old], new)
+    assert is_loop(["something else entirely, about dinner", old, "ok"], new)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("ok", "sure"),
+        ("yes", "no idea"),
+        ("lol", "lmao"),
+        ("hehe", "haha"),
+        ("yes", "yeah"),
+        ("no", "nope"),
+        ("sure", "sure thing"),
+        ("thanks", "thank you"),
+        ("good night", "good morning"),
+        ("haha yes", "haha"),
+        ("see you", "see you soon"),
+    ],
+)
+def test_different_short_replies_are_not_loops(old: str, new: str) -> None:
+    assert not is_loop([old], new)
+
+
+def test_char_ratio_is_the_jaccard_threshold() -> None:
+    # "hahaha ok" -> trigrams {hah, aha, "ha ", "a o", " ok"}; "haha" -> {hah, aha}: 2/5 = 0.4.
+    assert not is_loop(["hahaha ok"], "haha")
+    assert is_loop(["hahaha ok"], "haha", char_ratio=0.4)
+    assert not is_loop(["hahaha ok"], "haha", char_ratio=0.41)
+
+
+def test_only_the_window_counts() -> None:
+    history = ["hahaha", "did you eat", "yes pasta", "nice"]
+    assert is_loop(history, "ahahaha", window=4)
+    assert not is_loop(history, "ahahaha", window=3)
+    assert not is_loop(history, "ahahaha", window=0)
+    assert not is_loop([], "hahaha")
+
+
+def test_longer_messages_keep_the_word_checks() -> None:
+    assert is_loop(["we should go to the beach tomorrow"], "We should go to the beach!")
+    assert not is_loop(["we should go to the beach"], "what time is dinner tonight")
+    # Long messages are not compared by characters: shared letters alone are no repeat.
+    assert not is_loop(["the rain in spain stays mainly"], "the train in maine stays plainly")
+
+
+def test_loop_rate_of_looping_and_varied_sequences() -> None:
+    laughing = ["hahahah", "ahhahahaha", "hahaha", "lolll", "lol", "ahahahaha", "hahahahha", "lool"]
+    # Every message after the first repeats one before it, except the first "lolll".
+    assert loop_rate(laughing) == pytest.approx(6 / 7)
+    elongated = ["nooo", "noooo", "no", "noooooo", "nooo"]
+    assert loop_rate(elongated) == 1.0
+    varied = ["ok", "sure", "yes", "no idea", "lol", "what time", "hmm", "see you at 7"]
+    assert loop_rate(varied) == 0.0
+    # The real default base, loop breaker on (see test_engine.py): the laughter it used to let
+    # through now counts.
+    seen = ["no", "hahahahha", "hahahahahaha", "ahahahahhahahaha", "hahahah", "ahhahahaha"]
+    assert loop_rate(seen) == pytest.approx(4 / 5)
+
+
+def test_is_loop_stays_cheap() -> None:
+    history = ["hahahah", "did you see the game last night", "no I was stuck at work"] * 2
+    messages = ["ahhahahaha", "ok", "perfect, 7pm works for me but we should leave early"]
+    start = time.perf_counter()
+    for _ in range(300):
+        for message in messages:
+            is_loop(history, message)
+    per_call = (time.perf_counter() - start) / 900
+    assert per_call < 0.005, f"{per_call * 1e6:.0f} µs per message"  # ~0.2 ms here
