@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -105,32 +109,94 @@ def cmd_complete(args: argparse.Namespace) -> int:
     return 0
 
 
+CANCELLED = "[reply cancelled]"
+
+CHAT_HELP = """\
+Type a message and press Enter; the persona's reply streams after it.
+Ctrl-C while a reply streams cancels that reply: the part shown so far is marked
+[reply cancelled] and left out of the conversation, so the model does not see it later.
+/quit, Ctrl-D (end of input) or Ctrl-C at the prompt leaves (exit status 0, 0 and 130)."""
+
+
+def _read_line(prompt: str | None) -> str | None:
+    """One line from stdin (prompting on stderr when given a prompt); None at end of input."""
+    if prompt is not None:
+        print(prompt, end="", flush=True, file=sys.stderr)
+    line = sys.stdin.readline()
+    return line if line else None
+
+
+@contextmanager
+def _ctrl_c_sets(event: threading.Event) -> Iterator[None]:
+    """While inside, Ctrl-C (SIGINT) sets `event` instead of raising KeyboardInterrupt.
+
+    A handler that only sets a flag keeps Ctrl-C from raising at an arbitrary point of the
+    generation (KeyboardInterrupt in the middle of llama-cpp-python's bookkeeping, or in a
+    `Thread.join` -- which in Python 3.11 marks a still-running thread as stopped). Python runs
+    signal handlers in the main thread only; called from another thread this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
+def _stream_reply(
+    engine: Any, transcript: list[tuple[str, str]], person: str, sampling: Any
+) -> str | None:
+    """Stream `person`'s reply to stdout; the reply, or None when Ctrl-C cancelled it.
+
+    The engine checks the cancel event between tokens, so the reply stops at once; during the
+    prompt evaluation (one llama.cpp call) it stops when that call returns.
+    """
+    cancel = threading.Event()
+    shown: list[str] = []
+    print(f"[{person}] ", end="", flush=True)
+    with _ctrl_c_sets(cancel):
+        for piece in engine.simulate(transcript, person, sampling, cancel):
+            # Once cancelled, the engine still hands over the text it held back (a trailing
+            # word): the user asked to stop, so it is not shown.
+            if not cancel.is_set():
+                shown.append(piece)
+                print(piece, end="", flush=True)
+    if cancel.is_set():
+        print(f" {CANCELLED}" if shown else CANCELLED, flush=True)
+        return None
+    print(flush=True)
+    return "".join(shown)
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     engine, record = _open(args)
     person = record.person
     transcript: list[tuple[str, str]] = []
     sampling = _sampling(args)
-    if sys.stdin.isatty():
-        print(f"Chatting with {person} as {args.target}. /quit to leave.", file=sys.stderr)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(
+            f"Chatting with {person} as {args.target}. "
+            "Ctrl-C stops a reply; /quit, Ctrl-D or Ctrl-C at the prompt leaves.",
+            file=sys.stderr,
+        )
     while True:
-        if sys.stdin.isatty():
-            print(f"[{args.target}] ", end="", flush=True, file=sys.stderr)
-        line = sys.stdin.readline()
-        if not line:  # end of input
+        try:
+            line = _read_line(f"[{args.target}] " if interactive else None)
+        except KeyboardInterrupt:
+            print(file=sys.stderr)  # end the prompt's line before the shell's
+            return 130
+        if line is None or line.strip() == "/quit":
             return 0
         text = line.strip()
-        if text == "/quit":
-            return 0
         if not text:
             continue
         transcript.append((args.target, text))
-        print(f"[{person}] ", end="", flush=True)
-        reply = ""
-        for piece in engine.simulate(transcript, person, sampling):
-            reply += piece
-            print(piece, end="", flush=True)
-        print(flush=True)
-        transcript.append((person, reply))
+        reply = _stream_reply(engine, transcript, person, sampling)
+        if reply is not None:
+            transcript.append((person, reply))
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -160,7 +226,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_complete)
 
-    p = sub.add_parser("chat", help="chat with a persona in the terminal (/quit to leave)")
+    p = sub.add_parser(
+        "chat",
+        help="chat with a persona in the terminal (/quit to leave)",
+        description=CHAT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(p)
     p.add_argument("--as", dest="target", default="You", help="your name in the chat")
     p.set_defaults(func=cmd_chat)
