@@ -7,20 +7,12 @@ import sys
 import threading
 from typing import Any
 
-from convsim.tui.cli_common import CliError, print_json, workspace
+from convsim.tui.cli_common import CliError, duration, print_json, workspace
 
 
 def _bar(done: int, total: int, width: int = 24) -> str:
     filled = int(width * done / max(1, total))
     return "█" * filled + "░" * (width - filled)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 class Progress:
@@ -43,7 +35,7 @@ class Progress:
         if e.kind == "step":
             line = (
                 f"step {e.step}/{e.total_steps} {_bar(e.step, e.total_steps)} "
-                f"loss {e.loss:.3f}  {e.tokens_per_s or 0:.0f} tok/s  ETA {_duration(e.eta_s)}"
+                f"loss {e.loss:.3f}  {e.tokens_per_s or 0:.0f} tok/s  ETA {duration(e.eta_s)}"
             )
             print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=out)
         elif e.kind == "eval":

@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Label, ProgressBar, RichLog, Select, Static
 
+from convsim.tui.cli_common import duration
 from convsim.tui.widgets import LossChart, short_path
 
 EXPORTS = [
@@ -24,14 +25,6 @@ EXPORTS = [
     ("Merged, q4_k_m (smallest)", "q4_k_m"),
     ("Merged, f16", "f16"),
 ]
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class TrainingScreen(Screen[None]):
@@ -133,7 +126,7 @@ class TrainingScreen(Screen[None]):
         if e.kind == "step":
             self.query_one("#train-stats", Static).update(
                 f"step {e.step}/{e.total_steps}   epoch {e.epoch:.2f}   loss {e.loss:.3f}   "
-                f"{e.tokens_per_s or 0:.0f} tokens/s   ETA {_clock(e.eta_s)}"
+                f"{e.tokens_per_s or 0:.0f} tokens/s   ETA {duration(e.eta_s)}"
             )
         if e.kind in ("step", "eval"):
             self.query_one(LossChart).add(
