@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,3 +26,33 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "home"
     monkeypatch.setenv("CONVSIM_HOME", str(path))
     return path
+
+
+# Tiny random models (tests/tinymodels.py), shared by the engine, CLI and app tests.
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A tiny random gemma3 model and its F32 GGUF."""
+    from tinymodels import build_tiny
+
+    return build_tiny("gemma3", tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random LoRA on every attention/FFN projection of the tiny model, strong enough to
+    change its greedy output."""
+    import numpy as np
+
+    from convsim.convert.adapter import LoraWeights, write_lora_adapter
+
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for layer in range(2):
+        for name, (rows, cols) in {"attn_q": (64, 64), "ffn_up": (128, 64)}.items():
+            a = rng.normal(0, 1.0, (4, cols)).astype(np.float32)
+            b = rng.normal(0, 1.0, (rows, 4)).astype(np.float32)
+            tensors[f"blk.{layer}.{name}.weight"] = (a, b)
+    out = tmp_path_factory.mktemp("tiny-adapter") / "adapter.gguf"
+    return write_lora_adapter(LoraWeights("gemma3", 4.0, tensors), tiny.gguf_path, out)

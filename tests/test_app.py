@@ -9,18 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tinymodels import TinyModel, build_tiny
+from tinymodels import TinyModel
 
 from convsim.tui.app import ConvsimApp, smoke_test
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WHATSAPP = FIXTURES / "whatsapp" / "WhatsApp Chat with Riya.txt"
 SIZE = (100, 34)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
-    return build_tiny("gemma3", tmp_path_factory.mktemp("tiny-app"))
 
 
 async def wait_for(pilot, condition: Callable[[], object], timeout: float = 60.0) -> None:

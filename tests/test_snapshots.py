@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from tinymodels import TinyModel, build_tiny
+from tinymodels import TinyModel
 
 from convsim.core.store.records import ModelRecord
 from convsim.core.workspace import SAMPLE_CHAT, Workspace
@@ -34,11 +34,6 @@ def stocked(home: Path) -> Path:
             )
         )  # fmt: skip
     return home
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
-    return build_tiny("gemma3", tmp_path_factory.mktemp("tiny-snap"))
 
 
 async def settle(pilot, condition, timeout: float = 30.0) -> None:

@@ -1,0 +1,226 @@
+"""The chat command-line commands (simulate, complete, chat) on a tiny model with a LoRA
+adapter, through `convsim.tui.cli.main` and as a real subprocess for Ctrl-C handling."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tinymodels import TinyModel
+
+from convsim.core.engine import Engine, Sampling
+
+# ---------------------------------------------------------------- CLI
+
+
+def _register(home: Path, base: Path, adapter: Path | None, model_id: str, status: str) -> None:
+    import shutil
+
+    from convsim.core.store.records import ModelRecord
+    from convsim.core.workspace import Workspace
+
+    with Workspace.open(home) as ws:
+        folder = ws.locations.models / model_id
+        folder.mkdir(parents=True, exist_ok=True)
+        if adapter is not None:
+            shutil.copy(adapter, folder / "adapter.gguf")
+        ws.store.add_model(
+            ModelRecord(model_id, None, None, "Sam", str(base), "0" * 64, "2026-01-01T00:00:00",
+                        status, str(folder))
+        )  # fmt: skip
+
+
+@pytest.fixture
+def persona(home: Path, tiny: TinyModel, adapter: Path) -> str:
+    _register(home, tiny.gguf_path, adapter, "sam-tiny", "ready")
+    return "sam-tiny"
+
+
+def test_cli_simulate_alternates_and_prints_json(
+    persona: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from convsim.tui.cli import main
+
+    transcript = tmp_path / "chat.txt"
+    transcript.write_text("[Riya] hey are we going\n[Sam] yes we are\n[Riya] the place\n")
+    args = ["simulate", persona, "--as", "Sam", "--transcript", str(transcript)]
+    assert main([*args, "--turns", "3", "--seed", "1", "--max-tokens", "8", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["speaker"] for r in rows] == ["Sam", "Riya", "Sam"]
+    # Without --as, the model's own person speaks.
+    assert main(["simulate", persona, "--transcript", str(transcript), "--turns", "1",
+                 "--max-tokens", "4", "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["speaker"] == "Sam"
+    jsonl = tmp_path / "chat.jsonl"
+    jsonl.write_text('{"speaker": "Riya", "text": "hi"}\n{"speaker": "Sam", "text": "yo"}\n')
+    assert main(["simulate", persona, "--as", "Sam", "--transcript", str(jsonl),
+                 "--turns", "2", "--max-tokens", "6"]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.rstrip("\n").split("\n")
+    assert [line.split("]")[0] for line in lines] == ["[Riya", "[Sam"]
+
+
+def test_cli_complete_and_chat(
+    persona: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from convsim.tui.cli import main
+
+    args = ["complete", persona, "--as", "Riya", "--partial", "we are", "--seed", "0", "--json"]
+    assert main(args) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["partial"] == "we are" and "\n" not in row["completion"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("hey you\nwe are going\n/quit\nnot read\n"))
+    assert main(["chat", persona, "--as", "Riya", "--max-tokens", "6"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and all(line.startswith("[Sam] ") for line in out)
+    monkeypatch.setattr("sys.stdin", io.StringIO("only line, then EOF\n"))
+    assert main(["chat", persona, "--max-tokens", "4"]) == 0
+
+
+def test_cli_refuses_a_model_that_is_not_ready(
+    home: Path, tiny: TinyModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from convsim.tui.cli import main
+
+    _register(home, tiny.gguf_path, None, "half", "cancelled")
+    assert main(["simulate", "half", "--as", "Riya"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not ready" in err and "--resume half" in err
+    assert main(["complete", "nobody", "--as", "Riya", "--partial", "x"]) == 2
+    assert "no model with id 'nobody'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- chat: Ctrl-C
+
+
+class Stream:
+    """Collects what a child process writes to one pipe, from a background thread."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.data = b""
+        self._pipe = pipe
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while chunk := self._pipe.read1(4096):
+            self.data += chunk
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self._thread.join(10)
+
+
+def wait_until(predicate: Any, what: Any, proc: Any, timeout: float = 60.0) -> None:
+    """Poll `predicate` while `proc` runs; `what()` says what was awaited and what was seen."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"the process ended while waiting for {what()}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what()}"
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "openpty"), reason="needs a POSIX terminal")
+def test_cli_chat_ctrl_c_cancels_the_reply_not_the_chat(
+    persona: str, tiny: TinyModel, adapter: Path
+) -> None:
+    """`convsim chat` as a person uses it (stdin a terminal): Ctrl-C while a reply streams
+    cancels that reply and brings the prompt back, twice; the next message gets a whole reply;
+    end of input then leaves with status 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("convsim")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    # The tiny model's greedy replies here never end by themselves: each runs to the cap, 600
+    # tokens, over a second on 2 cores, so a reply is surely still streaming at SIGINT.
+    args = ["chat", persona, "--as", "Riya", "--temperature", "0", "--seed", "0",
+            "--max-tokens", "600"]  # fmt: skip
+    terminal, child_end = os.openpty()
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    proc = subprocess.Popen([*cmd, *args], stdin=child_end, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)  # fmt: skip
+    os.close(child_end)
+    out, err = Stream(proc.stdout), Stream(proc.stderr)
+
+    def seen(what: str) -> Any:
+        return lambda: (
+            f"{what}: exit {proc.poll()}, stdout {out.text[-200:]!r}, stderr {err.text!r}"
+        )
+
+    def prompts(n: int) -> Any:
+        return lambda: err.text.count("[Riya] ") == n
+
+    def streaming(n: int) -> Any:
+        """Reply `n` (1, 2, ...) shows text past its "[Sam] "."""
+        return lambda: len((out.text.split("\n") + [""] * n)[n - 1]) > len("[Sam] x")
+
+    try:
+        wait_until(prompts(1), seen("the first prompt"), proc)
+        os.write(terminal, b"hello there\n")
+        # Each time: signal once the reply shows (past its "[Sam] "), so that it is mid-stream,
+        # and type the next message at once, as a quick user would: it waits in the terminal
+        # and starts the next reply the moment the chat reads again.
+        for n, typed_ahead in enumerate([b"we are going\n", b"are you there\n"], start=1):
+            wait_until(streaming(n), seen(f"reply {n} to stream"), proc)
+            proc.send_signal(signal.SIGINT)
+            os.write(terminal, typed_ahead)
+        wait_until(prompts(4), seen("the prompt after the last reply"), proc)
+        os.write(terminal, b"\x04")  # Ctrl-D: end of input
+        assert proc.wait(timeout=30) == 0, err.text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(terminal)
+        out.close()
+        err.close()
+    assert "Traceback" not in err.text and "interrupted" not in err.text
+    lines = out.text.split("\n")
+    assert len(lines) == 4 and lines[3] == "", out.text
+    assert all(line.startswith("[Sam] ") for line in lines[:3])
+    assert lines[0].endswith(" [reply cancelled]") and lines[1].endswith(" [reply cancelled]")
+    assert "[reply cancelled]" not in lines[2] and len(lines[2]) > len("[Sam] ")
+    # Cut short: the whole first reply (the same greedy reply, made here) is ~600 characters.
+    engine = Engine(tiny.gguf_path, [(adapter, 1.0)], n_ctx=2048)
+    full = engine.reply([("Riya", "hello there")], "Sam", Sampling(temperature=0.0, seed=0,
+                                                                   max_tokens=600))  # fmt: skip
+    cut = lines[0].removeprefix("[Sam] ").removesuffix(" [reply cancelled]")
+    assert len(full) > 500 and len(cut) < len(full) // 2, (cut, full)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "openpty"), reason="needs a POSIX terminal")
+def test_cli_chat_ctrl_c_at_the_prompt_leaves(persona: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("convsim")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    terminal, child_end = os.openpty()
+    proc = subprocess.Popen([*cmd, "chat", persona], stdin=child_end, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    os.close(child_end)
+    out, err = Stream(proc.stdout), Stream(proc.stderr)
+    try:
+        wait_until(lambda: err.text.endswith("[You] "), lambda: err.text, proc)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(terminal)
+        out.close()
+        err.close()
+    assert out.text == "" and err.text.endswith("[You] \n"), err.text
+    assert "Traceback" not in err.text and "interrupted" not in err.text
