@@ -446,3 +446,32 @@ def test_loss_chart_columns_cover_every_step_without_gaps() -> None:
     assert _bucket(points, 4, 2) == [3.5, 1.5]
     # Steps not trained yet leave their columns empty.
     assert _bucket(points[:2], 4, 4) == [4.0, 3.0, None, None]
+
+
+def test_a_persona_with_a_missing_model_file_is_a_notification(home: Path) -> None:
+    from textual.widgets import DataTable
+
+    from convsim.core.store.records import ModelRecord
+    from convsim.core.workspace import Workspace
+    from convsim.tui.screens.home import HomeScreen
+
+    with Workspace.open(home) as ws:
+        folder = ws.locations.models / "gone-1"
+        folder.mkdir(parents=True)
+        ws.store.add_model(
+            ModelRecord("gone-1", None, None, "Gone", str(home / "missing.gguf"), "0" * 64,
+                        "2026-11-22T10:00:00", "ready", str(folder))
+        )  # fmt: skip
+
+    async def drive() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.loaded)
+            app.screen.query_one("#personas", DataTable).focus()
+            await pilot.press("o")
+            await wait_for(pilot, lambda: notifications(app))
+            (shown,) = notifications(app)
+            assert shown.startswith("Could not open gone-1: ")
+            assert isinstance(app.screen, HomeScreen) and app.is_running
+
+    run(drive())
