@@ -190,10 +190,20 @@ def _run(
 def adapter_gguf(ws: Workspace, model_id: str) -> Path:
     record = ws.store.model(model_id)
     path = Path(record.path) / "adapter.gguf"
-    if record.status != "ready" or not path.is_file():
+    if record.status != "ready":
         raise ValueError(
             f"model {model_id} is not ready ({record.status}); "
             f"finish it with: convsim train --resume {model_id}"
+        )
+    if not path.is_file():
+        again = (
+            f"convsim train {record.chat_id} --as {record.person!r}"
+            if record.chat_id is not None
+            else "convsim train"
+        )
+        raise ValueError(
+            f"{path}: the adapter of model {model_id} is missing (moved or deleted); "
+            f"train it again with: {again}"
         )
     return path
 

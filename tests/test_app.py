@@ -472,6 +472,7 @@ def test_a_persona_with_a_missing_model_file_is_a_notification(home: Path) -> No
             await wait_for(pilot, lambda: notifications(app))
             (shown,) = notifications(app)
             assert shown.startswith("Could not open gone-1: ")
+            assert "adapter.gguf: the adapter of model gone-1 is missing" in shown
             assert isinstance(app.screen, HomeScreen) and app.is_running
 
     run(drive())
