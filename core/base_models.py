@@ -298,14 +298,14 @@ def load_for_training(
     gguf_path = _check_gguf(Path(gguf_path))
     digest = sha256_file(gguf_path, locations)
     cache_dir = locations.cache / "torch" / digest[:16]
-    if not _cache_is_current(cache_dir, digest):
+    if not torch_cache_is_current(cache_dir, digest):
         _build_torch_cache(gguf_path, cache_dir, digest, progress)
     tokenizer = AutoTokenizer.from_pretrained(cache_dir, split_special_tokens=True)
     model = AutoModelForCausalLM.from_pretrained(cache_dir, dtype=dtype or torch.float32)
     return model, tokenizer
 
 
-def _cache_is_current(cache_dir: Path, digest: str) -> bool:
+def torch_cache_is_current(cache_dir: Path, digest: str) -> bool:
     try:
         source = json.loads((cache_dir / "source.json").read_text())
     except (OSError, ValueError):
@@ -352,7 +352,7 @@ def _build_torch_cache(
         source = {"format": _TORCH_CACHE_FORMAT, "sha256": digest, "gguf": str(gguf_path)}
         source["transformers"] = transformers.__version__
         (tmp / "source.json").write_text(json.dumps(source, indent=2))
-        if not _cache_is_current(cache_dir, digest):  # else another process finished first
+        if not torch_cache_is_current(cache_dir, digest):  # else another process finished first
             shutil.rmtree(cache_dir, ignore_errors=True)  # a copy in an older format
             os.replace(tmp, cache_dir)
     finally:
