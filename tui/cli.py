@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from convsim.tui import __version__, cli_chat, cli_models
+from convsim.tui import cli_chat, cli_doctor, cli_models
 from convsim.tui.cli_common import CliError
 from convsim.tui.cli_common import print_json as _print_json
 from convsim.tui.cli_common import workspace as _workspace
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="convsim",
         description="Learn how real people text from chat exports, then talk like them.",
     )
-    parser.add_argument("--version", action="version", version=f"convsim {__version__}")
+    parser.add_argument("--version", action=cli_doctor.VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
@@ -341,9 +341,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_dataset)
 
+    p = sub.add_parser("app", help="open the convsim app (the default with no command)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="start the app headless, check the home screen renders, quit (for tests/CI)",
+    )
+    p.set_defaults(func=cmd_app)
+
     cli_models.add_commands(sub)
+    cli_doctor.add_commands(sub)
     cli_chat.add_commands(sub)
     return parser
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from convsim.tui.app import run_app, smoke_test
+
+    if getattr(args, "smoke", False):
+        print(smoke_test())
+        return 0
+    return run_app()
 
 
 def quiet_libraries(allow_network: bool) -> None:
@@ -372,8 +390,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            args.func = cmd_app
+        else:
+            parser.print_help()
+            return 0
     from convsim.core.model import ChatImportError
     from convsim.core.store import NewerStoreError
 
