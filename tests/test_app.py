@@ -149,7 +149,8 @@ def test_wizard_imports_trains_and_opens_a_chat(home: Path, tiny: TinyModel) -> 
             assert training.query_one("#open-chat").display
             chart = training.query_one("#loss")
             assert chart.train and chart.validation
-            await pilot.click("#open-chat")
+            await pilot.pause()
+            assert await pilot.click("#open-chat")
             await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), timeout=60)
             chat = app.screen
             assert (chat.persona.speaker, chat.persona.me) == ("Sam", "Riya")
@@ -367,11 +368,14 @@ def test_training_stops_resumes_and_the_ui_stays_responsive(home: Path, tiny: Ti
             assert screen.state == "training"
             assert latencies[3] < 0.1 and latencies[-1] < 0.5, latencies
             await pilot.press("ctrl+x")
-            await wait_for(pilot, lambda: screen.state == "cancelled")
+            await wait_for(pilot, lambda: screen.state in ("cancelled", "failed"))
+            assert screen.state == "cancelled", notifications(app)
             stopped_at = screen.last_event.step
             assert 2 <= stopped_at < 30 and screen.query_one("#resume").display
-            await pilot.click("#resume")
-            await wait_for(pilot, lambda: screen.state == "done", timeout=300)
+            await pilot.pause()  # let the Resume button be laid out before clicking it
+            assert await pilot.click("#resume")
+            await wait_for(pilot, lambda: screen.state in ("done", "failed"), timeout=300)
+            assert screen.state == "done", notifications(app)
             assert screen.last_event.step == 30
             assert "validation loss" in str(screen.query_one("#train-title").render())
 
