@@ -480,3 +480,37 @@ def test_a_persona_with_a_missing_model_file_is_a_notification(home: Path) -> No
             assert isinstance(app.screen, HomeScreen) and app.is_running
 
     run(drive())
+
+
+def test_quitting_mid_training_leaves_a_resumable_run(home: Path, tiny: TinyModel) -> None:
+    from convsim.core.workspace import SAMPLE_CHAT, Workspace
+    from convsim.tui.screens.home import HomeScreen
+    from convsim.tui.screens.training import TrainingScreen
+
+    with Workspace.open(home) as ws:
+        (report,) = ws.import_export(SAMPLE_CHAT)
+    overrides = {"steps": 500, "seq_len": 256, "eval_every": 0, "checkpoint_every": 0}
+
+    async def drive() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
+            screen = TrainingScreen(
+                report.chat_id, "Sam", base=str(tiny.gguf_path), overrides=overrides
+            )
+            await app.push_screen(screen)
+            await wait_for(pilot, lambda: screen.last_event and screen.last_event.step >= 2)
+            await pilot.press("ctrl+q")
+
+    started = time.monotonic()
+    run(drive())
+    assert time.monotonic() - started < 60
+    deadline = time.monotonic() + 60
+    while True:  # the worker finishes its step and writes a checkpoint after the app is gone
+        with Workspace.open(home) as ws:
+            (model,) = ws.store.models()
+        if model.status != "training" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert model.status == "cancelled"
+    assert (Path(model.path) / "checkpoint").is_dir()

@@ -87,14 +87,22 @@ class ConvsimApp(App[None]):
             try:
                 result = job()
             except Exception as exc:
-                self.call_from_thread(self.report_error, what, exc)
+                self._tell(self.report_error, what, exc)
                 if failed is not None:
-                    self.call_from_thread(failed, exc)
+                    self._tell(failed, exc)
                 return
             if done is not None:
-                self.call_from_thread(done, result)
+                self._tell(done, result)
 
         return self.run_worker(run, thread=True, group=group, exit_on_error=False)
+
+    def _tell(self, callback: Callable[..., Any], *args: Any) -> None:
+        """`callback(*args)` on the UI thread, unless the app has quit meanwhile."""
+        try:
+            self.call_from_thread(callback, *args)
+        except Exception:
+            if self.is_running:
+                raise
 
 
 def run_app(home: Path | None = None) -> int:

@@ -75,6 +75,11 @@ class TrainingScreen(Screen[None]):
         self._set_state("starting")
         self._start(resume=self.model_id is not None)
 
+    def on_unmount(self) -> None:
+        # Quitting the app mid-run: stop at the next step with a checkpoint, so the worker
+        # thread ends and the run can be resumed later.
+        self.cancel.set()
+
     def _set_state(self, state: str) -> None:
         self.state = state
         running = state in ("starting", "training")
@@ -89,15 +94,24 @@ class TrainingScreen(Screen[None]):
         from convsim.core import pipeline
 
         self.cancel.clear()
+        app = self.app
+
+        def tell(callback: Any, *args: Any) -> None:
+            try:
+                app.call_from_thread(callback, *args)
+            except Exception:
+                if app.is_running:
+                    raise
+                self.cancel.set()  # the app has quit: stop at the next step, with a checkpoint
 
         def on_event(event: Any) -> None:
-            self.app.call_from_thread(self._event, event)
+            tell(self._event, event)
 
         def on_base(event: Any) -> None:
-            self.app.call_from_thread(self._title, event.message + "…")
+            tell(self._title, event.message + "…")
 
         def run() -> Any:
-            with self.app.workspace() as ws:  # type: ignore[attr-defined]
+            with app.workspace() as ws:  # type: ignore[attr-defined]
                 if resume:
                     return pipeline.resume_training(
                         ws, self.model_id, on_event=on_event, cancel=self.cancel, progress=on_base
