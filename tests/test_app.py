@@ -514,3 +514,15 @@ def test_quitting_mid_training_leaves_a_resumable_run(home: Path, tiny: TinyMode
         time.sleep(0.2)
     assert model.status == "cancelled"
     assert (Path(model.path) / "checkpoint").is_dir()
+
+
+def test_cli_app_smoke_and_no_command_without_a_terminal(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from convsim.tui.cli import main
+
+    assert main(["app", "--smoke"]) == 0
+    assert "home screen shows 0 chats and 0 personas" in capsys.readouterr().out
+    # Without a terminal (a pipe, a script) the bare command prints help instead of the app.
+    assert main([]) == 0
+    assert "usage: convsim" in capsys.readouterr().out
