@@ -234,14 +234,14 @@ class ChatScreen(Screen[None]):
         self.generating = True
         engine, speaker, sampling = self.persona.engine, self.persona.speaker, self.sampling_now
         turns = list(self.turns)
-        state: dict[str, Any] = {"bubble": None}
+        bubbles: list[Bubble] = []  # one per message of the reply, as they stream in
 
         def show(piece: str) -> None:
             for i, part in enumerate(piece.split("\n")):
-                if i or state["bubble"] is None:
-                    state["bubble"] = self._bubble(speaker, "")
+                if i or not bubbles:
+                    bubbles.append(self._bubble(speaker, ""))
                 if part:
-                    state["bubble"].append(part)
+                    bubbles[-1].append(part)
             self.query_one("#messages", VerticalScroll).scroll_end(animate=False)
 
         def run() -> tuple[list[str], Any, float | None]:
@@ -261,10 +261,16 @@ class ChatScreen(Screen[None]):
             messages, stats, first = result
             self.generating = False
             self.turns.extend((speaker, m) for m in messages)
-            if not messages and state["bubble"] is None:
-                self._bubble(speaker, "(no reply: the model ended its turn)")
+            # The final messages are what the conversation keeps (the engine trims a capped
+            # message to its last whole word): show exactly those.
+            for bubble, message in zip(bubbles, messages, strict=False):
+                bubble.set_text(message)
+            for bubble in bubbles[len(messages) :]:
+                bubble.remove()
             first_ms = f"{first * 1000:.0f} ms to first token, " if first is not None else ""
             stopped = "stopped, " if self.cancel.is_set() else ""
+            if not messages:
+                stopped += f"{speaker} sent nothing (Ctrl+O asks again), "
             self._status(
                 f"{stopped}{first_ms}{stats.generated_tokens} tokens; "
                 f"{stats.reused_tokens}/{stats.prompt_tokens} prompt tokens from cache"
