@@ -121,7 +121,9 @@ def trim_to_word(text: str) -> str:
 
 
 class Engine:
-    """One loaded persona. `adapters`: (LoRA adapter GGUF, scale) pairs applied to `model`."""
+    """One loaded persona. `adapters`: (LoRA adapter GGUF, scale) pairs applied to `model`.
+    `threads` and `gpu_layers` default to what suits this machine (`llm.default_threads`,
+    `llm.default_gpu_layers`: all layers on the GPU when llama.cpp was built with GPU support)."""
 
     def __init__(
         self,
@@ -131,7 +133,7 @@ class Engine:
         n_ctx: int = 2048,
         threads: int | None = None,
         n_batch: int = 512,
-        gpu_layers: int = 0,
+        gpu_layers: int | None = None,
         trim_margin: int | None = None,
     ) -> None:
         self.llm = llama.open_model(

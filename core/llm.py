@@ -11,9 +11,34 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+ENV_THREADS = "CONVSIM_THREADS"  # overrides the CPU threads llama.cpp uses
+ENV_GPU_LAYERS = "CONVSIM_GPU_LAYERS"  # overrides how many layers go to the GPU (0 = none)
+
 
 def default_threads() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+    """$CONVSIM_THREADS, else the CPU count (at most 8: more rarely helps token generation)."""
+    return _env_int(ENV_THREADS) or max(1, min(8, os.cpu_count() or 1))
+
+
+def default_gpu_layers() -> int:
+    """$CONVSIM_GPU_LAYERS, else every layer (-1) when this llama.cpp build can offload to a
+    GPU (CUDA, Metal, Vulkan...), else 0."""
+    value = _env_int(ENV_GPU_LAYERS)
+    if value is not None:
+        return value
+    import llama_cpp
+
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"${name} must be a whole number, not {value!r}") from None
 
 
 def open_model(
@@ -23,10 +48,12 @@ def open_model(
     n_ctx: int = 2048,
     threads: int | None = None,
     n_batch: int = 512,
-    gpu_layers: int = 0,
+    gpu_layers: int | None = None,
     seed: int = 0,
 ) -> Any:
-    """A `llama_cpp.Llama` for `path`, with an optional GGUF LoRA adapter applied."""
+    """A `llama_cpp.Llama` for `path`, with an optional GGUF LoRA adapter applied. `threads`
+    and `gpu_layers` left as None are chosen for this machine (see `default_threads` and
+    `default_gpu_layers`)."""
     from llama_cpp import Llama
 
     from convsim.convert.llama_logs import quiet_llama_logs
@@ -43,7 +70,7 @@ def open_model(
             n_ctx=n_ctx,
             n_batch=n_batch,
             n_threads=threads or default_threads(),
-            n_gpu_layers=gpu_layers,
+            n_gpu_layers=default_gpu_layers() if gpu_layers is None else gpu_layers,
             seed=seed,
             verbose=False,
         )

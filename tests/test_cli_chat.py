@@ -53,7 +53,8 @@ def test_cli_simulate_alternates_and_prints_json(
     assert [r["speaker"] for r in rows] == ["Sam", "Riya", "Sam"]
     # Without --as, the model's own person speaks.
     assert main(["simulate", persona, "--transcript", str(transcript), "--turns", "1",
-                 "--max-tokens", "4", "--json"]) == 0  # fmt: skip
+                 "--max-tokens", "4", "--threads", "1", "--gpu-layers", "0",
+                 "--json"]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["speaker"] == "Sam"
     jsonl = tmp_path / "chat.jsonl"
     jsonl.write_text('{"speaker": "Riya", "text": "hi"}\n{"speaker": "Sam", "text": "yo"}\n')

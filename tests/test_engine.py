@@ -246,3 +246,22 @@ def test_control_characters_never_reach_the_screen() -> None:
 
     shown = _shown(["hi\x1b[2J there\u2028x\x85y\tz"], lstrip=True, final=True, hold_word=False)
     assert shown == "hi[2J therexy\tz"
+
+
+def test_threads_and_gpu_layers_suit_the_machine_and_can_be_overridden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import llama_cpp
+
+    from convsim.core import llm
+
+    monkeypatch.delenv(llm.ENV_GPU_LAYERS, raising=False)
+    monkeypatch.delenv(llm.ENV_THREADS, raising=False)
+    assert llm.default_gpu_layers() == (-1 if llama_cpp.llama_supports_gpu_offload() else 0)
+    assert 1 <= llm.default_threads() <= 8
+    monkeypatch.setenv(llm.ENV_GPU_LAYERS, "12")
+    monkeypatch.setenv(llm.ENV_THREADS, "3")
+    assert (llm.default_gpu_layers(), llm.default_threads()) == (12, 3)
+    monkeypatch.setenv(llm.ENV_THREADS, "many")
+    with pytest.raises(ValueError, match=r"\$CONVSIM_THREADS must be a whole number, not 'many'"):
+        llm.default_threads()

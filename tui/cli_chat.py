@@ -57,7 +57,13 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
         except (KeyError, ValueError) as e:
             raise CliError(str(e.args[0])) from None
     try:
-        engine = Engine(Path(record.base), [(adapter, 1.0)], n_ctx=args.ctx)
+        engine = Engine(
+            Path(record.base),
+            [(adapter, 1.0)],
+            n_ctx=args.ctx,
+            threads=args.threads,
+            gpu_layers=args.gpu_layers,
+        )
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from None
     return engine, record
@@ -205,6 +211,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--max-tokens", type=int, default=64, help="length cap of one message")
     p.add_argument("--ctx", type=int, default=2048, help="context size in tokens")
+    p.add_argument("--threads", type=int, help="CPU threads (default: this machine's cores)")
+    p.add_argument(
+        "--gpu-layers", type=int, help="layers on the GPU (default: all when llama.cpp can)"
+    )
 
 
 def add_commands(sub: Any) -> None:
