@@ -341,24 +341,30 @@ async def loop_lag(samples: int = 10) -> float:
     return worst
 
 
-def test_training_stops_resumes_and_the_ui_stays_responsive(home: Path, tiny: TinyModel) -> None:
+async def start_training(pilot, home: Path, tiny: TinyModel, steps: int, eval_every: int):
+    """Import the sample chat, open a training screen for Sam on the tiny model, and wait for
+    its second step; returns the screen."""
     from convsim.core.workspace import SAMPLE_CHAT, Workspace
     from convsim.tui.screens.home import HomeScreen
     from convsim.tui.screens.training import TrainingScreen
 
     with Workspace.open(home) as ws:
         (report,) = ws.import_export(SAMPLE_CHAT)
-    overrides = {"steps": 30, "seq_len": 256, "eval_every": 10, "checkpoint_every": 0}
+    overrides = {"steps": steps, "seq_len": 256, "eval_every": eval_every, "checkpoint_every": 0}
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, HomeScreen))
+    screen = TrainingScreen(report.chat_id, "Sam", base=str(tiny.gguf_path), overrides=overrides)
+    await pilot.app.push_screen(screen)
+    await wait_for(pilot, lambda: screen.last_event and screen.last_event.step >= 2)
+    return screen
+
+
+def test_training_stops_resumes_and_the_ui_stays_responsive(home: Path, tiny: TinyModel) -> None:
+    from convsim.core.workspace import Workspace
 
     async def drive() -> None:
         app = ConvsimApp(home)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
-            screen = TrainingScreen(
-                report.chat_id, "Sam", base=str(tiny.gguf_path), overrides=overrides
-            )
-            await app.push_screen(screen)
-            await wait_for(pilot, lambda: screen.last_event and screen.last_event.step >= 2)
+            screen = await start_training(pilot, home, tiny, steps=30, eval_every=10)
             # A worker is training: the event loop never stalls and keys are handled at once.
             from textual import events
 
@@ -483,23 +489,12 @@ def test_a_persona_with_a_missing_model_file_is_a_notification(home: Path) -> No
 
 
 def test_quitting_mid_training_leaves_a_resumable_run(home: Path, tiny: TinyModel) -> None:
-    from convsim.core.workspace import SAMPLE_CHAT, Workspace
-    from convsim.tui.screens.home import HomeScreen
-    from convsim.tui.screens.training import TrainingScreen
-
-    with Workspace.open(home) as ws:
-        (report,) = ws.import_export(SAMPLE_CHAT)
-    overrides = {"steps": 500, "seq_len": 256, "eval_every": 0, "checkpoint_every": 0}
+    from convsim.core.workspace import Workspace
 
     async def drive() -> None:
         app = ConvsimApp(home)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
-            screen = TrainingScreen(
-                report.chat_id, "Sam", base=str(tiny.gguf_path), overrides=overrides
-            )
-            await app.push_screen(screen)
-            await wait_for(pilot, lambda: screen.last_event and screen.last_event.step >= 2)
+            await start_training(pilot, home, tiny, steps=500, eval_every=0)
             await pilot.press("ctrl+q")
 
     started = time.monotonic()
