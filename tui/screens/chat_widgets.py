@@ -1,0 +1,119 @@
+"""The chat screen's parts: message bubbles, the sampling panel and its two dialogs."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, OptionList, Static
+
+
+class Bubble(Static):
+    """One message: `[Speaker] text`, styled by who sent it."""
+
+    def __init__(self, speaker: str, text: str, mine: bool) -> None:
+        super().__init__(classes="bubble " + ("mine" if mine else "theirs"))
+        self.speaker = speaker
+        self.text = text
+        self._draw()
+
+    def append(self, piece: str) -> None:
+        self.text += piece
+        self._draw()
+
+    def set_text(self, text: str) -> None:
+        self.text = text
+        self._draw()
+
+    def _draw(self) -> None:
+        self.update(Content.assemble((self.speaker, "bold"), "  ", self.text or "…"))
+
+
+class SamplingPanel(Vertical):
+    """One input per `Sampling` field; invalid values are refused with a warning."""
+
+    def __init__(self, sampling: Any) -> None:
+        super().__init__(id="sampling")
+        self.sampling = sampling
+
+    def compose(self) -> ComposeResult:
+        yield Label("Sampling", classes="section-title")
+        for f in fields(self.sampling):
+            value = getattr(self.sampling, f.name)
+            with Horizontal(classes="sampling-row"):
+                yield Label(f.name.replace("_", " "))
+                yield Input(
+                    "" if value is None else str(value),
+                    placeholder="random" if f.name == "seed" else "",
+                    name=f.name,
+                    classes="sampling-field",
+                )
+
+    @on(Input.Changed, ".sampling-field")
+    def _changed(self, event: Input.Changed) -> None:
+        name = event.input.name or ""
+        text = event.value.strip()
+        try:
+            if name == "seed":
+                value: Any = int(text) if text else None
+            elif name in ("top_k", "max_tokens"):
+                value = int(text)
+            else:
+                value = float(text)
+            if (value is not None and value < 0) or (name == "max_tokens" and value < 1):
+                raise ValueError
+        except (ValueError, TypeError):
+            event.input.add_class("-invalid")
+            return
+        event.input.remove_class("-invalid")
+        self.sampling = replace(self.sampling, **{name: value})
+
+
+class EditDialog(ModalScreen[str | None]):
+    """Rewrite the persona's latest message (the conversation continues from your version)."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Edit the reply (Enter saves, Esc cancels)")
+            yield Input(self.text, id="edit")
+
+    @on(Input.Submitted, "#edit")
+    def _save(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+
+class OpenDialog(ModalScreen[Path | None]):
+    """Pick a saved transcript, newest first."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, files: list[Path]) -> None:
+        super().__init__()
+        self.files = files
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Open a saved conversation")
+            yield OptionList(*(f.name for f in self.files), id="files")
+            yield Button("Cancel", id="cancel-open")
+
+    @on(OptionList.OptionSelected)
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.files[event.option_index])
+
+    @on(Button.Pressed, "#cancel-open")
+    def _cancel(self) -> None:
+        self.dismiss(None)
