@@ -1,4 +1,5 @@
-"""Saved conversations: JSON Lines of {"speaker", "text"}, one turn per line.
+"""Saved conversations: JSON Lines of {"speaker", "text"}, one turn per line (`load` also reads
+the `[Name] message` lines people write by hand).
 
 The same files `convsim simulate --transcript` reads, so a conversation saved in the app can be
 continued from a script and back. Writes go to a temporary file renamed into place, so a crash
@@ -40,22 +41,31 @@ def save(folder: Path, name: str, turns: Sequence[Turn], when: datetime | None =
 
 
 def load(path: Path) -> list[Turn]:
-    """The turns of a saved transcript. Raises TranscriptError naming the file and line."""
+    """The turns of a transcript file: JSON Lines {"speaker", "text"} (what `save` writes), or
+    `[Name] message` lines, or a mix. Raises TranscriptError naming the file and line."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise TranscriptError(f"{path}: cannot read it ({e})") from None
+    except OSError as e:
+        raise TranscriptError(f"{path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise TranscriptError(f"{path}: not UTF-8 text") from None
     turns = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-            turns.append((str(row["speaker"]), str(row["text"])))
-        except (ValueError, KeyError, TypeError):
-            raise TranscriptError(
-                f'{path}:{n}: expected a JSON object {{"speaker": ..., "text": ...}}'
-            ) from None
+        if line.lstrip().startswith("{"):
+            try:
+                row = json.loads(line)
+                turns.append((str(row["speaker"]), str(row["text"])))
+            except (ValueError, KeyError, TypeError):
+                raise TranscriptError(
+                    f'{path}:{n}: expected a JSON object {{"speaker": ..., "text": ...}}'
+                ) from None
+            continue
+        name, sep, text = line.partition("]")
+        if not line.startswith("[") or not sep or not name[1:].strip():
+            raise TranscriptError(f"{path}:{n}: expected a line like '[Name] message'")
+        turns.append((name[1:].strip(), text.strip()))
     return turns
 
 

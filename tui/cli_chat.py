@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -17,26 +16,14 @@ from convsim.tui.cli_common import CliError, print_json, workspace
 
 def read_transcript(path: Path | None) -> list[tuple[str, str]]:
     """Turns from a file of `[Name] text` lines, or of JSON Lines {"speaker", "text"}."""
+    from convsim.core import transcripts
+
     if path is None:
         return []
     try:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except OSError as e:
-        raise CliError(f"{path}: {e.strerror}") from None
-    turns = []
-    for n, line in enumerate(lines, start=1):
-        if line.lstrip().startswith("{"):
-            try:
-                row = json.loads(line)
-                turns.append((str(row["speaker"]), str(row["text"])))
-            except (ValueError, KeyError, TypeError):
-                raise CliError(f'{path}:{n}: expected {{"speaker": ..., "text": ...}}') from None
-            continue
-        name, sep, text = line.partition("]")
-        if not line.startswith("[") or not sep or not name[1:].strip():
-            raise CliError(f"{path}:{n}: expected a line like '[Name] message'")
-        turns.append((name[1:].strip(), text.strip()))
-    return turns
+        return transcripts.load(path)
+    except transcripts.TranscriptError as e:
+        raise CliError(str(e)) from None
 
 
 def _sampling(args: argparse.Namespace) -> Any:
