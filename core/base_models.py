@@ -297,12 +297,17 @@ def load_for_training(
 
     gguf_path = _check_gguf(Path(gguf_path))
     digest = sha256_file(gguf_path, locations)
-    cache_dir = locations.cache / "torch" / digest[:16]
+    cache_dir = torch_cache_dir(locations, digest)
     if not torch_cache_is_current(cache_dir, digest):
         _build_torch_cache(gguf_path, cache_dir, digest, progress)
     tokenizer = AutoTokenizer.from_pretrained(cache_dir, split_special_tokens=True)
     model = AutoModelForCausalLM.from_pretrained(cache_dir, dtype=dtype or torch.float32)
     return model, tokenizer
+
+
+def torch_cache_dir(locations: Locations, digest: str) -> Path:
+    """Where the torch copy of the base GGUF with sha256 `digest` lives."""
+    return locations.cache / "torch" / digest[:16]
 
 
 def torch_cache_is_current(cache_dir: Path, digest: str) -> bool:

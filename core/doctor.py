@@ -369,7 +369,7 @@ def check_torch_cache(locations: Locations, fix: bool = False) -> Check:
             "convsim doctor --fix prepares both (about a minute, once)",
         )
     digest = base_models.sha256_file(target, locations)
-    folder = locations.cache / "torch" / digest[:16]
+    folder = base_models.torch_cache_dir(locations, digest)
     # The same currency test load_for_training applies (format and source hash).
     ready = base_models.torch_cache_is_current(folder, digest)
     if not ready and fix:
