@@ -45,6 +45,13 @@ class ConvsimApp(App[None]):
         finally:
             ws.close()
 
+    @property
+    def locations(self) -> Any:
+        """Where this app's data lives (no store opened)."""
+        from convsim.core.locations import Locations
+
+        return Locations.from_env(self.home)
+
     def on_mount(self) -> None:
         from convsim.tui.screens.home import HomeScreen
 
@@ -87,22 +94,25 @@ class ConvsimApp(App[None]):
             try:
                 result = job()
             except Exception as exc:
-                self._tell(self.report_error, what, exc)
+                self.tell(self.report_error, what, exc)
                 if failed is not None:
-                    self._tell(failed, exc)
+                    self.tell(failed, exc)
                 return
             if done is not None:
-                self._tell(done, result)
+                self.tell(done, result)
 
         return self.run_worker(run, thread=True, group=group, exit_on_error=False)
 
-    def _tell(self, callback: Callable[..., Any], *args: Any) -> None:
-        """`callback(*args)` on the UI thread, unless the app has quit meanwhile."""
+    def tell(self, callback: Callable[..., Any], *args: Any) -> bool:
+        """From a worker: `callback(*args)` on the UI thread. False when the app has quit
+        meanwhile (nobody is left to tell)."""
         try:
             self.call_from_thread(callback, *args)
         except Exception:
             if self.is_running:
                 raise
+            return False
+        return True
 
 
 def run_app(home: Path | None = None) -> int:

@@ -82,8 +82,6 @@ class ChatScreen(Screen[None]):
     ]
 
     def __init__(self, persona: Persona) -> None:
-        from convsim.core.engine import Sampling
-
         super().__init__()
         self.persona = persona
         self.turns: list[tuple[str, str]] = []
@@ -91,13 +89,14 @@ class ChatScreen(Screen[None]):
         self.cancel = threading.Event()  # stops the reply or forever loop in progress
         self.generating = False
         self.forever_on = False
-        self.sampling = Sampling(max_tokens=48)
         self._complete_cancel = threading.Event()
         self._complete_timer: Timer | None = None
         self.completions = 0  # autocomplete results shown, for the status line and tests
         self.autocomplete_on = True
 
     def compose(self) -> ComposeResult:
+        from convsim.core.engine import Sampling
+
         yield Header()
         with Horizontal(id="chat-body"):
             with Vertical(id="chat-main"):
@@ -107,7 +106,7 @@ class ChatScreen(Screen[None]):
                     yield GhostInput(placeholder=f"Message {self.persona.speaker}…", id="draft")
                     yield Label("forever", classes="inline")
                     yield Switch(id="forever")
-            yield SamplingPanel(self.sampling)
+            yield SamplingPanel(Sampling(max_tokens=48))
         yield Footer()
 
     def on_mount(self) -> None:
@@ -347,8 +346,7 @@ class ChatScreen(Screen[None]):
         panel.display = not panel.display
 
     def _transcripts(self) -> Path:
-        with self.app.workspace() as ws:  # type: ignore[attr-defined]
-            return ws.locations.transcripts
+        return Path(self.app.locations.transcripts)  # type: ignore[attr-defined]
 
     def action_save(self) -> None:
         from convsim.core import transcripts

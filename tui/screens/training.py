@@ -97,11 +97,7 @@ class TrainingScreen(Screen[None]):
         app = self.app
 
         def tell(callback: Any, *args: Any) -> None:
-            try:
-                app.call_from_thread(callback, *args)
-            except Exception:
-                if app.is_running:
-                    raise
+            if not app.tell(callback, *args):  # type: ignore[attr-defined]
                 self.cancel.set()  # the app has quit: stop at the next step, with a checkpoint
 
         def on_event(event: Any) -> None:
