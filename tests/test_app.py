@@ -4,8 +4,10 @@ on a tiny model and real llama.cpp generation (nothing mocked)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -331,6 +333,31 @@ async def handling_time(pilot, message_target, event) -> float:
     return time.perf_counter() - started
 
 
+@contextlib.contextmanager
+def settled_heap() -> Iterator[list[float]]:
+    """Collect garbage, then keep the test process's own heap out of the collector while a
+    responsiveness check runs: after hundreds of tests this process holds far more objects than
+    the app ever does, and one full collection of them on the UI thread takes longer than the
+    bounds checked. Yields the durations of the collections that still ran, for the message."""
+    pauses: list[float] = []
+    started: list[float] = []
+
+    def timing(phase: str, info: dict) -> None:
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            pauses.append(time.perf_counter() - started.pop())
+
+    gc.collect()
+    gc.freeze()
+    gc.callbacks.append(timing)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(timing)
+        gc.unfreeze()
+
+
 async def loop_lag(samples: int = 10) -> float:
     """The worst delay of the app's event loop beyond a 20 ms sleep: a blocked UI shows here."""
     worst = 0.0
@@ -368,11 +395,12 @@ def test_training_stops_resumes_and_the_ui_stays_responsive(home: Path, tiny: Ti
             # A worker is training: the event loop never stalls and keys are handled at once.
             from textual import events
 
-            assert await loop_lag() < 0.2
-            key = events.Key("tab", None)
-            latencies = sorted([await handling_time(pilot, app, key) for _ in range(7)])
+            with settled_heap() as gc_pauses:
+                assert await loop_lag() < 0.2
+                key = events.Key("tab", None)
+                latencies = sorted([await handling_time(pilot, app, key) for _ in range(7)])
             assert screen.state == "training"
-            assert latencies[3] < 0.1 and latencies[-1] < 0.5, latencies
+            assert latencies[3] < 0.1 and latencies[-1] < 0.5, (latencies, gc_pauses)
             await pilot.press("ctrl+x")
             await wait_for(pilot, lambda: screen.state in ("cancelled", "failed"))
             assert screen.state == "cancelled", notifications(app)
@@ -431,14 +459,16 @@ def test_real_model_streams_never_blocks_typing_and_stops_on_escape(home: Path) 
             # Forever mode keeps the engine busy; typing is handled at once all the while.
             await pilot.press("ctrl+f")
             latencies, sizes = [], []
-            for ch in "abcdefgh":
-                await wait_for(pilot, lambda: chat.generating)
-                latencies.append(await handling_time(pilot, draft, events.Key(ch, ch)))
-                sizes.append(len(chat.turns))
-                await asyncio.sleep(0.3)
+            with settled_heap() as gc_pauses:
+                for ch in "abcdefgh":
+                    await wait_for(pilot, lambda: chat.generating)
+                    latencies.append(await handling_time(pilot, draft, events.Key(ch, ch)))
+                    sizes.append(len(chat.turns))
+                    await asyncio.sleep(0.3)
+                lag = await loop_lag()
             assert draft.value == "abcdefgh"
-            assert max(latencies) < 0.25, latencies
-            assert await loop_lag() < 0.2
+            assert max(latencies) < 0.25, (latencies, gc_pauses)
+            assert lag < 0.2, (lag, gc_pauses)
             assert sizes[-1] > sizes[0], sizes
             await pilot.press("escape")
             await wait_for(pilot, lambda: not chat.generating, timeout=5)
