@@ -156,6 +156,9 @@ def test_wizard_imports_trains_and_opens_a_chat(home: Path, tiny: TinyModel) -> 
             await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), timeout=60)
             chat = app.screen
             assert (chat.persona.speaker, chat.persona.me) == ("Sam", "Riya")
+            # Let the new screen finish mounting before the app shuts down: Textual's Header
+            # updates its title in a callback that fails if its widgets are already gone.
+            await pilot.pause()
 
     run(drive())
     with Workspace.open(home) as ws:

@@ -84,6 +84,7 @@ class ChatScreen(Screen[None]):
     def __init__(self, persona: Persona) -> None:
         super().__init__()
         self.persona = persona
+        self.sub_title = f"{persona.me} ↔ {persona.title}"
         self.turns: list[tuple[str, str]] = []
         self.busy = threading.Lock()  # the engine runs one job at a time
         self.cancel = threading.Event()  # stops the reply or forever loop in progress
@@ -110,7 +111,6 @@ class ChatScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"{self.persona.me} ↔ {self.persona.title}"
         self.query_one(SamplingPanel).display = False
         self._status(
             f"You are {self.persona.me} · Enter sends · Tab takes the suggestion · Esc stops"
