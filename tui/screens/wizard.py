@@ -83,42 +83,49 @@ class ImportWizard(Screen[None]):
                     yield Button("Import", variant="primary", id="do-import")
                 yield Static("", id="detected")
                 yield DirectoryTree(Path.home(), id="tree")
-            with VerticalScroll(id="people"):
-                yield Select([], prompt="(one chat)", id="which-chat")
-                yield Static("", id="report")
-                with Horizontal(classes="row"):
-                    yield Label("Who are you?", classes="inline")
-                    yield Select([], prompt="(nobody here)", id="me")
-                with Horizontal(classes="row"):
-                    yield Label("Whom to simulate?", classes="inline")
-                    yield Select([], prompt="pick a person", allow_blank=True, id="target")
-                yield Label("Speaker tags (how names appear to the model):")
-                yield Vertical(id="tags")
-                yield Checkbox("Mask phone numbers, e-mails, URLs and card numbers", id="scrub")
-                yield Checkbox("Keep media/sticker placeholders", value=True, id="media")
+            # Each later step: a scrolling body, then its button, always in view below it.
+            with Vertical(id="people"):
+                with VerticalScroll(classes="step-body"):
+                    yield Select([], prompt="(one chat)", id="which-chat")
+                    yield Static("", id="report")
+                    with Horizontal(classes="row"):
+                        yield Label("Who are you?", classes="inline")
+                        yield Select([], prompt="(nobody here)", id="me")
+                    with Horizontal(classes="row"):
+                        yield Label("Whom to simulate?", classes="inline")
+                        yield Select([], prompt="pick a person", allow_blank=True, id="target")
+                    yield Label("Speaker tags (how names appear to the model):")
+                    yield Vertical(id="tags")
+                    yield Checkbox("Mask phone numbers, e-mails, URLs and card numbers", id="scrub")
+                    yield Checkbox("Keep media/sticker placeholders", value=True, id="media")
                 yield Button("Preview dataset", variant="primary", id="do-dataset")
-            with VerticalScroll(id="dataset"):
+            with Vertical(id="dataset"):
                 yield Static("", id="dataset-stats")
-                yield Static("", id="dataset-samples", classes="sample")
+                with VerticalScroll(classes="step-body"):
+                    yield Static("", id="dataset-samples", classes="sample")
                 yield Button("Training settings", variant="primary", id="to-settings")
-            with VerticalScroll(id="settings"):
-                with Horizontal(classes="row"):
-                    yield Label("Base model:", classes="inline")
-                    yield Select(
-                        [("Gemma 3 270M (default, bundled)", DEFAULT_BASE)],
-                        value=DEFAULT_BASE,
-                        allow_blank=False,
-                        id="base",
-                    )
-                yield Input(placeholder="path to a .gguf base model", id="base-path")
-                with Horizontal(classes="row"):
-                    yield Label("Epochs:", classes="inline")
-                    yield Input("1", id="epochs", type="number")
-                    yield Label("Context tokens:", classes="inline")
-                    yield Select(
-                        [("256", 256), ("512", 512)], value=256, allow_blank=False, id="seq-len"
-                    )
-                yield Static("", id="estimate")
+            with Vertical(id="settings"):
+                with VerticalScroll(classes="step-body"):
+                    with Horizontal(classes="row"):
+                        yield Label("Base model:", classes="inline")
+                        yield Select(
+                            [("Gemma 3 270M (default, bundled)", DEFAULT_BASE)],
+                            value=DEFAULT_BASE,
+                            allow_blank=False,
+                            id="base",
+                        )
+                    yield Input(placeholder="path to a .gguf base model", id="base-path")
+                    with Horizontal(classes="row"):
+                        yield Label("Epochs:", classes="inline")
+                        yield Input("1", id="epochs", type="number")
+                        yield Label("Context tokens:", classes="inline")
+                        yield Select(
+                            [("256", 256), ("512", 512)],
+                            value=256,
+                            allow_blank=False,
+                            id="seq-len",
+                        )
+                    yield Static("", id="estimate")
                 yield Button("Train", variant="success", id="do-train")
         yield Footer()
 
