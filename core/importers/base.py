@@ -4,7 +4,8 @@ An importer is a module with three names:
 
 - ``NAME``: the format name users pass to ``--format`` (``"whatsapp"``...).
 - ``sniff(source) -> bool``: does this source look like my format? Decided from content
-  (``source.head()``, member names), never from the file name alone. Must be cheap.
+  (``source.head()``, member names), never from the file name alone. Must be cheap, and never
+  raise: wrap it in ``@sniffer``.
 - ``parse(source, options) -> list[ParsedChat]``: read everything. Raise ``ChatImportError``
   naming ``source.name`` and the position for input it cannot use at all; record recoverable
   problems as ``Skipped`` entries instead. Pure: no printing, no store access.
@@ -12,6 +13,7 @@ An importer is a module with three names:
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import zipfile
@@ -23,6 +25,20 @@ from typing import Any
 from convsim.core.model import ChatImportError
 
 HEAD_BYTES = 64 * 1024
+
+
+def sniffer(looks_like: Callable[[Source], bool]) -> Callable[[Source], bool]:
+    """An importer's ``sniff``: any error while looking (unreadable, truncated, not this format
+    at all) means "not mine", so that detection can go on to the next format."""
+
+    @functools.wraps(looks_like)
+    def sniff(source: Source) -> bool:
+        try:
+            return bool(looks_like(source))
+        except Exception:
+            return False
+
+    return sniff
 
 
 @dataclass

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from convsim.core.importers.base import ImportOptions, Source
+from convsim.core.importers.base import ImportOptions, Source, sniffer
 from convsim.core.model import (
     CALL,
     MEDIA,
@@ -56,12 +56,10 @@ _SYSTEM_TEXT = {
 }
 
 
+@sniffer
 def sniff(source: Source) -> bool:
-    """A JSON object that opens with "guild" and has a "channel" object. Never raises."""
-    try:
-        return bool(_export_members(source))
-    except Exception:
-        return False
+    """A JSON object that opens with "guild" and has a "channel" object."""
+    return bool(_export_members(source))
 
 
 def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:

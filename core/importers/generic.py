@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
-from convsim.core.importers.base import ImportOptions, Source
+from convsim.core.importers.base import ImportOptions, Source, sniffer
 from convsim.core.model import (
     KINDS,
     SYSTEM,
@@ -53,20 +53,18 @@ _ISO = re.compile(
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
+@sniffer
 def sniff(source: Source) -> bool:
     """A .csv/.tsv/.jsonl file whose header row (or first object) has a recognisable timestamp,
-    sender and text column. Never raises."""
-    try:
-        suffix = source.path.suffix.lower()
-        if source.is_dir or source.is_zip or suffix not in _SUFFIXES:
-            return False
-        head = source.head()
-        utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
-        text = head.decode("utf-16" if utf16 else "utf-8-sig", errors="replace")
-        fields = _first_object_keys(text) if suffix == ".jsonl" else _header(text, suffix)
-        return all(_guess(fields or [], key) for key in _REQUIRED)
-    except Exception:
+    sender and text column."""
+    suffix = source.path.suffix.lower()
+    if source.is_dir or source.is_zip or suffix not in _SUFFIXES:
         return False
+    head = source.head()
+    utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
+    text = head.decode("utf-16" if utf16 else "utf-8-sig", errors="replace")
+    fields = _first_object_keys(text) if suffix == ".jsonl" else _header(text, suffix)
+    return all(_guess(fields or [], key) for key in _REQUIRED)
 
 
 def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from convsim.core import model
-from convsim.core.importers.base import ImportOptions, Source
+from convsim.core.importers.base import ImportOptions, Source, sniffer
 from convsim.core.model import ChatImportError, ParsedChat, ParsedMessage, Skipped
 
 NAME = "imessage"
@@ -140,16 +140,14 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {r[1] for r in db.execute(f"PRAGMA table_info({table})").fetchall()}
 
 
+@sniffer
 def sniff(source: Source) -> bool:
     """A SQLite file (or folder holding chat.db) with the Messages core tables."""
-    try:
-        path = _db_path(source)
-        if path is None or not path.is_file() or not _is_sqlite(path):
-            return False
-        with closing(_connect(path)) as db:
-            return set(REQUIRED_TABLES) <= _tables(db)
-    except Exception:
+    path = _db_path(source)
+    if path is None or not path.is_file() or not _is_sqlite(path):
         return False
+    with closing(_connect(path)) as db:
+        return set(REQUIRED_TABLES) <= _tables(db)
 
 
 def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any, TypeGuard
 
-from convsim.core.importers.base import ImportOptions, Source
+from convsim.core.importers.base import ImportOptions, Source, sniffer
 from convsim.core.model import (
     CALL,
     DELETED,
@@ -60,16 +60,14 @@ def repair(text: str) -> str:
         return text  # typed as-is, e.g. a real "é": not UTF-8 bytes in disguise
 
 
+@sniffer
 def sniff(source: Source) -> bool:
     """A JSON object with Messenger's `sender_name` and `timestamp_ms` keys near the top, in the
-    file itself or in the first message_N.json files of a folder or zip. Never raises."""
-    try:
-        if not (source.is_dir or source.is_zip):
-            return _looks_like_messenger(source.head())
-        files = [m for group in _thread_groups(source).values() for m in group]
-        return any(_looks_like_messenger(source.head(m)) for m in files[:_SNIFFED_FILES])
-    except Exception:
-        return False
+    file itself or in the first message_N.json files of a folder or zip."""
+    if not (source.is_dir or source.is_zip):
+        return _looks_like_messenger(source.head())
+    files = [m for group in _thread_groups(source).values() for m in group]
+    return any(_looks_like_messenger(source.head(m)) for m in files[:_SNIFFED_FILES])
 
 
 def _looks_like_messenger(head: bytes) -> bool:

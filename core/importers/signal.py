@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
-from convsim.core.importers.base import HEAD_BYTES, ImportOptions, Source
+from convsim.core.importers.base import HEAD_BYTES, ImportOptions, Source, sniffer
 from convsim.core.model import (
     CALL,
     DELETED,
@@ -61,12 +61,10 @@ _EVENTS = {
 }
 
 
+@sniffer
 def sniff(source: Source) -> bool:
-    """Any of the three shapes, decided from the first bytes. Never raises."""
-    try:
-        return bool(_export_members(source))
-    except Exception:
-        return False
+    """Any of the three shapes, decided from the first bytes."""
+    return bool(_export_members(source))
 
 
 def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO
 
-from convsim.core.importers.base import ImportOptions, Source
+from convsim.core.importers.base import ImportOptions, Source, sniffer
 from convsim.core.model import MEDIA, TEXT, ChatImportError, ParsedChat, ParsedMessage, Skipped
 
 NAME = "sms"
@@ -40,13 +40,11 @@ _LONGEST_REF = 8  # "&#56319;" / "&#xDBFF;"
 _REPLACEMENT_REF = b"&#65533;"
 
 
+@sniffer
 def sniff(source: Source) -> bool:
     """An XML file whose first bytes open an `<smses>` element (in a folder or zip: any .xml
-    member that does). Never raises."""
-    try:
-        return bool(_backup_members(source))
-    except Exception:
-        return False
+    member that does)."""
+    return bool(_backup_members(source))
 
 
 def _backup_members(source: Source) -> list[str | None]:

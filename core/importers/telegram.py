@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
-from convsim.core.importers.base import ImportOptions, Source
+from convsim.core.importers.base import ImportOptions, Source, sniffer
 from convsim.core.model import (
     CALL,
     MEDIA,
@@ -79,12 +79,10 @@ _ACTIONS = {
 }
 
 
+@sniffer
 def sniff(source: Source) -> bool:
-    """A JSON object whose first bytes carry a tdesktop-only key. Never raises."""
-    try:
-        return bool(_export_members(source))
-    except Exception:
-        return False
+    """A JSON object whose first bytes carry a tdesktop-only key."""
+    return bool(_export_members(source))
 
 
 def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:

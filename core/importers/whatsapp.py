@@ -27,7 +27,7 @@ from itertools import accumulate, groupby, islice, pairwise
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
-from convsim.core.importers.base import AmbiguousDateOrder, ImportOptions, Source
+from convsim.core.importers.base import AmbiguousDateOrder, ImportOptions, Source, sniffer
 from convsim.core.model import (
     CALL,
     DELETED,
@@ -115,15 +115,13 @@ _TITLE = re.compile(
 )
 
 
+@sniffer
 def sniff(source: Source) -> bool:
     """True when a WhatsApp header is among the first 20 non-empty lines of the file, or of a
-    `.txt` member of a zip or folder. Never raises."""
-    try:
-        if source.is_zip or source.is_dir:
-            return any(_looks_like_chat(source.head(m)) for m in _text_members(source))
-        return _looks_like_chat(source.head())
-    except Exception:
-        return False
+    `.txt` member of a zip or folder."""
+    if source.is_zip or source.is_dir:
+        return any(_looks_like_chat(source.head(m)) for m in _text_members(source))
+    return _looks_like_chat(source.head())
 
 
 def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:
