@@ -99,6 +99,27 @@ def test_bad_input_fails_clearly_and_stores_nothing(
     assert run(capsys, "chats", "--json")[1] == ""
 
 
+def test_import_sample_and_the_summary_line(home: Path, capsys) -> None:
+    code, out, _ = run(capsys, "import", "--sample")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "Imported 'sample_whatsapp' (whatsapp) as chat 1"
+    # 884 messages plus one system notice were stored: the line says both, so they add up.
+    assert lines[1].startswith("  884 messages and 1 system notice, 885 new in the store, 2025-")
+    code, out, _ = run(capsys, "import", str(SAMPLE_CHAT))  # the same file again: nothing new
+    assert code == 0 and ", 0 new in the store," in out.splitlines()[1]
+
+
+@pytest.mark.parametrize("argv", [["import"], ["import", "chat.txt", "--sample"]])
+def test_import_needs_exactly_one_of_a_path_and_sample(home: Path, capsys, argv) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "path" in err and "--sample" in err
+    assert not (home / "convsim.db").exists()
+
+
 def test_bad_inputs_that_are_not_files(home: Path, tmp_path: Path, capsys) -> None:
     empty_dir = tmp_path / "folder"
     empty_dir.mkdir()

@@ -47,9 +47,9 @@ def _ask_date_order(path: Path) -> str | None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from convsim.core.workspace import AmbiguousDateOrder, ImportOptions
+    from convsim.core.workspace import SAMPLE_CHAT, AmbiguousDateOrder, ImportOptions
 
-    path = Path(args.path)
+    path = SAMPLE_CHAT if args.sample else Path(args.path)
     options = ImportOptions(date_order=args.date_order, columns=_parse_columns(args.columns))
     if args.me:
         options.me_name = args.me
@@ -72,7 +72,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _print_import(r: Any) -> None:
     print(f"Imported {r.title!r} ({r.format}) as chat {r.chat_id}")
-    print(f"  {r.messages} messages, {r.new} new, {r.first} → {r.last}")
+    system = r.kinds.get("system", 0)
+    notices = f" and {system} system notice{'s' * (system != 1)}" if system else ""
+    print(f"  {r.messages} messages{notices}, {r.new} new in the store, {r.first} → {r.last}")
     for p in r.participants:
         print(f"  {p['name']}: {p['messages']} messages")
     print("  kinds: " + ", ".join(f"{k} {n}" for k, n in r.kinds.items()))
@@ -295,7 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("import", help="import a chat export (file, folder or zip)")
-    p.add_argument("path")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("path", nargs="?", help="the export: a file, a folder or a zip")
+    what.add_argument(
+        "--sample", action="store_true", help="the sample chat that ships with convsim, to try it"
+    )
     p.add_argument("--format", choices=FORMATS, help="skip auto-detection")
     p.add_argument("--date-order", choices=("dmy", "mdy"), help="WhatsApp day/month order")
     p.add_argument("--columns", help="generic CSV/JSONL: timestamp=COL,sender=COL,text=COL")
