@@ -11,6 +11,12 @@ ROOT=$(pwd)
 VENV=${CONVSIM_VENV:-$ROOT/.venv}
 PY=$VENV/bin/python
 start=$(date +%s)
+ONEFILE=0
+case "${1:-}" in
+    "") ;;
+    --onefile) ONEFILE=1 ;; # dist/convsim-onefile/convsim: one program, unpacked at each start
+    *) echo "usage: bash packaging/build.sh [--onefile]" >&2; exit 2 ;;
+esac
 
 if [ ! -x "$PY" ]; then
     echo "== creating $VENV"
@@ -28,6 +34,14 @@ rm -rf build/stage build/lib build/bdist.*
 "$PY" -m pip install -q --no-deps --no-compile --target build/stage .
 
 echo "== pyinstaller"
+if [ "$ONEFILE" = 1 ]; then
+    CONVSIM_ONEFILE=1 "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
+        --distpath dist/convsim-onefile --workpath build/pyinstaller-onefile packaging/convsim.spec
+    end=$(date +%s)
+    echo "== built dist/convsim-onefile/convsim in $((end - start)) s"
+    du -sh dist/convsim-onefile/convsim
+    exit 0
+fi
 "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
     --distpath dist --workpath build/pyinstaller packaging/convsim.spec
 

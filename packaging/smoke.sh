@@ -1,28 +1,40 @@
 #!/usr/bin/env bash
-# Smoke-tests the built app itself (dist/convsim/convsim, or the path given), not the source tree:
-# a fresh CONVSIM_HOME in a temporary folder, a PATH without any venv, run from that folder so
-# nothing of the checkout can be imported, and without network access where `unshare -n` works.
+# Smoke-tests the built app itself, not the source tree: dist/convsim/convsim, the program path
+# given, or a release archive given (convsim-….tar.gz from packaging/archive.sh), which is first
+# unpacked into the temporary folder the way a user would. A fresh CONVSIM_HOME in a temporary
+# folder, a PATH without any venv, run from that folder so nothing of the checkout can be
+# imported, and without network access where `unshare -n` works.
 #
 # Steps: --version, doctor, the README and licence notices, import of the sample chat bundled in
-# the app, dataset, a 2-step training run on the bundled default base, export, one simulated
-# reply, the TUI started and quit headless (app --smoke), doctor again. Every step runs even when
-# an earlier one failed; the summary names the failed ones and the exit status is 1 if any did.
+# the app (`import --sample`), dataset, a 2-step training run on the bundled default base,
+# export, one simulated reply, the TUI started and quit headless (app --smoke), doctor again.
+# Every step runs even when an earlier one failed; the summary names the failed ones and the
+# exit status is 1 if any did. Works for the one-file build too (its notices lie beside it).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-APP=$(realpath "${1:-$ROOT/dist/convsim/convsim}")
-DIST=$(dirname "$APP")
-[ -x "$APP" ] || { echo "smoke: no built app at $APP; run: bash packaging/build.sh" >&2; exit 2; }
-
+TARGET=$(realpath "${1:-$ROOT/dist/convsim/convsim}")
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/convsim-smoke.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK" || exit 2
+if [[ $TARGET == *.tar.gz ]]; then
+    t0=$(date +%s.%N)
+    mkdir unpacked && tar -C unpacked -xzf "$TARGET" || {
+        echo "smoke: could not unpack $TARGET" >&2
+        exit 2
+    }
+    echo "smoke: unpacked $TARGET in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+    APP=$WORK/unpacked/convsim/convsim
+else
+    APP=$TARGET
+fi
+DIST=$(dirname "$APP")
+[ -x "$APP" ] || { echo "smoke: no built app at $APP; run: bash packaging/build.sh" >&2; exit 2; }
 export CONVSIM_HOME=$WORK/home
 unset CONVSIM_BASE_MODELS CONVSIM_CACHE PYTHONPATH PYTHONHOME VIRTUAL_ENV
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Offline for real when this machine lets us drop the network (root, or user namespaces).
 NET=()
 if unshare -rn true 2>/dev/null; then NET=(unshare -rn); fi
-SAMPLE=$(find "$DIST" -path "*convsim/core/samples/sample_whatsapp.txt" | head -n 1)
 
 failed=()    # what went wrong, one line each
 bad_steps=() # the names of the steps that failed (a step may fail more than one way)
@@ -59,12 +71,7 @@ expect version "^build: frozen"
 step doctor "$APP" doctor
 step notices ls "$DIST/README.md" "$DIST/licenses/convsim/LICENSE" \
     "$DIST/licenses/gemma3-270m/GEMMA_TERMS.html" "$DIST/licenses/gemma3-270m/NOTICE.md"
-if [ -z "$SAMPLE" ]; then
-    echo "!! the sample chat is not in the build"
-    failed+=("import: the sample chat is not in the build")
-    bad_steps+=("import")
-fi
-step import "$APP" import "$SAMPLE"
+step import "$APP" import --sample # the sample chat inside the build
 expect import "as chat 1"
 step dataset "$APP" dataset 1 --as Sam
 step train "$APP" train 1 --as Sam --steps 2 --seq-len 128 --batch-size 2
