@@ -3,9 +3,15 @@ adapter, through `convsim.tui.cli.main` and as a real subprocess for Ctrl-C hand
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,44 +135,53 @@ def wait_until(predicate: Any, what: Any, proc: Any, timeout: float = 60.0) -> N
         time.sleep(0.01)
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "openpty"), reason="needs a POSIX terminal")
+@contextlib.contextmanager
+def chat_on_a_terminal(*args: str) -> Iterator[tuple[subprocess.Popen, int, Stream, Stream]]:
+    """`convsim chat ARGS` as a real process whose stdin is a terminal (a pty): yields the
+    process, the terminal's end to type into, and its stdout and stderr as they arrive. The
+    process is killed, if still running, and everything closed on the way out."""
+    exe = Path(sys.executable).with_name("convsim")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    terminal, child_end = os.openpty()
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    proc = subprocess.Popen([*cmd, "chat", *args], stdin=child_end, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)  # fmt: skip
+    os.close(child_end)
+    out, err = Stream(proc.stdout), Stream(proc.stderr)
+    try:
+        yield proc, terminal, out, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(terminal)
+        out.close()
+        err.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a POSIX terminal")
 def test_cli_chat_ctrl_c_cancels_the_reply_not_the_chat(
     persona: str, tiny: TinyModel, adapter: Path
 ) -> None:
     """`convsim chat` as a person uses it (stdin a terminal): Ctrl-C while a reply streams
     cancels that reply and brings the prompt back, twice; the next message gets a whole reply;
     end of input then leaves with status 0."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    exe = Path(sys.executable).with_name("convsim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
     # The tiny model's greedy replies here never end by themselves: each runs to the cap, 600
     # tokens, over a second on 2 cores, so a reply is surely still streaming at SIGINT.
-    args = ["chat", persona, "--as", "Riya", "--temperature", "0", "--seed", "0",
-            "--max-tokens", "600"]  # fmt: skip
-    terminal, child_end = os.openpty()
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    proc = subprocess.Popen([*cmd, *args], stdin=child_end, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)  # fmt: skip
-    os.close(child_end)
-    out, err = Stream(proc.stdout), Stream(proc.stderr)
+    args = [persona, "--as", "Riya", "--temperature", "0", "--seed", "0", "--max-tokens", "600"]
+    with chat_on_a_terminal(*args) as (proc, terminal, out, err):
 
-    def seen(what: str) -> Any:
-        return lambda: (
-            f"{what}: exit {proc.poll()}, stdout {out.text[-200:]!r}, stderr {err.text!r}"
-        )
+        def seen(what: str) -> Any:
+            return lambda: (
+                f"{what}: exit {proc.poll()}, stdout {out.text[-200:]!r}, stderr {err.text!r}"
+            )
 
-    def prompts(n: int) -> Any:
-        return lambda: err.text.count("[Riya] ") == n
+        def prompts(n: int) -> Any:
+            return lambda: err.text.count("[Riya] ") == n
 
-    def streaming(n: int) -> Any:
-        """Reply `n` (1, 2, ...) shows text past its "[Sam] "."""
-        return lambda: len((out.text.split("\n") + [""] * n)[n - 1]) > len("[Sam] x")
+        def streaming(n: int) -> Any:
+            """Reply `n` (1, 2, ...) shows text past its "[Sam] "."""
+            return lambda: len((out.text.split("\n") + [""] * n)[n - 1]) > len("[Sam] x")
 
-    try:
         wait_until(prompts(1), seen("the first prompt"), proc)
         os.write(terminal, b"hello there\n")
         # Each time: signal once the reply shows (past its "[Sam] "), so that it is mid-stream,
@@ -179,12 +194,6 @@ def test_cli_chat_ctrl_c_cancels_the_reply_not_the_chat(
         wait_until(prompts(4), seen("the prompt after the last reply"), proc)
         os.write(terminal, b"\x04")  # Ctrl-D: end of input
         assert proc.wait(timeout=30) == 0, err.text
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(terminal)
-        out.close()
-        err.close()
     assert "Traceback" not in err.text and "interrupted" not in err.text
     lines = out.text.split("\n")
     assert len(lines) == 4 and lines[3] == "", out.text
@@ -199,29 +208,11 @@ def test_cli_chat_ctrl_c_cancels_the_reply_not_the_chat(
     assert len(full) > 500 and len(cut) < len(full) // 2, (cut, full)
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "openpty"), reason="needs a POSIX terminal")
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a POSIX terminal")
 def test_cli_chat_ctrl_c_at_the_prompt_leaves(persona: str) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    exe = Path(sys.executable).with_name("convsim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
-    terminal, child_end = os.openpty()
-    proc = subprocess.Popen([*cmd, "chat", persona], stdin=child_end, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    os.close(child_end)
-    out, err = Stream(proc.stdout), Stream(proc.stderr)
-    try:
+    with chat_on_a_terminal(persona) as (proc, _, out, err):
         wait_until(lambda: err.text.endswith("[You] "), lambda: err.text, proc)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 130
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(terminal)
-        out.close()
-        err.close()
     assert out.text == "" and err.text.endswith("[You] \n"), err.text
     assert "Traceback" not in err.text and "interrupted" not in err.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tinymodels import TinyModel
@@ -59,26 +60,24 @@ def test_home_light_large(snap_compare, stocked: Path) -> None:
     assert snap_compare(ConvsimApp(stocked), terminal_size=LARGE, run_before=loaded)
 
 
-def test_wizard_people_step(snap_compare, stocked: Path) -> None:
+async def open_wizard(pilot) -> Any:
+    """The import wizard on the stocked sample chat, at its people step."""
     from convsim.tui.screens.wizard import ImportWizard
 
-    async def people(pilot) -> None:
-        await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
-        wizard = ImportWizard(chat_id=1)
-        await pilot.app.push_screen(wizard)
-        await settle(pilot, lambda: wizard.report is not None)
+    await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+    wizard = ImportWizard(chat_id=1)
+    await pilot.app.push_screen(wizard)
+    await settle(pilot, lambda: wizard.report is not None)
+    return wizard
 
-    assert snap_compare(ConvsimApp(stocked), terminal_size=LARGE, run_before=people)
+
+def test_wizard_people_step(snap_compare, stocked: Path) -> None:
+    assert snap_compare(ConvsimApp(stocked), terminal_size=LARGE, run_before=open_wizard)
 
 
 def test_wizard_dataset_step(snap_compare, stocked: Path) -> None:
-    from convsim.tui.screens.wizard import ImportWizard
-
     async def dataset(pilot) -> None:
-        await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
-        wizard = ImportWizard(chat_id=1)
-        await pilot.app.push_screen(wizard)
-        await settle(pilot, lambda: wizard.report is not None)
+        wizard = await open_wizard(pilot)
         await pilot.press("ctrl+n")
         await settle(pilot, lambda: wizard.dataset is not None)
 
