@@ -24,7 +24,7 @@ from whatsapp_gen import generate
 CONVSIM = """
 import json, resource, sys, time, tempfile
 from pathlib import Path
-from convsim.core.importers import parse_export
+from convsim.core.chats.importers import parse_export
 from convsim.core.workspace import Workspace
 path = Path(sys.argv[1])
 t0 = time.perf_counter()

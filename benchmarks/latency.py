@@ -18,9 +18,9 @@ import argparse
 import statistics
 import time
 
-from convsim.core import llm as llama
-from convsim.core.base_models import default_base
-from convsim.core.engine import Engine, Sampling
+from convsim.core.bases.prepare import default_base
+from convsim.core.inference import llama
+from convsim.core.inference.engine import Engine, Sampling
 from convsim.core.locations import Locations
 
 PHRASES = [

@@ -29,17 +29,17 @@ from pathlib import Path
 import torch
 args = json.loads(sys.argv[1])
 torch.set_num_threads(args["threads"])
-from convsim.core import base_models
-from convsim.core.dataset import DatasetConfig, build
-from convsim.core.importers import parse_export
+from convsim.core import bases
+from convsim.core.data.dataset import DatasetConfig, build
+from convsim.core.chats.importers import parse_export
 from convsim.core.locations import Locations
-from convsim.core.model import StoredMessage
+from convsim.core.chats.messages import StoredMessage
 from convsim.core.workspace import SAMPLE_CHAT
-from convsim.core.train import TrainConfig, Trainer, choose_device
+from convsim.core.training.trainer import TrainConfig, Trainer, choose_device
 
 loc = Locations.from_env(Path(args["home"])).ensure()
-base = base_models.default_base(loc)
-model, tok = base_models.load_for_training(base, loc)
+base = bases.default_base(loc)
+model, tok = bases.load_for_training(base, loc)
 (chat,) = parse_export(SAMPLE_CHAT)
 msgs = [StoredMessage(i, m.timestamp, m.sender, m.text, m.kind)
         for i, m in enumerate(chat.messages)]
@@ -61,7 +61,7 @@ if args["mode"] == "convsim":
     with tempfile.TemporaryDirectory() as run:
         trainer = Trainer(model, tok, examples, [], cfg, Path(run), on_event=on_event)
         rows = trainer.train_rows
-        from convsim.core.packing import batches
+        from convsim.core.data.packing import batches
         order = batches(rows, batch, cfg.seed, 0)
         real = [sum(len(rows[i].ids) for i in b) for b in order[: steps + 1]]
         trainer.run()

@@ -81,8 +81,8 @@ def generate(path: Path | str, n_messages: int, seed: int = 0) -> int:
 
 def time_parse(path: Path | str, runs: int = 5) -> tuple[int, float]:
     """(messages, best wall seconds) for `whatsapp.parse` of `path`, file read included."""
-    from convsim.core.importers import ImportOptions, whatsapp
-    from convsim.core.importers.base import Source
+    from convsim.core.chats.importers import ImportOptions, whatsapp
+    from convsim.core.chats.importers.base import Source
 
     best, count = float("inf"), 0
     for _ in range(runs):

@@ -1,5 +1,11 @@
-"""convsim's engine: importers, store, datasets (and later training and inference).
+"""convsim's engine, one subpackage per pipeline stage, no user interface.
 
-Never imports Textual; heavy libraries (torch, transformers, llama_cpp) are imported inside the
-functions that need them.
+Data flows one way: `chats` (importers: chat export -> `ParsedChat`) -> `store` (SQLite) ->
+`data` (turn format, training datasets) -> `training` (LoRA on torch) -> `convsim.convert` (GGUF)
+-> `inference` (llama.cpp). `bases` prepares the base models, `evaluation` measures personas,
+`system` describes the installation; `locations` names every path and `workspace` ties the store
+to its files. Never imports Textual; heavy libraries (torch, transformers, llama_cpp) are imported
+inside the functions that need them.
 """
+
+__version__ = "0.1.0"

@@ -6,6 +6,7 @@ It knows nothing about how results are shown.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,14 +15,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from convsim.core.importers import AmbiguousDateOrder, ImportOptions, parse_export
+from convsim.core.chats.importers import AmbiguousDateOrder, ImportOptions, parse_export
 from convsim.core.locations import Locations, make_private_dir
 from convsim.core.store import ImportReport, Store
 
 if TYPE_CHECKING:
-    from convsim.core.dataset import DatasetConfig
+    from convsim.core.data.dataset import DatasetConfig
 
-SAMPLE_CHAT = Path(__file__).parent / "samples" / "sample_whatsapp.txt"
+SAMPLE_CHAT = Path(__file__).parent / "chats" / "samples" / "sample_whatsapp.txt"
 
 
 def _date_order_key(path: Path) -> str:
@@ -81,7 +82,7 @@ class Workspace:
         (train.jsonl, validation.jsonl) with config.json and stats.json beside it, and
         register it in the store. Files are staged in a private temporary folder and moved into
         place inside the store transaction, so a failure leaves neither files nor a row."""
-        from convsim.core import dataset as ds
+        from convsim.core.data import dataset as ds
 
         messages = self.store.messages(chat_id)
         built = ds.build(messages, config)
@@ -111,6 +112,34 @@ class Workspace:
         folder = self.locations.dataset_dir(dataset_id)
         samples = [ex.context + ex.target for ex in built.train[-3:]]
         return DatasetRecord(dataset_id, chat_id, config.target, folder, stats, samples)
+
+    def dataset_files(self, dataset_id: int) -> tuple[list[dict], list[dict], str]:
+        """(train, validation, sha256 of both files) of a stored dataset."""
+        folder = Path(self.store.dataset(dataset_id)["path"])
+        digest = hashlib.sha256()
+        for name in ("train.jsonl", "validation.jsonl"):
+            digest.update((folder / name).read_bytes())
+        return (
+            _read_jsonl(folder / "train.jsonl"),
+            _read_jsonl(folder / "validation.jsonl"),
+            digest.hexdigest(),
+        )
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def dataset_files(ws: Workspace, dataset_id: int) -> tuple[list[dict], list[dict], str]:
+    """(train, validation, sha256 of both files) of a stored dataset."""
+    folder = Path(ws.store.dataset(dataset_id)["path"])
+    digest = hashlib.sha256()
+    for name in ("train.jsonl", "validation.jsonl"):
+        digest.update((folder / name).read_bytes())
+    train = _read_jsonl(folder / "train.jsonl")
+    validation = _read_jsonl(folder / "validation.jsonl")
+    return train, validation, digest.hexdigest()
 
 
 __all__ = ["SAMPLE_CHAT", "AmbiguousDateOrder", "DatasetRecord", "ImportOptions", "Workspace"]

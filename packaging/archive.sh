@@ -11,8 +11,8 @@ DIST=dist
     exit 2
 }
 start=$(date +%s)
-VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' tui/__init__.py)
-[ -n "$VERSION" ] || { echo "archive: no __version__ in tui/__init__.py" >&2; exit 2; }
+VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' core/__init__.py)
+[ -n "$VERSION" ] || { echo "archive: no __version__ in core/__init__.py" >&2; exit 2; }
 OS=$(uname -s | tr '[:upper:]' '[:lower:]')
 ARCH=$(uname -m)
 NAME=convsim-$VERSION-$OS-$ARCH.tar.gz

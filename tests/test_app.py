@@ -53,7 +53,7 @@ def test_home_lists_chats_and_theme_toggle_is_remembered(home: Path) -> None:
     from textual.widgets import DataTable
 
     from convsim.core.workspace import Workspace
-    from convsim.tui.screens.home import HomeScreen
+    from convsim.tui.app.screens.home import HomeScreen
 
     with Workspace.open(home) as ws:
         ws.import_export(WHATSAPP)
@@ -83,7 +83,7 @@ def test_a_bad_export_is_a_notification_and_the_app_keeps_running(
 ) -> None:
     from textual.widgets import Input
 
-    from convsim.tui.screens.wizard import ImportWizard
+    from convsim.tui.app.screens.wizard import ImportWizard
 
     bad = tmp_path / "broken.json"
     bad.write_text('{"name": "x", "messages": [')
@@ -113,9 +113,9 @@ def test_wizard_imports_trains_and_opens_a_chat(home: Path, tiny: TinyModel) -> 
     from textual.widgets import Input, Select, Static
 
     from convsim.core.workspace import Workspace
-    from convsim.tui.screens.chat import ChatScreen
-    from convsim.tui.screens.training import TrainingScreen
-    from convsim.tui.screens.wizard import ImportWizard
+    from convsim.tui.app.screens.chat import ChatScreen
+    from convsim.tui.app.screens.training import TrainingScreen
+    from convsim.tui.app.screens.wizard import ImportWizard
 
     async def drive() -> None:
         app = ConvsimApp(home)
@@ -173,9 +173,9 @@ def test_wizard_imports_trains_and_opens_a_chat(home: Path, tiny: TinyModel) -> 
 
 async def open_chat(pilot, model: Path, speaker: str = "Sam", me: str = "Riya"):
     """Show the chat screen for `model` (no adapter) speaking as `speaker`; returns it."""
-    from convsim.core.engine import Engine
-    from convsim.tui.screens.chat import ChatScreen, Persona
-    from convsim.tui.screens.home import HomeScreen
+    from convsim.core.inference.engine import Engine
+    from convsim.tui.app.screens.chat import ChatScreen, Persona
+    from convsim.tui.app.screens.home import HomeScreen
 
     app = pilot.app
     await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
@@ -195,7 +195,7 @@ async def send(pilot, text: str) -> None:
 def test_chat_streams_replies_regenerates_and_edits(home: Path, tiny: TinyModel) -> None:
     from textual.widgets import Input
 
-    from convsim.tui.screens.chat import Bubble
+    from convsim.tui.app.screens.chat import Bubble
 
     async def drive() -> None:
         app = ConvsimApp(home)
@@ -238,7 +238,7 @@ def test_chat_streams_replies_regenerates_and_edits(home: Path, tiny: TinyModel)
 def test_autocomplete_shows_ghost_text_that_tab_accepts(home: Path, tiny: TinyModel) -> None:
     from textual import events
 
-    from convsim.tui.widgets import GhostInput
+    from convsim.tui.app.widgets import GhostInput
 
     async def drive() -> None:
         app = ConvsimApp(home)
@@ -286,7 +286,7 @@ def test_forever_mode_alternates_until_switched_off(home: Path, tiny: TinyModel)
 def test_transcripts_save_and_reopen_and_sampling_panel(home: Path, tiny: TinyModel) -> None:
     from textual.widgets import Input
 
-    from convsim.tui.screens.chat import OpenDialog, SamplingPanel
+    from convsim.tui.app.screens.chat import OpenDialog, SamplingPanel
 
     async def drive() -> None:
         app = ConvsimApp(home)
@@ -375,8 +375,8 @@ async def start_training(pilot, home: Path, tiny: TinyModel, steps: int, eval_ev
     """Import the sample chat, open a training screen for Sam on the tiny model, and wait for
     its second step; returns the screen."""
     from convsim.core.workspace import SAMPLE_CHAT, Workspace
-    from convsim.tui.screens.home import HomeScreen
-    from convsim.tui.screens.training import TrainingScreen
+    from convsim.tui.app.screens.home import HomeScreen
+    from convsim.tui.app.screens.training import TrainingScreen
 
     with Workspace.open(home) as ws:
         (report,) = ws.import_export(SAMPLE_CHAT)
@@ -429,10 +429,10 @@ def test_training_stops_resumes_and_the_ui_stays_responsive(home: Path, tiny: Ti
 def test_real_model_streams_never_blocks_typing_and_stops_on_escape(home: Path) -> None:
     from textual import events
 
-    from convsim.core.base_models import default_base
+    from convsim.core.bases.prepare import default_base
     from convsim.core.locations import Locations
-    from convsim.tui.screens.chat import Bubble
-    from convsim.tui.widgets import GhostInput
+    from convsim.tui.app.screens.chat import Bubble
+    from convsim.tui.app.widgets import GhostInput
 
     base = default_base(Locations.from_env(home))
 
@@ -482,7 +482,7 @@ def test_real_model_streams_never_blocks_typing_and_stops_on_escape(home: Path) 
 
 
 def test_loss_chart_columns_cover_every_step_without_gaps() -> None:
-    from convsim.tui.widgets import _bucket
+    from convsim.tui.app.widgets import _bucket
 
     points = [(1, 4.0), (2, 3.0), (3, 2.0), (4, 1.0)]
     assert _bucket(points, 4, 8) == [4.0, 4.0, 3.0, 3.0, 2.0, 2.0, 1.0, 1.0]
@@ -496,7 +496,7 @@ def test_a_persona_with_a_missing_model_file_is_a_notification(home: Path) -> No
 
     from convsim.core.store.records import ModelRecord
     from convsim.core.workspace import Workspace
-    from convsim.tui.screens.home import HomeScreen
+    from convsim.tui.app.screens.home import HomeScreen
 
     with Workspace.open(home) as ws:
         folder = ws.locations.models / "gone-1"

@@ -21,8 +21,8 @@ def modules_after(code: str) -> set[str]:
 
 def test_core_and_convert_never_import_textual_or_heavy_libraries() -> None:
     loaded = modules_after(
-        "import convsim.core.importers, convsim.core.store, convsim.core.workspace, "
-        "convsim.core.dataset, convsim.core.scrub, convsim.convert"
+        "import convsim.core.chats.importers, convsim.core.store, convsim.core.workspace, "
+        "convsim.core.data.dataset, convsim.core.data.scrub, convsim.convert"
     )
     assert not loaded & set(HEAVY)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from convsim.core.base_models import (
+from convsim.core.bases.prepare import (
     FoundGGUF,
     default_base,
     discover_ggufs,
@@ -60,7 +60,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_importing_base_models_loads_nothing_heavy() -> None:
     code = (
-        "import sys, json, convsim.core.base_models\n"
+        "import sys, json, convsim.core.bases.prepare\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -180,7 +180,7 @@ def run_download(env: dict[str, str], prelude: str = "") -> tuple[str, float]:
     environment at import) and return its error message and wall time."""
     code = (
         f"{prelude}\nimport sys\nfrom pathlib import Path\n"
-        "from convsim.core.base_models import BaseModelError, download_gguf\n"
+        "from convsim.core.bases.prepare import BaseModelError, download_gguf\n"
         "from convsim.core.locations import Locations\n"
         "try:\n"
         "    download_gguf('unsloth/gemma-3-270m-it-GGUF', 'gemma-3-270m-it-Q4_K_M.gguf',\n"

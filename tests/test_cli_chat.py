@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from tinymodels import TinyModel
 
-from convsim.core.engine import Engine, Sampling
+from convsim.core.inference.engine import Engine, Sampling
 
 # ---------------------------------------------------------------- CLI
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from convsim.core.importers import parse_export
-from convsim.core.model import SYSTEM
+from convsim.core.chats.importers import parse_export
+from convsim.core.chats.messages import SYSTEM
 
 CHAT_MINER = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real" / "chat-miner"
 pytestmark = pytest.mark.skipif(not CHAT_MINER.is_dir(), reason="shared fixtures absent")

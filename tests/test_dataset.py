@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from convsim.core.dataset import (
+from convsim.core.chats.messages import CALL, DELETED, MEDIA, STICKER, SYSTEM, TEXT, StoredMessage
+from convsim.core.data.dataset import (
     SYSTEM_TAG,
     Dataset,
     DatasetConfig,
@@ -16,7 +17,6 @@ from convsim.core.dataset import (
     render_sessions,
     render_turn,
 )
-from convsim.core.model import CALL, DELETED, MEDIA, STICKER, SYSTEM, TEXT, StoredMessage
 
 START = datetime(2020, 1, 17, 9, 0)
 
@@ -436,6 +436,6 @@ def test_stats() -> None:
     ],
 )
 def test_media_placeholders_are_not_captions(text: str, caption: str) -> None:
-    from convsim.core.dataset import media_caption
+    from convsim.core.data.dataset import media_caption
 
     assert media_caption(text) == caption

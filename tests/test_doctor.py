@@ -1,4 +1,4 @@
-"""`convsim doctor` and `convsim --version`: the checks of `convsim.core.doctor` on real temporary
+"""`convsim doctor` and `convsim --version`: the checks of `core.system.doctor` on real temporary
 data folders, stores and base-model files, and the command-line output built on them."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from convsim.core import doctor, sysinfo
-from convsim.core.doctor import FAIL, OK, WARN
 from convsim.core.locations import Locations, make_private_dir
 from convsim.core.store import VERSION
+from convsim.core.system import doctor, sysinfo
+from convsim.core.system.doctor import FAIL, OK, WARN
 from convsim.core.workspace import SAMPLE_CHAT, Workspace
 from convsim.tui.cli import main
 
@@ -163,7 +163,7 @@ def test_doctor_exits_non_zero_on_a_failure(home: Path, capsys) -> None:
 
 
 def test_version_reports_app_llama_cpp_torch_and_platform() -> None:
-    from convsim.tui import __version__
+    from convsim.core import __version__
 
     done = subprocess.run(
         [sys.executable, "-m", "convsim.tui.cli", "--version"],

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from tinymodels import TinyModel, llama_logits
 
-from convsim.core.engine import Engine, Sampling, split_reply, trim_to_word
-from convsim.core.loops import is_loop, loop_rate, normalise
+from convsim.core.inference.engine import Engine, Sampling, split_reply, trim_to_word
+from convsim.core.inference.loops import is_loop, loop_rate, normalise
 
 GREEDY = Sampling(temperature=0.0, seed=0, max_tokens=12)
 CHAT = [("Riya", "hey are we going"), ("Sam", "yes we are"), ("Riya", "the place")]
@@ -207,7 +207,7 @@ def conversation(n_turns: int) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def real_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from convsim.core.base_models import default_base
+    from convsim.core.bases.prepare import default_base
     from convsim.core.locations import Locations
 
     return default_base(Locations.from_env(tmp_path_factory.mktemp("home")))
@@ -242,7 +242,7 @@ def test_real_model_loop_breaker_lowers_the_loop_rate(real_base: Path) -> None:
 
 
 def test_control_characters_never_reach_the_screen() -> None:
-    from convsim.core.engine import _shown
+    from convsim.core.inference.engine import _shown
 
     shown = _shown(["hi\x1b[2J there\u2028x\x85y\tz"], lstrip=True, final=True, hold_word=False)
     assert shown == "hi[2J therexy\tz"
@@ -253,15 +253,15 @@ def test_threads_and_gpu_layers_suit_the_machine_and_can_be_overridden(
 ) -> None:
     import llama_cpp
 
-    from convsim.core import llm
+    from convsim.core.inference import llama
 
-    monkeypatch.delenv(llm.ENV_GPU_LAYERS, raising=False)
-    monkeypatch.delenv(llm.ENV_THREADS, raising=False)
-    assert llm.default_gpu_layers() == (-1 if llama_cpp.llama_supports_gpu_offload() else 0)
-    assert 1 <= llm.default_threads() <= 8
-    monkeypatch.setenv(llm.ENV_GPU_LAYERS, "12")
-    monkeypatch.setenv(llm.ENV_THREADS, "3")
-    assert (llm.default_gpu_layers(), llm.default_threads()) == (12, 3)
-    monkeypatch.setenv(llm.ENV_THREADS, "many")
+    monkeypatch.delenv(llama.ENV_GPU_LAYERS, raising=False)
+    monkeypatch.delenv(llama.ENV_THREADS, raising=False)
+    assert llama.default_gpu_layers() == (-1 if llama_cpp.llama_supports_gpu_offload() else 0)
+    assert 1 <= llama.default_threads() <= 8
+    monkeypatch.setenv(llama.ENV_GPU_LAYERS, "12")
+    monkeypatch.setenv(llama.ENV_THREADS, "3")
+    assert (llama.default_gpu_layers(), llama.default_threads()) == (12, 3)
+    monkeypatch.setenv(llama.ENV_THREADS, "many")
     with pytest.raises(ValueError, match=r"\$CONVSIM_THREADS must be a whole number, not 'many'"):
-        llm.default_threads()
+        llama.default_threads()

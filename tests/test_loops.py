@@ -1,4 +1,4 @@
-"""Loop detection (convsim.core.loops): which messages count as repeats of the recent ones.
+"""Loop detection (`inference.loops`): which messages count as repeats of the recent ones.
 
 Pure functions, no model: forever-chat itself is tested in test_engine.py.
 """
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from convsim.core.loops import is_loop, loop_rate, normalise, squeeze
+from convsim.core.inference.loops import is_loop, loop_rate, normalise, squeeze
 
 
 def test_squeeze_cuts_elongations_to_one_character() -> None:

@@ -41,7 +41,7 @@ def chat_id(home: Path) -> int:
 
 
 def test_train_export_eval_on_the_default_base(home: Path, chat_id: int) -> None:
-    from convsim.core.engine import Engine, Sampling
+    from convsim.core.inference.engine import Engine, Sampling
 
     out = last_json(convsim("train", str(chat_id), "--as", "Sam", "--steps", "3", *FAST,
                             "--json").stdout)  # fmt: skip

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from convsim.core.scrub import CARD, EMAIL, PHONE, URL, scrub
+from convsim.core.data.scrub import CARD, EMAIL, PHONE, URL, scrub
 
 
 @pytest.mark.parametrize(

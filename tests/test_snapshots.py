@@ -62,7 +62,7 @@ def test_home_light_large(snap_compare, stocked: Path) -> None:
 
 async def open_wizard(pilot) -> Any:
     """The import wizard on the stocked sample chat, at its people step."""
-    from convsim.tui.screens.wizard import ImportWizard
+    from convsim.tui.app.screens.wizard import ImportWizard
 
     await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
     wizard = ImportWizard(chat_id=1)
@@ -85,8 +85,8 @@ def test_wizard_dataset_step(snap_compare, stocked: Path) -> None:
 
 
 def test_chat(snap_compare, stocked: Path, tiny: TinyModel) -> None:
-    from convsim.core.engine import Engine
-    from convsim.tui.screens.chat import ChatScreen, Persona
+    from convsim.core.inference.engine import Engine
+    from convsim.tui.app.screens.chat import ChatScreen, Persona
 
     async def chatting(pilot) -> None:
         await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))

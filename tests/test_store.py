@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from convsim.core.chats.messages import MEDIA, SYSTEM, TEXT, ParsedChat, ParsedMessage, Skipped
 from convsim.core.locations import Locations
-from convsim.core.model import MEDIA, SYSTEM, TEXT, ParsedChat, ParsedMessage, Skipped
 from convsim.core.store import Store
 from convsim.core.store.migrations import VERSION, NewerStoreError, migrate
 

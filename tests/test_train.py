@@ -10,11 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from convsim.core.dataset import DatasetConfig, build  # noqa: E402
-from convsim.core.importers import parse_export  # noqa: E402
-from convsim.core.model import StoredMessage  # noqa: E402
-from convsim.core.packing import pack, tokenize_examples  # noqa: E402
-from convsim.core.train import TrainConfig, Trainer, TrainEvent, block_causal_mask  # noqa: E402
+from convsim.core.chats.importers import parse_export  # noqa: E402
+from convsim.core.chats.messages import StoredMessage  # noqa: E402
+from convsim.core.data.dataset import DatasetConfig, build  # noqa: E402
+from convsim.core.data.packing import pack, tokenize_examples  # noqa: E402
+from convsim.core.training.trainer import TrainConfig, Trainer, TrainEvent, block_causal_mask  # noqa: E402
 from convsim.core.workspace import SAMPLE_CHAT  # noqa: E402
 
 

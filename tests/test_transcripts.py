@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from convsim.core import transcripts
+from convsim.core.data import transcripts
 
 
 def test_saved_transcripts_read_back_and_list_newest_first(tmp_path: Path) -> None:

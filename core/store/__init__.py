@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from convsim.core.model import ParsedChat, StoredMessage
+from convsim.core.chats.messages import ParsedChat, StoredMessage
 from convsim.core.store.importing import add_chat, gc_paused
 from convsim.core.store.migrations import VERSION, NewerStoreError, migrate
 from convsim.core.store.records import ChatInfo, ImportReport, ModelRecord, Participant

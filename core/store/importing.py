@@ -19,7 +19,7 @@ from itertools import chain
 from operator import attrgetter
 from typing import Any
 
-from convsim.core.model import SYSTEM, ParsedChat, ParsedMessage
+from convsim.core.chats.messages import SYSTEM, ParsedChat, ParsedMessage
 from convsim.core.store.records import ImportReport
 
 ANCHORS_PER_END = 50

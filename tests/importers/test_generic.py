@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from convsim.core.importers import ImportOptions, Source, generic, parse_export
-from convsim.core.model import ChatImportError, Skipped
+from convsim.core.chats.importers import ImportOptions, Source, generic, parse_export
+from convsim.core.chats.messages import ChatImportError, Skipped
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "generic"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from imessage_db import ChatDb, apple_ns, apple_s, attributed_body
 
-from convsim.core.importers import ImportOptions, Source, imessage, parse_export
-from convsim.core.model import ChatImportError, ParsedChat, Skipped
+from convsim.core.chats.importers import ImportOptions, Source, imessage, parse_export
+from convsim.core.chats.messages import ChatImportError, ParsedChat, Skipped
 
 ALICE, BOB, CAROL = "+15551234567", "bob@example.com", "+447700900123"
 ONE_TO_ONE = f"iMessage;-;{ALICE}"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from convsim.core.importers import ImportOptions, Source, messenger, parse_export
-from convsim.core.model import ChatImportError, Skipped
+from convsim.core.chats.importers import ImportOptions, Source, messenger, parse_export
+from convsim.core.chats.messages import ChatImportError, Skipped
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "messenger"
 RIYA = FIXTURES / "inbox" / "riyapatel_10158230517364921"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from convsim.core.importers import ImportOptions, Source, parse_export, signal
-from convsim.core.model import (
+from convsim.core.chats.importers import ImportOptions, Source, parse_export, signal
+from convsim.core.chats.messages import (
     CALL,
     DELETED,
     MEDIA,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from convsim.core.importers import ImportOptions, Source, parse_export, sms
-from convsim.core.model import ChatImportError, Skipped
+from convsim.core.chats.importers import ImportOptions, Source, parse_export, sms
+from convsim.core.chats.messages import ChatImportError, Skipped
 
 BACKUP = Path(__file__).parents[1] / "fixtures" / "sms" / "sms-20240302083000.xml"
 OPTIONS = ImportOptions(me_name="Alex")

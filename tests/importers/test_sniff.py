@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from convsim.core.importers import FORMATS, detect, importer
-from convsim.core.importers.base import Source, sniffer
-from convsim.core.model import ChatImportError
+from convsim.core.chats.importers import FORMATS, detect, importer
+from convsim.core.chats.importers.base import Source, sniffer
+from convsim.core.chats.messages import ChatImportError
 
 # One member name each format looks inside a zip for.
 MEMBERS = ("result.json", "message_1.json", "chat.txt", "sms.xml", "chat.db", "chat.jsonl")

@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from convsim.core.importers import ImportOptions, Source, parse_export, telegram
-from convsim.core.model import CALL, MEDIA, STICKER, SYSTEM, TEXT, ChatImportError, ParsedChat
+from convsim.core.chats.importers import ImportOptions, Source, parse_export, telegram
+from convsim.core.chats.messages import (
+    CALL,
+    MEDIA,
+    STICKER,
+    SYSTEM,
+    TEXT,
+    ChatImportError,
+    ParsedChat,
+)
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "telegram"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from convsim.core.importers import parse_export, whatsapp
-from convsim.core.importers.base import AmbiguousDateOrder, ImportOptions, Source
-from convsim.core.model import ChatImportError, ParsedChat, Skipped
+from convsim.core.chats.importers import parse_export, whatsapp
+from convsim.core.chats.importers.base import AmbiguousDateOrder, ImportOptions, Source
+from convsim.core.chats.messages import ChatImportError, ParsedChat, Skipped
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "whatsapp"

@@ -1,0 +1,69 @@
+"""Chat-export importers: bytes in, `ParsedChat`s and a list of skipped records out.
+
+Public API: `parse_export(path, format=None, options=None)`, `detect(source)`, `FORMATS`.
+Each format lives in its own module (see `base.py` for the contract every module follows).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+from convsim.core.chats.importers.base import AmbiguousDateOrder, ImportOptions, Source
+from convsim.core.chats.messages import ChatImportError, ParsedChat
+
+# Order matters for detection: the most specific sniffers first, the generic one last.
+FORMATS = ("imessage", "sms", "telegram", "discord", "messenger", "whatsapp", "signal", "generic")
+
+__all__ = [
+    "FORMATS",
+    "AmbiguousDateOrder",
+    "ImportOptions",
+    "Source",
+    "detect",
+    "importer",
+    "parse_export",
+]
+
+
+def importer(name: str) -> ModuleType:
+    if name not in FORMATS:
+        raise ChatImportError(f"unknown format {name!r}; expected one of {', '.join(FORMATS)}")
+    return importlib.import_module(f"convsim.core.chats.importers.{name}")
+
+
+def detect(source: Source) -> str:
+    """The name of the first format whose sniffer accepts the source."""
+    for name in FORMATS:
+        if importer(name).sniff(source):
+            return name
+    if source.is_dir:
+        what = "a folder with no chat export in it"
+    elif source.is_zip:
+        what = "a zip archive with no chat export in it"
+    elif not source.head().strip():
+        what = "an empty file"
+    elif source.head().lstrip()[:1] in (b"{", b"["):
+        # Broken JSON is the most common damaged export (a cut-off download): say where it
+        # breaks rather than only that no format matched.
+        source.read_json()
+        what = "JSON, but not in the shape of any chat export this version can read"
+    else:
+        what = "not a chat export this version can read"
+    raise ChatImportError(
+        f"{source.name}: {what}; expected an export from one of: {', '.join(FORMATS)}"
+    )
+
+
+def parse_export(
+    path: Path | str, format: str | None = None, options: ImportOptions | None = None
+) -> list[ParsedChat]:
+    """Parse an export file, folder or zip. Raises `ChatImportError` for unusable input."""
+    options = options or ImportOptions()
+    with Source(Path(path)) as source:
+        name = format or detect(source)
+        chats = importer(name).parse(source, options)
+    if not chats or not any(c.messages for c in chats):
+        raise ChatImportError(f"{path}: no messages found in this {name} export")
+    return chats

@@ -1,0 +1,396 @@
+"""WhatsApp chat exports: the `.txt` file, or the `.zip` export with or without media.
+
+Header layouts, in every locale variant users report:
+  Android  `31/12/20, 23:59 - Name: text`      iOS  `[31/12/2020, 23:59:59] Name: text`
+  old iOS  `12/31/20, 11:59:59 PM: Name: text`  Finnish `31.12.2020 klo 23.59 - Name: text`
+Dates use `/`, `.` or `-`, 2- or 4-digit years, or the year first; times are 12 h (`PM`, `pm`,
+`p. m.`) or 24 h, with `:` or `.`, with or without seconds; any space may be a no-break one.
+
+Contract: one `ParsedChat` per export, messages in file order (the app's order; its notices
+may carry slightly earlier times, kept as written), local wall-clock ISO timestamps. The
+day/month order comes from the whole file (`_date_map`). Header lines without `Name: ` are
+system messages (sender None), and so are iOS's own notices, which it writes as
+`Group: \\u200e<notice>`. Bodies keep their newlines and are never normalised; invisible
+direction marks are stripped from headers, names and non-text placeholders only.
+
+Speed is a requirement (200k messages in a fraction of a second): one decode, ONE regex built
+for the layout the first headers show, conversions once per distinct date, time and name.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import re
+from functools import lru_cache
+from itertools import accumulate, groupby, islice, pairwise
+from pathlib import PurePosixPath
+from typing import Any, NamedTuple
+
+from convsim.core.chats.importers.base import AmbiguousDateOrder, ImportOptions, Source, sniffer
+from convsim.core.chats.messages import (
+    CALL,
+    DELETED,
+    MEDIA,
+    STICKER,
+    SYSTEM,
+    TEXT,
+    ChatImportError,
+    ParsedChat,
+    ParsedMessage,
+    Skipped,
+)
+
+NAME = "whatsapp"
+
+_LRM = "\u200e"
+_M = "[\u200e\u200f\u202a-\u202e\u2066-\u2069]*"  # invisible direction marks
+_NO_MARKS = dict.fromkeys([0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+_S = "[ \u00a0\u202f]"  # a space, a no-break space or a narrow no-break space
+_AMPM = rf"{_S}*[AaPp]\.?{_S}?[Mm]\.?"
+_HM, _SECONDS = r"[0-9]{1,2}[:.][0-5][0-9]", r"[:.][0-5][0-9]"
+_Dates = dict[str, "str | None"]  # raw header date -> 'YYYY-MM-DD', None when impossible
+
+# Any header at the start of a line. Groups: 1 bracket, 2 first date field, 3 date separator and
+# its space, 4 last date field, 5 between date and time, 6 seconds, 7 AM/PM, 8 closing separator.
+_PROBE = re.compile(
+    rf"{_M}(\[)?{_M}([0-9]{{1,4}})([./-]{_S}?)[0-9]{{1,2}}\3([0-9]{{1,4}})"
+    rf"(\.?(?:,{_S}*|{_S}+)(?:klo{_S}+)?){_HM}({_SECONDS})?({_AMPM})?{_M}"
+    rf"(\]{_S}|{_S}[-\u2013]{_S}|:{_S})"
+)
+_PROBE_LINES = re.compile("^" + _PROBE.pattern, re.MULTILINE)
+_CAPTION_HINT = re.compile(r"\)\n")  # faster than `")\n" in text` on a large text
+
+_MARKER_PHRASES = {
+    MEDIA: "<Media omitted>|<Multimedia omitido>|<Medien ausgeschlossen>|<Médias omis>|"
+    "<Media omessi>|<Mídia oculta>|<Arquivo de mídia oculto>|<Media weggelaten>|"
+    "<Media tidak disertakan>|image omitted|video omitted|audio omitted|GIF omitted|"
+    "document omitted|Contact card omitted|imagen omitida|video omitido|audio omitido|"
+    "GIF omitido|Bild weggelassen|Video weggelassen|Audio weggelassen|immagine omessa|"
+    "video omesso|audio omesso|imagem ocultada|vídeo ocultado|áudio ocultado",
+    STICKER: "sticker omitted|sticker omitido|Sticker weggelassen|sticker omesso|figurinha omitida",
+    DELETED: "This message was deleted|You deleted this message|Se eliminó este mensaje|"
+    "Eliminaste este mensaje|Diese Nachricht wurde gelöscht|Du hast diese Nachricht gelöscht|"
+    "Ce message a été supprimé|Vous avez supprimé ce message|Questo messaggio è stato eliminato|"
+    "Hai eliminato questo messaggio|Esta mensagem foi apagada|Você apagou esta mensagem|"
+    "Mensagem apagada",
+    CALL: "Missed voice call|Missed video call|Missed group voice call|Missed group video call|"
+    "Llamada perdida|Videollamada perdida|Verpasster Sprachanruf|Verpasster Videoanruf",
+}
+# A whole body that is a marker -> (kind, text without the leading mark).
+_MARKERS = {
+    prefix + phrase + dot: (kind, phrase + dot)
+    for kind, phrases in _MARKER_PHRASES.items()
+    for phrase in phrases.split("|")
+    for prefix in ("", _LRM)
+    for dot in ("", ".")
+}
+_EDITED = re.compile(
+    r"[\s\u200e]*<(?:This message was edited|Se editó este mensaje|Diese Nachricht wurde "
+    r"bearbeitet|Ce message a été modifié|Questo messaggio è stato modificato|Esta mensagem "
+    r"foi editada|Mensagem editada)\.?>\Z"
+)
+_IOS_FILE = re.compile(  # `<attached: 00000012-PHOTO-….jpg>`, maybe after the file's title
+    r"\u200e?(?:(.*?)\s)?\u200e?<(?:attached|adjunto|Anhang|pièce jointe|allegato|anexo|"
+    r"bijgevoegd|прикреплено)\s?: ([^<>\n]+)>\Z"
+)
+_ANDROID_FILE = re.compile(  # `IMG-….jpg (file attached)`, maybe with a caption on next lines
+    r"\u200e?(.+?) \((?:file attached|Datei angehängt|archivo adjunto|fichier joint|"
+    r"file allegato|arquivo anexado|ficheiro anexado|bestand bijgevoegd|dosya ekli|"
+    r"file terlampir)\)$",
+    re.MULTILINE,
+)
+_OMITTED = re.compile(  # iOS without media: `Trip.pdf • 3 pages document omitted`
+    r"\u200e?(?:(.*?)\s\u200e?)?((?:image|video|audio|GIF|sticker|document|Contact card) omitted"
+    r"|(?:imagen|documento|sticker) omitid[ao]|(?:Bild|Dokument|Sticker) weggelassen)\Z"
+)
+_OMITTED_ENDS = ("omitted", "omitida", "omitido", "weggelassen")
+# iOS bodies that start with U+200E but are the sender's own content, not an app notice.
+_IOS_USER_CONTENT = (_LRM + "Location:", _LRM + "POLL:", _LRM + "Live location")
+# A would-be sender name that is really the start of a system line.
+_NOT_A_NAME = re.compile(r"[\"“”«»„]|changed the (?:subject|group)|changed this group|created")
+_TITLE = re.compile(
+    r"(?i)WhatsApp[\w\s-]*?(?:\s[-\u2013]|\b(?:with|mit|con|com|avec|met|ile|s uživatelem|"
+    r"с контактом))\s+(.+)$"
+)
+
+
+@sniffer
+def sniff(source: Source) -> bool:
+    """True when a WhatsApp header is among the first 20 non-empty lines of the file, or of a
+    `.txt` member of a zip or folder."""
+    if source.is_zip or source.is_dir:
+        return any(_looks_like_chat(source.head(m)) for m in _text_members(source))
+    return _looks_like_chat(source.head())
+
+
+def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:
+    """Parse the export (see the module docstring). Raises ChatImportError naming the file."""
+    member: str | None = None
+    stems = [source.path.stem]
+    if source.is_zip or source.is_dir:
+        member = _chat_member(source)
+        stems.insert(0, PurePosixPath(member).stem)
+    where = source.member_name(member) if member else source.name
+    chat = _parse_text(_read(source, member), where, source.name, options)
+    chat.title = _title(stems)
+    return [chat]
+
+
+def _looks_like_chat(head: bytes) -> bool:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = head[: len(head) // 2 * 2].decode("utf-16", "replace")
+    else:
+        text = head.decode("utf-8", "replace")
+    lines = [line for line in text.lstrip("\ufeff").splitlines()[:200] if line.strip()]
+    headers = [line for line in lines[:20] if _layout(_PROBE.match(line))]
+    # Markdown hard breaks on every message: signal-export's chat.md, not a WhatsApp export.
+    return bool(headers) and sum(h.endswith("  ") for h in headers) * 2 < len(headers)
+
+
+def _text_members(source: Source) -> list[str]:
+    """The first 20 `.txt` members that could hold the chat (macOS resource forks left out)."""
+    txt = (m for m in source.members() if m.lower().endswith(".txt"))
+    return [m for m in txt if "__MACOSX/" not in m and "/._" not in "/" + m][:20]
+
+
+def _chat_member(source: Source) -> str:
+    """The chat text inside a zip or folder, found by content. The app's own names
+    (`_chat.txt`, `WhatsApp Chat with X.txt`) win over an attached `.txt` that looks alike."""
+    found = [m for m in _text_members(source) if _looks_like_chat(source.head(m))]
+    if not found:
+        raise ChatImportError(
+            f"{source.name}: no WhatsApp chat found inside; expected a .txt file such as "
+            "_chat.txt or 'WhatsApp Chat with NAME.txt' with lines like "
+            "'31/12/2020, 23:59 - Name: text'"
+        )
+    own = [m for m in found if m.endswith("_chat.txt") or "WhatsApp" in m]
+    return (own or found)[0]
+
+
+def _read(source: Source, member: str | None) -> str:
+    """The whole text, CRLF turned into LF, with a newline put in front so that every header
+    follows one (cheaper than a `^` anchor for the regex engine)."""
+    data = source.read_bytes(member)
+    if not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        try:
+            return (b"\n" + data.removeprefix(b"\xef\xbb\xbf")).decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # read_text raises the error that names the line and byte
+    return "\n" + source.read_text(member).replace("\r\n", "\n")
+
+
+class _Layout(NamedTuple):
+    """What one file's headers look like, learnt from its first ones."""
+
+    bracketed: bool
+    date_sep: str  # "/", "." or "-", with the space that may follow it
+    year_first: bool
+    join: str  # between date and time: ", ", " ", " klo "...
+    seconds: bool
+    ampm: bool
+    close: str  # "] ", " - ", ": "
+
+
+def _layout(m: re.Match[str] | None) -> _Layout | None:
+    """The layout of a probe match, or None when it is not a plausible header."""
+    if m is None or (m[1] is not None) != (m[8][0] == "]"):
+        return None
+    year_first = len(m[2]) == 4  # else day or month first, then a 2- or 4-digit year
+    if not (len(m[4]) <= 2 if year_first else len(m[2]) <= 2 and len(m[4]) in (2, 4)):
+        return None
+    return _Layout(m[1] is not None, m[3], year_first, m[5], bool(m[6]), bool(m[7]), m[8])
+
+
+def _literal(text: str) -> str:
+    """A regex for `text` in which any kind of space matches any other."""
+    return "".join(_S if c in " \u00a0\u202f" else re.escape(c) for c in text)
+
+
+@lru_cache(maxsize=32)
+def _header_regex(layout: _Layout) -> re.Pattern[str]:
+    """The one regex for a layout. It starts with a newline, so the engine hops from line to
+    line, and holds only what the layout has (about twice as fast as a general one). Groups:
+    date, time with its seconds and AM/PM, and the sender name when the line has `Name: `."""
+    sep, n2, n4 = _literal(layout.date_sep), "[0-9]{1,2}", "[0-9]{4}"
+    date = f"{n4}{sep}{n2}{sep}{n2}" if layout.year_first else f"{n2}{sep}{n2}{sep}[0-9]{{2,4}}"
+    time = _HM + (f"(?:{_SECONDS})?" if layout.seconds else "") + (_AMPM if layout.ampm else "")
+    opening = r"\[" + _M if layout.bracketed else ""
+    return re.compile(
+        rf"\n{_M}{opening}({date}){_literal(layout.join)}({time}){_M}{_literal(layout.close)}"
+        r"(?:([^\n:]+): )?"
+    )
+
+
+def _parse_text(text: str, where: str, path: str, options: ImportOptions) -> ParsedChat:
+    """Cut `text` (which starts with a newline) into messages."""
+    first = [lay for m in islice(_PROBE_LINES.finditer(text), 20) if (lay := _layout(m))]
+    if not first:
+        what = "empty file" if not text.strip() else "no WhatsApp message header found"
+        raise ChatImportError(
+            f"{where}: line 1: {what}; expected lines like '31/12/2020, 23:59 - Name: text' "
+            "or '[31/12/2020, 23:59:59] Name: text'"
+        )
+    layout = max(first, key=first.count)
+    was_enabled = gc.isenabled()
+    gc.disable()  # collections passing over ~10^6 fresh objects would cost more than the parse
+    try:
+        parts = _header_regex(layout).split(text)  # [before, date, time, name, body, date...]
+        if parts[-1].endswith("\n"):
+            parts[-1] = parts[-1][:-1]  # the file's own final newline is not part of a body
+        dmap = _date_map(parts[1::4], layout.year_first, options, path)
+        captions = not layout.bracketed and bool(_CAPTION_HINT.search(text))
+        messages, bad = _messages(parts, dmap, layout.bracketed, captions)
+    finally:
+        if was_enabled:
+            gc.enable()
+    skipped = [
+        Skipped(f"line {n}", "text before the first message header")
+        for n, line in enumerate(parts[0][1:].split("\n"), 1)
+        if line.strip()
+    ]
+    if bad:  # find the header lines: each body runs to the next header
+        first_line = parts[0].count("\n") + 1
+        lines = list(accumulate((b.count("\n") + 1 for b in parts[4::4]), initial=first_line))
+        skipped += [Skipped(f"line {lines[i]}", "impossible date or time in header") for i in bad]
+    return ParsedChat(format=NAME, title="", messages=messages, skipped=skipped)
+
+
+def _messages(
+    parts: list[Any], dmap: _Dates, ios: bool, captions: bool
+) -> tuple[list[ParsedMessage], list[int]]:
+    """The hot loop, one ParsedMessage per header (keep it lean); times and names are converted
+    when first seen. `captions`: an Android `(file attached)` line may have a caption under it.
+    Returns the messages and the indices of headers whose date or time is impossible."""
+    out: list[ParsedMessage] = []
+    bad: list[int] = []
+    tmap: dict[str, str | None] = {}
+    nmap: dict[str | None, str | None] = {None: None}
+    append, marker, msg = out.append, _MARKERS.get, ParsedMessage
+    # Endings of `<attached: …>`, `(file attached)`, `<… edited>` and iOS `… omitted`.
+    tails = (">", ")", *_OMITTED_ENDS) if ios else (">", ")")
+    it = iter(parts)
+    next(it)
+    for date, time, name, body in zip(it, it, it, it, strict=False):
+        try:
+            stamp = dmap[date] + tmap[time]  # type: ignore[operator]
+        except (KeyError, TypeError):  # a time not seen yet, or an impossible date or time
+            if time not in tmap:
+                tmap[time] = _iso_time(time)
+            day, clock = dmap[date], tmap[time]
+            if day is None or clock is None:
+                bad.append(len(out) + len(bad))
+                continue
+            stamp = day + clock
+        try:
+            sender = nmap[name]
+        except KeyError:
+            sender = nmap[name] = _sender(name)
+        if sender is None:
+            line = body if name is None else f"{name}: {body}"
+            append(msg(stamp, None, line.translate(_NO_MARKS), SYSTEM))
+            continue
+        hit = marker(body)
+        if hit is not None:
+            append(msg(stamp, sender, hit[1], hit[0]))
+        elif body.endswith(tails) or (ios and body[:1] == _LRM) or (captions and ")\n" in body):
+            kind, text, meta = _classify(body, ios)
+            append(msg(stamp, None if kind == SYSTEM else sender, text, kind, meta))
+        else:
+            append(msg(stamp, sender, body))
+    return out, bad
+
+
+def _classify(body: str, ios: bool) -> tuple[str, str, dict[str, Any] | None]:
+    """Kind, text and meta of a body that may end with a marker. Placeholders keep their text
+    (less invisible marks) and name their files in meta["attachments"]."""
+    meta: dict[str, Any] = {}
+    edited = _EDITED.search(body)
+    if edited:
+        body, meta["edited"] = body[: edited.start()], True
+    kind, files = TEXT, None
+    if hit := _MARKERS.get(body):  # a marker behind an edit
+        kind, body = hit
+    elif m := _IOS_FILE.match(body):
+        kind, files = (STICKER if "-STICKER-" in m[2] else MEDIA), [m[2]]
+    elif m := _ANDROID_FILE.match(body):
+        kind, files = (STICKER if m[1].startswith("STK-") else MEDIA), [m[1]]
+    elif m := _OMITTED.match(body):
+        kind = STICKER if m[2].lower().startswith("sticker") else MEDIA
+        files = [m[1].split(" \u2022 ")[0].translate(_NO_MARKS)] if m[1] else None
+    elif ios and body.startswith(_LRM) and not body.startswith(_IOS_USER_CONTENT):
+        kind = SYSTEM
+    if files:
+        meta["attachments"] = files
+    return kind, body if kind == TEXT else body.translate(_NO_MARKS), meta or None
+
+
+def _sender(raw: str) -> str | None:
+    """The sender name without invisible marks, or None when the would-be name is the start
+    of a system line (`X changed the subject from "a: b" to "c"`, longer than 50 chars)."""
+    name = raw.translate(_NO_MARKS).strip()
+    if not name or len(name) > 50 or _NOT_A_NAME.search(name):
+        return None
+    return name
+
+
+def _iso_time(raw: str) -> str | None:
+    """'THH:MM:SS' for a header time such as '9:05', '21.05.33' or '12:10 a. m.'; None when
+    impossible. 12 a.m. is 00, 12 p.m. is 12, and '00:08 a. m.' is tolerated as 00:08."""
+    if len(raw) in (5, 8) and raw[2] == ":" and raw[-3] == ":":  # 'HH:MM', 'HH:MM:SS'
+        return ("T" + raw + (":00" if len(raw) == 5 else "")) if raw < "24" else None
+    digits = re.findall("[0-9]+", raw)
+    hour = int(digits[0])
+    if raw[-1] in "Mm." and hour <= 12:  # 12-hour clock
+        hour = hour % 12 + (12 if raw.rstrip(". \u00a0\u202fMm")[-1] in "Pp" else 0)
+    if hour > 23:
+        return None
+    return f"T{hour:02d}:{digits[1]}:{digits[2] if len(digits) > 2 else '00'}"
+
+
+def _iso_date(year: int, month: int, day: int) -> str | None:
+    """'YYYY-MM-DD' (2-digit years are 20xx), or None for an impossible date."""
+    try:
+        return datetime.date(year + 2000 if year < 100 else year, month, day).isoformat()
+    except ValueError:
+        return None
+
+
+def _date_map(dates: list[str], year_first: bool, options: ImportOptions, path: str) -> _Dates:
+    """Raw header date -> 'YYYY-MM-DD' (None when impossible), the day/month order read from
+    the whole file: an order under which more dates are impossible loses (13/01 means dmy);
+    then the order under which dates never go backwards; then `options.date_order`; else
+    AmbiguousDateOrder. So the file wins when it disagrees with the option."""
+    fields = {raw: tuple(map(int, re.findall("[0-9]+", raw))) for raw in dict.fromkeys(dates)}
+    if year_first:
+        return {raw: _iso_date(y, m, d) for raw, (y, m, d) in fields.items()}
+    dmy = {raw: _iso_date(y, m, d) for raw, (d, m, y) in fields.items()}
+    mdy = {raw: _iso_date(y, m, d) for raw, (m, d, y) in fields.items()}
+    if dmy == mdy:
+        return dmy
+    bad_dmy, bad_mdy = list(dmy.values()).count(None), list(mdy.values()).count(None)
+    if bad_dmy != bad_mdy:
+        return dmy if bad_dmy < bad_mdy else mdy
+    if bad_dmy == 0:  # both orders read every date: take the one under which none goes back
+        days = [raw for raw, _ in groupby(dates)]
+        steady = [o for o in (dmy, mdy) if all(o[a] <= o[b] for a, b in pairwise(days))]  # type: ignore[operator]
+        if len(steady) == 1:
+            return steady[0]
+    if options.date_order not in (None, "dmy", "mdy"):
+        raise ChatImportError(
+            f"{path}: unknown date order {options.date_order!r}; expected 'dmy' or 'mdy'"
+        )
+    if options.date_order is None:
+        raise AmbiguousDateOrder(path)
+    return dmy if options.date_order == "dmy" else mdy
+
+
+def _title(stems: list[str]) -> str:
+    """The chat name from 'WhatsApp Chat with Riya' or 'WhatsApp Chat - Riya' (the member's
+    name first, then the archive's), else the first stem that is not iOS's generic `_chat`."""
+    for stem in stems:
+        if m := _TITLE.search(stem):
+            return m[1].strip()
+    return next((s for s in stems if s != "_chat"), stems[-1])

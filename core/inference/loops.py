@@ -1,0 +1,140 @@
+"""Forever-chat: a conversation the model holds with itself, with its loops detected and broken.
+
+Small models fall into loops: the same message again ("haha yes" ×20) or long runs of the same
+phrases. A message is a *loop* when, against the last `window` messages,
+- its normalised text (lower case, punctuation and repeated spaces removed) is the same or
+  nearly the same (difflib ratio >= `similar`) as one of them, or
+- at least `ngram_ratio` of its word trigrams already appeared in them (messages of 3+ words), or
+- it is short (fewer than 3 words, so it has no word trigram) and, with runs of a repeated
+  character squeezed to one ("noooo" -> "no", "lolll" -> "lol"), it is the same as one of them or
+  their character trigram sets overlap by at least `char_ratio` (Jaccard): "hahahah" and
+  "ahhahahaha" both have the trigrams {"hah", "aha"}. Sets, not counts, so laughter of any length
+  matches, while different short replies ("ok" / "sure", "yes" / "no idea", "no" / "nope") don't.
+
+`forever` picks speakers in the given order (round robin) rather than letting the model choose
+the next tag: a base model left to choose often hands the turn to the same speaker forever,
+and a fixed order is what a user watching two personas talk expects. When a reply is a loop
+(or empty), it is re-sampled hotter (`engine.hotter`: higher temperature and presence penalty,
+another seed), at most `retries` times; if every try loops, the last try is kept.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from convsim.core.inference.engine import Engine, Sampling, Turn
+
+WINDOW = 6  # messages looked back at
+SIMILAR = 0.9  # difflib ratio of normalised texts counted as "the same message"
+NGRAM_RATIO = 0.6  # share of a message's trigrams already seen counted as repetition
+CHAR_RATIO = 0.6  # character-trigram Jaccard of two short messages counted as "the same"
+
+_PUNCT = re.compile(r"[^\w\s]+")
+_SPACE = re.compile(r"\s+")
+_RUN = re.compile(r"(.)\1+")  # a character repeated: elongation ("sooo", "lolll")
+
+
+def normalise(text: str) -> str:
+    return _SPACE.sub(" ", _PUNCT.sub(" ", text.lower())).strip()
+
+
+def _trigrams(words: Sequence[str]) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + 3]) for i in range(len(words) - 2)}
+
+
+def squeeze(text: str) -> str:
+    """`text` with every run of one repeated character cut to one character ("nooo" -> "no")."""
+    return _RUN.sub(r"\1", text)
+
+
+def _char_trigrams(text: str) -> set[str]:
+    return {text[i : i + 3] for i in range(len(text) - 2)}
+
+
+def _same_short(old: str, text: str, char_ratio: float) -> bool:
+    """Whether the normalised short message `text` nearly repeats the normalised `old`: the
+    same once elongations are squeezed, or character trigram Jaccard >= `char_ratio`."""
+    a, b = squeeze(old), squeeze(text)
+    if a == b:
+        return True
+    grams_a, grams_b = _char_trigrams(a), _char_trigrams(b)
+    if not grams_a or not grams_b:
+        return False
+    return len(grams_a & grams_b) / len(grams_a | grams_b) >= char_ratio
+
+
+def is_loop(
+    history: Sequence[str],
+    message: str,
+    window: int = WINDOW,
+    similar: float = SIMILAR,
+    ngram_ratio: float = NGRAM_RATIO,
+    char_ratio: float = CHAR_RATIO,
+) -> bool:
+    """Whether `message` repeats the last `window` messages of `history` (see module doc)."""
+    text = normalise(message)
+    recent = [normalise(m) for m in history[-window:]] if window > 0 else []
+    for old in recent:
+        if old == text or difflib.SequenceMatcher(None, old, text).ratio() >= similar:
+            return True
+    grams = _trigrams(text.split())
+    if not recent:
+        return False
+    if not grams:
+        # Too short for word trigrams: compare characters, which is cheap at this length.
+        return any(_same_short(old, text, char_ratio) for old in recent)
+    seen: set[tuple[str, ...]] = set()
+    for old in recent:
+        seen |= _trigrams(old.split())
+    return len(grams & seen) / len(grams) >= ngram_ratio
+
+
+def loop_rate(messages: Sequence[str], window: int = WINDOW) -> float:
+    """Share of messages (after the first) that are loops of the messages before them."""
+    if len(messages) < 2:
+        return 0.0
+    loops = sum(is_loop(messages[:i], messages[i], window) for i in range(1, len(messages)))
+    return loops / (len(messages) - 1)
+
+
+def forever(
+    engine: Engine,
+    transcript: Sequence[Turn],
+    speakers: Sequence[str],
+    sampling: Sampling | None = None,
+    turns: int | None = None,
+    cancel: threading.Event | None = None,
+    *,
+    break_loops: bool = True,
+    retries: int = 3,
+    window: int = WINDOW,
+) -> Iterator[Turn]:
+    """Yield (speaker, text) turns after `transcript`, `speakers` in order, the first one
+    first; `turns` of them, or until `cancel` is set (or forever when `turns` is None)."""
+    from convsim.core.inference.engine import Sampling, hotter
+
+    if not speakers:
+        raise ValueError("forever needs at least one speaker")
+    s = sampling or Sampling()
+    history = list(transcript)
+    n = 0
+    while turns is None or n < turns:
+        speaker = speakers[n % len(speakers)]
+        said = [text for _, text in history]
+        text = engine.reply(history, speaker, s, cancel)
+        attempt = 0
+        while break_loops and attempt < retries and (not text or is_loop(said, text, window)):
+            if cancel is not None and cancel.is_set():
+                break
+            attempt += 1
+            text = engine.reply(history, speaker, hotter(s, attempt), cancel)
+        if cancel is not None and cancel.is_set():
+            return
+        history.append((speaker, text))
+        n += 1
+        yield speaker, text

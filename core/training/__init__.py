@@ -1,0 +1,24 @@
+"""Training a persona: a LoRA on the base model that writes like one person (`trainer`), the
+runs that record it in the store (`runs`), and its GGUF files (`export`).
+
+Contract: every function takes an open `Workspace` and plain arguments, reports progress through
+callbacks of plain events, stops at a `threading.Event`, and records what it made beside the
+files. torch is imported only when a run starts.
+"""
+
+from convsim.core.training.export import QUANTS, adapter_gguf, export_model
+from convsim.core.training.runs import TrainOutcome, default_config, resume_training, train_person
+from convsim.core.training.trainer import TrainConfig, TrainEvent, TrainResult
+
+__all__ = [
+    "QUANTS",
+    "TrainConfig",
+    "TrainEvent",
+    "TrainOutcome",
+    "TrainResult",
+    "adapter_gguf",
+    "default_config",
+    "export_model",
+    "resume_training",
+    "train_person",
+]

@@ -1,0 +1,234 @@
+"""Command-line commands that talk with a persona: simulate, complete, chat."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from convsim.tui.cli.common import CliError, print_json, workspace
+
+
+def read_transcript(path: Path | None) -> list[tuple[str, str]]:
+    """Turns from a file of `[Name] text` lines, or of JSON Lines {"speaker", "text"}."""
+    from convsim.core.data import transcripts
+
+    if path is None:
+        return []
+    try:
+        return transcripts.load(path)
+    except transcripts.TranscriptError as e:
+        raise CliError(str(e)) from None
+
+
+def _sampling(args: argparse.Namespace) -> Any:
+    from convsim.core.inference.engine import Sampling
+
+    return Sampling(seed=args.seed, temperature=args.temperature, max_tokens=args.max_tokens)
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The model's Engine (base + its adapter) and its store record."""
+    from convsim.core import training
+    from convsim.core.inference.engine import Engine
+
+    with workspace() as ws:
+        try:
+            record = ws.store.model(args.model_id)
+            adapter = training.adapter_gguf(ws, args.model_id)
+        except (KeyError, ValueError) as e:
+            raise CliError(str(e.args[0])) from None
+    try:
+        engine = Engine(
+            Path(record.base),
+            [(adapter, 1.0)],
+            n_ctx=args.ctx,
+            threads=args.threads,
+            gpu_layers=args.gpu_layers,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        raise CliError(str(e)) from None
+    return engine, record
+
+
+def _partner(record: Any, speaker: str, transcript: list[tuple[str, str]]) -> str:
+    """Who `speaker` talks with: the last other voice in the transcript, else the other
+    participant of the model's chat, else "You"."""
+    for who, _ in reversed(transcript):
+        if who != speaker:
+            return who
+    if record.chat_id is not None:
+        with workspace() as ws:
+            names = [p.name for p in ws.store.participants(record.chat_id)]
+        for name in names:
+            if name != speaker:
+                return name
+    return "You"
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    transcript = read_transcript(Path(args.transcript) if args.transcript else None)
+    engine, record = _open(args)
+    speaker = args.target or record.person
+    # `speaker` answers first, unless the transcript already ends with their message; their
+    # partner's turns come from the same model, so the two alternate for --turns messages.
+    order = [speaker, _partner(record, speaker, transcript)]
+    if transcript and transcript[-1][0] == speaker:
+        order.reverse()
+    for speaker, text in engine.forever(transcript, order, _sampling(args), args.turns):
+        if args.json:
+            print_json({"speaker": speaker, "text": text})
+        else:
+            print(f"[{speaker}] {text}", flush=True)
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    transcript = read_transcript(Path(args.transcript) if args.transcript else None)
+    engine, _ = _open(args)
+    pieces = engine.autocomplete(transcript, args.target, args.partial, _sampling(args))
+    if args.json:
+        completion = "".join(pieces)
+        print_json({"speaker": args.target, "partial": args.partial, "completion": completion})
+        return 0
+    for piece in pieces:
+        print(piece, end="", flush=True)
+    print()
+    return 0
+
+
+CANCELLED = "[reply cancelled]"
+
+CHAT_HELP = """\
+Type a message and press Enter; the persona's reply streams after it.
+Ctrl-C while a reply streams cancels that reply: the part shown so far is marked
+[reply cancelled] and left out of the conversation, so the model does not see it later.
+/quit, Ctrl-D (end of input) or Ctrl-C at the prompt leaves (exit status 0, 0 and 130)."""
+
+
+def _read_line(prompt: str | None) -> str | None:
+    """One line from stdin (prompting on stderr when given a prompt); None at end of input."""
+    if prompt is not None:
+        print(prompt, end="", flush=True, file=sys.stderr)
+    line = sys.stdin.readline()
+    return line if line else None
+
+
+@contextmanager
+def _ctrl_c_sets(event: threading.Event) -> Iterator[None]:
+    """While inside, Ctrl-C (SIGINT) sets `event` instead of raising KeyboardInterrupt.
+
+    A handler that only sets a flag keeps Ctrl-C from raising at an arbitrary point of the
+    generation (KeyboardInterrupt in the middle of llama-cpp-python's bookkeeping, or in a
+    `Thread.join` -- which in Python 3.11 marks a still-running thread as stopped). Python runs
+    signal handlers in the main thread only; called from another thread this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
+def _stream_reply(
+    engine: Any, transcript: list[tuple[str, str]], person: str, sampling: Any
+) -> str | None:
+    """Stream `person`'s reply to stdout; the reply, or None when Ctrl-C cancelled it.
+
+    The engine checks the cancel event between tokens, so the reply stops at once; during the
+    prompt evaluation (one llama.cpp call) it stops when that call returns.
+    """
+    cancel = threading.Event()
+    shown: list[str] = []
+    print(f"[{person}] ", end="", flush=True)
+    with _ctrl_c_sets(cancel):
+        for piece in engine.simulate(transcript, person, sampling, cancel):
+            # Once cancelled, the engine still hands over the text it held back (a trailing
+            # word): the user asked to stop, so it is not shown.
+            if not cancel.is_set():
+                shown.append(piece)
+                print(piece, end="", flush=True)
+    if cancel.is_set():
+        print(f" {CANCELLED}" if shown else CANCELLED, flush=True)
+        return None
+    print(flush=True)
+    return "".join(shown)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    engine, record = _open(args)
+    person = record.person
+    transcript: list[tuple[str, str]] = []
+    sampling = _sampling(args)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(
+            f"Chatting with {person} as {args.target}. "
+            "Ctrl-C stops a reply; /quit, Ctrl-D or Ctrl-C at the prompt leaves.",
+            file=sys.stderr,
+        )
+    while True:
+        try:
+            line = _read_line(f"[{args.target}] " if interactive else None)
+        except KeyboardInterrupt:
+            print(file=sys.stderr)  # end the prompt's line before the shell's
+            return 130
+        if line is None or line.strip() == "/quit":
+            return 0
+        text = line.strip()
+        if not text:
+            continue
+        transcript.append((args.target, text))
+        reply = _stream_reply(engine, transcript, person, sampling)
+        if reply is not None:
+            transcript.append((person, reply))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model_id")
+    p.add_argument("--seed", type=int, help="sampling seed (default: random)")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--max-tokens", type=int, default=64, help="length cap of one message")
+    p.add_argument("--ctx", type=int, default=2048, help="context size in tokens")
+    p.add_argument("--threads", type=int, help="CPU threads (default: this machine's cores)")
+    p.add_argument(
+        "--gpu-layers", type=int, help="layers on the GPU (default: all when llama.cpp can)"
+    )
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("simulate", help="continue a conversation: generate the next messages")
+    _common(p)
+    p.add_argument(
+        "--as", dest="target", help="whose messages to generate (default: the model's person)"
+    )
+    p.add_argument("--transcript", help="file of '[Name] text' lines or JSONL speaker/text")
+    p.add_argument("--turns", type=int, default=4, help="messages to generate (default 4)")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("complete", help="autocomplete a half-typed message")
+    _common(p)
+    p.add_argument("--as", dest="target", required=True, help="who is typing")
+    p.add_argument("--partial", required=True, help="the text typed so far")
+    p.add_argument("--transcript", help="file of '[Name] text' lines or JSONL speaker/text")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_complete)
+
+    p = sub.add_parser(
+        "chat",
+        help="chat with a persona in the terminal (/quit to leave)",
+        description=CHAT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(p)
+    p.add_argument("--as", dest="target", default="You", help="your name in the chat")
+    p.set_defaults(func=cmd_chat)

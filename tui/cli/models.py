@@ -1,0 +1,272 @@
+"""Command-line commands for persona models: train, models, export, eval, bases."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import Any
+
+from convsim.tui.cli.common import CliError, duration, print_json, workspace
+
+
+def _bar(done: int, total: int, width: int = 24) -> str:
+    filled = int(width * done / max(1, total))
+    return "█" * filled + "░" * (width - filled)
+
+
+class Progress:
+    """Renders training events on a terminal: a one-line bar, plus evaluations and samples."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+
+    def base(self, e: Any) -> None:
+        """Base-model preparation (BaseModelProgress): one line per stage."""
+        if not self.quiet and e.message != getattr(self, "_last", None):
+            print(e.message, file=sys.stderr)
+            self._last = e.message
+
+    def __call__(self, e: Any) -> None:
+        if self.quiet:
+            return
+        out = sys.stderr
+        if e.kind == "step":
+            line = (
+                f"step {e.step}/{e.total_steps} {_bar(e.step, e.total_steps)} "
+                f"loss {e.loss:.3f}  {e.tokens_per_s or 0:.0f} tok/s  ETA {duration(e.eta_s)}"
+            )
+            print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=out)
+        elif e.kind == "eval":
+            print(f"\n  validation loss {e.val_loss:.3f}", file=out)
+            for sample in e.samples:
+                print("  " + sample.replace("\n", "\n  "), file=out)
+        elif e.kind in ("start", "cancelled"):
+            print(f"{e.kind}: {e.message}", file=out)
+        elif e.kind == "done":
+            print("", file=out)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "steps": args.steps,
+        "epochs": args.epochs,
+        "rank": args.rank,
+        "alpha": args.alpha,
+        "learning_rate": args.lr,
+        "seq_len": args.seq_len,
+        "batch_size": args.batch_size,
+        "loss_on": args.loss_on,
+        "dropout": args.dropout,
+        "schedule": args.schedule,
+        "warmup_steps": args.warmup_steps,
+        "target_modules": args.target_modules.split(",") if args.target_modules else None,
+        "device": args.device,
+        "eval_every": args.eval_every,
+        "checkpoint_every": args.checkpoint_every,
+        "seed": args.seed,
+    }
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from convsim.core import training
+
+    cancel = threading.Event()
+    progress = Progress(quiet=args.json)
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            with workspace() as ws:
+                if args.resume:
+                    box["out"] = training.resume_training(
+                        ws, args.resume, on_event=progress, cancel=cancel, progress=progress.base
+                    )
+                else:
+                    if args.chat_id is None or not args.target:
+                        raise CliError("give CHAT_ID and --as NAME, or --resume MODEL_ID")
+                    box["out"] = training.train_person(
+                        ws,
+                        args.chat_id,
+                        args.target,
+                        base=args.base,
+                        max_context=args.context,
+                        overrides=_overrides(args),
+                        on_event=progress,
+                        cancel=cancel,
+                        progress=progress.base,
+                    )
+        except BaseException as e:  # handed to the main thread, which reports it
+            box["error"] = e
+
+    # Training runs in a worker so Ctrl-C can stop it cleanly at a step boundary, with a
+    # checkpoint written, instead of killing it mid-step.
+    worker = threading.Thread(target=work, name="convsim-train")
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        print("\nstopping after this step…", file=sys.stderr)
+        cancel.set()
+        worker.join()
+    if "error" in box:
+        error = box["error"]
+        if isinstance(error, (KeyError, ValueError, FileNotFoundError)):
+            raise CliError(str(error.args[0] if error.args else error)) from None
+        raise error
+    out = box["out"]
+    result = {
+        "model_id": out.model.id,
+        "status": out.model.status,
+        "adapter_gguf": str(out.adapter_gguf) if out.adapter_gguf else None,
+        "metrics": {k: v for k, v in out.result.metrics.items() if k != "history"},
+    }
+    if args.json:
+        print_json(result)
+    elif out.result.cancelled:
+        step, model_id = out.result.steps, out.model.id
+        print(f"Stopped at step {step}. Continue: convsim train --resume {model_id}")
+    else:
+        m = result["metrics"]
+        val = f"{m['val_loss']:.3f}" if m.get("val_loss") is not None else "n/a"
+        print(f"Model {out.model.id} ready: {out.adapter_gguf}")
+        print(f"  {m['steps']} steps, validation loss {val}, {m['tokens_per_s']:.0f} tokens/s")
+        print(f"  Next: convsim eval {out.model.id}   |   convsim export {out.model.id}")
+    return 1 if out.result.cancelled and args.json else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    with workspace() as ws:
+        models = ws.store.models()
+    if not models and not args.json:
+        print("No models yet. Train one: convsim train CHAT_ID --as NAME")
+    for m in models:
+        metrics = {k: v for k, v in (m.metrics or {}).items() if k != "history"}
+        if args.json:
+            print_json(
+                {
+                    "model_id": m.id,
+                    "person": m.person,
+                    "chat_id": m.chat_id,
+                    "dataset_id": m.dataset_id,
+                    "base": m.base,
+                    "status": m.status,
+                    "created": m.created,
+                    "path": m.path,
+                    "metrics": metrics,
+                }
+            )
+        else:
+            val = metrics.get("val_loss")
+            val_text = f"val loss {val:.3f}" if val is not None else ""
+            print(f"{m.id:<14} {m.person:<16} {m.status:<10} {val_text}  base {m.base}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from convsim.core import training
+
+    with workspace() as ws:
+        try:
+            path = training.export_model(ws, args.model_id, args.quant)
+        except (KeyError, ValueError) as e:
+            raise CliError(str(e.args[0])) from None
+    if args.json:
+        print_json({"model_id": args.model_id, "quant": args.quant, "path": str(path)})
+    else:
+        print(f"Exported {args.model_id} ({args.quant}): {path}")
+        print("  Load it in LM Studio, Ollama (FROM <path>) or llama.cpp (-m <path>).")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from convsim.core import evaluation
+
+    def say(text: str) -> None:
+        if not args.json:
+            print(text, file=sys.stderr)
+
+    with workspace() as ws:
+        try:
+            report = evaluation.evaluate_model(
+                ws, args.model_id, max_examples=args.max_examples, progress=say
+            )
+        except (KeyError, ValueError) as e:
+            raise CliError(str(e.args[0])) from None
+    if args.json:
+        print_json(report)
+        return 0
+    names = {
+        "base": "base model",
+        "base_prompted": f"base + {report['prompt_tokens']}-token prompt of their messages",
+        "tuned": f"tuned ({args.model_id})",
+    }
+    print(f"Held-out perplexity over {report['examples']} messages (lower is better):")
+    for key, score in report["conditions"].items():
+        print(f"  {names[key]:<48} {score['perplexity']:>8.2f}  ({score['tokens']} tokens)")
+    return 0
+
+
+def cmd_bases(args: argparse.Namespace) -> int:
+    from convsim.core import bases
+
+    with workspace() as ws:
+        found = bases.discover_ggufs(locations=ws.locations)
+    for f in found:
+        if args.json:
+            print_json({"name": f.name, "path": str(f.path), "size": f.size, "source": f.source})
+        else:
+            print(f"{f.source:<12} {f.size / 1e6:>8.0f} MB  {f.name}\n             {f.path}")
+    if not found and not args.json:
+        print("No GGUF models found in the LM Studio, Ollama or Hugging Face folders.")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a persona model (LoRA) for one person of a chat")
+    p.add_argument("chat_id", type=int, nargs="?")
+    p.add_argument("--as", dest="target", help="the person to learn")
+    p.add_argument("--base", help="base model: a .gguf path, hf:OWNER/REPO/FILE.gguf, or default")
+    p.add_argument("--resume", metavar="MODEL_ID", help="continue a stopped run")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimiser steps")
+    length.add_argument("--epochs", type=float, help="passes over the data (default 1)")
+    p.add_argument("--rank", type=int)
+    p.add_argument("--alpha", type=float)
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--seq-len", type=int, help="tokens per packed training row")
+    p.add_argument("--batch-size", type=int, help="rows per step")
+    p.add_argument("--loss-on", choices=("target", "all"), help="learn their turns or all text")
+    p.add_argument("--dropout", type=float, help="LoRA dropout")
+    p.add_argument("--schedule", choices=("cosine", "linear", "constant"))
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--target-modules", help="comma-separated, e.g. q_proj,v_proj")
+    p.add_argument("--context", type=int, help="max earlier messages per example (default 16)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("models", help="list trained models")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("export", help="merge a model into its base and quantise to one GGUF")
+    p.add_argument("model_id")
+    p.add_argument("--quant", choices=("q8_0", "q4_k_m", "f16"), default="q8_0")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("eval", help="held-out perplexity: base vs prompted base vs tuned")
+    p.add_argument("model_id")
+    p.add_argument("--max-examples", type=int, help="score at most this many messages")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bases", help="list GGUF models found on this machine")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bases)
