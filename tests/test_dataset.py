@@ -15,7 +15,6 @@ from convsim.core.data.dataset import (
     Example,
     build,
     render_sessions,
-    render_turn,
 )
 
 START = datetime(2020, 1, 17, 9, 0)
@@ -65,30 +64,6 @@ def long_chat(sessions: int, turns: int) -> list[StoredMessage]:
 
 def lines_in(text: str) -> int:
     return text.count("\n")
-
-
-# --- render_turn -------------------------------------------------------------------------
-
-
-def test_render_turn_single_line() -> None:
-    assert render_turn("Sam", "yeah! want to meet at 7?") == "[Sam] yeah! want to meet at 7?\n"
-
-
-def test_render_turn_keeps_newlines_and_escapes_bracket_lines() -> None:
-    body = "shopping:\r\n[ ] milk\n[Sam] fake tag\nbread [x]\rend"
-    assert render_turn("Riya", body) == (
-        "[Riya] shopping:\n [ ] milk\n [Sam] fake tag\nbread [x]\nend\n"
-    )
-
-
-def test_render_turn_first_line_bracket_is_not_escaped() -> None:
-    assert render_turn("Riya", "[link] here") == "[Riya] [link] here\n"
-
-
-@pytest.mark.parametrize("tag", ["", "  ", "a]b", "[a", "two\nlines"])
-def test_render_turn_rejects_bad_tags(tag: str) -> None:
-    with pytest.raises(ValueError, match="tag"):
-        render_turn(tag, "hi")
 
 
 # --- sessions and rendering --------------------------------------------------------------

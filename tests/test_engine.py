@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from tinymodels import TinyModel, llama_logits
 
-from convsim.core.inference.engine import Engine, Sampling, split_reply, trim_to_word
+from convsim.core.inference.engine import Engine, Sampling
 from convsim.core.inference.loops import is_loop, loop_rate, normalise
 
 GREEDY = Sampling(temperature=0.0, seed=0, max_tokens=12)
@@ -44,16 +44,6 @@ class EvalCounter:
 
 
 # ---------------------------------------------------------------- pure functions
-
-
-def test_split_reply_stops_at_another_speaker_and_keeps_own_messages() -> None:
-    assert split_reply(" hi there", "Sam", 1) == ([" hi there"], False, False)
-    assert split_reply(" hi\n[Riya] yo", "Sam", 1) == ([" hi"], True, False)
-    assert split_reply(" hi\n[Sam] again\n[Ri", "Sam", 3) == ([" hi", " again"], True, False)
-    assert split_reply(" hi\n[Sa", "Sam", 3) == ([" hi"], False, True)
-    assert split_reply(" hi\n[Sam] two\n[Sam] three\n", "Sam", 2)[0] == [" hi", " two"]
-    assert trim_to_word("see you tomor") == "see you"
-    assert trim_to_word("unbreakable") == "unbreakable"
 
 
 def test_loop_rate_counts_repeats_and_near_repeats() -> None:

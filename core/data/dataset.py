@@ -5,10 +5,8 @@ chronological order; the result holds one `Example` per turn written by `config.
 context is the 1..N messages before that turn in the same session (empty only when the turn opens
 its session). It knows nothing of the store, tokenizers or training.
 
-Turn format (ARCHITECTURE.md): every message is one turn `[Tag] body\\n`. Consecutive messages by
-one sender stay separate turns under their own tag. A body line after the first that starts with
-`[` is prefixed with one space, so that the `\\n[` which ends a turn at generation time only ever
-appears before a real tag. The escape is not undone anywhere: the model simply learns it.
+Turn format (`turns`): every message is one turn `[Tag] body\\n`, escape included. Consecutive
+messages by one sender stay separate turns under their own tag.
 
 Sessions: a silence of `session_gap_minutes` or more between two messages (of any kind, dropped
 ones included, since a photo exchange is not silence) starts a new session. Sessions left empty
@@ -27,6 +25,7 @@ from typing import Any
 
 from convsim.core.chats.messages import CALL, DELETED, MEDIA, STICKER, SYSTEM, TEXT, StoredMessage
 from convsim.core.data.scrub import scrub
+from convsim.core.data.turns import check_name, render_turn, safe_name
 
 __all__ = [
     "SYSTEM_TAG",
@@ -35,7 +34,6 @@ __all__ = [
     "Example",
     "build",
     "render_sessions",
-    "render_turn",
 ]
 
 # Tag of system lines (and of sender-less messages) when `system="placeholder"`.
@@ -45,7 +43,6 @@ CHARS_PER_TOKEN = 3.5
 
 _MEDIA_MODES = ("placeholder", "drop")
 _SYSTEM_MODES = ("drop", "placeholder")
-_FORBIDDEN_IN_TAG = ("[", "]", "\n", "\r")
 _SENDER_KINDS = (TEXT, MEDIA, STICKER, CALL, DELETED)
 
 
@@ -70,7 +67,7 @@ class DatasetConfig:
     """"drop" removes system messages (and sender-less ones); "placeholder" keeps them as
     `[system] text` turns (`[system] <system>` when they have no text)."""
     scrub: bool = False
-    """Replace phone numbers, e-mails, URLs and card numbers in bodies (see core/scrub.py)."""
+    """Replace phone numbers, e-mails, URLs and card numbers in bodies (see `scrub`)."""
     validation_fraction: float = 0.1
     """Share of examples to hold out, taken as whole sessions from the latest backwards; 0 turns
     validation off. With two or more sessions validation gets at least one and train keeps one."""
@@ -93,7 +90,7 @@ class DatasetConfig:
                 f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
             )
         for name, tag in self.tags.items():
-            _check_tag(tag, f"tag for {name!r}")
+            check_name(tag, f"tag for {name!r}")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict; `from_json` turns it back into an equal config."""
@@ -113,7 +110,7 @@ class DatasetConfig:
 
     def tag_for(self, sender: str) -> str:
         """The tag `sender`'s turns are rendered under."""
-        return self.tags.get(sender) or _default_tag(sender)
+        return self.tags.get(sender) or safe_name(sender)
 
 
 @dataclass(frozen=True)
@@ -169,15 +166,6 @@ class _Turn:
     is_target: bool
 
 
-def render_turn(tag: str, text: str) -> str:
-    """`[tag] text\\n`. Line breaks (`\\r\\n` and `\\r` become `\\n`) stay inside the turn; a line
-    after the first that starts with `[` gets one leading space so it cannot read as a tag."""
-    _check_tag(tag, "tag")
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    escaped = [lines[0]] + [" " + line if line.startswith("[") else line for line in lines[1:]]
-    return f"[{tag}] " + "\n".join(escaped) + "\n"
-
-
 def build(messages: Sequence[StoredMessage], config: DatasetConfig) -> Dataset:
     """One example per target turn, split by time into train and validation (whole sessions).
 
@@ -202,16 +190,6 @@ def render_sessions(messages: Sequence[StoredMessage], config: DatasetConfig) ->
     """Each session rendered in full, indexed like `Example.session`: every example's
     `context + target` is a contiguous run of whole turns of its session's text."""
     return ["".join(turn.text for turn in turns) for turns in _sessions(messages, config)]
-
-
-def _check_tag(tag: str, what: str) -> None:
-    if not tag.strip() or any(char in tag for char in _FORBIDDEN_IN_TAG):
-        raise ValueError(f"{what} must be non-empty without brackets or line breaks: {tag!r}")
-
-
-def _default_tag(name: str) -> str:
-    tag = " ".join(name.replace("[", "(").replace("]", ")").split())
-    return tag or "?"
 
 
 def _check_senders(messages: Sequence[StoredMessage], config: DatasetConfig) -> None:

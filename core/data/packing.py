@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from convsim.core.data.turns import tag_of
+
 
 @dataclass(frozen=True, slots=True)
 class TokenizedExample:
@@ -56,7 +58,7 @@ def tokenize_examples(
             start = 1 if ids and ids[0] == tokenizer.bos_token_id else 0
         else:
             # The words of the target begin right after its "[Tag]".
-            boundary = len(context) + len(turn_tag(target))
+            boundary = len(context) + len(tag_of(target))
             # The first token ending past the tag; one that straddles it ("] hi") counts, since
             # it carries words. Special tokens have empty (0, 0) offsets and never qualify.
             offsets = enc["offset_mapping"]
@@ -71,11 +73,6 @@ def example_fields(ex: Any) -> tuple[str, str]:
     if isinstance(ex, dict):
         return ex["context"], ex["target"]
     return ex.context, ex.target
-
-
-def turn_tag(target: str) -> str:
-    """The `[Tag]` a rendered turn starts with."""
-    return target[: target.index("]") + 1]
 
 
 def _clip(ex: TokenizedExample, seq_len: int) -> TokenizedExample:

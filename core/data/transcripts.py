@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from convsim.core.data.turns import Turn, parse_line
 from convsim.core.locations import make_private_dir
-
-Turn = tuple[str, str]
 
 
 class TranscriptError(ValueError):
@@ -62,10 +61,10 @@ def load(path: Path) -> list[Turn]:
                     f'{path}:{n}: expected a JSON object {{"speaker": ..., "text": ...}}'
                 ) from None
             continue
-        name, sep, text = line.partition("]")
-        if not line.startswith("[") or not sep or not name[1:].strip():
+        turn = parse_line(line)
+        if turn is None:
             raise TranscriptError(f"{path}:{n}: expected a line like '[Name] message'")
-        turns.append((name[1:].strip(), text.strip()))
+        turns.append(turn)
     return turns
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from convsim.core.data.packing import example_fields, turn_tag
+from convsim.core.data.packing import example_fields
+from convsim.core.data.turns import tag_of
 from convsim.core.inference import llama
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def _scored(model: Any, ex: Any) -> tuple[list[int], int]:
     one that ends after the target's "[Tag]"."""
     context, target = example_fields(ex)
     tokens = llama.tokenize(model, context + target)
-    boundary = len((context + turn_tag(target)).encode("utf-8"))
+    boundary = len((context + tag_of(target)).encode("utf-8"))
     ends = llama.piece_ends(model, tokens)
     first = next(i for i, end in enumerate(ends) if end > boundary)
     return tokens, first

@@ -1,7 +1,7 @@
 """The inference engine: every reply convsim generates comes from here, on llama.cpp.
 
 A persona is a base GGUF plus optional LoRA adapter GGUFs (each with a scale), or a merged GGUF.
-Prompts are the plain `[Name] message` transcript the model was trained on.
+Prompts are the plain `[Name] message` transcript the model was trained on (`data.turns`).
 
 Contracts:
 - `simulate` streams one speaker's reply after `[Speaker]`. It stops at the next newline (with
@@ -31,9 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from convsim.core.data.turns import Turn, render, safe_name, speaker_tail, split_reply
 from convsim.core.inference import llama
-
-Turn = tuple[str, str]  # (speaker, text)
 
 # Tokens before the cap over which the word in progress is held back, so that a capped reply
 # can still end on a whole word.
@@ -65,32 +64,6 @@ class Stats:
     trimmed_turns: int = 0  # oldest turns left out to fit the context
     capped: bool = False  # the length cap ended the generation
     messages: list[str] = field(default_factory=list)  # the reply, one entry per message
-
-
-def render(transcript: Sequence[Turn]) -> str:
-    """[(speaker, text), ...] as training-format lines."""
-    return "".join(f"[{who}] {text}\n" for who, text in transcript)
-
-
-def split_reply(raw: str, speaker: str, max_messages: int) -> tuple[list[str], bool, bool]:
-    """Parse raw generated text into (messages, finished, pending).
-
-    `finished`: the text has reached the end of the reply (a newline ending the last allowed
-    message, or a line that is not `[speaker] ...`). `pending`: the text ends in a line that may
-    still become `[speaker]`, so what follows the last newline is undecided.
-    """
-    lines = raw.split("\n")
-    messages, tag = [lines[0]], f"[{speaker}]"
-    for i, line in enumerate(lines[1:], start=1):
-        if len(messages) >= max_messages:
-            return messages, True, False
-        if line.startswith(tag):
-            messages.append(line[len(tag) :])
-        elif i == len(lines) - 1 and tag.startswith(line):
-            return messages, False, True
-        else:
-            return messages, True, False
-    return messages, False, False
 
 
 # Control characters have no place in a one-line chat message: line and paragraph separators
@@ -183,8 +156,9 @@ class Engine:
         return llama.tokenize(self.llm, text)
 
     def _prompt(self, transcript: Sequence[Turn], tail: str, budget: int) -> list[int]:
-        """Tokens of the transcript's window plus `tail`, leaving `budget` tokens to generate."""
-        turns = list(transcript)
+        """Tokens of the transcript's window plus `tail`, leaving `budget` tokens to generate.
+        Names that cannot be tags are made safe the way the dataset builder does it."""
+        turns = [(safe_name(name), text) for name, text in transcript]
         start = 0
         if self._first_kept is not None and self._first_kept in turns:
             start = turns.index(self._first_kept)
@@ -297,7 +271,8 @@ class Engine:
         """Stream `speaker`'s reply after `transcript`. With `max_messages > 1` the model may
         send several messages in a row; they are streamed separated by "\\n"."""
         s = sampling or Sampling()
-        tokens = self._prompt(transcript, f"[{speaker}]", s.max_tokens * max_messages + 8)
+        speaker = safe_name(speaker)
+        tokens = self._prompt(transcript, speaker_tail(speaker), s.max_tokens * max_messages + 8)
         return self._reply(tokens, speaker, s, cancel, max_messages, lstrip=True)
 
     def simulate_messages(
@@ -334,11 +309,11 @@ class Engine:
     ) -> Iterator[str]:
         """Stream the rest of `me`'s half-typed message `partial` (to the end of its line)."""
         s = sampling or Sampling()
-        # Training text never has "[me] " followed by nothing or by a trailing space: end the
-        # prompt on the last word and drop the space the model then generates.
+        me = safe_name(me)
+        # The tail ends on the last whole word (see `speaker_tail`); the space the model then
+        # generates is dropped.
         at_word_start = not partial or partial[-1].isspace()
-        tail = f"[{me}] {partial}".rstrip() if at_word_start else f"[{me}] {partial}"
-        tokens = self._prompt(transcript, tail, s.max_tokens + 8)
+        tokens = self._prompt(transcript, speaker_tail(me, partial), s.max_tokens + 8)
         return self._reply(tokens, me, s, cancel, 1, lstrip=at_word_start)
 
     def forever(

@@ -27,7 +27,8 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from convsim.core.inference.engine import Engine, Sampling, Turn
+    from convsim.core.data.turns import Turn
+    from convsim.core.inference.engine import Engine, Sampling
 
 WINDOW = 6  # messages looked back at
 SIMILAR = 0.9  # difflib ratio of normalised texts counted as "the same message"

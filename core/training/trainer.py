@@ -30,8 +30,8 @@ from convsim.core.data.packing import (
     example_fields,
     pack,
     tokenize_examples,
-    turn_tag,
 )
+from convsim.core.data.turns import tag_of
 
 
 @dataclass
@@ -368,7 +368,7 @@ class Trainer:
         out = []
         for ex in self.validation_examples[: self.config.samples]:
             context, target = example_fields(ex)
-            tag = turn_tag(target)
+            tag = tag_of(target)
             prompt = context + tag
             enc = self.tokenizer(prompt, return_tensors="pt").to(self.device)
             with torch.no_grad():

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from convsim.core.data.turns import render_turn, safe_name, tag
 from convsim.tui.cli.common import CliError, print_json, workspace
 
 
@@ -84,7 +85,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"speaker": speaker, "text": text})
         else:
-            print(f"[{speaker}] {text}", flush=True)
+            print(render_turn(safe_name(speaker), text), end="", flush=True)
     return 0
 
 
@@ -148,7 +149,7 @@ def _stream_reply(
     """
     cancel = threading.Event()
     shown: list[str] = []
-    print(f"[{person}] ", end="", flush=True)
+    print(f"{tag(safe_name(person))} ", end="", flush=True)
     with _ctrl_c_sets(cancel):
         for piece in engine.simulate(transcript, person, sampling, cancel):
             # Once cancelled, the engine still hands over the text it held back (a trailing
@@ -177,7 +178,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         )
     while True:
         try:
-            line = _read_line(f"[{args.target}] " if interactive else None)
+            line = _read_line(f"{tag(safe_name(args.target))} " if interactive else None)
         except KeyboardInterrupt:
             print(file=sys.stderr)  # end the prompt's line before the shell's
             return 130
