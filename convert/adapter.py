@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from convsim.core.files import replacing
+
 from . import names
 from .gguf_file import GGUFFile, read_gguf
 from .gguf_info import GGUFInfo, info_from_file
@@ -323,28 +325,25 @@ def write_lora_adapter(
         else lora_weights(source, base_gguf, alpha=alpha, rank=rank, use_rslora=use_rslora)
     )
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    writer = gguf.GGUFWriter(tmp, weights.arch)
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, weights.alpha)
-    if name:
-        writer.add_name(name)
-    writer.add_string(KEY_PEFT_CONFIG, json.dumps(weights.peft_config, sort_keys=True))
-    record = provenance_record(provenance, kind="lora_adapter", lora=weights.provenance)
-    writer.add_string(KEY_PROVENANCE, json.dumps(record, sort_keys=True))
-    for tensor_name, (a, b) in weights.tensors.items():
-        writer.add_tensor(tensor_name + ".lora_a", a.astype(np.float32))
-        writer.add_tensor(tensor_name + ".lora_b", b.astype(np.float32))
-    try:
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(tmp, out)
-    finally:
-        writer.close()
-        tmp.unlink(missing_ok=True)
+    with replacing(out) as tmp:
+        writer = gguf.GGUFWriter(tmp, weights.arch)
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, weights.alpha)
+        if name:
+            writer.add_name(name)
+        writer.add_string(KEY_PEFT_CONFIG, json.dumps(weights.peft_config, sort_keys=True))
+        record = provenance_record(provenance, kind="lora_adapter", lora=weights.provenance)
+        writer.add_string(KEY_PROVENANCE, json.dumps(record, sort_keys=True))
+        for tensor_name, (a, b) in weights.tensors.items():
+            writer.add_tensor(tensor_name + ".lora_a", a.astype(np.float32))
+            writer.add_tensor(tensor_name + ".lora_b", b.astype(np.float32))
+        try:
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+        finally:
+            writer.close()
     return out
 
 

@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from convsim.core.files import replacing
+
 from .adapter import KEY_PROVENANCE, LoraWeights, lora_weights, provenance_record, read_lora_adapter
 from .gguf_file import TensorOut, encode_kv, read_gguf, write_gguf
 
@@ -125,12 +127,8 @@ def merge_lora(
         if progress is not None:
             progress(MergeProgress(index, total, name, name in lora.tensors))
 
-    tmp = out.with_name(out.name + ".tmp")
-    try:
+    with replacing(out) as tmp:
         write_gguf(tmp, kvs, tensors, alignment=base.alignment, on_tensor=on_tensor)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

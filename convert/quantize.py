@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from convsim.core.files import replacing
+
 from .llama_logs import quiet_llama_logs
 from .merge import ExportCancelled, MergeProgress, merge_lora
 
@@ -51,17 +53,13 @@ def quantize(
     params.ftype = _ftype(kind)
     params.nthread = threads if threads else (os.cpu_count() or 1)
     params.allow_requantize = True
-    tmp = dst.with_name(dst.name + ".tmp")
-    try:
+    with replacing(dst) as tmp:
         with quiet_llama_logs():
             rc = llama_cpp.llama_model_quantize(
                 str(src).encode(), str(tmp).encode(), ctypes.byref(params)
             )
         if rc != 0:
             raise RuntimeError(f"llama.cpp failed to quantise {src} to {kind} (code {rc})")
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dst
 
 

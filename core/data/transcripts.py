@@ -8,13 +8,12 @@ never leaves half a transcript under the real name."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from convsim.core.data.turns import Turn, parse_line
+from convsim.core.files import write_jsonl
 from convsim.core.locations import make_private_dir
 
 
@@ -28,15 +27,7 @@ def save(folder: Path, name: str, turns: Sequence[Turn], when: datetime | None =
     stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "chat"
     target = folder / f"{safe}-{stamp}.jsonl"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for speaker, text in turns:
-                f.write(json.dumps({"speaker": speaker, "text": text}, ensure_ascii=False) + "\n")
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+    return write_jsonl(target, ({"speaker": speaker, "text": text} for speaker, text in turns))
 
 
 def load(path: Path) -> list[Turn]:

@@ -1,0 +1,85 @@
+"""Writing files so that a crash, a kill or a full disk never leaves half of one behind.
+
+Every file convsim writes (records, datasets, transcripts, checkpoints, GGUFs) is written to a
+temporary name beside its target, flushed to disk, and renamed over the target in one step.
+
+Contract:
+- `replacing(target)` yields a temporary path beside `target`; when the block succeeds the file
+  there is synced and renamed over `target`, when it raises the temporary file is removed and
+  `target` is exactly as it was (absent, or the previous version).
+- `write_text`, `write_json` and `write_jsonl` are that, for the usual contents.
+- `publishing(parent)` does the same for a whole folder: build it in the yielded temporary folder,
+  and `publish(final)` moves it into place; a folder never published is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def replacing(target: Path | str, suffix: str = ".part") -> Iterator[Path]:
+    """A temporary path beside `target`, renamed over it when the block succeeds."""
+    target = Path(target)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        _sync(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(target: Path | str, text: str) -> Path:
+    with replacing(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def write_json(target: Path | str, data: Any) -> Path:
+    """`data` as indented JSON (non-ASCII kept readable), ending in a newline."""
+    return write_text(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(target: Path | str, rows: Iterable[Any]) -> Path:
+    """One JSON value per line."""
+    with replacing(target) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return Path(target)
+
+
+@contextmanager
+def publishing(parent: Path) -> Iterator[tuple[Path, Callable[[Path], None]]]:
+    """(staging folder, publish): fill the private staging folder under `parent`, then call
+    `publish(final)` to move it to `final` in one rename. Unpublished, it is removed."""
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=parent))
+
+    def publish(final: Path) -> None:
+        for path in staging.rglob("*"):
+            if path.is_file():
+                _sync(path)
+        os.replace(staging, final)
+
+    try:
+        yield staging, publish
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _sync(path: Path) -> None:
+    """Flush `path` to the disk, so the rename that follows never publishes missing data."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
