@@ -6,12 +6,11 @@ callbacks of plain events, stops at a `threading.Event`, and records what it mad
 files. torch is imported only when a run starts.
 """
 
-from convsim.core.training.export import QUANTS, adapter_gguf, export_model
+from convsim.core.training.export import adapter_gguf, export_model
 from convsim.core.training.runs import TrainOutcome, default_config, resume_training, train_person
 from convsim.core.training.trainer import TrainConfig, TrainEvent, TrainResult
 
 __all__ = [
-    "QUANTS",
     "TrainConfig",
     "TrainEvent",
     "TrainOutcome",

@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from convsim.core.workspace import Workspace
 
-QUANTS = ("q8_0", "q4_k_m", "f16")
-
 
 def adapter_gguf(ws: Workspace, model_id: str) -> Path:
     record = ws.store.model(model_id)
@@ -37,10 +35,9 @@ def adapter_gguf(ws: Workspace, model_id: str) -> Path:
 def export_model(ws: Workspace, model_id: str, quant: str = "q8_0") -> Path:
     """Merge the adapter into its base and quantise: one standalone GGUF for LM Studio,
     Ollama or llama.cpp, written beside the model."""
-    from convsim.convert.quantize import export
+    from convsim.convert.quantize import check_kind, export
 
-    if quant not in QUANTS:
-        raise ValueError(f"quant must be one of {', '.join(QUANTS)}, not {quant!r}")
+    check_kind(quant)
     record = ws.store.model(model_id)
     out = Path(record.path) / f"{model_id}-{quant}.gguf"
     return Path(export(Path(record.base), adapter_gguf(ws, model_id), out, quant))
