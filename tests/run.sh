@@ -13,6 +13,6 @@ echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "== mypy"
-.venv/bin/mypy core convert tui
+.venv/bin/python tests/typecheck.py
 echo "== pytest"
 .venv/bin/pytest -q -ra "$@"

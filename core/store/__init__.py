@@ -307,9 +307,7 @@ class Store:
             "SELECT id, chat_id, dataset_id, person, base, base_sha256, created, status, path,"
             " metrics FROM models ORDER BY created, id"
         )
-        return [
-            ModelRecord(*row[:9], metrics=json.loads(row[9]) if row[9] else None) for row in rows
-        ]
+        return [ModelRecord(*row[:9], json.loads(row[9]) if row[9] else None) for row in rows]
 
     def model(self, model_id: str) -> ModelRecord:
         for m in self.models():

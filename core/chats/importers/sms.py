@@ -18,11 +18,11 @@ Contract notes:
 
 from __future__ import annotations
 
+import io
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import IO
 
 from convsim.core.chats.importers.base import ImportOptions, Source, sniffer
 from convsim.core.chats.messages import (
@@ -91,7 +91,7 @@ class SurrogateFixingReader:
     the character they encode, holding back a chunk's tail when a reference (or a pair's high
     half) may continue in the next chunk."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: io.BufferedIOBase) -> None:
         self._raw = raw
         self._carry = b""
         self._eof = False
