@@ -98,11 +98,15 @@ class Source:
             )
         return [self.path.name]
 
-    def member_name(self, member: str) -> str:
-        """How to name a member in an error message."""
-        if self._zip is None and not self.path.is_dir():
+    def member_name(self, member: str | None) -> str:
+        """How to name a member (None: the source itself) in an error message."""
+        if member is None or (self._zip is None and not self.path.is_dir()):
             return self.name
         return f"{self.name}:{member}" if self._zip is not None else str(self.path / member)
+
+    def member_path(self, member: str | None) -> PurePosixPath:
+        """A member's path inside the source (None: the source's own path), for titles."""
+        return PurePosixPath(member) if member else PurePosixPath(self.path.as_posix())
 
     def read_bytes(self, member: str | None = None) -> bytes:
         if self._zip is not None:
@@ -158,7 +162,7 @@ class Source:
         """Decode UTF-8 (a BOM is dropped; UTF-16 with a BOM is accepted), or fail naming the
         byte where decoding broke."""
         data = self.read_bytes(member)
-        where = self.member_name(member) if member else self.name
+        where = self.member_name(member)
         if data.startswith((b"\xff\xfe", b"\xfe\xff")):
             try:
                 return data.decode("utf-16")
@@ -176,7 +180,7 @@ class Source:
     def read_json(self, member: str | None = None) -> Any:
         """Parse JSON, or fail naming line and column."""
         text = self.read_text(member)
-        where = self.member_name(member) if member else self.name
+        where = self.member_name(member)
         if not text.strip():
             raise ChatImportError(f"{where}: empty file; expected a JSON chat export")
         try:

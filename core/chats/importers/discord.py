@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from pathlib import PurePosixPath
 from typing import Any
 
 from convsim.core.chats.importers.base import ImportOptions, Source, sniffer
@@ -64,13 +63,10 @@ def sniff(source: Source) -> bool:
 
 def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:
     """One ParsedChat per DiscordChatExporter JSON file in the source."""
-    members = _export_members(source) or [None]
-    chats = []
-    for member in members:
-        where = source.member_name(member) if member else source.name
-        stem = PurePosixPath(member).stem if member else source.path.stem
-        chats.append(_parse_export(source.read_json(member), where, stem))
-    return chats
+    return [
+        _parse_export(source.read_json(m), source.member_name(m), source.member_path(m).stem)
+        for m in _export_members(source) or [None]
+    ]
 
 
 def _export_members(source: Source) -> list[str | None]:

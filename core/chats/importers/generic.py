@@ -86,7 +86,7 @@ class _Columns:
 
 
 def _parse_file(source: Source, member: str | None, mapping: dict[str, str]) -> ParsedChat:
-    where = source.member_name(member) if member else source.name
+    where = source.member_name(member)
     name = PurePosixPath(member) if member else PurePosixPath(source.path.name)
     text = source.read_text(member)
     if not text.strip():

@@ -138,7 +138,7 @@ def _parse_thread(source: Source, members: Sequence[str | None], fallback_title:
 
 def _load(source: Source, member: str | None) -> dict[str, Any]:
     data = source.read_json(member)
-    where = source.member_name(member) if member else source.name
+    where = source.member_name(member)
     if not isinstance(data, dict):
         raise ChatImportError(
             f"{where}: the top level is a JSON {type(data).__name__}; expected an object with "

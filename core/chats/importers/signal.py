@@ -71,8 +71,8 @@ def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:
     """One ParsedChat per Signal export file in the source."""
     chats = []
     for member in _export_members(source) or [None]:
-        where = source.member_name(member) if member else source.name
-        path = PurePosixPath(member) if member else PurePosixPath(source.path.as_posix())
+        where = source.member_name(member)
+        path = source.member_path(member)
         # signal-export names its files chat.md / data.json inside a folder named after the chat.
         title = (
             path.parent.name if path.stem in ("chat", "data") and path.parent.name else path.stem

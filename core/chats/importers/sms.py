@@ -159,7 +159,7 @@ def _is_high(value: int) -> bool:
 
 def _read(source: Source, member: str | None, backup: _Backup, label: str) -> None:
     """Stream one backup file into `backup`."""
-    where = source.member_name(member) if member else source.name
+    where = source.member_name(member)
     with source.open(member) as raw:
         events = ET.iterparse(SurrogateFixingReader(raw), events=("start", "end"))
         root: ET.Element | None = None

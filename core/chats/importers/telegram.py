@@ -87,13 +87,13 @@ def sniff(source: Source) -> bool:
 
 def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:
     """Every chat in every Telegram export file of the source (a file, a folder or a zip)."""
-    members = _export_members(source) or [None]
-    chats: list[ParsedChat] = []
-    for member in members:
-        where = source.member_name(member) if member else source.name
-        stem = PurePosixPath(member).stem if member else source.path.stem
-        chats.extend(_parse_document(source.read_json(member), where, stem))
-    return chats
+    return [
+        chat
+        for m in _export_members(source) or [None]
+        for chat in _parse_document(
+            source.read_json(m), source.member_name(m), source.member_path(m).stem
+        )
+    ]
 
 
 def _export_members(source: Source) -> list[str | None]:

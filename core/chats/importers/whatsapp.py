@@ -131,7 +131,7 @@ def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:
     if source.is_zip or source.is_dir:
         member = _chat_member(source)
         stems.insert(0, PurePosixPath(member).stem)
-    where = source.member_name(member) if member else source.name
+    where = source.member_name(member)
     chat = _parse_text(_read(source, member), where, source.name, options)
     chat.title = _title(stems)
     return [chat]
