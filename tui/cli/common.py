@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -18,6 +19,17 @@ def workspace() -> Any:
 
 def print_json(obj: Any) -> None:
     print(json.dumps(obj, ensure_ascii=False))
+
+
+def record_json(
+    record: Any, rename: dict[str, str] | None = None, omit: tuple[str, ...] = (), **values: Any
+) -> dict[str, Any]:
+    """A store record (dataclass or named tuple) as the JSON object a command prints: fields in
+    order, some renamed (`{"id": "chat_id"}`), some left out, some given other `values`."""
+    fields = record._asdict() if hasattr(record, "_asdict") else dataclasses.asdict(record)
+    fields.update(values)
+    rename = rename or {}
+    return {rename.get(k, k): v for k, v in fields.items() if k not in omit}
 
 
 def duration(seconds: float | None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from convsim.tui.cli import chat as cli_chat
 from convsim.tui.cli import doctor as cli_doctor
 from convsim.tui.cli import models as cli_models
-from convsim.tui.cli.common import CliError
+from convsim.tui.cli.common import CliError, record_json
 from convsim.tui.cli.common import print_json as _print_json
 from convsim.tui.cli.common import workspace as _workspace
 
@@ -96,17 +96,7 @@ def cmd_chats(args: argparse.Namespace) -> int:
         chats = ws.store.chats()
     if args.json:
         for c in chats:
-            _print_json(
-                {
-                    "chat_id": c.id,
-                    "format": c.format,
-                    "title": c.title,
-                    "messages": c.messages,
-                    "first": c.first,
-                    "last": c.last,
-                    "participants": list(c.participants),
-                }
-            )
+            _print_json(record_json(c, {"id": "chat_id"}))
         return 0
     if not chats:
         print("No chats yet. Import one: convsim import PATH  (or try: convsim quickstart)")
@@ -128,15 +118,7 @@ def cmd_messages(args: argparse.Namespace) -> int:
         messages = ws.store.messages(_chat_id(ws, args.chat_id))
     for m in messages:
         if args.json:
-            _print_json(
-                {
-                    "id": m.id,
-                    "timestamp": m.timestamp,
-                    "sender": m.sender,
-                    "text": m.text,
-                    "kind": m.kind,
-                }
-            )
+            _print_json(record_json(m))
         else:
             who = m.sender if m.sender is not None else "*"
             print(f"{m.timestamp}  {who}: {m.text}")
@@ -163,15 +145,8 @@ def cmd_people(args: argparse.Namespace) -> int:
                 raise CliError(str(e.args[0])) from None
         people = ws.store.participants()
     for p in people:
-        row = {
-            "chat_id": p.chat_id,
-            "name": p.name,
-            "messages": p.messages,
-            "person": p.person,
-            "me": p.is_me,
-        }
         if args.json:
-            _print_json(row)
+            _print_json(record_json(p, {"is_me": "me"}, omit=("id",)))
         else:
             extra = (f"  → {p.person}" if p.person else "") + ("  (me)" if p.is_me else "")
             print(f"{p.chat_id:>4}  {p.name}  {p.messages} messages{extra}")
