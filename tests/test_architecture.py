@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("textual", "torch", "transformers", "peft", "llama_cpp")
 
@@ -19,12 +20,30 @@ def modules_after(code: str) -> set[str]:
     return {m.split(".")[0] for m in json.loads(out.splitlines()[-1])}
 
 
+IMPORT_EVERY_MODULE = """
+import importlib, pkgutil, convsim.core, convsim.convert
+for package in (convsim.core, convsim.convert):
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(module.name)
+"""
+
+
 def test_core_and_convert_never_import_textual_or_heavy_libraries() -> None:
-    loaded = modules_after(
-        "import convsim.core.chats.importers, convsim.core.store, convsim.core.workspace, "
-        "convsim.core.data.dataset, convsim.core.data.scrub, convsim.convert"
-    )
+    """Every module of every stage package, imported: no Textual ever, and the heavy libraries
+    only inside the functions that need them."""
+    loaded = modules_after(IMPORT_EVERY_MODULE)
+    assert "textual" not in loaded
     assert not loaded & set(HEAVY)
+
+
+def test_core_has_a_handful_of_top_level_modules_and_documented_packages() -> None:
+    import convsim.core
+
+    root = Path(convsim.core.__file__).parent
+    assert len(list(root.glob("*.py"))) <= 6, sorted(p.name for p in root.glob("*.py"))
+    for init in root.rglob("__init__.py"):
+        text = init.read_text(encoding="utf-8")
+        assert text.startswith('"""') and "Contract" in text, f"{init}: no contract docstring"
 
 
 def test_cli_start_imports_nothing_heavy() -> None:

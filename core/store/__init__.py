@@ -1,8 +1,9 @@
 """The conversation store: one SQLite file (WAL) holding chats, participants and messages.
 
 Public API: `Store.open(path)`, `Store.add_import(...)`, `Store.chats()`, `Store.messages(...)`,
-`Store.participants(...)`, `Store.merge(...)`, settings and datasets. An import is one
-transaction: it either lands whole or leaves the file exactly as it was.
+`Store.participants(...)`, `Store.merge(...)`, settings and datasets.
+Contract: an import is one transaction: it either lands whole or leaves the file exactly as it
+was; the schema is versioned and migrated forward (`migrations.py`), never dropping user data.
 
 Re-imports are recognised by the export's own chat id (`source_key`) or, for formats without one,
 by "anchors" (hashes of the first and last messages of every earlier import); messages are

@@ -1,7 +1,9 @@
 """Chat-export importers: bytes in, `ParsedChat`s and a list of skipped records out.
 
 Public API: `parse_export(path, format=None, options=None)`, `detect(source)`, `FORMATS`.
-Each format lives in its own module (see `base.py` for the contract every module follows).
+Contract: pure (nothing written, nothing printed); input that is not a usable export raises
+`ChatImportError` naming the file and place. Each format lives in its own module (see `base.py`
+for what every module provides); a new format is a new module named in `FORMATS`.
 """
 
 from __future__ import annotations
