@@ -40,10 +40,13 @@ def _parse_columns(spec: str | None) -> dict[str, str]:
     return out
 
 
+WHICH_ORDER = "every date could be day/month or month/day"
+
+
 def _ask_date_order(path: Path) -> str | None:
     if not sys.stdin.isatty():
         return None
-    print(f"{path}: every date could be day/month or month/day.", file=sys.stderr)
+    print(f"{path}: {WHICH_ORDER}.", file=sys.stderr)
     answer = input("Is the first number the day (d) or the month (m)? [d/m] ").strip().lower()
     return {"d": "dmy", "m": "mdy"}.get(answer[:1])
 
@@ -58,10 +61,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     with _workspace() as ws:
         try:
             reports = ws.import_export(path, args.format, options)
-        except AmbiguousDateOrder:
+        except AmbiguousDateOrder as e:
             order = _ask_date_order(path)
             if order is None:
-                raise
+                raise CliError(f"{e.path}: {WHICH_ORDER}; pass --date-order dmy or mdy") from None
             options.date_order = order
             reports = ws.import_export(path, args.format, options)
     for report in reports:

@@ -59,7 +59,7 @@ class AmbiguousDateOrder(ChatImportError):
     def __init__(self, path: str) -> None:
         super().__init__(
             f"{path}: every date reads both as day/month and month/day; "
-            "pass --date-order dmy or --date-order mdy"
+            "the day/month order must be given (dmy or mdy)"
         )
         self.path = path
 
