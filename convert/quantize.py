@@ -11,14 +11,14 @@ llama.cpp.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from convsim.core.config import Config
 from convsim.core.files import replacing
 
 from .llama_logs import quiet_llama_logs
@@ -70,8 +70,10 @@ def check_kind(kind: str) -> None:
 
 
 @dataclass(frozen=True)
-class ExportConfig:
+class ExportConfig(Config):
     """How an exported model was made; saved as `<out>.json` beside it."""
+
+    setting_kind: ClassVar[str] = "export"
 
     base: str  # the base GGUF file it was merged into
     quant: str  # final quantisation: q8_0, q4_k_m or f16
@@ -111,6 +113,5 @@ def export(
     finally:
         merged.unlink(missing_ok=True)
     config = ExportConfig(str(base), quant, "f16", lora_scale)
-    sidecar = out.with_name(out.name + ".json")
-    sidecar.write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
+    config.save(out.with_name(out.name + ".json"))
     return out

@@ -6,21 +6,18 @@ It knows nothing about how results are shown.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convsim.core.chats.importers import AmbiguousDateOrder, ImportOptions, parse_export
+from convsim.core.files import publishing
 from convsim.core.locations import Locations, make_private_dir
 from convsim.core.store import ImportReport, Store
 
 if TYPE_CHECKING:
-    from convsim.core.data.dataset import DatasetConfig
+    from convsim.core.data.dataset import DatasetConfig, Example
+    from convsim.core.data.dataset_files import DatasetFiles
 
 SAMPLE_CHAT = Path(__file__).parent / "chats" / "samples" / "sample_whatsapp.txt"
 
@@ -78,68 +75,41 @@ class Workspace:
         return reports
 
     def build_dataset(self, chat_id: int, config: DatasetConfig) -> DatasetRecord:
-        """Build the training dataset of `config.target` in `chat_id`, write it as JSON Lines
-        (train.jsonl, validation.jsonl) with config.json and stats.json beside it, and
-        register it in the store. Files are staged in a private temporary folder and moved into
-        place inside the store transaction, so a failure leaves neither files nor a row."""
+        """Build the training dataset of `config.target` in `chat_id`, write it (see
+        `core.data.dataset_files`) and register it in the store. Files are staged in a private
+        temporary folder and moved into place inside the store transaction, so a failure
+        leaves neither files nor a row."""
         from convsim.core.data import dataset as ds
+        from convsim.core.data.dataset_files import write_dataset
 
         messages = self.store.messages(chat_id)
         built = ds.build(messages, config)
-        stats = built.stats()
         make_private_dir(self.locations.datasets)
-        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=self.locations.datasets))
-        try:
-            for split, examples in (("train", built.train), ("validation", built.validation)):
-                with open(staging / f"{split}.jsonl", "w", encoding="utf-8") as f:
-                    for ex in examples:
-                        f.write(json.dumps(asdict(ex), ensure_ascii=False) + "\n")
-            (staging / "config.json").write_text(
-                json.dumps(config.to_json(), indent=2, ensure_ascii=False)
-            )
-            (staging / "stats.json").write_text(json.dumps(stats, indent=2))
+        with publishing(self.locations.datasets) as (staging, publish):
+            stats = write_dataset(staging, built)
 
-            def publish(dataset_id: int) -> str:
+            def place(dataset_id: int) -> str:
                 final = self.locations.dataset_dir(dataset_id)
-                os.replace(staging, final)
+                publish(final)
                 return str(final)
 
             dataset_id = self.store.add_dataset(
-                chat_id, config.target, config.to_json(), stats, publish
+                chat_id, config.target, config.to_json(), stats, place
             )
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         folder = self.locations.dataset_dir(dataset_id)
         samples = [ex.context + ex.target for ex in built.train[-3:]]
         return DatasetRecord(dataset_id, chat_id, config.target, folder, stats, samples)
 
-    def dataset_files(self, dataset_id: int) -> tuple[list[dict], list[dict], str]:
+    def dataset(self, dataset_id: int) -> DatasetFiles:
+        """A stored dataset's files, read back (format 1 or 2)."""
+        from convsim.core.data.dataset_files import read_dataset
+
+        return read_dataset(Path(self.store.dataset(dataset_id)["path"]))
+
+    def dataset_files(self, dataset_id: int) -> tuple[list[Example], list[Example], str]:
         """(train, validation, sha256 of both files) of a stored dataset."""
-        folder = Path(self.store.dataset(dataset_id)["path"])
-        digest = hashlib.sha256()
-        for name in ("train.jsonl", "validation.jsonl"):
-            digest.update((folder / name).read_bytes())
-        return (
-            _read_jsonl(folder / "train.jsonl"),
-            _read_jsonl(folder / "validation.jsonl"),
-            digest.hexdigest(),
-        )
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def dataset_files(ws: Workspace, dataset_id: int) -> tuple[list[dict], list[dict], str]:
-    """(train, validation, sha256 of both files) of a stored dataset."""
-    folder = Path(ws.store.dataset(dataset_id)["path"])
-    digest = hashlib.sha256()
-    for name in ("train.jsonl", "validation.jsonl"):
-        digest.update((folder / name).read_bytes())
-    train = _read_jsonl(folder / "train.jsonl")
-    validation = _read_jsonl(folder / "validation.jsonl")
-    return train, validation, digest.hexdigest()
+        files = self.dataset(dataset_id)
+        return files.train, files.validation, files.sha256
 
 
 __all__ = ["SAMPLE_CHAT", "AmbiguousDateOrder", "DatasetRecord", "ImportOptions", "Workspace"]

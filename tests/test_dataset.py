@@ -143,9 +143,11 @@ def test_examples_for_the_small_chat() -> None:
         target="[Sam] yeah! want to meet at 7?\n",
         session=0,
         timestamp="2020-01-17T09:02:00",
+        context_ids=(1,),
+        target_id=2,
     )
     # Sam opens session 1: an empty context, nothing from session 0.
-    assert second == Example("", "[Sam] home safe?\n", 1, "2020-01-17T14:05:00")
+    assert second == Example("", "[Sam] home safe?\n", 1, "2020-01-17T14:05:00", (), 5)
 
 
 def test_window_lengths_vary_within_bounds_and_stay_in_session() -> None:
@@ -350,9 +352,22 @@ def test_config_json_round_trip() -> None:
     assert DatasetConfig.from_json(data) == config
 
 
-def test_config_from_json_refuses_unknown_keys() -> None:
-    with pytest.raises(ValueError, match="unknown dataset config keys: colour"):
-        DatasetConfig.from_json({"target": "Sam", "colour": "red"})
+def test_saved_config_keys_from_a_newer_convsim_are_ignored_and_reported() -> None:
+    # Reading a saved config is tolerant (it used to refuse unknown keys): a dataset written
+    # by a newer convsim still opens, and the keys it could not honour are listed.
+    config = DatasetConfig.from_json({"target": "Sam", "colour": "red"})
+    assert config == DatasetConfig(target="Sam") and config.ignored_keys == ("colour",)
+    with pytest.raises(ValueError, match="dataset settings lack target"):
+        DatasetConfig.from_json({"colour": "red"})
+
+
+def test_config_overrides_refuse_unknown_keys() -> None:
+    with pytest.raises(ValueError, match=r"unknown dataset setting: colour \(valid: .*max_context"):
+        DatasetConfig(target="Sam").with_overrides(colour="red")
+    changed = DatasetConfig(target="Sam").with_overrides(max_context=3)
+    assert changed == DatasetConfig(target="Sam", max_context=3)
+    with pytest.raises(ValueError, match="max_context must be at least 1"):
+        DatasetConfig(target="Sam").with_overrides(max_context=0)
 
 
 @pytest.mark.parametrize(

@@ -19,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import ClassVar
 
 from convsim.core.chats.messages import CALL, DELETED, MEDIA, STICKER, SYSTEM, TEXT, StoredMessage
+from convsim.core.config import Config
 from convsim.core.data.scrub import scrub
 from convsim.core.data.turns import check_name, render_turn, safe_name
 
@@ -47,8 +48,13 @@ _SENDER_KINDS = (TEXT, MEDIA, STICKER, CALL, DELETED)
 
 
 @dataclass
-class DatasetConfig:
-    """How a chat becomes training windows; saved as JSON beside the dataset it produced."""
+class DatasetConfig(Config):
+    """How a chat becomes training windows; saved as JSON beside the dataset it produced.
+
+    `from_json` (reading a saved config) ignores keys a newer convsim wrote; `with_overrides`
+    (a user's changes) refuses unknown keys (see `convsim.core.config`)."""
+
+    setting_kind: ClassVar[str] = "dataset"
 
     target: str
     """Sender name (as stored) whose turns the model learns to write."""
@@ -92,22 +98,6 @@ class DatasetConfig:
         for name, tag in self.tags.items():
             check_name(tag, f"tag for {name!r}")
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict; `from_json` turns it back into an equal config."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DatasetConfig:
-        """The config `to_json` wrote. Unknown keys raise ValueError rather than being ignored,
-        so a dataset never silently claims settings it was not built with."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown dataset config keys: {', '.join(unknown)}")
-        values = dict(data)
-        values["tags"] = dict(values.get("tags", {}))
-        return cls(**values)
-
     def tag_for(self, sender: str) -> str:
         """The tag `sender`'s turns are rendered under."""
         return self.tags.get(sender) or safe_name(sender)
@@ -126,6 +116,12 @@ class Example:
     """Index of the session the window comes from (see `render_sessions`)."""
     timestamp: str
     """Timestamp of the target message."""
+    context_ids: tuple[int, ...] = ()
+    """Store ids of the messages rendered in `context`, oldest first (dropped media/system
+    messages are not rendered, so not listed). Empty for datasets written before ids were kept
+    (format 1); tell those apart by `target_id`."""
+    target_id: int | None = None
+    """Store id of the target message; None for datasets written before ids were kept."""
 
 
 @dataclass
@@ -293,8 +289,17 @@ def _windows(session: int, turns: list[_Turn], config: DatasetConfig) -> list[Ex
         if not turn.is_target:
             continue
         length = _context_length(turn.message.id, min(config.max_context, position), config.seed)
-        context = "".join(t.text for t in turns[position - length : position])
-        examples.append(Example(context, turn.text, session, turn.message.timestamp))
+        window = turns[position - length : position]
+        examples.append(
+            Example(
+                context="".join(t.text for t in window),
+                target=turn.text,
+                session=session,
+                timestamp=turn.message.timestamp,
+                context_ids=tuple(t.message.id for t in window),
+                target_id=turn.message.id,
+            )
+        )
     return examples
 
 
