@@ -23,10 +23,11 @@ from .gguf_info import SUPPORTED_ARCHS
 if TYPE_CHECKING:
     import numpy as np
 
-# The linear layers a LoRA may target, by their HF leaf name, per architecture. All four share
-# the Llama layout: attention q/k/v/o and a gated MLP.
-_LLAMA_LIKE_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-LORA_LINEARS: dict[str, tuple[str, ...]] = {arch: _LLAMA_LIKE_LINEARS for arch in SUPPORTED_ARCHS}
+# The linear layers a LoRA may target, by their HF leaf name: the one list, also the trainer's
+# default `TrainConfig.target_modules`. Every supported architecture shares the Llama layout:
+# attention q/k/v/o and a gated MLP.
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_LINEARS: dict[str, tuple[str, ...]] = {arch: LORA_TARGETS for arch in SUPPORTED_ARCHS}
 
 # HF module path of each LoRA-able linear inside decoder block `{bid}`.
 _HF_LINEAR_PATHS = {

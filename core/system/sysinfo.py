@@ -69,18 +69,19 @@ def llama_cpp_info() -> dict[str, Any]:
 def torch_info() -> dict[str, Any]:
     """torch's version, the CUDA version it was built for (None for CPU builds), and which
     accelerators it can use here; {"error": ...} when torch does not import."""
+    from convsim.core.system.devices import accelerators
+
     try:
         import torch
     except (ImportError, OSError) as exc:
         return {"error": str(exc)}
-    cuda = torch.cuda.is_available()
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    found = accelerators()
     return {
         "version": torch.__version__,
         "cuda_build": torch.version.cuda,
-        "cuda_available": cuda,
-        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
-        "mps_available": mps,
+        "cuda_available": found.cuda,
+        "cuda_device": found.cuda_device,
+        "mps_available": found.mps,
     }
 
 
