@@ -246,3 +246,37 @@ def test_stays_offline_unless_a_download_is_asked_for(home: Path) -> None:
     assert offline_after("train", "999", "--as", "X", "--base", "hf:o/r/f.gguf") == (
         "HF_HUB_OFFLINE = None"
     )
+
+
+def test_every_train_flag_is_a_training_setting() -> None:
+    from convsim.core.training.trainer import TrainConfig
+    from convsim.tui.cli.main import build_parser
+    from convsim.tui.cli.models import _overrides
+
+    args = build_parser().parse_args(["train", "1", "--as", "Sam", "--lr", "0.01", "--rank", "4"])
+    overrides = _overrides(args)
+    TrainConfig.check_keys(overrides)  # raises for a flag mapped to a setting that is gone
+    assert overrides["learning_rate"] == 0.01 and overrides["rank"] == 4
+
+
+def test_unusable_models_get_the_command_that_fixes_them(home: Path, capsys) -> None:
+    from convsim.core.store import ModelRecord
+    from convsim.core.workspace import Workspace
+
+    with Workspace.open(home) as ws:
+        for model_id, status in (("sam-1", "cancelled"), ("sam-2", "ready")):
+            folder = home / "models" / model_id
+            folder.mkdir(parents=True)
+            ws.store.add_model(
+                ModelRecord(
+                    id=model_id, chat_id=None, dataset_id=None, person="Sam", base="base.gguf",
+                    base_sha256="0" * 64, created="2026-01-01T00:00:00", status=status,
+                    path=str(folder),
+                )
+            )  # fmt: skip
+    code, _, err = run(capsys, "export", "sam-1")
+    assert code == 2 and "model sam-1 is not ready (cancelled)" in err
+    assert "finish it with: convsim train --resume sam-1" in err
+    code, _, err = run(capsys, "export", "sam-2")
+    assert code == 2 and "adapter.gguf: the adapter of model sam-2 is missing" in err
+    assert "train it again with: convsim train" in err

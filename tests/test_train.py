@@ -12,8 +12,10 @@ transformers = pytest.importorskip("transformers")
 
 from convsim.core.chats.importers import parse_export  # noqa: E402
 from convsim.core.chats.messages import StoredMessage  # noqa: E402
+from convsim.core.config import UnknownSetting  # noqa: E402
 from convsim.core.data.dataset import DatasetConfig, build  # noqa: E402
 from convsim.core.data.packing import pack, tokenize_examples  # noqa: E402
+from convsim.core.training.runs import default_config  # noqa: E402
 from convsim.core.training.trainer import TrainConfig, Trainer, TrainEvent, block_causal_mask  # noqa: E402
 from convsim.core.workspace import SAMPLE_CHAT  # noqa: E402
 
@@ -223,5 +225,154 @@ def test_cancel_then_resume_matches_an_uninterrupted_run(dataset, tokenizer, tmp
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="wiggly").check()
-    with pytest.raises(ValueError, match="unknown training settings: bogus"):
-        TrainConfig.from_json({"bogus": 1})
+    # User overrides are strict (default_config used to setattr any key, dropping typos into
+    # the void); a saved run.json is read tolerantly, so a newer convsim's keys don't block it.
+    with pytest.raises(UnknownSetting, match=r"unknown training setting: bogus \(valid: .*rank"):
+        TrainConfig().with_overrides(bogus=1)
+    with pytest.raises(ValueError, match=r"unknown training settings: bogus, lr \(valid: "):
+        default_config(270_000_000, lr=1e-3, bogus=None)
+    with pytest.raises(ValueError, match="schedule"):
+        default_config(270_000_000, schedule="wiggly")
+    loaded = TrainConfig.from_json({"bogus": 1, "rank": 4})
+    assert loaded == TrainConfig(rank=4) and loaded.ignored_keys == ("bogus",)
+
+
+def test_default_config_applies_given_overrides_and_skips_unset_ones() -> None:
+    config = default_config(270_000_000, steps=7, rank=None, target_modules=["q_proj"])
+    assert (config.steps, config.rank, config.target_modules) == (7, 16, ["q_proj"])
+    assert TrainConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+
+
+def test_lora_targets_have_one_home() -> None:
+    from convsim.convert.names import LORA_LINEARS, LORA_TARGETS
+
+    assert TrainConfig().target_modules == list(LORA_TARGETS)
+    assert all(targets == LORA_TARGETS for targets in LORA_LINEARS.values())
+
+
+class LastWord:
+    """A second objective, unrelated to next-message packing: make the model predict each
+    example's final token from the tokens before it, one example per item, unpacked."""
+
+    name = "last_word"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def prepare(self, examples, setup, *, training):
+        items = []
+        for ex in examples:
+            ids = setup.tokenizer(ex.context + ex.target)["input_ids"][-12:]
+            if len(ids) > 2:
+                items.append(tuple(ids))
+        return items
+
+    def loss(self, model, batch, setup):
+        from convsim.core.training.objectives import LossSum
+
+        self.calls += 1
+        total = 0
+        for ids in batch:
+            logits = model(input_ids=torch.tensor([ids[:-1]])).logits[0, -1]
+            total = total + torch.nn.functional.cross_entropy(logits, torch.tensor(ids[-1]))
+        return LossSum(total, len(batch), sum(len(ids) for ids in batch))
+
+    def samples(self, model, examples, setup):
+        return []
+
+
+def test_the_loop_runs_any_objective(dataset, tokenizer, tmp_path) -> None:
+    objective = LastWord()
+    events: list[TrainEvent] = []
+    cfg = config(steps=8, eval_every=4, learning_rate=2e-2, warmup_steps=0)
+    trainer = Trainer(
+        tiny_model(len(tokenizer)),
+        tokenizer,
+        dataset.train,
+        dataset.validation,
+        cfg,
+        tmp_path / "run",
+        on_event=events.append,
+        objective=objective,
+    )
+    assert all(isinstance(item, tuple) for item in trainer.train_rows)  # its items, not packs
+    result = trainer.run()
+    evals = [e.val_loss for e in events if e.kind == "eval"]
+    assert len(evals) == 2 and evals[1] < evals[0]
+    assert all(e.samples == () for e in events if e.kind == "eval")
+    steps = [e for e in events if e.kind == "step"]
+    assert len(steps) == 8 and objective.calls > 8  # training and validation batches
+    assert (result.adapter_dir / "adapter_config.json").exists()
+    # Resuming works for it too: the loop owns checkpoints, whatever the objective.
+    again = Trainer(
+        tiny_model(len(tokenizer)), tokenizer, dataset.train, dataset.validation,
+        config(steps=10, eval_every=4, learning_rate=2e-2, warmup_steps=0),
+        tmp_path / "run", objective=LastWord(),
+    ).run(resume=True)  # fmt: skip
+    assert again.steps == 10 and again.metrics["history"]["loss"][0][0] == 1
+
+
+def test_continuing_an_adapter_starts_where_it_ended(dataset, tokenizer, tmp_path) -> None:
+    first = Trainer(
+        tiny_model(len(tokenizer)), tokenizer, dataset.train, dataset.validation,
+        config(steps=12, eval_every=0, learning_rate=2e-2, warmup_steps=0), tmp_path / "first",
+    ).run()  # fmt: skip
+    ended = first.metrics["val_loss"]
+    fresh = Trainer(
+        tiny_model(len(tokenizer)), tokenizer, dataset.train, dataset.validation,
+        config(steps=2, eval_every=0), tmp_path / "fresh",
+    ).validation_loss()  # fmt: skip
+    events: list[TrainEvent] = []
+    continued = Trainer(
+        tiny_model(len(tokenizer)),
+        tokenizer,
+        dataset.train,
+        dataset.validation,
+        config(steps=4, eval_every=1, init_adapter=str(first.adapter_dir)),
+        tmp_path / "continued",
+        on_event=events.append,
+    )
+    assert continued.validation_loss() == pytest.approx(ended, abs=1e-5)
+    assert fresh - ended > 0.05  # the base model is clearly worse: the adapter was loaded
+    assert continued._lr_lambda(0) < continued._lr_lambda(3)  # warmed up again
+    continued.run()
+    evals = [e.val_loss for e in events if e.kind == "eval"]
+    assert len(evals) == 4 and all(abs(v - ended) < fresh - ended for v in evals)
+
+
+def test_an_adapter_of_another_shape_is_refused(dataset, tokenizer, tmp_path) -> None:
+    first = Trainer(
+        tiny_model(len(tokenizer)), tokenizer, dataset.train, [], config(steps=1),
+        tmp_path / "first",
+    ).run()  # fmt: skip
+    with pytest.raises(ValueError, match=r"adapter_config.json: r is 4 but this run trains 8"):
+        Trainer(
+            tiny_model(len(tokenizer)), tokenizer, dataset.train, [],
+            config(rank=8, init_adapter=str(first.adapter_dir)), tmp_path / "other",
+        )  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=r"nowhere/adapter_config.json: missing"):
+        Trainer(
+            tiny_model(len(tokenizer)), tokenizer, dataset.train, [],
+            config(init_adapter=str(tmp_path / "nowhere")), tmp_path / "other",
+        )  # fmt: skip
+
+
+def test_a_dataset_folder_in_the_old_format_still_trains(dataset, tokenizer, tmp_path) -> None:
+    from test_dataset_files import write_v1
+
+    from convsim.core.data.dataset_files import read_dataset, write_dataset
+
+    write_v1(tmp_path / "v1", dataset)
+    (tmp_path / "v2").mkdir()
+    write_dataset(tmp_path / "v2", dataset)
+    losses = []
+    for version in ("v1", "v2"):
+        files = read_dataset(tmp_path / version)
+        events: list[TrainEvent] = []
+        Trainer(
+            tiny_model(len(tokenizer)), tokenizer, files.train, files.validation,
+            config(steps=3, eval_every=0), tmp_path / f"run-{version}", on_event=events.append,
+        ).run()  # fmt: skip
+        losses.append([e.loss for e in events if e.kind in ("step", "eval")])
+    assert files.version == 2 and len(losses[0]) == 4
+    assert losses[0] == losses[1]  # the same texts train the same, whatever the format

@@ -1,16 +1,21 @@
-"""Training a persona: a LoRA on the base model that writes like one person (`trainer`), the
-runs that record it in the store (`runs`), and its GGUF files (`export`).
+"""Training a persona: a LoRA on the base model that writes like one person. The loop
+(`trainer`) runs any objective (`objectives`: next-message prediction today), `runs` records
+runs in the store (train, resume, continue a finished model), `export` hands out its GGUF files,
+and `errors` says why a model cannot be used.
 
 Contract: every function takes an open `Workspace` and plain arguments, reports progress through
 callbacks of plain events, stops at a `threading.Event`, and records what it made beside the
 files. torch is imported only when a run starts.
 """
 
+from convsim.core.training.errors import AdapterMissing, ModelNotReady
 from convsim.core.training.export import adapter_gguf, export_model
 from convsim.core.training.runs import TrainOutcome, default_config, resume_training, train_person
 from convsim.core.training.trainer import TrainConfig, TrainEvent, TrainResult
 
 __all__ = [
+    "AdapterMissing",
+    "ModelNotReady",
     "TrainConfig",
     "TrainEvent",
     "TrainOutcome",

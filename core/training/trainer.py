@@ -1,14 +1,16 @@
-"""LoRA training of one person's voice on a causal LM, with nothing computed in vain.
+"""The training loop: LoRA on a causal LM, for any objective (see `objectives.py`).
 
 Contract: `Trainer(model, tokenizer, train, validation, config, run_dir).run()` trains a PEFT LoRA
-on `model` (a transformers causal LM, e.g. from `base_models.load_for_training`), writes
-checkpoints under `run_dir/checkpoint` and the final adapter (PEFT format) under
-`run_dir/adapter`, and reports progress as `TrainEvent`s through `on_event`. Setting the `cancel`
-event stops it at the next step boundary with a checkpoint written; `run(resume=True)`
-continues from the last checkpoint exactly where it stopped.
+on `model` (a transformers causal LM, e.g. from `bases.load_for_training`) for `objective`
+(default: the one `config.objective` names, next-message prediction), writes checkpoints under
+`run_dir/checkpoint` and the final adapter (PEFT format) under `run_dir/adapter`, and reports
+progress as `TrainEvent`s through `on_event`. Setting the `cancel` event stops it at the next
+step boundary with a checkpoint written; `run(resume=True)` continues from the last checkpoint
+exactly where it stopped. With `config.init_adapter` the LoRA starts from a finished run's
+adapter instead of zero (an update), with a fresh optimiser and learning-rate warm-up.
 
-Cost: examples are packed (see `packing.py`) and the vocabulary projection — which dominates a
-262k-vocabulary model — is computed only at positions that carry loss.
+The loop knows only what the `Objective` protocol says: items, batches of `batch_size` of them,
+and summed losses. It owns the optimiser, schedule, evaluation passes, checkpoints and events.
 """
 
 from __future__ import annotations
@@ -20,33 +22,45 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from convsim.core.data.packing import (
-    PackedRow,
-    batches,
-    example_fields,
-    pack,
-    tokenize_examples,
-)
-from convsim.core.data.turns import tag_of
+from convsim.core.config import Config
+from convsim.core.data.packing import batches
+from convsim.core.files import write_json
+from convsim.core.system.devices import choose_device
+from convsim.core.training.objectives import Objective, Setup, block_causal_mask, objective_named
+
+__all__ = [
+    "TrainConfig",
+    "TrainEvent",
+    "TrainResult",
+    "Trainer",
+    "block_causal_mask",
+    "choose_device",
+]
+
+
+def _lora_targets() -> list[str]:
+    # convert.names owns the list (it maps each to its GGUF name); imported here, not at the
+    # top, because it brings gguf and numpy in.
+    from convsim.convert.names import LORA_TARGETS
+
+    return list(LORA_TARGETS)
 
 
 @dataclass
-class TrainConfig:
-    """How a LoRA is trained. Saved as JSON beside every run."""
+class TrainConfig(Config):
+    """How a LoRA is trained. Saved as JSON beside every run (`run.json`)."""
+
+    setting_kind: ClassVar[str] = "training"
 
     rank: int = 16  # LoRA rank r
     alpha: float = 32.0  # LoRA alpha; the update is scaled by alpha / rank
     dropout: float = 0.05  # dropout on the LoRA input
-    # Linear layers that get a LoRA; these names are shared by gemma3, llama, mistral and qwen.
-    target_modules: list[str] = field(
-        default_factory=lambda: [
-            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
-        ]
-    )  # fmt: skip
+    # Linear layers that get a LoRA (leaf names, shared by gemma3, llama, mistral and qwen).
+    target_modules: list[str] = field(default_factory=_lora_targets)
     learning_rate: float = 2e-4
     schedule: str = "cosine"  # "cosine", "linear" or "constant", after a linear warm-up
     warmup_steps: int = 10
@@ -65,17 +79,13 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "mps"
     threads: int | None = None  # CPU threads for torch; None = torch's default
+    objective: str = "next_message"  # what is learnt (see objectives.OBJECTIVES)
+    # A PEFT adapter folder (a finished run's `adapter/`) to start from instead of a fresh
+    # LoRA; its rank, alpha and target modules must match these settings.
+    init_adapter: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
-        return cls(**data)
+    def __post_init__(self) -> None:
+        self.check()
 
     def check(self) -> None:
         if self.schedule not in ("cosine", "linear", "constant"):
@@ -112,45 +122,6 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-def choose_device(preference: str = "auto") -> tuple[str, Any]:
-    """(device, dtype): CUDA with bf16 where supported, else Apple MPS, else CPU, in fp32."""
-    import torch
-
-    if preference == "auto":
-        if torch.cuda.is_available():
-            preference = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            preference = "mps"
-        else:
-            preference = "cpu"
-    if preference == "cuda":
-        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return "cuda", torch.bfloat16 if bf16 else torch.float16
-    if preference in ("mps", "cpu"):
-        return preference, torch.float32
-    raise ValueError(f"device must be auto, cpu, cuda or mps, not {preference!r}")
-
-
-def block_causal_mask(rows: Sequence[PackedRow], length: int, window: int | None = None) -> Any:
-    """(B, 1, L, L) boolean mask: causal within each packed example, nothing across examples;
-    `window` also limits how far back a token sees (sliding-window layers). Padding positions
-    see only themselves, which keeps softmax finite; they carry no loss."""
-    import torch
-
-    mask = torch.zeros(len(rows), 1, length, length, dtype=torch.bool)
-    idx = torch.arange(length)
-    for b, row in enumerate(rows):
-        start = 0
-        for n in row.lengths:
-            block = idx[:n, None] >= idx[None, :n]
-            if window is not None:
-                block &= (idx[:n, None] - idx[None, :n]) < window
-            mask[b, 0, start : start + n, start : start + n] = block
-            start += n
-        mask[b, 0, range(start, length), range(start, length)] = True
-    return mask
-
-
 class Trainer:
     def __init__(
         self,
@@ -162,6 +133,7 @@ class Trainer:
         run_dir: Path,
         on_event: Callable[[TrainEvent], None] | None = None,
         cancel: threading.Event | None = None,
+        objective: Objective | None = None,
     ) -> None:
         config.check()
         self.config = config
@@ -169,16 +141,16 @@ class Trainer:
         self.run_dir = run_dir
         self.on_event = on_event or (lambda e: None)
         self.cancel = cancel or threading.Event()
+        self.objective = objective or objective_named(config.objective)
+        self.device, self.dtype = choose_device(config.device)
+        self.setup = Setup(tokenizer, config, self.device, self.dtype)
         self.validation_examples = list(validation)
-        self.train_rows = pack(
-            tokenize_examples(train, tokenizer, config.loss_on), config.seq_len, config.seed
-        )
-        self.val_rows = pack(
-            tokenize_examples(validation, tokenizer, config.loss_on), config.seq_len, None
-        )[: config.eval_rows]
+        self.train_rows = self.objective.prepare(train, self.setup, training=True)
+        self.val_rows = self.objective.prepare(validation, self.setup, training=False)[
+            : config.eval_rows
+        ]
         if not self.train_rows:
             raise ValueError("no training examples: the dataset has no turns by this person")
-        self.device, self.dtype = choose_device(config.device)
         self.model = self._wrap(model)
         self.steps_per_epoch = math.ceil(len(self.train_rows) / config.batch_size)
         self.total_steps = config.steps or max(1, round(config.epochs * self.steps_per_epoch))
@@ -209,49 +181,38 @@ class Trainer:
             task_type="CAUSAL_LM",
         )
         peft_model = get_peft_model(model, lora)
-        text_config = getattr(model.config, "get_text_config", lambda: model.config)()
-        self._window = getattr(text_config, "sliding_window", None)
-        self._layer_types = set(getattr(text_config, "layer_types", None) or ())
-        self._softcap = getattr(text_config, "final_logit_softcapping", None)
+        if self.config.init_adapter:
+            self._load_adapter(peft_model, Path(self.config.init_adapter), targets)
         return peft_model
 
-    def _masks(self, rows: Sequence[PackedRow], length: int) -> Any:
-        full = block_causal_mask(rows, length)
-        if "sliding_attention" in self._layer_types and self._window:
-            sliding = block_causal_mask(rows, length, self._window)
-            masks: Any = {"full_attention": full, "sliding_attention": sliding}
-            return {k: v.to(self.device) for k, v in masks.items()}
-        return full.to(self.device)
+    def _load_adapter(self, peft_model: Any, folder: Path, targets: list[str]) -> None:
+        """Start from a saved PEFT adapter; its shape and scale must be what this run trains,
+        or the GGUF written afterwards would be scaled wrongly."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
 
-    def _loss_sum(self, rows: Sequence[PackedRow]) -> tuple[Any, int, int]:
-        """(summed loss over target tokens, target tokens, real tokens) for a batch of rows."""
-        import torch
-        import torch.nn.functional as F
-
-        length = max(len(r.ids) for r in rows)
-        pad = self.tokenizer.pad_token_id or 0
-        ids = torch.full((len(rows), length), pad, dtype=torch.long)
-        pos = torch.zeros((len(rows), length), dtype=torch.long)
-        sel = torch.zeros((len(rows), length), dtype=torch.bool)
-        for b, r in enumerate(rows):
-            n = len(r.ids)
-            ids[b, :n] = torch.tensor(r.ids)
-            pos[b, :n] = torch.tensor(r.positions)
-            sel[b, :n] = torch.tensor(r.loss, dtype=torch.bool)
-        ids, pos, sel = ids.to(self.device), pos.to(self.device), sel.to(self.device)
-        targets = torch.roll(ids, -1, dims=1)[sel]
-
-        causal_lm = self.model.get_base_model()
-        with torch.autocast(self.device, dtype=self.dtype, enabled=self.device == "cuda"):
-            hidden = causal_lm.model(
-                input_ids=ids, position_ids=pos, attention_mask=self._masks(rows, length)
-            ).last_hidden_state
-            # The expensive vocabulary projection, only where a token is predicted for loss.
-            logits = causal_lm.lm_head(hidden[sel]).float()
-        if self._softcap:
-            logits = torch.tanh(logits / self._softcap) * self._softcap
-        loss = F.cross_entropy(logits, targets, reduction="sum")
-        return loss, int(sel.sum()), sum(len(r.ids) for r in rows)
+        settings_path = folder / "adapter_config.json"
+        weights_path = folder / "adapter_model.safetensors"
+        for path in (settings_path, weights_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: missing; init_adapter must be a PEFT adapter")
+        saved = json.loads(settings_path.read_text(encoding="utf-8"))
+        wanted = {"r": self.config.rank, "lora_alpha": self.config.alpha}
+        for key, value in wanted.items():
+            if saved.get(key) != value:
+                raise ValueError(
+                    f"{settings_path}: {key} is {saved.get(key)!r} but this run trains {value!r}"
+                )
+        if set(saved.get("target_modules") or ()) != set(targets):
+            raise ValueError(
+                f"{settings_path}: target_modules are {sorted(saved.get('target_modules') or ())}"
+                f" but this run trains {sorted(targets)}"
+            )
+        result: Any = set_peft_model_state_dict(peft_model, load_file(weights_path, self.device))
+        missing = [k for k in result.missing_keys if "lora_" in k]
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise ValueError(f"{weights_path}: holds no weights for {missing[0]}{more}")
 
     # -- loop ---------------------------------------------------------------------------------
 
@@ -290,17 +251,17 @@ class Trainer:
                 break
             epoch, index = divmod(step, self.steps_per_epoch)
             order = batches(self.train_rows, c.batch_size, c.seed, epoch)
-            rows = [self.train_rows[i] for i in order[index]]
+            batch = [self.train_rows[i] for i in order[index]]
             started = time.perf_counter()
-            loss_sum, n_loss, n_tokens = self._loss_sum(rows)
-            loss = loss_sum / max(1, n_loss)
+            summed = self.objective.loss(self.model, batch, self.setup)
+            loss = summed.total / max(1, summed.count)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
             optimizer.step()
             scheduler.step()
             busy += time.perf_counter() - started
-            tokens += n_tokens
+            tokens += summed.tokens
             step += 1
             loss_value = float(loss.detach())
             self.history["loss"].append([step, loss_value])
@@ -319,7 +280,7 @@ class Trainer:
         adapter_dir = self.run_dir / "adapter"
         self.model.save_pretrained(adapter_dir)
         metrics = self.metrics(tokens, busy)
-        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_json(self.run_dir / "metrics.json", metrics)
         self._emit("done", step, loss=loss_value, val_loss=metrics["val_loss"])
         return TrainResult(step, False, adapter_dir, metrics)
 
@@ -342,46 +303,39 @@ class Trainer:
 
     # -- evaluation ---------------------------------------------------------------------------
 
-    def _evaluate(self, step: int) -> None:
+    def validation_loss(self) -> float | None:
+        """Mean loss per unit over the validation items, the model as it is now (None without
+        validation items). Changes nothing: no RNG draws, the training mode is restored."""
         import torch
 
         if not self.val_rows:
-            return
+            return None
+        was_training = self.model.training
         self.model.eval()
         total, count = 0.0, 0
-        with torch.no_grad():
-            for i in range(0, len(self.val_rows), self.config.batch_size):
-                loss_sum, n, _ = self._loss_sum(self.val_rows[i : i + self.config.batch_size])
-                total += float(loss_sum)
-                count += n
-            samples = self._samples()
-        self.model.train()
-        val_loss = total / max(1, count)
+        size = self.config.batch_size
+        try:
+            with torch.no_grad():
+                for i in range(0, len(self.val_rows), size):
+                    batch = self.val_rows[i : i + size]
+                    summed = self.objective.loss(self.model, batch, self.setup)
+                    total += float(summed.total)
+                    count += summed.count
+        finally:
+            self.model.train(was_training)
+        return total / max(1, count)
+
+    def _evaluate(self, step: int) -> None:
+        val_loss = self.validation_loss()
+        if val_loss is None:
+            return
+        self.model.eval()
+        try:
+            samples = self.objective.samples(self.model, self.validation_examples, self.setup)
+        finally:
+            self.model.train()
         self.history["val_loss"].append([step, val_loss])
         self._emit("eval", step, val_loss=val_loss, samples=tuple(samples))
-
-    def _samples(self) -> list[str]:
-        """Greedy continuations of a few validation contexts: deterministic and RNG-free, so
-        watching samples never changes the training run."""
-        import torch
-
-        out = []
-        for ex in self.validation_examples[: self.config.samples]:
-            context, target = example_fields(ex)
-            tag = tag_of(target)
-            prompt = context + tag
-            enc = self.tokenizer(prompt, return_tensors="pt").to(self.device)
-            with torch.no_grad():
-                gen = self.model.generate(
-                    **enc,
-                    max_new_tokens=self.config.sample_tokens,
-                    do_sample=False,
-                    pad_token_id=self.tokenizer.pad_token_id or 0,
-                )
-            reply = self.tokenizer.decode(gen[0, enc["input_ids"].shape[1] :])
-            last_line = context.rstrip("\n").rsplit("\n", 1)[-1] if context else ""
-            out.append(f"{last_line}\n{tag}{reply.split(chr(10))[0]}".lstrip("\n"))
-        return out
 
     # -- checkpoints --------------------------------------------------------------------------
 

@@ -48,6 +48,24 @@ class Progress:
             print("", file=out)
 
 
+def explain(error: BaseException) -> str:
+    """A library error as one line for the terminal, with the command that fixes it where
+    there is one (the library says what is wrong; which command helps is the CLI's business)."""
+    from convsim.core.training.errors import AdapterMissing, ModelNotReady
+
+    message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    if isinstance(error, ModelNotReady):
+        return f"{message}; finish it with: convsim train --resume {error.model_id}"
+    if isinstance(error, AdapterMissing):
+        again = (
+            f"convsim train {error.chat_id} --as {error.person!r}"
+            if error.chat_id is not None
+            else "convsim train"
+        )
+        return f"{message}; train it again with: {again}"
+    return message
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "steps": args.steps,
@@ -93,6 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         base=args.base,
                         max_context=args.context,
                         overrides=_overrides(args),
+                        start_from=args.start_from,
                         on_event=progress,
                         cancel=cancel,
                         progress=progress.base,
@@ -114,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "error" in box:
         error = box["error"]
         if isinstance(error, (KeyError, ValueError, FileNotFoundError)):
-            raise CliError(str(error.args[0] if error.args else error)) from None
+            raise CliError(explain(error)) from None
         raise error
     out = box["out"]
     result = {
@@ -172,7 +191,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         try:
             path = training.export_model(ws, args.model_id, args.quant)
         except (KeyError, ValueError) as e:
-            raise CliError(str(e.args[0])) from None
+            raise CliError(explain(e)) from None
     if args.json:
         print_json({"model_id": args.model_id, "quant": args.quant, "path": str(path)})
     else:
@@ -194,7 +213,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 ws, args.model_id, max_examples=args.max_examples, progress=say
             )
         except (KeyError, ValueError) as e:
-            raise CliError(str(e.args[0])) from None
+            raise CliError(explain(e)) from None
     if args.json:
         print_json(report)
         return 0
@@ -225,11 +244,18 @@ def cmd_bases(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
+    from convsim.core.system.devices import DEVICES
+
     p = sub.add_parser("train", help="train a persona model (LoRA) for one person of a chat")
     p.add_argument("chat_id", type=int, nargs="?")
     p.add_argument("--as", dest="target", help="the person to learn")
     p.add_argument("--base", help="base model: a .gguf path, hf:OWNER/REPO/FILE.gguf, or default")
     p.add_argument("--resume", metavar="MODEL_ID", help="continue a stopped run")
+    p.add_argument(
+        "--start-from",
+        metavar="MODEL_ID",
+        help="update a finished model: train its adapter further, into a new model",
+    )
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="optimiser steps")
     length.add_argument("--epochs", type=float, help="passes over the data (default 1)")
@@ -244,7 +270,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--warmup-steps", type=int)
     p.add_argument("--target-modules", help="comma-separated, e.g. q_proj,v_proj")
     p.add_argument("--context", type=int, help="max earlier messages per example (default 16)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--device", choices=DEVICES)
     p.add_argument("--eval-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--seed", type=int)
