@@ -202,8 +202,8 @@ def test_cli_chat_ctrl_c_cancels_the_reply_not_the_chat(
     assert "[reply cancelled]" not in lines[2] and len(lines[2]) > len("[Sam] ")
     # Cut short: the whole first reply (the same greedy reply, made here) is ~600 characters.
     engine = Engine(tiny.gguf_path, [(adapter, 1.0)], n_ctx=2048)
-    full = engine.reply([("Riya", "hello there")], "Sam", Sampling(temperature=0.0, seed=0,
-                                                                   max_tokens=600))  # fmt: skip
+    greedy = Sampling(temperature=0.0, seed=0, max_tokens=600)
+    full = engine.simulate([("Riya", "hello there")], "Sam", greedy).result().text
     cut = lines[0].removeprefix("[Sam] ").removesuffix(" [reply cancelled]")
     assert len(full) > 500 and len(cut) < len(full) // 2, (cut, full)
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from tinymodels import TinyModel, llama_logits
 
-from convsim.core.inference.engine import Engine, Sampling
+from convsim.core.inference.engine import Engine, Reply, Sampling
 from convsim.core.inference.loops import is_loop, loop_rate, normalise
 
 GREEDY = Sampling(temperature=0.0, seed=0, max_tokens=12)
@@ -27,20 +26,6 @@ CHAT = [("Riya", "hey are we going"), ("Sam", "yes we are"), ("Riya", "the place
 @pytest.fixture(scope="module")
 def engine(tiny: TinyModel) -> Engine:
     return Engine(tiny.gguf_path, n_ctx=512, threads=2)
-
-
-class EvalCounter:
-    """Counts the tokens llama.cpp evaluates, by wrapping `Llama.eval` on one instance."""
-
-    def __init__(self, llm: Any) -> None:
-        self.calls: list[int] = []
-        original = llm.eval
-
-        def counted(tokens: Any) -> None:
-            self.calls.append(len(tokens))
-            original(tokens)
-
-        llm.eval = counted
 
 
 # ---------------------------------------------------------------- pure functions
@@ -63,92 +48,161 @@ def test_loop_rate_counts_repeats_and_near_repeats() -> None:
 
 
 def test_simulate_streams_one_capped_line_on_whole_words(engine: Engine) -> None:
-    pieces = list(engine.simulate(CHAT, "Sam", GREEDY))
+    stream = engine.simulate(CHAT, "Sam", GREEDY)
+    pieces = list(stream)
     text = "".join(pieces)
-    stats = engine.stats
-    assert 0 < stats.generated_tokens <= GREEDY.max_tokens
+    reply = stream.result()
+    assert 0 < reply.generated_tokens <= GREEDY.max_tokens
     assert "\n" not in text and text == text.strip()
-    assert stats.messages == ([text] if text else [])
+    assert reply.messages == ([text] if text else []) and reply.text == text
+    assert reply.first_token_s is not None and 0 < reply.first_token_s <= reply.total_s
+    assert not reply.cancelled and reply.trimmed_turns == 0
     # Greedy is deterministic, also when the cache already holds the prompt.
-    assert engine.simulate_messages(CHAT, "Sam", GREEDY) == stats.messages
+    assert engine.simulate(CHAT, "Sam", GREEDY).result().messages == reply.messages
 
 
 def test_multi_message_replies_are_separate_lines(engine: Engine) -> None:
     s = Sampling(temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, seed=3, max_tokens=6)
     for seed in range(5):
         s.seed = seed
-        messages = engine.simulate_messages(CHAT, "Sam", s, max_messages=3)
+        stream = engine.simulate(CHAT, "Sam", s, max_messages=3)
+        streamed = "".join(stream)
+        reply = stream.result()
+        messages = reply.messages
         assert len(messages) <= 3 and all(m == m.strip() and m for m in messages)
-        assert engine.stats.generated_tokens <= 3 * s.max_tokens
+        assert reply.generated_tokens <= 3 * s.max_tokens
+        # "\n" separates the messages in the stream too; only the cap's word trim can leave
+        # part of a word shown that the reply then drops.
+        assert streamed == reply.text or (reply.capped and streamed.startswith(reply.text))
 
 
 def test_autocomplete_continues_the_partial_line(engine: Engine) -> None:
-    text = "".join(engine.autocomplete(CHAT, "Sam", "we are go", GREEDY))
-    assert "\n" not in text and engine.stats.generated_tokens <= GREEDY.max_tokens
+    stream = engine.autocomplete(CHAT, "Sam", "we are go", GREEDY)
+    text = "".join(stream)
+    assert "\n" not in text and stream.result().generated_tokens <= GREEDY.max_tokens
     # The prompt ends inside the message: everything but its last token is reused.
-    again = "".join(engine.autocomplete(CHAT, "Sam", "we are go", GREEDY))
+    stream = engine.autocomplete(CHAT, "Sam", "we are go", GREEDY)
+    again = "".join(stream)
     assert again == text
-    assert engine.stats.reused_tokens == engine.stats.prompt_tokens - 1
+    assert stream.result().reused_tokens == stream.result().prompt_tokens - 1
+
+
+def _run(engine: Engine, chat: list[tuple[str, str]], speaker: str, s: Sampling) -> Reply:
+    """A reply, checked against what llama.cpp really evaluated: the prompt tokens not reused,
+    then one token per sampled token but the last (one more token is sampled than generated
+    when the reply ends at an end-of-text token)."""
+    before = engine.model.evaluated
+    reply = engine.simulate(chat, speaker, s).result()
+    after_prompt = engine.model.evaluated - before - (reply.prompt_tokens - reply.reused_tokens)
+    assert reply.generated_tokens - 1 <= after_prompt <= reply.generated_tokens
+    return reply
 
 
 def test_kv_cache_reuse_evaluates_only_new_tokens(tiny: TinyModel) -> None:
     engine = Engine(tiny.gguf_path, n_ctx=512, threads=2)
-    counter = EvalCounter(engine.llm)
-    reply = "".join(engine.simulate(CHAT, "Sam", GREEDY))
-    first = counter.calls[0]
-    assert first == engine.stats.prompt_tokens  # cold: the whole prompt
-    longer = [*CHAT, ("Sam", reply), ("Riya", "hey you")]
-    counter.calls.clear()
-    "".join(engine.simulate(longer, "Sam", GREEDY))
-    prompt, reused = engine.stats.prompt_tokens, engine.stats.reused_tokens
+    cold = _run(engine, CHAT, "Sam", GREEDY)
+    first = cold.prompt_tokens
+    assert cold.reused_tokens == 0  # cold: the whole prompt
+    longer = [*CHAT, ("Sam", cold.text), ("Riya", "hey you")]
+    warm = _run(engine, longer, "Sam", GREEDY)
     new_tokens = len(engine.tokens("[Riya] hey you\n[Sam]")) - 1  # without BOS
-    assert counter.calls[0] == prompt - reused
-    assert counter.calls[0] <= new_tokens + len(engine.tokens(reply)) + 2
-    assert reused >= first - 2  # the earlier prompt stayed in the cache
+    evaluated = warm.prompt_tokens - warm.reused_tokens
+    assert evaluated <= new_tokens + len(engine.tokens(cold.text)) + 2
+    assert warm.reused_tokens >= first - 2  # the earlier prompt stayed in the cache
     # An unrelated conversation shares only BOS and "[": the rest of it is evaluated.
-    counter.calls.clear()
-    "".join(engine.simulate([("Ann", "the the the")], "Bo", GREEDY))
-    assert engine.stats.reused_tokens <= 2
-    assert counter.calls[0] == engine.stats.prompt_tokens - engine.stats.reused_tokens
+    other = _run(engine, [("Ann", "the the the")], "Bo", GREEDY)
+    assert other.reused_tokens <= 2
+
+
+def test_head_is_kept_and_reused_and_a_change_reevaluates_from_it(tiny: TinyModel) -> None:
+    engine = Engine(tiny.gguf_path, n_ctx=256, threads=2, trim_margin=64)
+    head = "notes about sam\nsam likes the sea\nsam has a dog\n"
+    engine.set_head(head)
+    head_tokens = engine.tokens(head)
+    turns = [("Riya" if i % 2 else "Sam", f"message number {i} we are going") for i in range(40)]
+    s = Sampling(temperature=0.0, max_tokens=8)
+    first = _run(engine, turns, "Sam", s)
+    assert first.trimmed_turns > 0 and first.head_tokens == len(head_tokens)
+    assert first.prompt_tokens + 8 <= 256
+    # The head survives trimming: it is the prompt's start (the tokens the engine cached).
+    reply = engine.simulate(turns, "Sam", s)
+    assert "".join(reply) == first.text and reply.result().reused_tokens >= first.prompt_tokens - 1
+    # The next turn with the same head reuses everything before it.
+    second = _run(engine, [*turns, ("Sam", "ok")], "Riya", s)
+    assert second.trimmed_turns == first.trimmed_turns
+    assert second.reused_tokens > second.prompt_tokens - 20
+    # A trim that cuts more turns keeps the head's tokens in the cache.
+    longer = turns + [("Sam", f"later message {i} we are going") for i in range(12)]
+    trimmed = _run(engine, longer, "Riya", s)
+    assert trimmed.trimmed_turns > first.trimmed_turns
+    assert len(head_tokens) <= trimmed.reused_tokens < trimmed.prompt_tokens // 2
+    # A changed head is evaluated again from its first changed token.
+    changed = head.replace("has a dog", "has a cat")
+    engine.set_head(changed)
+    shared = next(
+        i
+        for i, (a, b) in enumerate(zip(head_tokens, engine.tokens(changed), strict=False))
+        if a != b
+    )
+    after = _run(engine, longer, "Riya", s)
+    assert after.reused_tokens == shared
+    assert engine.head == changed
+    engine.set_head("no line break at the end")
+    assert engine.head == "no line break at the end\n"
+    with pytest.raises(ValueError, match="head"):
+        engine.set_head("we are going " * 200)
 
 
 def test_long_conversations_drop_whole_old_turns_with_a_margin(tiny: TinyModel) -> None:
     engine = Engine(tiny.gguf_path, n_ctx=256, threads=2, trim_margin=64)
     turns = [("Riya" if i % 2 else "Sam", f"message number {i} we are going") for i in range(40)]
     s = Sampling(temperature=0.0, max_tokens=8)
-    "".join(engine.simulate(turns, "Sam", s))
-    trimmed = engine.stats.trimmed_turns
-    assert trimmed > 0 and engine.stats.prompt_tokens + 8 <= 256
+    first = engine.simulate(turns, "Sam", s).result()
+    trimmed = first.trimmed_turns
+    assert trimmed > 0 and first.prompt_tokens + 8 <= 256
     # The margin leaves room for more turns: the next one neither trims again nor re-evaluates.
-    "".join(engine.simulate([*turns, ("Sam", "ok")], "Riya", s))
-    assert engine.stats.trimmed_turns == trimmed
-    assert engine.stats.reused_tokens > engine.stats.prompt_tokens - 20
+    second = engine.simulate([*turns, ("Sam", "ok")], "Riya", s).result()
+    assert second.trimmed_turns == trimmed
+    assert second.reused_tokens > second.prompt_tokens - 20
 
 
 def test_cancel_stops_between_tokens(engine: Engine) -> None:
     s = Sampling(temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, seed=1, max_tokens=200)
     cancel = threading.Event()
     cancel.set()
-    assert list(engine.simulate(CHAT, "Sam", s, cancel)) == []
-    assert engine.stats.generated_tokens == 0
+    stream = engine.simulate(CHAT, "Sam", s, cancel)
+    assert list(stream) == []
+    assert stream.result().generated_tokens == 0 and stream.result().cancelled
     cancel.clear()
     # Cancel from another thread while tokens are streaming.
     timer = threading.Timer(0.05, cancel.set)
     timer.start()
     t0 = time.perf_counter()
-    for _ in engine.autocomplete(CHAT, "Sam", "hey", s, cancel):
+    stream = engine.autocomplete(CHAT, "Sam", "hey", s, cancel)
+    for _ in stream:
         time.sleep(0.01)
     assert time.perf_counter() - t0 < 1.0
-    assert engine.stats.generated_tokens < 200
+    assert stream.result().generated_tokens < 200 and stream.result().cancelled
+
+
+def test_closing_a_stream_stops_it_and_keeps_what_came(engine: Engine) -> None:
+    s = Sampling(temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, seed=2, max_tokens=200)
+    stream = engine.simulate(CHAT, "Sam", s)
+    shown = ""
+    for piece in stream:
+        shown += piece
+        if len(shown) > 3:
+            break
+    stream.close()
+    reply = stream.result()
+    assert 0 < reply.generated_tokens < 200 and not reply.capped
+    assert reply.text.startswith(shown.strip()) or shown.strip().startswith(reply.text)
+    assert list(stream) == []
 
 
 def _last_logits(engine: Engine, text: str) -> np.ndarray:
-    import llama_cpp
-
-    engine.llm.reset()
-    engine.llm.eval(engine.tokens(text))
-    row = llama_cpp.llama_get_logits_ith(engine.llm._ctx.ctx, -1)
-    return np.ctypeslib.as_array(row, shape=(engine.llm.n_vocab(),)).copy()
+    engine.model.reset()
+    return engine.model.next_logits(engine.tokens(text))
 
 
 def test_adapters_apply_with_their_scale(tiny: TinyModel, adapter: Path) -> None:
@@ -208,14 +262,16 @@ def test_real_model_reuses_the_cache_for_a_new_message(real_base: Path) -> None:
     engine = Engine(real_base, n_ctx=2048)
     chat = conversation(110)  # ~1,500 tokens
     s = Sampling(seed=0, max_tokens=16)
-    reply = engine.reply(chat, "Sam", s)
-    assert engine.stats.prompt_tokens > 1200 and engine.stats.reused_tokens <= 2
-    chat += [("Sam", reply), ("Riya", "ok see you there then")]
+    reply = engine.simulate(chat, "Sam", s).result()
+    assert reply.prompt_tokens > 1200 and reply.reused_tokens <= 2
+    chat += [("Sam", reply.text), ("Riya", "ok see you there then")]
     t0 = time.perf_counter()
-    first = next(iter(engine.simulate(chat, "Sam", s)))
+    stream = engine.simulate(chat, "Sam", s)
+    first = next(stream)
     latency = time.perf_counter() - t0
+    stream.close()
     assert first
-    assert engine.stats.prompt_tokens - engine.stats.reused_tokens < 40
+    assert stream.result().prompt_tokens - stream.result().reused_tokens < 40
     assert latency < 0.5, f"first token after {latency * 1000:.0f} ms"  # ~0.1 s here
 
 
@@ -232,7 +288,7 @@ def test_real_model_loop_breaker_lowers_the_loop_rate(real_base: Path) -> None:
 
 
 def test_control_characters_never_reach_the_screen() -> None:
-    from convsim.core.inference.engine import _shown
+    from convsim.core.inference.reply import shown as _shown
 
     shown = _shown(["hi\x1b[2J there\u2028x\x85y\tz"], lstrip=True, final=True, hold_word=False)
     assert shown == "hi[2J therexy\tz"

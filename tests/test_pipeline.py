@@ -61,8 +61,11 @@ def test_train_export_eval_on_the_default_base(home: Path, chat_id: int) -> None
 
     exported = Path(last_json(convsim("export", model_id, "--json").stdout)["path"])
     assert exported.stat().st_size > 100_000_000 and exported.suffix == ".gguf"
-    reply = Engine(exported, n_ctx=256).reply(
-        [("Riya", "are you coming to run club?")], "Sam", Sampling(seed=1, max_tokens=24)
+    reply = (
+        Engine(exported, n_ctx=256)
+        .simulate([("Riya", "are you coming to run club?")], "Sam", Sampling(seed=1, max_tokens=24))
+        .result()
+        .text
     )
     assert reply and "\n" not in reply and not reply.startswith("[")
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from convsim.core.data.packing import example_fields
 from convsim.core.data.turns import tag_of
-from convsim.core.inference import llama
+from convsim.core.inference.llama import LlamaModel
 
 if TYPE_CHECKING:
     from convsim.core.workspace import Workspace
@@ -40,32 +40,34 @@ class Score:
         return {"perplexity": self.perplexity, "tokens": self.tokens, "nll": self.nll}
 
 
-def _scored(model: Any, ex: Any) -> tuple[list[int], int]:
+def _scored(model: LlamaModel, ex: Any) -> tuple[list[int], int]:
     """Tokens of context + target (with BOS) and the index of the first scored token: the first
     one that ends after the target's "[Tag]"."""
     context, target = example_fields(ex)
-    tokens = llama.tokenize(model, context + target)
+    tokens = model.tokenize(context + target)
     boundary = len((context + tag_of(target)).encode("utf-8"))
-    ends = llama.piece_ends(model, tokens)
+    ends = model.piece_ends(tokens)
     first = next(i for i, end in enumerate(ends) if end > boundary)
     return tokens, first
 
 
-def persona_prompt(model: Any, train: Sequence[Any], name: str, budget: int) -> list[int]:
+def persona_prompt(model: LlamaModel, train: Sequence[Any], name: str, budget: int) -> list[int]:
     """The person's own training turns, newest first, as many as fit in `budget` tokens."""
     lines: list[str] = []
-    used = len(llama.tokenize(model, PROMPT_HEADER.format(name=name)))
+    used = len(model.tokenize(PROMPT_HEADER.format(name=name)))
     for ex in reversed(train):
         _, target = example_fields(ex)
-        cost = len(llama.tokenize(model, target, bos=False))
+        cost = len(model.tokenize(target, bos=False))
         if used + cost > budget:
             break
         lines.append(target)
         used += cost
-    return llama.tokenize(model, PROMPT_HEADER.format(name=name) + "".join(reversed(lines)) + "\n")
+    return model.tokenize(PROMPT_HEADER.format(name=name) + "".join(reversed(lines)) + "\n")
 
 
-def _score(model: Any, items: list[tuple[list[int], int]], prefix: list[int] | None) -> Score:
+def _score(
+    model: LlamaModel, items: list[tuple[list[int], int]], prefix: list[int] | None
+) -> Score:
     nll, count = 0.0, 0
     for tokens, first in items:
         if prefix:
@@ -74,7 +76,7 @@ def _score(model: Any, items: list[tuple[list[int], int]], prefix: list[int] | N
             seq, start, keep = tokens, first, 0
         if len(seq) > model.n_ctx():
             continue
-        logprobs = llama.token_logprobs(model, seq, start, keep=keep)
+        logprobs = model.token_logprobs(seq, start, keep=keep)
         nll -= sum(logprobs)
         count += len(logprobs)
     return Score(math.exp(nll / count) if count else float("nan"), count, nll)
@@ -100,22 +102,27 @@ def evaluate(
     if not examples:
         raise ValueError("no validation examples: the chat has too few sessions to hold one out")
     say = progress or (lambda s: None)
-    model = llama.open_model(base, n_ctx=n_ctx, threads=threads)
-    items = [_scored(model, ex) for ex in examples]
-    prefix = persona_prompt(model, train, name, prompt_tokens)
-    # The prompted condition needs room for the prefix; drop examples that can't fit it, from
-    # every condition alike.
-    items = [it for it in items if len(prefix) + len(it[0]) <= n_ctx]
-    say(f"scoring {len(items)} held-out messages with the base model")
-    results = {"base": _score(model, items, None)}
-    say(f"scoring with a {len(prefix)}-token prompt of {name}'s messages")
-    llama.token_logprobs(model, prefix, len(prefix))  # decode the shared prefix once
-    results["base_prompted"] = _score(model, items, prefix)
-    del model
+    model = LlamaModel(base, n_ctx=n_ctx, threads=threads)
+    try:
+        items = [_scored(model, ex) for ex in examples]
+        prefix = persona_prompt(model, train, name, prompt_tokens)
+        # The prompted condition needs room for the prefix; drop examples that can't fit it,
+        # from every condition alike.
+        items = [it for it in items if len(prefix) + len(it[0]) <= n_ctx]
+        say(f"scoring {len(items)} held-out messages with the base model")
+        results = {"base": _score(model, items, None)}
+        say(f"scoring with a {len(prefix)}-token prompt of {name}'s messages")
+        model.token_logprobs(prefix, len(prefix))  # decode the shared prefix once
+        results["base_prompted"] = _score(model, items, prefix)
+    finally:
+        model.close()
     if adapter is not None:
         say("scoring with the tuned adapter")
-        tuned = llama.open_model(base, adapter, n_ctx=n_ctx, threads=threads)
-        results["tuned"] = _score(tuned, items, None)
+        tuned = LlamaModel(base, [(adapter, 1.0)], n_ctx=n_ctx, threads=threads)
+        try:
+            results["tuned"] = _score(tuned, items, None)
+        finally:
+            tuned.close()
     return {
         "examples": len(items),
         "prompt_tokens": len(prefix),

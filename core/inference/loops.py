@@ -127,13 +127,13 @@ def forever(
     while turns is None or n < turns:
         speaker = speakers[n % len(speakers)]
         said = [text for _, text in history]
-        text = engine.reply(history, speaker, s, cancel)
+        text = engine.simulate(history, speaker, s, cancel).result().text
         attempt = 0
         while break_loops and attempt < retries and (not text or is_loop(said, text, window)):
             if cancel is not None and cancel.is_set():
                 break
             attempt += 1
-            text = engine.reply(history, speaker, hotter(s, attempt), cancel)
+            text = engine.simulate(history, speaker, hotter(s, attempt), cancel).result().text
         if cancel is not None and cancel.is_set():
             return
         history.append((speaker, text))

@@ -3,7 +3,8 @@ llama.cpp and torch builds and what hardware they can use. The data behind `conv
 and the first checks of `convsim doctor`.
 
 Contract: plain dicts and lists, nothing printed. A library that fails to load is reported as
-{"error": ...}, never raised. torch and llama_cpp are imported inside the functions that ask them.
+{"error": ...}, never raised. torch and llama_cpp are imported inside the functions that ask them
+(llama_cpp through the llama.cpp seam, `inference.llama`).
 """
 
 from __future__ import annotations
@@ -52,18 +53,12 @@ def llama_cpp_info() -> dict[str, Any]:
     """llama-cpp-python's version, the llama.cpp library's own version and system info (the CPU
     features it was built for), and whether it can offload to a GPU; {"error": ...} when the
     library does not load."""
+    from convsim.core.inference import llama
+
     try:
-        import llama_cpp
+        return llama.library_info()
     except (ImportError, OSError) as exc:  # OSError: the shared library failed to load
         return {"error": str(exc)}
-    system = llama_cpp.llama_print_system_info()
-    library = llama_cpp.llama_version() if hasattr(llama_cpp, "llama_version") else b""
-    return {
-        "version": llama_cpp.__version__,
-        "library": library.decode(errors="replace") if library else "unknown",
-        "system_info": system.decode(errors="replace").strip(" |"),
-        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
-    }
 
 
 def torch_info() -> dict[str, Any]:

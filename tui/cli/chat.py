@@ -92,12 +92,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_complete(args: argparse.Namespace) -> int:
     transcript = read_transcript(Path(args.transcript) if args.transcript else None)
     engine, _ = _open(args)
-    pieces = engine.autocomplete(transcript, args.target, args.partial, _sampling(args))
+    stream = engine.autocomplete(transcript, args.target, args.partial, _sampling(args))
     if args.json:
-        completion = "".join(pieces)
+        completion = "".join(stream)
         print_json({"speaker": args.target, "partial": args.partial, "completion": completion})
         return 0
-    for piece in pieces:
+    for piece in stream:
         print(piece, end="", flush=True)
     print()
     return 0
@@ -151,13 +151,14 @@ def _stream_reply(
     shown: list[str] = []
     print(f"{tag(safe_name(person))} ", end="", flush=True)
     with _ctrl_c_sets(cancel):
-        for piece in engine.simulate(transcript, person, sampling, cancel):
+        stream = engine.simulate(transcript, person, sampling, cancel)
+        for piece in stream:
             # Once cancelled, the engine still hands over the text it held back (a trailing
             # word): the user asked to stop, so it is not shown.
             if not cancel.is_set():
                 shown.append(piece)
                 print(piece, end="", flush=True)
-    if cancel.is_set():
+    if stream.result().cancelled:
         print(f" {CANCELLED}" if shown else CANCELLED, flush=True)
         return None
     print(flush=True)

@@ -249,10 +249,11 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         other = next(p["name"] for p in report.participants if p["name"] != args.target)
         transcript = [(other, "hey! are you free this weekend?")]
         engine = Engine(exported, n_ctx=512)
-        reply = engine.reply(transcript, args.target, Sampling(seed=0, max_tokens=40))
+        sampling = Sampling(seed=0, max_tokens=40)
+        reply = engine.simulate(transcript, args.target, sampling).result()
         print("Simulated reply:")
         print(f"  [{other}] {transcript[0][1]}")
-        print(f"  [{args.target}] {reply}")
+        print(f"  [{args.target}] {reply.text}")
     return 0
 
 
