@@ -106,6 +106,68 @@ def test_a_bad_export_is_a_notification_and_the_app_keeps_running(
     run(drive())
 
 
+def shown_text(widget) -> str:
+    """What `widget` draws, as plain text (each line of its render)."""
+    return "\n".join(widget.render_line(y).text for y in range(widget.size.height))
+
+
+def test_names_and_errors_that_look_like_markup_are_shown_as_typed(
+    home: Path, tmp_path: Path
+) -> None:
+    from textual.widgets import DataTable, Input, Label, Select, Static
+    from textual.widgets._toast import Toast
+
+    from convsim.tui.app.screens.home import HomeScreen
+    from convsim.tui.app.screens.wizard import ImportWizard
+
+    export = tmp_path / "WhatsApp Chat with Bob.txt"
+    lines = [f"14/02/2021, 10:0{i} - {who}: message {i}" for i, who in
+             enumerate(["[b]Bob[/b]", "[red]x", "[b]Bob[/b]", "[red]x"])]  # fmt: skip
+    export.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    broken = tmp_path / "broken [red]x[b].json"
+    broken.write_text('{"name": "x", "messages": [')
+
+    async def drive() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await pilot.press("i")
+            await wait_for(pilot, lambda: isinstance(app.screen, ImportWizard))
+            wizard = app.screen
+            wizard.query_one("#path", Input).value = str(export)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: wizard.query_one("#wizard").current == "people")
+            await pilot.pause()
+            report = shown_text(wizard.query_one("#report", Static))
+            assert "[b]Bob[/b]: 2 messages" in report and "[red]x: 2 messages" in report
+            tags = [str(label.render()) for label in wizard.query(".tag-name").results(Label)]
+            assert tags == ["[b]Bob[/b]", "[red]x"]
+            target = wizard.query_one("#target", Select)
+            assert target.value in ("[b]Bob[/b]", "[red]x")
+            assert shown_text(target.query_one("#label")).strip() == target.value
+
+            # An error whose message quotes a file name with brackets in it.
+            await pilot.press("escape")  # back to the file step
+            wizard.query_one("#path", Input).value = str(broken)
+            wizard.query_one("#path", Input).focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: notifications(app))
+            await pilot.pause()
+            (toast,) = app.screen.query(Toast)
+            drawn = shown_text(toast)
+            assert "Could not import broken [red]x[b].json" in drawn
+            assert "broken [red]x[b].json: invalid" in drawn  # (wrapped after this)
+            assert "[red]x[b]" in shown_text(wizard.query_one("#detected", Static))
+
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.loaded)
+            await pilot.pause()
+            table = app.screen.query_one("#chats", DataTable)
+            assert "[b]Bob[/b], [red]x" in shown_text(table)
+            assert app.is_running
+
+    run(drive())
+
+
 # ---------------------------------------------------------------- the wizard, end to end
 
 
@@ -294,7 +356,8 @@ def test_transcripts_save_and_reopen_and_sampling_panel(home: Path, tiny: TinyMo
             chat = await open_chat(pilot, tiny.gguf_path)
             turns = [("Riya", "hi [there]"), ("Sam", "yo"), ("Sam", "what's up")]
             chat.turns = list(turns)
-            await pilot.press("ctrl+s")
+            await pilot.press("ctrl+s")  # saved by a worker: the file appears shortly
+            await wait_for(pilot, lambda: list((home / "transcripts").glob("*.jsonl")))
             (saved,) = (home / "transcripts").glob("*.jsonl")
             assert saved.read_text().count("\n") == 3
             chat.turns = []

@@ -1,20 +1,26 @@
 """The convsim app: a Textual front end over `convsim.core`.
 
 Screens: home (chats and personas) → import wizard → training → chat. Every long job (parsing,
-training, loading a model, generating) runs in a thread worker; the UI thread only draws.
-Workers open their own `Workspace` (SQLite connections belong to the thread that opened them)
-and report back with `App.call_from_thread`. Failures become notifications, never tracebacks.
+training, loading a model, generating) and every read or write of the store or of files runs in
+an `@work(thread=True)` worker; the UI thread only draws. Workers open their own `Workspace`
+(SQLite connections belong to the thread that opened them) and report back by posting the typed
+messages of `messages.py`. Failures arrive as `JobFailed` and become notifications, never
+tracebacks; text that comes from the user's data is never read as markup.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding
+
+from convsim.tui.app.messages import JobFailed, ThemeLoaded, post, reporting
 
 THEMES = ("textual-dark", "textual-light")
 
@@ -27,19 +33,22 @@ class ConvsimApp(App[None]):
     CSS_PATH = Path(__file__).with_name("convsim.tcss")  # absolute: subclasses live elsewhere
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
-        Binding("f5", "toggle_theme", "Theme"),
+        Binding("f5", "toggle_theme", "Theme", show=False),
     ]
 
     def __init__(self, home: Path | None = None) -> None:
         super().__init__()
         self.home = home
+        self._opening = threading.Lock()
 
     @contextlib.contextmanager
     def workspace(self) -> Iterator[Any]:
         """A workspace for the calling thread; closed when the block ends."""
         from convsim.core.workspace import Workspace
 
-        ws = Workspace.open(self.home)
+        # Opening creates the store on first run: two workers must not do that at once.
+        with self._opening:
+            ws = Workspace.open(self.home)
         try:
             yield ws
         finally:
@@ -55,64 +64,43 @@ class ConvsimApp(App[None]):
     def on_mount(self) -> None:
         from convsim.tui.app.screens.home import HomeScreen
 
-        try:
-            with self.workspace() as ws:
-                saved = ws.store.setting("ui.theme")
-        except Exception as exc:  # an unreadable store must not stop the app from opening
-            self.report_error("Could not open the convsim store", exc)
-            saved = None
-        if saved in THEMES:
-            self.theme = saved
         self.push_screen(HomeScreen())
+        self._load_theme()
+
+    @work(thread=True, exit_on_error=False, group="theme", description="read the theme")
+    def _load_theme(self) -> None:
+        # An unreadable store must not stop the app from opening: the failure is a notification.
+        with reporting(self, "Could not open the convsim store", "theme"), self.workspace() as ws:
+            post(self, ThemeLoaded(ws.store.setting("ui.theme")))
+
+    @on(ThemeLoaded)
+    def _theme_loaded(self, message: ThemeLoaded) -> None:
+        if message.theme in THEMES:
+            self.theme = message.theme
 
     def action_toggle_theme(self) -> None:
         self.theme = THEMES[1] if self.theme == THEMES[0] else THEMES[0]
-        with contextlib.suppress(Exception), self.workspace() as ws:
-            ws.store.set_setting("ui.theme", self.theme)
+        self._save_theme(self.theme)
 
-    # -- errors and workers -------------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="theme-save",
+          description="save the theme")  # fmt: skip
+    def _save_theme(self, theme: str) -> None:
+        with contextlib.suppress(Exception), self.workspace() as ws:  # a preference, not data
+            ws.store.set_setting("ui.theme", theme)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    @on(JobFailed)
+    def _job_failed(self, message: JobFailed) -> None:
+        self.report_error(message.what, message.error)
 
     def report_error(self, what: str, exc: BaseException) -> None:
-        """Show a failure as a notification: what failed, and the error's own sentence."""
+        """Show a failure as a notification: what failed, and the error's own sentence (shown
+        as it is: an error may quote a file name or a message with brackets in it)."""
         detail = str(exc) or type(exc).__name__
         if isinstance(exc, MemoryError):
             detail = "out of memory: close other programs, or pick a smaller base model"
-        self.notify(detail, title=what, severity="error", timeout=12)
-
-    def in_thread(
-        self,
-        what: str,
-        job: Callable[[], Any],
-        done: Callable[[Any], None] | None = None,
-        failed: Callable[[BaseException], None] | None = None,
-        group: str = "default",
-    ) -> Any:
-        """Run `job` in a thread worker; `done(result)` or `failed(exc)` then run on the UI
-        thread. A failure is always reported as a notification headed `what`."""
-
-        def run() -> None:
-            try:
-                result = job()
-            except Exception as exc:
-                self.tell(self.report_error, what, exc)
-                if failed is not None:
-                    self.tell(failed, exc)
-                return
-            if done is not None:
-                self.tell(done, result)
-
-        return self.run_worker(run, thread=True, group=group, exit_on_error=False)
-
-    def tell(self, callback: Callable[..., Any], *args: Any) -> bool:
-        """From a worker: `callback(*args)` on the UI thread. False when the app has quit
-        meanwhile (nobody is left to tell)."""
-        try:
-            self.call_from_thread(callback, *args)
-        except Exception:
-            if self.is_running:
-                raise
-            return False
-        return True
+        self.notify(detail, title=what, severity="error", timeout=12, markup=False)
 
 
 def run_app(home: Path | None = None) -> int:

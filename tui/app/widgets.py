@@ -1,11 +1,17 @@
-"""Small widgets the screens share: path completion, ghost-text input, a loss chart."""
+"""Small widgets the screens share: path completion, ghost-text input, a loss chart.
+
+Colours come from the stylesheet: the loss chart draws with its component classes, so it
+follows the light and dark themes like everything else."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual.actions import SkipAction
 from textual.binding import Binding
@@ -21,6 +27,11 @@ class PathSuggester(Suggester):
         super().__init__(use_cache=False, case_sensitive=True)
 
     async def get_suggestion(self, value: str) -> str | None:
+        # Listing a folder is disk I/O (a network drive can take seconds): not on the UI thread.
+        return await asyncio.to_thread(self._complete, value)
+
+    @staticmethod
+    def _complete(value: str) -> str | None:
         if not value:
             return None
         folder, stem = os.path.split(os.path.expanduser(value))
@@ -76,7 +87,17 @@ class LossChart(Widget):
     """Training loss per step as columns of block characters, validation loss as ● marks,
     on a shared vertical scale labelled with its range."""
 
-    DEFAULT_CSS = "LossChart { height: 8; }"
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "loss-chart--label",
+        "loss-chart--train",
+        "loss-chart--validation",
+    }
+    DEFAULT_CSS = """
+    LossChart { height: 8; }
+    LossChart > .loss-chart--label { color: $text-muted; }
+    LossChart > .loss-chart--train { color: $primary; }
+    LossChart > .loss-chart--validation { color: $accent; text-style: bold; }
+    """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -93,12 +114,17 @@ class LossChart(Widget):
         self.refresh()
 
     def render(self) -> Text:
+        dim = self.get_component_rich_style("loss-chart--label")
+        styles = {
+            "train": self.get_component_rich_style("loss-chart--train"),
+            "val": self.get_component_rich_style("loss-chart--validation"),
+        }
         height = max(2, self.size.height - 1)
         label_width = 7
         width = max(4, self.size.width - label_width)
         values = [v for _, v in self.train] + [v for _, v in self.validation]
         if not values:
-            return Text("waiting for the first step…", style="dim")
+            return Text("waiting for the first step…", style=dim)
         low, high = min(values), max(values)
         span = (high - low) or 1.0
         columns = _bucket(self.train, self.total_steps, width)
@@ -110,13 +136,15 @@ class LossChart(Widget):
         for row in range(height):  # top row first
             level_top = high - span * row / height
             label = f"{level_top:6.2f} " if row in (0, height - 1) else " " * label_width
-            text.append(label, style="dim")
+            text.append(label, style=dim)
             for x in range(width):
-                text.append(*_cell(columns[x], val_columns.get(x), row, height, low, span))
+                char, kind = _cell(columns[x], val_columns.get(x), row, height, low, span)
+                text.append(char, style=styles.get(kind, Style()))
             text.append("\n")
-        text.append(" " * label_width + "█ train  ", style="dim")
-        text.append("● validation", style="bold magenta")
-        text.append(f"   steps 1–{self.total_steps}", style="dim")
+        text.append(" " * label_width)
+        text.append("█ train  ", style=styles["train"])
+        text.append("● validation", style=styles["val"])
+        text.append(f"   steps 1–{self.total_steps}", style=dim)
         return text
 
 
@@ -137,17 +165,18 @@ def _bucket(points: Sequence[tuple[int, float]], total: int, width: int) -> list
 def _cell(
     value: float | None, val: float | None, row: int, height: int, low: float, span: float
 ) -> tuple[str, str]:
-    """The character and style at (`row` from the top) for one column."""
+    """The character at (`row` from the top) for one column, and what it shows: "train",
+    "val" or "" (nothing)."""
     bottom = height - 1 - row  # rows from the bottom
     if val is not None and int((val - low) / span * (height - 1) + 0.5) == bottom:
-        return "●", "bold magenta"
+        return "●", "val"
     if value is None:
         return " ", ""
     filled = (value - low) / span * (height - 1) + 1  # in rows, at least a sliver
     if filled >= bottom + 1:
-        return "█", "cyan"
+        return "█", "train"
     if filled > bottom:
-        return _BLOCKS[int((filled - bottom) * 8)], "cyan"
+        return _BLOCKS[int((filled - bottom) * 8)], "train"
     return " ", ""
 
 

@@ -1,85 +1,74 @@
 """Chat: you type as yourself, the persona streams its reply; autocomplete drafts your own
 next message; forever mode lets both sides talk; the sampling panel tunes generation.
 
-One `Engine` per screen, used by one job at a time (`self.busy` lock). Replies and forever
-turns run in thread workers and stream into the message list with `call_from_thread`.
-Autocomplete is debounced, runs only when the engine is free, and is cancelled by the next
-keystroke, so typing never waits on it."""
+One `Engine` per screen, used by one job at a time (`self.busy` lock). Replies, forever turns,
+autocomplete and transcript files run in `@work` thread workers that report with the messages
+of `messages.py`. A reply's tokens are merged into `ReplyText` batches (at most one every
+`STREAM_INTERVAL` seconds), so a fast model cannot flood the UI thread. Autocomplete is
+debounced, runs only when the engine is free, and is cancelled by the next keystroke, so typing
+never waits on it."""
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Label, Static, Switch
 
+from convsim.tui.app.messages import (
+    Completion,
+    ForeverEnded,
+    ForeverTurn,
+    JobFailed,
+    ReplyDone,
+    ReplyText,
+    post,
+    reporting,
+)
+from convsim.tui.app.screens.chat_persona import Persona, persona_from_base, persona_from_model
+from convsim.tui.app.screens.chat_transcripts import TranscriptActions
 from convsim.tui.app.screens.chat_widgets import Bubble, EditDialog, OpenDialog, SamplingPanel
-from convsim.tui.app.widgets import GhostInput, short_path
+from convsim.tui.app.widgets import GhostInput
 
 AUTOCOMPLETE_DELAY = 0.15  # seconds of no typing before a completion is asked for
 AUTOCOMPLETE_TOKENS = 12
 MAX_MESSAGES = 3  # a reply may be up to this many messages in a row
+STREAM_INTERVAL = 0.05  # seconds between two batches of a streaming reply
+READY = "Enter sends · Tab accepts · Esc stops"
+
+__all__ = ["Bubble", "ChatScreen", "OpenDialog", "Persona", "SamplingPanel"]
+__all__ += ["persona_from_base", "persona_from_model"]
 
 
-@dataclass
-class Persona:
-    """What a chat screen talks to: a loaded engine, who it speaks as, and who you are."""
-
-    engine: Any
-    speaker: str
-    me: str
-    title: str
-    model_id: str | None = None
+def _close_engine(engine: Any, busy: threading.Lock) -> None:
+    with busy:  # after the job in progress has seen its cancel event and returned
+        engine.close()
 
 
-def persona_from_model(app: Any, model_id: str) -> Persona:
-    """Load a trained persona (base + its adapter). Runs in a worker: loading takes a moment."""
-    from convsim.core import training
-    from convsim.core.inference.engine import Engine
-
-    with app.workspace() as ws:
-        record = ws.store.model(model_id)
-        adapter = training.adapter_gguf(ws, model_id)
-        people = ws.store.participants(record.chat_id) if record.chat_id is not None else []
-    others = [p for p in people if p.name != record.person]
-    mine = [p for p in others if p.is_me] or others
-    me = mine[0].name if mine else "You"
-    engine = Engine(Path(record.base), [(adapter, 1.0)])
-    return Persona(engine, record.person, me, f"{record.person} ({model_id})", model_id)
-
-
-def persona_from_base(app: Any) -> Persona:
-    """The plain default base model as a stranger called Friend."""
-    from convsim.core.bases.prepare import default_base
-    from convsim.core.inference.engine import Engine
-
-    with app.workspace() as ws:
-        path = default_base(ws.locations)
-    return Persona(Engine(path), "Friend", "You", "Friend (base model, untrained)")
-
-
-class ChatScreen(Screen[None]):
+class ChatScreen(TranscriptActions, Screen[None]):
     BINDINGS = [
-        Binding("ctrl+r", "regenerate", "Regenerate"),
+        Binding("ctrl+r", "regenerate", "Regen"),
         Binding("ctrl+o", "continue_reply", "More"),
-        Binding("ctrl+t", "edit_reply", "Edit reply"),
+        Binding("ctrl+t", "edit_reply", "Edit"),
         Binding("ctrl+f", "toggle_forever", "Forever"),
         Binding("f2", "toggle_sampling", "Sampling"),
-        Binding("f3", "toggle_autocomplete", "Autocomplete"),
-        Binding("ctrl+s", "save", "Save"),
-        Binding("ctrl+l", "load", "Open"),
+        Binding("f3", "toggle_autocomplete", "Autocomplete", show=False),
+        Binding("ctrl+s", "save", "Save", show=False),
+        Binding("ctrl+l", "load", "Open", show=False),
         Binding("escape", "stop", "Stop", show=False),
         Binding("ctrl+b", "close", "Back"),
     ]
+
+    show_sampling = reactive(False)
 
     def __init__(self, persona: Persona) -> None:
         super().__init__()
@@ -94,6 +83,7 @@ class ChatScreen(Screen[None]):
         self._complete_timer: Timer | None = None
         self.completions = 0  # autocomplete results shown, for the status line and tests
         self.autocomplete_on = True
+        self._streamed: list[Bubble] = []  # the bubbles of the reply being streamed
 
     def compose(self) -> ComposeResult:
         from convsim.core.inference.engine import Sampling
@@ -102,31 +92,28 @@ class ChatScreen(Screen[None]):
         with Horizontal(id="chat-body"):
             with Vertical(id="chat-main"):
                 yield VerticalScroll(id="messages")
-                yield Static("", id="chat-status")
+                yield Static(READY, id="chat-status", markup=False)
                 with Horizontal(id="composer"):
                     yield GhostInput(placeholder=f"Message {self.persona.speaker}…", id="draft")
                     yield Label("forever", classes="inline")
                     yield Switch(id="forever")
             yield SamplingPanel(Sampling(max_tokens=48))
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one(SamplingPanel).display = False
-        self._status(
-            f"You are {self.persona.me} · Enter sends · Tab takes the suggestion · Esc stops"
-        )
         self.query_one("#draft").focus()
+
+    def watch_show_sampling(self, show: bool) -> None:
+        self.query_one(SamplingPanel).set_class(not show, "-hidden")
 
     def on_unmount(self) -> None:
         self.cancel.set()
         self._complete_cancel.set()
-        engine = self.persona.engine
-
-        def close() -> None:
-            with self.busy:
-                engine.close()
-
-        threading.Thread(target=close, daemon=True).start()
+        # On the app, not this screen: the screen's own workers end with it.
+        self.app.run_worker(
+            lambda: _close_engine(self.persona.engine, self.busy), thread=True,
+            group="close-engine", description="close the chat's model", exit_on_error=False,
+        )  # fmt: skip
 
     @property
     def sampling_now(self) -> Any:
@@ -170,55 +157,64 @@ class ChatScreen(Screen[None]):
         self._complete_cancel.set()
         self.cancel.clear()
         self.generating = True
-        engine, speaker, sampling = self.persona.engine, self.persona.speaker, self.sampling_now
-        turns = list(self.turns)
-        bubbles: list[Bubble] = []  # one per message of the reply, as they stream in
+        self._streamed = []
+        self._status(f"{self.persona.speaker} is typing…")
+        self._stream_reply(list(self.turns), self.sampling_now)
 
-        def show(piece: str) -> None:
-            for i, part in enumerate(piece.split("\n")):
-                if i or not bubbles:
-                    bubbles.append(self._bubble(speaker, ""))
-                if part:
-                    bubbles[-1].append(part)
-            self.query_one("#messages", VerticalScroll).scroll_end(animate=False)
-
-        def run() -> tuple[list[str], Any, float | None]:
-            first: float | None = None
-            with self.busy:
-                started = time.perf_counter()
-                stream = engine.simulate(
-                    turns, speaker, sampling, self.cancel, max_messages=MAX_MESSAGES
-                )
-                for piece in stream:
-                    if first is None:
-                        first = time.perf_counter() - started
-                    self.app.call_from_thread(show, piece)
-                return list(engine.stats.messages), replace(engine.stats), first
-
-        def done(result: tuple[list[str], Any, float | None]) -> None:
-            messages, stats, first = result
-            self.generating = False
-            self.turns.extend((speaker, m) for m in messages)
-            # The final messages are what the conversation keeps (the engine trims a capped
-            # message to its last whole word): show exactly those.
-            for bubble, message in zip(bubbles, messages, strict=False):
-                bubble.set_text(message)
-            for bubble in bubbles[len(messages) :]:
-                bubble.remove()
-            first_ms = f"{first * 1000:.0f} ms to first token, " if first is not None else ""
-            stopped = "stopped, " if self.cancel.is_set() else ""
-            if not messages:
-                stopped += f"{speaker} sent nothing (Ctrl+O asks again), "
-            self._status(
-                f"{stopped}{first_ms}{stats.generated_tokens} tokens; "
-                f"{stats.reused_tokens}/{stats.prompt_tokens} prompt tokens from cache"
+    @work(thread=True, exit_on_error=False, group="reply", description="stream a reply")
+    def _stream_reply(self, turns: list[tuple[str, str]], sampling: Any) -> None:
+        engine, speaker = self.persona.engine, self.persona.speaker
+        with reporting(self, "The reply failed", "reply"), self.busy:
+            pending: list[str] = []
+            sent = 0.0
+            stream = engine.simulate(
+                turns, speaker, sampling, self.cancel, max_messages=MAX_MESSAGES
             )
+            for piece in stream:
+                pending.append(piece)
+                now = time.perf_counter()
+                if now - sent >= STREAM_INTERVAL:
+                    post(self, ReplyText("".join(pending)))
+                    pending, sent = [], now
+            if pending:
+                post(self, ReplyText("".join(pending)))
+            post(self, ReplyDone(stream.result()))
 
-        def failed(exc: BaseException) -> None:
+    @on(ReplyText)
+    def _show_piece(self, message: ReplyText) -> None:
+        for i, part in enumerate(message.text.split("\n")):
+            if i or not self._streamed:
+                self._streamed.append(self._bubble(self.persona.speaker, ""))
+            if part:
+                self._streamed[-1].append(part)
+        self.query_one("#messages", VerticalScroll).scroll_end(animate=False)
+
+    @on(ReplyDone)
+    def _reply_done(self, message: ReplyDone) -> None:
+        reply, speaker, bubbles = message.reply, self.persona.speaker, self._streamed
+        self.generating = False
+        self.turns.extend((speaker, m) for m in reply.messages)
+        # The final messages are what the conversation keeps (the engine trims a capped
+        # message to its last whole word): show exactly those.
+        for bubble, text in zip(bubbles, reply.messages, strict=False):
+            bubble.set_text(text)
+        for bubble in bubbles[len(reply.messages) :]:
+            bubble.remove()
+        parts = ["stopped"] if reply.cancelled else []
+        if not reply.messages:
+            parts.append(f"{speaker} sent nothing (Ctrl+O asks again)")
+        if reply.first_token_s is not None:
+            parts.append(f"{reply.first_token_s * 1000:.0f} ms first token")
+        parts.append(f"{reply.generated_tokens} tokens")
+        parts.append(f"{reply.reused_tokens}/{reply.prompt_tokens} prompt tokens from cache")
+        self._status(" · ".join(parts))
+
+    @on(JobFailed)
+    def _job_failed(self, message: JobFailed) -> None:
+        # The app shows the notification; here the screen only leaves its busy state.
+        if message.group == "reply":
             self.generating = False
-
-        self._status(f"{speaker} is typing…")
-        self.app.in_thread("The reply failed", run, done, failed, group="reply")  # type: ignore[attr-defined]
+            self._status(READY)
 
     def _last_reply_start(self) -> int:
         """Index of the first turn of the persona's latest reply (len(turns) if none)."""
@@ -278,27 +274,32 @@ class ChatScreen(Screen[None]):
         self._complete_cancel.set()
         self.cancel.clear()
         self.forever_on = self.generating = True
-        engine, sampling = self.persona.engine, self.sampling_now
         speakers = [self.persona.me, self.persona.speaker]
         if self.turns and self.turns[-1][0] == self.persona.me:
             speakers.reverse()
+        self._status("Forever: both sides talk. Ctrl+F or Esc stops.")
+        self._forever(list(self.turns), speakers, self.sampling_now)
 
-        def add(turn: tuple[str, str]) -> None:
-            self.turns.append(turn)
-            self._bubble(*turn)
+    @work(thread=True, exit_on_error=False, group="reply", description="forever mode")
+    def _forever(self, turns: list[tuple[str, str]], speakers: list[str], sampling: Any) -> None:
+        engine = self.persona.engine
+        try:
+            with reporting(self, "Forever mode failed", "forever"), self.busy:
+                for speaker, text in engine.forever(turns, speakers, sampling, None, self.cancel):
+                    post(self, ForeverTurn(speaker, text))
+        finally:
+            post(self, ForeverEnded())
 
-        def run() -> None:
-            with self.busy:
-                for turn in engine.forever(list(self.turns), speakers, sampling, None, self.cancel):
-                    self.app.call_from_thread(add, turn)
+    @on(ForeverTurn)
+    def _forever_turn(self, message: ForeverTurn) -> None:
+        self.turns.append((message.speaker, message.text))
+        self._bubble(message.speaker, message.text)
 
-        def ended(_: Any = None) -> None:
-            self.forever_on = self.generating = False
-            self.query_one("#forever", Switch).value = False
-            self._status("Forever mode off.")
-
-        self._status("Forever mode: both sides talk. Ctrl+F or Esc stops it.")
-        self.app.in_thread("Forever mode failed", run, ended, ended, group="reply")  # type: ignore[attr-defined]
+    @on(ForeverEnded)
+    def _forever_ended(self) -> None:
+        self.forever_on = self.generating = False
+        self.query_one("#forever", Switch).value = False
+        self._status("Forever mode off.")
 
     # -- autocomplete -------------------------------------------------------------------------
 
@@ -311,28 +312,36 @@ class ChatScreen(Screen[None]):
             self._complete_timer = self.set_timer(AUTOCOMPLETE_DELAY, self._autocomplete)
 
     def _autocomplete(self) -> None:
-        draft = self.query_one("#draft", GhostInput)
-        partial = draft.value
+        partial = self.query_one("#draft", GhostInput).value
         if not partial.strip() or self.generating:
             return
-        cancel = self._complete_cancel = threading.Event()
-        engine, me = self.persona.engine, self.persona.me
+        self._complete_cancel = threading.Event()
         sampling = replace(self.sampling_now, max_tokens=AUTOCOMPLETE_TOKENS)
-        turns = list(self.turns)
+        self._complete(list(self.turns), partial, sampling, self._complete_cancel)
 
-        def run() -> str | None:
-            if not self.busy.acquire(blocking=False):
-                return None  # a reply is running; typing must not wait for it
-            try:
-                return "".join(engine.autocomplete(turns, me, partial, sampling, cancel))
-            finally:
-                self.busy.release()
+    @work(thread=True, exclusive=True, exit_on_error=False, group="complete",
+          description="autocomplete the draft")  # fmt: skip
+    def _complete(
+        self, turns: list[tuple[str, str]], partial: str, sampling: Any, cancel: threading.Event
+    ) -> None:
+        if not self.busy.acquire(blocking=False):
+            return  # a reply is running; typing must not wait for it
+        engine, me = self.persona.engine, self.persona.me
+        try:
+            with reporting(self, "Autocomplete failed", "complete"):
+                completion = "".join(engine.autocomplete(turns, me, partial, sampling, cancel))
+                if completion and not cancel.is_set():
+                    post(self, Completion(partial, completion))
+        finally:
+            self.busy.release()
 
-        def done(completion: str | None) -> None:
-            if completion and not cancel.is_set() and draft.show_ghost(partial, completion):
-                self.completions += 1
-
-        self.app.in_thread("Autocomplete failed", run, done, group="complete")  # type: ignore[attr-defined]
+    @on(Completion)
+    def _completed(self, message: Completion) -> None:
+        draft = self.query_one("#draft", GhostInput)
+        if not self._complete_cancel.is_set() and draft.show_ghost(
+            message.partial, message.completion
+        ):
+            self.completions += 1
 
     # -- panels, transcripts ------------------------------------------------------------------
 
@@ -342,44 +351,7 @@ class ChatScreen(Screen[None]):
         self.notify(f"Autocomplete {'on' if self.autocomplete_on else 'off'}.")
 
     def action_toggle_sampling(self) -> None:
-        panel = self.query_one(SamplingPanel)
-        panel.display = not panel.display
-
-    def _transcripts(self) -> Path:
-        return Path(self.app.locations.transcripts)  # type: ignore[attr-defined]
-
-    def action_save(self) -> None:
-        from convsim.core.data import transcripts
-
-        if not self.turns:
-            self.notify("Nothing to save yet.")
-            return
-        name = self.persona.model_id or self.persona.speaker
-        path = transcripts.save(self._transcripts(), name, self.turns)
-        self.notify(f"Saved to {short_path(path)}", title="Transcript saved")
-
-    def action_load(self) -> None:
-        from convsim.core.data import transcripts
-
-        if self.generating:
-            return
-        files = transcripts.saved(self._transcripts())
-        if not files:
-            self.notify("No saved transcripts yet (Ctrl+S saves one).")
-            return
-
-        def chosen(path: Path | None) -> None:
-            if path is None:
-                return
-            try:
-                self.turns = transcripts.load(path)
-            except transcripts.TranscriptError as exc:
-                self.app.report_error("Could not open the transcript", exc)  # type: ignore[attr-defined]
-                return
-            self._redraw()
-            self._status(f"Opened {path.name}: {len(self.turns)} messages.")
-
-        self.app.push_screen(OpenDialog(files), chosen)
+        self.show_sampling = not self.show_sampling
 
     def action_close(self) -> None:
         self.cancel.set()

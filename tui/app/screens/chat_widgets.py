@@ -1,10 +1,13 @@
-"""The chat screen's parts: message bubbles, the sampling panel and its two dialogs."""
+"""The chat screen's parts: message bubbles, the sampling panel and its two dialogs.
+
+Messages, names and file names are the user's text: they are drawn as plain text, never read
+as markup. Colours come from the stylesheet (component classes), so they follow the theme."""
 
 from __future__ import annotations
 
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -12,28 +15,32 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widget import Widget
+from textual.widgets import Button, Input, Label, OptionList
 
 
-class Bubble(Static):
-    """One message: `[Speaker] text`, styled by who sent it."""
+class Bubble(Widget):
+    """One message: the speaker's name, then the text, coloured by who sent it."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"bubble--speaker"}
 
     def __init__(self, speaker: str, text: str, mine: bool) -> None:
         super().__init__(classes="bubble " + ("mine" if mine else "theirs"))
         self.speaker = speaker
         self.text = text
-        self._draw()
 
     def append(self, piece: str) -> None:
         self.text += piece
-        self._draw()
+        self.refresh(layout=True)
 
     def set_text(self, text: str) -> None:
         self.text = text
-        self._draw()
+        self.refresh(layout=True)
 
-    def _draw(self) -> None:
-        self.update(Content.assemble((self.speaker, "bold"), "  ", self.text or "…"))
+    def render(self) -> Content:
+        # Built at each render, so a theme change recolours the name too.
+        name_style = self.get_visual_style("bubble--speaker", partial=True)
+        return Content.assemble((self.speaker, name_style), "  ", self.text or "…")
 
 
 class SamplingPanel(Vertical):
@@ -87,7 +94,7 @@ class EditDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label("Edit the reply (Enter saves, Esc cancels)")
+            yield Label("Edit the reply (Enter saves, Esc cancels)", classes="dialog-title")
             yield Input(self.text, id="edit")
 
     @on(Input.Submitted, "#edit")
@@ -106,8 +113,9 @@ class OpenDialog(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label("Open a saved conversation")
-            yield OptionList(*(f.name for f in self.files), id="files")
+            yield Label("Open a saved conversation", classes="dialog-title")
+            # markup=False: a transcript is named after its persona, which the user named.
+            yield OptionList(*(f.name for f in self.files), markup=False, id="files")
             yield Button("Cancel", id="cancel-open")
 
     @on(OptionList.OptionSelected)

@@ -1,19 +1,46 @@
-"""Home: the imported chats and the trained personas; the way into every other screen."""
+"""Home: the imported chats and the trained personas; the way into every other screen.
+
+The store is read by a worker (`StoreListed`); personas are loaded by a worker too
+(`PersonaReady`). Chat titles and names go into the tables escaped, never as markup."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
+from rich.markup import escape
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
+
+from convsim.tui.app.messages import PersonaReady, StoreListed, post, reporting
 
 WELCOME = (
     "No chats yet. Press [b]i[/b] to import a chat export (WhatsApp, Telegram, Discord, "
     "Signal, iMessage, Messenger/Instagram, SMS backup, CSV) — or [b]s[/b] for the sample chat."
 )
+
+
+CHAT_COLUMNS = ("id", "chat", "format", "messages", "from", "to", "people")
+PERSONA_COLUMNS = ("persona", "writes as", "status", "chat", "val loss", "base")
+
+
+def _fill(
+    table: DataTable[Any], labels: tuple[str, ...], rows: list[tuple[str, list[str]]]
+) -> None:
+    """Replace `table`'s columns and rows. Columns get their width from their text here:
+    DataTable widens auto-width columns only when idle, and a header drawn before that keeps
+    its old widths. Cells are escaped: DataTable reads a str cell as Rich markup, and titles
+    and names are the user's (a name like "[b]Bob" must not turn bold or break)."""
+    table.clear(columns=True)
+    for i, label in enumerate(labels):
+        table.add_column(label, width=max([cell_len(label)] + [cell_len(r[i]) for _, r in rows]))
+    for key, cells in rows:
+        table.add_row(*map(escape, cells), key=key)
 
 
 def _day(timestamp: str | None) -> str:
@@ -28,13 +55,16 @@ def _val_loss(metrics: dict[str, Any] | None) -> str:
 class HomeScreen(Screen[None]):
     BINDINGS = [
         Binding("i", "import_chat", "Import"),
-        Binding("s", "import_sample", "Sample chat"),
+        Binding("s", "import_sample", "Sample"),
         Binding("t", "train", "Train"),
         Binding("o", "open_chat", "Chat"),
-        Binding("b", "base_chat", "Chat with base"),
+        Binding("b", "base_chat", "Base chat"),
         Binding("r", "resume", "Resume", show=False),
-        Binding("f4", "reload", "Refresh"),
+        Binding("f4", "reload", "Refresh", show=False),
     ]
+
+    has_chats = reactive(True)
+    """False shows the welcome text in place of the empty chat list."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -51,13 +81,14 @@ class HomeScreen(Screen[None]):
             yield Static(WELCOME, id="welcome")
             yield Label("Personas", classes="section-title")
             yield DataTable(id="personas", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True)
+
+    def watch_has_chats(self, has_chats: bool) -> None:
+        self.query_one("#welcome").set_class(has_chats, "-hidden")
 
     def on_mount(self) -> None:
-        chats = self.query_one("#chats", DataTable)
-        chats.add_columns("id", "chat", "format", "messages", "from", "to", "people")
-        personas = self.query_one("#personas", DataTable)
-        personas.add_columns("persona", "writes as", "status", "chat", "val loss", "base")
+        _fill(self.query_one("#chats", DataTable), CHAT_COLUMNS, [])
+        _fill(self.query_one("#personas", DataTable), PERSONA_COLUMNS, [])
         self.action_reload()
 
     def on_screen_resume(self) -> None:
@@ -65,30 +96,32 @@ class HomeScreen(Screen[None]):
             self.action_reload()
 
     def action_reload(self) -> None:
-        def load() -> tuple[list[Any], list[Any]]:
-            with self.app.workspace() as ws:  # type: ignore[attr-defined]
-                return ws.store.chats(), ws.store.models()
+        self._list_store()
 
-        self.app.in_thread("Could not read the store", load, self._show)  # type: ignore[attr-defined]
+    @work(thread=True, exclusive=True, exit_on_error=False, group="list",
+          description="list the store")  # fmt: skip
+    def _list_store(self) -> None:
+        app: Any = self.app
+        with reporting(self, "Could not read the store", "list"), app.workspace() as ws:
+            post(self, StoreListed(ws.store.chats(), ws.store.models()))
 
-    def _show(self, loaded: tuple[list[Any], list[Any]]) -> None:
-        chats, models = loaded
-        table = self.query_one("#chats", DataTable)
-        table.clear()
-        for c in chats:
-            people = ", ".join(c.participants)
-            table.add_row(
-                str(c.id), c.title, c.format, str(c.messages), _day(c.first), _day(c.last),
-                people, key=str(c.id),
-            )  # fmt: skip
-        table = self.query_one("#personas", DataTable)
-        table.clear()
+    @on(StoreListed)
+    def _show(self, listed: StoreListed) -> None:
+        chats, models = listed.chats, listed.models
+        rows = [
+            (str(c.id), [str(c.id), c.title, c.format, str(c.messages), _day(c.first),
+                         _day(c.last), ", ".join(c.participants)])
+            for c in chats
+        ]  # fmt: skip
+        _fill(self.query_one("#chats", DataTable), CHAT_COLUMNS, rows)
         self._models = {m.id: m for m in models}
-        for m in models:
-            base = m.base.rsplit("/", 1)[-1]
-            chat = str(m.chat_id) if m.chat_id is not None else "–"
-            table.add_row(m.id, m.person, m.status, chat, _val_loss(m.metrics), base, key=m.id)
-        self.query_one("#welcome").display = not chats
+        rows = [
+            (m.id, [m.id, m.person, m.status, "–" if m.chat_id is None else str(m.chat_id),
+                    _val_loss(m.metrics), m.base.rsplit("/", 1)[-1]])
+            for m in models
+        ]  # fmt: skip
+        _fill(self.query_one("#personas", DataTable), PERSONA_COLUMNS, rows)
+        self.has_chats = bool(chats)
         self.chat_count, self.persona_count = len(chats), len(models)
         self.loaded = True
 
@@ -131,29 +164,36 @@ class HomeScreen(Screen[None]):
             self.notify(
                 f"{model_id} is {record.status}; press r to resume its training.",
                 severity="warning",
+                markup=False,
             )
             return
-        from convsim.tui.app.screens.chat import ChatScreen, persona_from_model
+        self._open_persona(model_id)
 
-        def opened(persona: Any) -> None:
-            self.app.push_screen(ChatScreen(persona))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="open",
+          description="load a persona")  # fmt: skip
+    def _open_persona(self, model_id: str | None) -> None:
+        """Load `model_id`, or the default base model when None; posts `PersonaReady`."""
+        from convsim.tui.app.screens.chat_persona import persona_from_base, persona_from_model
 
-        self.app.in_thread(  # type: ignore[attr-defined]
-            f"Could not open {model_id}",
-            lambda: persona_from_model(self.app, model_id),  # type: ignore[arg-type]
-            opened,
-        )
+        what = f"Could not open {model_id}" if model_id else "Could not open the default base model"
+        with reporting(self, what, "open"):
+            if model_id is None:
+                persona = persona_from_base(self.app)
+            else:
+                persona = persona_from_model(self.app, model_id)
+            if not post(self, PersonaReady(persona)):
+                persona.engine.close()  # the app has quit meanwhile
+
+    @on(PersonaReady)
+    def _persona_ready(self, message: PersonaReady) -> None:
+        from convsim.tui.app.screens.chat import ChatScreen
+
+        self.app.push_screen(ChatScreen(message.persona))
 
     def action_base_chat(self) -> None:
         """Talk to the plain default base model: useful before any persona is trained."""
-        from convsim.tui.app.screens.chat import ChatScreen, persona_from_base
-
         self.notify("Preparing the default base model…")
-        self.app.in_thread(  # type: ignore[attr-defined]
-            "Could not open the default base model",
-            lambda: persona_from_base(self.app),  # type: ignore[arg-type]
-            lambda persona: self.app.push_screen(ChatScreen(persona)),
-        )
+        self._open_persona(None)
 
     def action_resume(self) -> None:
         from convsim.tui.app.screens.training import TrainingScreen
@@ -162,6 +202,6 @@ class HomeScreen(Screen[None]):
         if model_id is None:
             return
         if self._models[model_id].status == "ready":
-            self.notify(f"{model_id} has finished training.")
+            self.notify(f"{model_id} has finished training.", markup=False)
             return
         self.app.push_screen(TrainingScreen(resume=model_id))

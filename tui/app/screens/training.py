@@ -1,21 +1,36 @@
 """Training: progress, speed, a live loss chart and samples; cancel/resume; export; open chat.
 
-Training runs in a thread worker through `core.pipeline`; its events reach the screen with
-`call_from_thread`. Cancelling sets the pipeline's event: the trainer finishes its step, writes
-a checkpoint, and the run can be resumed here or with `convsim train --resume`."""
+Training runs in an `@work` thread worker through `core.training`; its events reach the screen
+as `TrainProgress` messages and its outcome as `TrainingEnded`. Cancelling sets the job's event:
+the trainer finishes its step, writes a checkpoint, and the run can be resumed here or with
+`convsim train --resume`. Which buttons show follows `state` through CSS classes. A screen built
+with `autostart=False` runs nothing: it only shows the events it is sent (for snapshots)."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-from textual import on
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Label, ProgressBar, RichLog, Select, Static
 
+from convsim.tui.app.messages import (
+    BaseProgress,
+    Exported,
+    JobFailed,
+    PersonaReady,
+    TrainingEnded,
+    TrainProgress,
+    post,
+    reporting,
+)
 from convsim.tui.app.widgets import LossChart, short_path
 from convsim.tui.cli.common import duration
 
@@ -25,6 +40,7 @@ EXPORTS = [
     ("Merged, q4_k_m (smallest)", "q4_k_m"),
     ("Merged, f16", "f16"),
 ]
+STATES = ("starting", "training", "cancelled", "done", "failed")
 
 
 class TrainingScreen(Screen[None]):
@@ -35,6 +51,9 @@ class TrainingScreen(Screen[None]):
         Binding("escape", "leave", "Home"),
     ]
 
+    state = reactive("starting", init=False)
+    """starting, training, cancelled, done or failed; the screen carries it as a class."""
+
     def __init__(
         self,
         chat_id: int | None = None,
@@ -43,21 +62,22 @@ class TrainingScreen(Screen[None]):
         base: str | None = None,
         overrides: dict[str, Any] | None = None,
         resume: str | None = None,
+        autostart: bool = True,
     ) -> None:
-        super().__init__()
-        self.job = {
+        super().__init__(classes="-starting")
+        self.job: dict[str, Any] = {
             "chat_id": chat_id, "person": person, "dataset_id": dataset_id, "base": base,
             "overrides": overrides or {},
         }  # fmt: skip
         self.model_id = resume
+        self.autostart = autostart
         self.cancel = threading.Event()
-        self.state = "starting"  # starting, training, cancelled, done, failed
         self.last_event: Any = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="training"):
-            yield Static("Preparing…", id="train-title")
+            yield Static("Preparing…", id="train-title", markup=False)
             yield ProgressBar(total=100, show_eta=False, id="progress")
             yield Static("", id="train-stats")
             yield LossChart(id="loss")
@@ -69,67 +89,70 @@ class TrainingScreen(Screen[None]):
                 yield Select(EXPORTS, value="q8_0", allow_blank=False, id="export-kind")
                 yield Button("Export", id="export")
                 yield Button("Open chat", variant="success", id="open-chat")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self._set_state("starting")
-        self._start(resume=self.model_id is not None)
+        if self.autostart:
+            self._start(resume=self.model_id is not None)
+
+    def _start(self, resume: bool) -> None:
+        self.cancel.clear()  # here, not in the worker: a Stop pressed meanwhile must count
+        self._train(resume)
 
     def on_unmount(self) -> None:
         # Quitting the app mid-run: stop at the next step with a checkpoint, so the worker
         # thread ends and the run can be resumed later.
         self.cancel.set()
 
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        running = state in ("starting", "training")
-        self.query_one("#stop").display = running
-        self.query_one("#resume").display = state == "cancelled"
-        for widget in ("#export-kind", "#export", "#open-chat"):
-            self.query_one(widget).display = state == "done"
+    def watch_state(self, old: str, new: str) -> None:
+        self.remove_class(f"-{old}")
+        self.add_class(f"-{new}")
 
     # -- running ------------------------------------------------------------------------------
 
-    def _start(self, resume: bool) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train",
+          description="train a persona")  # fmt: skip
+    def _train(self, resume: bool) -> None:
         from convsim.core import training
 
-        self.cancel.clear()
-        app = self.app
-
-        def tell(callback: Any, *args: Any) -> None:
-            if not app.tell(callback, *args):  # type: ignore[attr-defined]
-                self.cancel.set()  # the app has quit: stop at the next step, with a checkpoint
+        def tell(message: Any) -> None:
+            if not post(self, message):
+                self.cancel.set()  # the screen or the app is gone: stop, with a checkpoint
 
         def on_event(event: Any) -> None:
-            tell(self._event, event)
+            tell(TrainProgress(event))
 
         def on_base(event: Any) -> None:
-            tell(self._title, event.message + "…")
+            tell(BaseProgress(event.message + "…"))
 
-        def run() -> Any:
-            with app.workspace() as ws:  # type: ignore[attr-defined]
-                if resume:
-                    return training.resume_training(
-                        ws, self.model_id, on_event=on_event, cancel=self.cancel, progress=on_base
-                    )
-                return training.train_person(
-                    ws, self.job["chat_id"], self.job["person"], base=self.job["base"],
-                    dataset_id=self.job["dataset_id"], overrides=self.job["overrides"],
+        job = self.job
+        app: Any = self.app
+        with reporting(self, "Training failed", "train"), app.workspace() as ws:
+            if resume:
+                assert self.model_id is not None  # a run to resume has an id
+                outcome = training.resume_training(
+                    ws, self.model_id, on_event=on_event, cancel=self.cancel, progress=on_base
+                )
+            else:
+                outcome = training.train_person(
+                    ws, job["chat_id"], job["person"], base=job["base"],
+                    dataset_id=job["dataset_id"], overrides=job["overrides"],
                     on_event=on_event, cancel=self.cancel, progress=on_base,
                 )  # fmt: skip
+            tell(TrainingEnded(outcome))
 
-        self.app.in_thread(  # type: ignore[attr-defined]
-            "Training failed", run, self._finished, lambda exc: self._set_state("failed"),
-            group="train",
-        )  # fmt: skip
-
-    def _title(self, text: str) -> None:
+    def _title(self, text: str | Content) -> None:
         self.query_one("#train-title", Static).update(text)
 
-    def _event(self, e: Any) -> None:
-        self.last_event = e
+    @on(BaseProgress)
+    def _base_progress(self, message: BaseProgress) -> None:
+        self._title(message.text)
+
+    @on(TrainProgress)
+    def _event(self, message: TrainProgress) -> None:
+        e = self.last_event = message.event
         if e.kind == "start":
-            self._set_state("training")
+            self.state = "training"
             self._title(f"Training: {e.message}")
         progress = self.query_one("#progress", ProgressBar)
         progress.update(total=e.total_steps, progress=e.step)
@@ -144,23 +167,37 @@ class TrainingScreen(Screen[None]):
             )
         if e.kind == "eval":
             log = self.query_one("#samples", RichLog)
-            log.write(f"── step {e.step}: validation loss {e.val_loss:.3f}")
+            log.write(Text(f"── step {e.step}: validation loss {e.val_loss:.3f}"))
             for sample in e.samples:
-                log.write(sample)
+                log.write(Text(sample))
 
-    def _finished(self, outcome: Any) -> None:
+    @on(TrainingEnded)
+    def _finished(self, message: TrainingEnded) -> None:
+        outcome = message.outcome
         self.model_id = outcome.model.id
         if outcome.result.cancelled:
-            self._set_state("cancelled")
+            self.state = "cancelled"
             self._title(f"Stopped at step {outcome.result.steps}: {self.model_id} can resume.")
             return
-        self._set_state("done")
-        metrics = outcome.result.metrics
-        val = metrics.get("val_loss")
+        self.state = "done"
+        val = outcome.result.metrics.get("val_loss")
         val_text = f", validation loss {val:.3f}" if val is not None else ""
-        self._title(f"Done: persona [b]{self.model_id}[/b]{val_text}.")
-        self.notify(f"{self.model_id} is ready: open a chat or export it.", title="Training done")
+        self._title(
+            Content.from_markup(
+                "Done: persona [b]$model[/b]$val.", model=self.model_id, val=val_text
+            )
+        )
+        self.notify(
+            f"{self.model_id} is ready: open a chat or export it.",
+            title="Training done",
+            markup=False,
+        )
         self.query_one("#open-chat", Button).focus()
+
+    @on(JobFailed)
+    def _failed(self, message: JobFailed) -> None:
+        if message.group == "train":
+            self.state = "failed"
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -173,40 +210,51 @@ class TrainingScreen(Screen[None]):
     @on(Button.Pressed, "#resume")
     def _resume(self) -> None:
         if self.state == "cancelled":
-            self._set_state("starting")
+            self.state = "starting"
             self._title(f"Resuming {self.model_id}…")
             self._start(resume=True)
 
     @on(Button.Pressed, "#export")
     def _export(self) -> None:
+        kind = str(self.query_one("#export-kind", Select).value)
+        self.notify(f"Exporting {self.model_id} ({kind})…", markup=False)
+        self._run_export(self.model_id, kind)
+
+    @work(thread=True, exit_on_error=False, group="export", description="export a persona")
+    def _run_export(self, model_id: str, kind: str) -> None:
         from convsim.core import training
 
-        kind = self.query_one("#export-kind", Select).value
-        model_id = self.model_id
+        app: Any = self.app
+        with reporting(self, "Export failed", "export"), app.workspace() as ws:
+            if kind == "adapter":
+                post(self, Exported(training.adapter_gguf(ws, model_id)))
+            else:
+                post(self, Exported(training.export_model(ws, model_id, kind)))
 
-        def run() -> Any:
-            with self.app.workspace() as ws:  # type: ignore[attr-defined]
-                if kind == "adapter":
-                    return training.adapter_gguf(ws, model_id)
-                return training.export_model(ws, model_id, str(kind))
-
-        self.notify(f"Exporting {model_id} ({kind})…")
-        self.app.in_thread(  # type: ignore[attr-defined]
-            "Export failed",
-            run,
-            lambda path: self.notify(f"Written: {short_path(path)}", title="Exported", timeout=15),
-        )
+    @on(Exported)
+    def _exported(self, message: Exported) -> None:
+        self.notify(f"Written: {short_path(message.path)}", title="Exported", timeout=15,
+                    markup=False)  # fmt: skip
 
     @on(Button.Pressed, "#open-chat")
     def _open_chat(self) -> None:
-        from convsim.tui.app.screens.chat import ChatScreen, persona_from_model
+        self._load_persona(self.model_id)
 
-        model_id = self.model_id
-        self.app.in_thread(  # type: ignore[attr-defined]
-            f"Could not open {model_id}",
-            lambda: persona_from_model(self.app, model_id),  # type: ignore[arg-type]
-            lambda persona: self.app.switch_screen(ChatScreen(persona)),
-        )
+    @work(thread=True, exclusive=True, exit_on_error=False, group="open",
+          description="load a persona")  # fmt: skip
+    def _load_persona(self, model_id: str) -> None:
+        from convsim.tui.app.screens.chat_persona import persona_from_model
+
+        with reporting(self, f"Could not open {model_id}", "open"):
+            persona = persona_from_model(self.app, model_id)
+            if not post(self, PersonaReady(persona, switch=True)):
+                persona.engine.close()
+
+    @on(PersonaReady)
+    def _persona_ready(self, message: PersonaReady) -> None:
+        from convsim.tui.app.screens.chat import ChatScreen
+
+        self.app.switch_screen(ChatScreen(message.persona))
 
     def action_leave(self) -> None:
         if self.state in ("starting", "training"):

@@ -1,7 +1,9 @@
 """The import wizard: file → parse report and people → dataset preview → training settings.
 
-Each step is a pane of one ContentSwitcher. Parsing, dataset building and the time estimate run
-in workers; the wizard keeps only plain results (`ImportReport`, `DatasetRecord`)."""
+Each step is a pane of one ContentSwitcher. Format detection, parsing, dataset building and the
+list of base models run in `@work` workers that post the messages of `messages.py`; the wizard
+keeps only plain results (`ImportReport`, `DatasetRecord`). Names, titles, paths and error
+messages are shown as plain text (`Content`/`Text`, or markup variables), never as markup."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from textual import on
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import (
@@ -28,18 +31,24 @@ from textual.widgets import (
     Static,
 )
 
-from convsim.tui.app.screens.wizard_info import (
-    CPU_TOKENS_PER_S_PER_CORE,
-    chat_report,
-    estimate_seconds,
-    report_text,
-    rough_duration,
+from convsim.tui.app.messages import (
+    BasesFound,
+    DatasetBuilt,
+    FormatDetected,
+    Imported,
+    JobFailed,
+    post,
+    reporting,
 )
-from convsim.tui.app.widgets import PathSuggester, short_path
-
-STEPS = ("file", "people", "dataset", "settings")
-DEFAULT_BASE = "default"
-CUSTOM_BASE = "custom"
+from convsim.tui.app.screens.wizard_info import (
+    chat_report,
+    dataset_text,
+    estimate_text,
+    find_bases,
+    report_text,
+)
+from convsim.tui.app.screens.wizard_layout import CUSTOM_BASE, DEFAULT_BASE, STEPS, wizard_steps
+from convsim.tui.app.widgets import short_path
 
 
 class ImportWizard(Screen[None]):
@@ -64,100 +73,24 @@ class ImportWizard(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="steps")
-        with ContentSwitcher(initial="file", id="wizard"):
-            with Vertical(id="file"):
-                yield Label("Chat export to import (file, folder or .zip):")
-                yield Input(
-                    placeholder="~/Downloads/WhatsApp Chat with Sam.zip",
-                    suggester=PathSuggester(),
-                    id="path",
-                )
-                with Horizontal(classes="row"):
-                    yield Label("Date order:", classes="inline")
-                    yield Select(
-                        [("day/month", "dmy"), ("month/day", "mdy")],
-                        prompt="auto",
-                        id="date-order",
-                    )
-                    yield Button("Import", variant="primary", id="do-import")
-                yield Static("", id="detected")
-                yield DirectoryTree(Path.home(), id="tree")
-            # Each later step: a scrolling body, then its button, always in view below it.
-            with Vertical(id="people"):
-                with VerticalScroll(classes="step-body"):
-                    yield Select([], prompt="(one chat)", id="which-chat")
-                    yield Static("", id="report")
-                    with Horizontal(classes="row"):
-                        yield Label("Who are you?", classes="inline")
-                        yield Select([], prompt="(nobody here)", id="me")
-                    with Horizontal(classes="row"):
-                        yield Label("Whom to simulate?", classes="inline")
-                        yield Select([], prompt="pick a person", allow_blank=True, id="target")
-                    yield Label("Speaker tags (how names appear to the model):")
-                    yield Vertical(id="tags")
-                    yield Checkbox("Mask phone numbers, e-mails, URLs and card numbers", id="scrub")
-                    yield Checkbox("Keep media/sticker placeholders", value=True, id="media")
-                yield Button("Preview dataset", variant="primary", id="do-dataset")
-            with Vertical(id="dataset"):
-                yield Static("", id="dataset-stats")
-                with VerticalScroll(classes="step-body"):
-                    yield Static("", id="dataset-samples", classes="sample")
-                yield Button("Training settings", variant="primary", id="to-settings")
-            with Vertical(id="settings"):
-                with VerticalScroll(classes="step-body"):
-                    with Horizontal(classes="row"):
-                        yield Label("Base model:", classes="inline")
-                        yield Select(
-                            [("Gemma 3 270M (default, bundled)", DEFAULT_BASE)],
-                            value=DEFAULT_BASE,
-                            allow_blank=False,
-                            id="base",
-                        )
-                    yield Input(placeholder="path to a .gguf base model", id="base-path")
-                    with Horizontal(classes="row"):
-                        yield Label("Epochs:", classes="inline")
-                        yield Input("1", id="epochs", type="number")
-                        yield Label("Context tokens:", classes="inline")
-                        yield Select(
-                            [("256", 256), ("512", 512)],
-                            value=256,
-                            allow_blank=False,
-                            id="seq-len",
-                        )
-                    yield Static("", id="estimate")
-                yield Button("Train", variant="success", id="do-train")
-        yield Footer()
+        yield from wizard_steps()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#base-path").display = False
-        self.query_one("#which-chat").display = False
         self._show_step("file")
         if self.start_chat is not None:
-            self.app.in_thread(  # type: ignore[attr-defined]
-                "Could not read the chat",
-                lambda: self._with_ws(lambda ws: [chat_report(ws, self.start_chat)]),
-                self._imported,
-            )
+            self._read_chat(self.start_chat)
         elif self.start_path is not None:
             self.query_one("#path", Input).value = str(self.start_path)
             self.action_import()
         else:
             self.query_one("#path", Input).focus()
-        self.app.in_thread("Could not list base models", self._bases, self._show_bases)  # type: ignore[attr-defined]
-
-    def _with_ws(self, fn: Any) -> Any:
-        with self.app.workspace() as ws:  # type: ignore[attr-defined]
-            return fn(ws)
+        self._find_bases()
 
     def _show_step(self, step: str) -> None:
         self.query_one("#wizard", ContentSwitcher).current = step
-        names = ("1 File", "2 People", "3 Dataset", "4 Train")
-        marks = [
-            f"[reverse] {n} [/]" if s == step else f" {n} "
-            for s, n in zip(STEPS, names, strict=True)
-        ]
-        self.query_one("#steps", Static).update(" › ".join(marks))
+        for s in STEPS:
+            self.query_one(f"#step-{s}").set_class(s == step, "-current")
 
     def action_back(self) -> None:
         current = self.query_one("#wizard", ContentSwitcher).current or "file"
@@ -180,34 +113,34 @@ class ImportWizard(Screen[None]):
 
     @on(Input.Changed, "#path")
     def _path_changed(self, event: Input.Changed) -> None:
-        path = Path(os.path.expanduser(event.value.strip()))
-        if not event.value.strip() or not path.exists():
-            self.query_one("#detected", Static).update("")
+        self._detect(event.value.strip())
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="detect",
+          description="detect the export's format")  # fmt: skip
+    def _detect(self, raw: str) -> None:
+        """Detection while typing: a miss is normal, shown quietly, not a notification."""
+        from convsim.core.chats.importers import detect as detect_format
+        from convsim.core.chats.importers.base import Source
+
+        path = Path(os.path.expanduser(raw))
+        if not raw or not path.exists():
+            post(self, FormatDetected(raw, None))
             return
-
-        def detect() -> str:
-            from convsim.core.chats.importers import detect as detect_format
-            from convsim.core.chats.importers.base import Source
-
-            with Source(path) as source:
-                return detect_format(source)
-
-        def shown(name: str) -> None:
-            self.query_one("#detected", Static).update(f"Detected format: [b]{name}[/b]")
-
-        self.run_worker(lambda: self._quiet(detect, shown), thread=True, group="detect",
-                        exclusive=True, exit_on_error=False)  # fmt: skip
-
-    def _quiet(self, job: Any, done: Any) -> None:
-        """Detection while typing: a miss is normal, not an error worth a notification."""
         try:
-            result = job()
+            with Source(path) as source:
+                post(self, FormatDetected(raw, detect_format(source)))
         except Exception as exc:
-            self.app.call_from_thread(
-                self.query_one("#detected", Static).update, f"[dim]{exc}[/dim]"
-            )
-            return
-        self.app.call_from_thread(done, result)
+            post(self, FormatDetected(raw, None, str(exc)))
+
+    @on(FormatDetected)
+    def _detected(self, message: FormatDetected) -> None:
+        if message.path != self.query_one("#path", Input).value.strip():
+            return  # typed on since: a newer detection is on its way
+        if message.name:
+            text = Content.from_markup("Detected format: [b]$name[/b]", name=message.name)
+        else:
+            text = Content(message.problem or "")
+        self._note(text, "-quiet" if message.problem else "")
 
     @on(Input.Submitted, "#path")
     @on(Button.Pressed, "#do-import")
@@ -221,21 +154,43 @@ class ImportWizard(Screen[None]):
         path = Path(os.path.expanduser(raw))
         order = self.query_one("#date-order", Select).value
         options = ImportOptions(date_order=order if isinstance(order, str) else None)
-        self.query_one("#detected", Static).update(f"Importing {short_path(path)}…")
-        self.app.in_thread(  # type: ignore[attr-defined]
-            f"Could not import {path.name}",
-            lambda: self._with_ws(lambda ws: ws.import_export(path, None, options)),
-            self._imported,
-            lambda exc: self.query_one("#detected", Static).update(f"[red]{exc}[/red]"),
-        )
+        self._note(Content(f"Importing {short_path(path)}…"))
+        self._import(path, options)
 
-    def _imported(self, reports: list[Any]) -> None:
-        self.reports = reports
+    def _note(self, text: Content, kind: str = "") -> None:
+        """The line under the file step's path: detection, progress or an error (`kind`)."""
+        note = self.query_one("#detected", Static)
+        note.update(text)
+        note.set_class(kind == "-quiet", "-quiet")
+        note.set_class(kind == "-failure", "-failure")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="import",
+          description="import a chat export")  # fmt: skip
+    def _import(self, path: Path, options: Any) -> None:
+        app: Any = self.app
+        with reporting(self, f"Could not import {path.name}", "import"), app.workspace() as ws:
+            post(self, Imported(ws.import_export(path, None, options)))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="import",
+          description="read a stored chat")  # fmt: skip
+    def _read_chat(self, chat_id: int) -> None:
+        app: Any = self.app
+        with reporting(self, "Could not read the chat", "import"), app.workspace() as ws:
+            post(self, Imported([chat_report(ws, chat_id)]))
+
+    @on(JobFailed)
+    def _job_failed(self, message: JobFailed) -> None:
+        if message.group == "import":
+            self._note(Content(str(message.error)), "-failure")
+
+    @on(Imported)
+    def _imported(self, message: Imported) -> None:
+        reports = self.reports = message.reports
         which = self.query_one("#which-chat", Select)
         which.set_options(
-            [(f"{r.title} ({r.messages} messages)", i) for i, r in enumerate(reports)]
+            [(Text(f"{r.title} ({r.messages} messages)"), i) for i, r in enumerate(reports)]
         )
-        which.display = len(reports) > 1
+        which.set_class(len(reports) < 2, "-hidden")
         if len(reports) > 1:
             which.value = 0
         self._pick_report(reports[0])
@@ -252,7 +207,7 @@ class ImportWizard(Screen[None]):
     def _pick_report(self, report: Any) -> None:
         self.report = report
         self.query_one("#report", Static).update(report_text(report))
-        names = [(p["name"], p["name"]) for p in report.participants]
+        names = [(Text(p["name"]), p["name"]) for p in report.participants]
         me, target = self.query_one("#me", Select), self.query_one("#target", Select)
         me.set_options(names)
         target.set_options(names)
@@ -265,7 +220,7 @@ class ImportWizard(Screen[None]):
         tags.remove_children()
         tags.mount_all(
             Horizontal(
-                Label(p["name"], classes="inline tag-name"),
+                Label(p["name"], classes="inline tag-name", markup=False),
                 Input(p["name"], name=p["name"], classes="tag"),
                 classes="row",
             )
@@ -302,32 +257,30 @@ class ImportWizard(Screen[None]):
         me = self.query_one("#me", Select).value
         chat_id = self.report.chat_id
 
-        def build(ws: Any) -> Any:
-            if isinstance(me, str):
-                ws.store.set_me(chat_id, me)
-            return ws.build_dataset(chat_id, config)
-
         self.query_one("#dataset-stats", Static).update("Building the dataset…")
         self._show_step("dataset")
-        self.app.in_thread(  # type: ignore[attr-defined]
-            "Could not build the dataset", lambda: self._with_ws(build), self._dataset_built
-        )
+        self._build(chat_id, me if isinstance(me, str) else None, config)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="dataset",
+          description="build a dataset")  # fmt: skip
+    def _build(self, chat_id: int, me: str | None, config: Any) -> None:
+        app: Any = self.app
+        with reporting(self, "Could not build the dataset", "dataset"), app.workspace() as ws:
+            if me is not None:
+                ws.store.set_me(chat_id, me)
+            post(self, DatasetBuilt(ws.build_dataset(chat_id, config)))
 
     # -- step 3: dataset ----------------------------------------------------------------------
 
-    def _dataset_built(self, record: Any) -> None:
-        self.dataset = record
-        s = record.stats
-        self.query_one("#dataset-stats", Static).update(
-            f"[b]Dataset {record.id}[/b] for [b]{record.target}[/b]: "
-            f"{s['train_examples']} training windows ({s['train_token_estimate']:,} tokens), "
-            f"{s['validation_examples']} held out for validation; "
-            f"{s['target_turns']} of {record.target}'s messages in {s['sessions']} sessions."
-        )
-        parts: list[Any] = []
-        for i, sample in enumerate(record.samples[:3]):
-            parts += [(f"── sample {i + 1} ──\n", "dim"), sample.rstrip("\n") + "\n\n"]
-        self.query_one("#dataset-samples", Static).update(Content.assemble(*parts))
+    @on(DatasetBuilt)
+    def _dataset_built(self, message: DatasetBuilt) -> None:
+        record = self.dataset = message.record
+        self.query_one("#dataset-stats", Static).update(dataset_text(record))
+        samples = [
+            f"── sample {i + 1} ──\n{sample.rstrip()}\n"
+            for i, sample in enumerate(record.samples[:3])
+        ]
+        self.query_one("#dataset-samples", Static).update(Content("\n".join(samples)))
         self.query_one("#to-settings", Button).focus()
 
     @on(Button.Pressed, "#to-settings")
@@ -340,29 +293,18 @@ class ImportWizard(Screen[None]):
 
     # -- step 4: settings ---------------------------------------------------------------------
 
-    def _bases(self) -> tuple[list[Any], float | None, str]:
-        """Local GGUFs (LM Studio, Ollama, HF cache), this machine's last measured training
-        speed, and the device training would use."""
-        from convsim.core.bases.prepare import discover_ggufs
-        from convsim.core.training.trainer import choose_device
+    @work(thread=True, exclusive=True, exit_on_error=False, group="bases",
+          description="list base models")  # fmt: skip
+    def _find_bases(self) -> None:
+        app: Any = self.app
+        with reporting(self, "Could not list base models", "bases"), app.workspace() as ws:
+            post(self, BasesFound(*find_bases(ws)))
 
-        with self.app.workspace() as ws:  # type: ignore[attr-defined]
-            found = [
-                f
-                for f in discover_ggufs(locations=ws.locations)
-                if f.path.parent != ws.locations.base_models  # the default is listed already
-            ]
-            rates = [
-                m.metrics["tokens_per_s"]
-                for m in ws.store.models()
-                if m.metrics and m.metrics.get("tokens_per_s")
-            ]
-        return found, (rates[-1] if rates else None), choose_device()[0]
-
-    def _show_bases(self, result: tuple[list[Any], float | None, str]) -> None:
-        found, self.rate, self.device = result
-        options = [("Gemma 3 270M (default, bundled)", DEFAULT_BASE)]
-        options += [(f"{f.name}  ({f.source})", str(f.path)) for f in found]
+    @on(BasesFound)
+    def _show_bases(self, message: BasesFound) -> None:
+        self.rate, self.device = message.rate, message.device
+        options: list[tuple[Any, str]] = [("Gemma 3 270M (default, bundled)", DEFAULT_BASE)]
+        options += [(Text(f"{f.name}  ({f.source})"), str(f.path)) for f in message.found]
         options.append(("Another .gguf file…", CUSTOM_BASE))
         self.query_one("#base", Select).set_options(options)
         self.query_one("#base", Select).value = DEFAULT_BASE
@@ -370,7 +312,7 @@ class ImportWizard(Screen[None]):
 
     @on(Select.Changed, "#base")
     def _base_changed(self, event: Select.Changed) -> None:
-        self.query_one("#base-path").display = event.value == CUSTOM_BASE
+        self.query_one("#base-path").set_class(event.value != CUSTOM_BASE, "-hidden")
         self._update_estimate()
 
     @on(Input.Changed, "#epochs")
@@ -389,22 +331,17 @@ class ImportWizard(Screen[None]):
     def _update_estimate(self) -> None:
         if self.dataset is None:
             return
+        estimate = self.query_one("#estimate", Static)
         try:
             epochs = self._epochs()
         except ValueError as exc:
-            self.query_one("#estimate", Static).update(f"[red]{exc}[/red]")
+            estimate.update(Content(str(exc)))
+            estimate.add_class("-failure")
             return
-        measured = self.rate is not None
-        rate = self.rate or CPU_TOKENS_PER_S_PER_CORE * (os.cpu_count() or 2)
+        estimate.remove_class("-failure")
         tokens = self.dataset.stats["train_token_estimate"]
-        base = self.query_one("#base", Select).value
-        note = "" if base == DEFAULT_BASE else " (for the default base; larger bases are slower)"
-        source = "this machine's last run" if measured else "a typical CPU"
-        self.query_one("#estimate", Static).update(
-            f"Training on [b]{self.device}[/b]: {tokens * epochs:,.0f} tokens, "
-            f"{rough_duration(estimate_seconds(tokens, epochs, rate))} at {rate:.0f} tokens/s "
-            f"(from {source}){note}. You can stop and resume at any time."
-        )
+        default = self.query_one("#base", Select).value == DEFAULT_BASE
+        estimate.update(estimate_text(self.device, tokens, epochs, self.rate, default))
 
     def _base_spec(self) -> str | None:
         base = self.query_one("#base", Select).value

@@ -1,7 +1,10 @@
-"""What the import wizard shows: parse reports and training-time estimates."""
+"""What the import wizard shows: parse reports, dataset summaries and training-time estimates,
+as `Content` (user text stays plain text, markup variables are escaped); and the store reads the
+wizard's workers make. Nothing here touches a widget."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from textual.content import Content
@@ -27,7 +30,10 @@ def report_text(r: Any) -> Content:
         lines += [f"  {s['position']}: {s['reason']}" for s in r.skipped[:8]]
         if len(r.skipped) > 8:
             lines.append(f"  … and {len(r.skipped) - 8} more")
-    return Content("\n".join(lines)).stylize("bold", 0, len(r.title))
+    # The title is emphasised by markup around a variable: the title itself stays plain text.
+    return Content.from_markup(
+        "[b]$title[/b]$rest", title=r.title, rest="\n".join(lines)[len(r.title) :]
+    )
 
 
 def chat_report(ws: Any, chat_id: int) -> Any:
@@ -52,3 +58,57 @@ def rough_duration(seconds: float) -> str:
     if minutes < 90:
         return f"about {minutes} min"
     return f"about {minutes / 60:.1f} h"
+
+
+def dataset_text(record: Any) -> Content:
+    """One paragraph about a built dataset."""
+    s = record.stats
+    return Content.from_markup(
+        "[b]Dataset $id[/b] for [b]$target[/b]: $windows training windows ($tokens tokens), "
+        "$held held out for validation; $turns of $target's messages in $sessions sessions.",
+        id=str(record.id),
+        target=record.target,
+        windows=str(s["train_examples"]),
+        tokens=f"{s['train_token_estimate']:,}",
+        held=str(s["validation_examples"]),
+        turns=str(s["target_turns"]),
+        sessions=str(s["sessions"]),
+    )
+
+
+def estimate_text(
+    device: str, tokens: int, epochs: float, rate: float | None, default_base: bool
+) -> Content:
+    """How long training would take: from this machine's last run (`rate`) or a typical CPU."""
+    speed = rate or CPU_TOKENS_PER_S_PER_CORE * (os.cpu_count() or 2)
+    note = "" if default_base else " (for the default base; larger bases are slower)"
+    source = "a typical CPU" if rate is None else "this machine's last run"
+    return Content.from_markup(
+        "Training on [b]$device[/b]: $tokens tokens, $time at $speed tokens/s (from $source)"
+        "$note. You can stop and resume at any time.",
+        device=device,
+        tokens=f"{tokens * epochs:,.0f}",
+        time=rough_duration(estimate_seconds(tokens, epochs, speed)),
+        speed=f"{speed:.0f}",
+        source=source,
+        note=note,
+    )
+
+
+def find_bases(ws: Any) -> tuple[list[Any], float | None, str]:
+    """Local GGUFs (LM Studio, Ollama, HF cache), this machine's last measured training speed,
+    and the device training would use. Reads disk and the store: call it from a worker."""
+    from convsim.core.bases.prepare import discover_ggufs
+    from convsim.core.training.trainer import choose_device
+
+    found = [
+        f
+        for f in discover_ggufs(locations=ws.locations)
+        if f.path.parent != ws.locations.base_models  # the default is listed already
+    ]
+    rates = [
+        m.metrics["tokens_per_s"]
+        for m in ws.store.models()
+        if m.metrics and m.metrics.get("tokens_per_s")
+    ]
+    return found, (rates[-1] if rates else None), choose_device()[0]

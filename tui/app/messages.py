@@ -1,0 +1,210 @@
+"""Every message a worker sends back to the UI thread, in one place.
+
+Workers (`@work(thread=True, ...)` methods on the screens) never touch widgets: they end by
+posting one of these with `post`, and the screen's handler updates the widgets on the UI
+thread. A failed job posts `JobFailed`, which bubbles up to the app and becomes a notification
+(screens that must undo a "busy" state handle it too and let it bubble on). High-rate updates
+are merged before they are posted: a reply's tokens arrive as `ReplyText` batches, not one
+message per token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from textual.message import Message
+from textual.message_pump import MessagePump
+
+
+def post(target: MessagePump, message: Message) -> bool:
+    """Post `message` to `target` from any thread. False when nobody is left to receive it
+    (the screen was closed or the app has quit meanwhile)."""
+    try:
+        return target.post_message(message)
+    except RuntimeError:  # the app's event loop is already closed
+        return False
+
+
+@contextlib.contextmanager
+def reporting(target: MessagePump, what: str, group: str) -> Iterator[None]:
+    """Inside a worker: an exception ends the block and is posted as `JobFailed(what, ...)`
+    instead of ending the worker with a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        post(target, JobFailed(what, exc, group))
+
+
+class JobFailed(Message):
+    """A worker's job failed. `what` heads the notification; `group` is the worker group, so
+    the screen that started it can tell its own failures apart."""
+
+    def __init__(self, what: str, error: BaseException, group: str) -> None:
+        super().__init__()
+        self.what = what
+        self.error = error
+        self.group = group
+
+
+# -- app ------------------------------------------------------------------------------------
+
+
+class ThemeLoaded(Message):
+    """The theme saved in the store (None when none was saved)."""
+
+    def __init__(self, theme: str | None) -> None:
+        super().__init__()
+        self.theme = theme
+
+
+# -- home -----------------------------------------------------------------------------------
+
+
+class StoreListed(Message):
+    """The chats and personas in the store, for the home screen."""
+
+    def __init__(self, chats: list[Any], models: list[Any]) -> None:
+        super().__init__()
+        self.chats = chats
+        self.models = models
+
+
+class PersonaReady(Message):
+    """A persona (engine loaded) to chat with. `switch`: replace the current screen."""
+
+    def __init__(self, persona: Any, switch: bool = False) -> None:
+        super().__init__()
+        self.persona = persona
+        self.switch = switch
+
+
+# -- wizard ---------------------------------------------------------------------------------
+
+
+class FormatDetected(Message):
+    """The format of the path being typed (`name`), or why none was found (`problem`)."""
+
+    def __init__(self, path: str, name: str | None, problem: str | None = None) -> None:
+        super().__init__()
+        self.path = path
+        self.name = name
+        self.problem = problem
+
+
+class Imported(Message):
+    """Parse reports of the chats an import wrote (or of one stored chat)."""
+
+    def __init__(self, reports: list[Any]) -> None:
+        super().__init__()
+        self.reports = reports
+
+
+class DatasetBuilt(Message):
+    def __init__(self, record: Any) -> None:
+        super().__init__()
+        self.record = record
+
+
+class BasesFound(Message):
+    """Local base GGUFs, this machine's last measured training speed, the training device."""
+
+    def __init__(self, found: list[Any], rate: float | None, device: str) -> None:
+        super().__init__()
+        self.found = found
+        self.rate = rate
+        self.device = device
+
+
+# -- training -------------------------------------------------------------------------------
+
+
+class TrainProgress(Message):
+    """One `TrainEvent` of the running job."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class BaseProgress(Message):
+    """A line about preparing the base model (download, conversion) before training starts."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class TrainingEnded(Message):
+    """The training job returned (finished or cancelled with a checkpoint)."""
+
+    def __init__(self, outcome: Any) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
+class Exported(Message):
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+
+# -- chat -----------------------------------------------------------------------------------
+
+
+class ReplyText(Message):
+    """More of the reply being streamed: the pieces that arrived since the last batch, joined
+    ("\\n" starts the reply's next message)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class ReplyDone(Message):
+    """The reply has ended: `reply` is the engine's `Reply` (its final messages and costs)."""
+
+    def __init__(self, reply: Any) -> None:
+        super().__init__()
+        self.reply = reply
+
+
+class ForeverTurn(Message):
+    def __init__(self, speaker: str, text: str) -> None:
+        super().__init__()
+        self.speaker = speaker
+        self.text = text
+
+
+class ForeverEnded(Message):
+    pass
+
+
+class Completion(Message):
+    """An autocomplete suggestion `completion` for the draft as it was (`partial`)."""
+
+    def __init__(self, partial: str, completion: str) -> None:
+        super().__init__()
+        self.partial = partial
+        self.completion = completion
+
+
+class TranscriptSaved(Message):
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+
+class TranscriptsListed(Message):
+    def __init__(self, files: list[Path]) -> None:
+        super().__init__()
+        self.files = files
+
+
+class TranscriptLoaded(Message):
+    def __init__(self, path: Path, turns: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.path = path
+        self.turns = turns

@@ -1,0 +1,45 @@
+"""Who a chat screen talks to: a loaded engine and the names on both sides. Loading one reads
+the store and loads a model, so these functions run in workers, never on the UI thread."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Persona:
+    """What a chat screen talks to: a loaded engine, who it speaks as, and who you are."""
+
+    engine: Any
+    speaker: str
+    me: str
+    title: str
+    model_id: str | None = None
+
+
+def persona_from_model(app: Any, model_id: str) -> Persona:
+    """Load a trained persona (base + its adapter)."""
+    from convsim.core import training
+    from convsim.core.inference.engine import Engine
+
+    with app.workspace() as ws:
+        record = ws.store.model(model_id)
+        adapter = training.adapter_gguf(ws, model_id)
+        people = ws.store.participants(record.chat_id) if record.chat_id is not None else []
+    others = [p for p in people if p.name != record.person]
+    mine = [p for p in others if p.is_me] or others
+    me = mine[0].name if mine else "You"
+    engine = Engine(Path(record.base), [(adapter, 1.0)])
+    return Persona(engine, record.person, me, f"{record.person} ({model_id})", model_id)
+
+
+def persona_from_base(app: Any) -> Persona:
+    """The plain default base model as a stranger called Friend."""
+    from convsim.core.bases.prepare import default_base
+    from convsim.core.inference.engine import Engine
+
+    with app.workspace() as ws:
+        path = default_base(ws.locations)
+    return Persona(Engine(path), "Friend", "You", "Friend (base model, untrained)")
