@@ -1,6 +1,10 @@
-"""SVG snapshots of the main screens (pytest-textual-snapshot). After an intended change to the
-look of the app, refresh them with `pytest tests/test_snapshots.py --snapshot-update` and check
-the new SVGs by eye: the README shows them as screenshots."""
+"""SVG snapshots of the main screens and dialogs (pytest-textual-snapshot). After an intended
+change to the look of the app, refresh them with `pytest tests/test_snapshots.py
+--snapshot-update` and check the new SVGs by eye: the README shows them as screenshots.
+
+Every screen is shot at 80x24, the smallest terminal the app is designed for, so a footer key or
+status line cut off there shows up as a changed snapshot. Nothing shown may vary between runs:
+the training screen is fed fixed `TrainEvent`s (no training runs), the chat fixed turns."""
 
 from __future__ import annotations
 
@@ -84,26 +88,101 @@ def test_wizard_dataset_step(snap_compare, stocked: Path) -> None:
     assert snap_compare(ConvsimApp(stocked), terminal_size=LARGE, run_before=dataset)
 
 
-def test_chat(snap_compare, stocked: Path, tiny: TinyModel) -> None:
+async def open_chat(pilot, tiny: TinyModel) -> Any:
+    """The chat screen with Sam (the tiny model), four fixed turns, autocomplete off."""
     from convsim.core.inference.engine import Engine
     from convsim.tui.app.screens.chat import ChatScreen, Persona
 
+    await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+    persona = Persona(Engine(tiny.gguf_path), "Sam", "Riya", "Sam (sam-1)", "sam-1")
+    chat = ChatScreen(persona)
+    await pilot.app.push_screen(chat)
+    chat.turns = [
+        ("Riya", "are you coming to the gig on friday?"),
+        ("Sam", "yesss"),
+        ("Sam", "wouldn't miss it"),
+        ("Riya", "ok I'll get the tickets"),
+    ]
+    chat._redraw()
+    chat.autocomplete_on = False  # any ghost text is fixed text, not the tiny model's
+    await pilot.pause()
+    return chat
+
+
+def test_chat(snap_compare, stocked: Path, tiny: TinyModel) -> None:
     async def chatting(pilot) -> None:
-        await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
-        persona = Persona(Engine(tiny.gguf_path), "Sam", "Riya", "Sam (sam-1)", "sam-1")
-        chat = ChatScreen(persona)
-        await pilot.app.push_screen(chat)
-        chat.turns = [
-            ("Riya", "are you coming to the gig on friday?"),
-            ("Sam", "yesss"),
-            ("Sam", "wouldn't miss it"),
-            ("Riya", "ok I'll get the tickets"),
-        ]
-        chat._redraw()
-        chat.autocomplete_on = False  # the ghost below is fixed text, not the tiny model's
+        chat = await open_chat(pilot, tiny)
         await pilot.press("f2")
         await pilot.press(*"and dinner bef")
         chat.query_one("#draft").show_ghost("and dinner bef", "ore? the usual place")
         await pilot.pause()
 
     assert snap_compare(ConvsimApp(stocked), terminal_size=SMALL, run_before=chatting)
+
+
+def test_chat_edit_dialog(snap_compare, stocked: Path, tiny: TinyModel) -> None:
+    async def editing(pilot) -> None:
+        chat = await open_chat(pilot, tiny)
+        chat.turns.append(("Sam", "cool, [b]thanks[/b]!"))  # shown as typed, not as markup
+        chat._redraw()
+        await pilot.press("ctrl+t")
+        await settle(pilot, lambda: pilot.app.screen is not chat)
+
+    assert snap_compare(ConvsimApp(stocked), terminal_size=SMALL, run_before=editing)
+
+
+def test_chat_open_dialog(snap_compare, stocked: Path, tiny: TinyModel) -> None:
+    from convsim.tui.app.screens.chat import OpenDialog
+
+    names = ["sam-1 2026-11-28 1030.jsonl", "sam-1 2026-11-27 2214.jsonl", "Friend [red].jsonl"]
+
+    async def opening(pilot) -> None:
+        chat = await open_chat(pilot, tiny)
+        await pilot.app.push_screen(OpenDialog([Path("/transcripts") / n for n in names]))
+        await settle(pilot, lambda: pilot.app.screen is not chat)
+
+    assert snap_compare(ConvsimApp(stocked), terminal_size=SMALL, run_before=opening)
+
+
+def fixed_events(total: int = 60, done: int = 36) -> list[Any]:
+    """A run of `total` steps seen up to step `done`: a falling, slightly noisy loss, an
+    evaluation with samples every 12 steps."""
+    from convsim.core.training.trainer import TrainEvent
+
+    events = [TrainEvent("start", 0, total, 0.0, message="Sam, 1 epoch of 60 steps on cpu")]
+    for step in range(1, done + 1):
+        loss = 1.6 + 2.0 * 0.93**step + 0.15 * ((step * 7) % 5) / 5
+        eta = (total - step) * 2.5
+        events.append(TrainEvent("step", step, total, step / total, loss, None, 118.0, eta))
+        if step % 12 == 0:
+            samples = ("[Sam] yesss see you at 7", "[Sam] haha [b]no[/b] way")
+            val = 1.9 + 1.6 * 0.95**step
+            events.append(TrainEvent("eval", step, total, step / total, None, val, samples=samples))
+    return events
+
+
+async def training_screen(pilot) -> Any:
+    """A training screen that runs nothing, shown with `fixed_events()`."""
+    from convsim.tui.app.messages import TrainProgress
+    from convsim.tui.app.screens.training import TrainingScreen
+
+    await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+    screen = TrainingScreen(1, "Sam", autostart=False)
+    await pilot.app.push_screen(screen)
+    events = fixed_events()
+    for event in events:
+        screen.post_message(TrainProgress(event))
+    await settle(pilot, lambda: screen.last_event is events[-1])
+    return screen
+
+
+def test_training(snap_compare, stocked: Path) -> None:
+    assert snap_compare(ConvsimApp(stocked), terminal_size=SMALL, run_before=training_screen)
+
+
+def test_training_light_large(snap_compare, stocked: Path) -> None:
+    async def light(pilot) -> None:
+        await training_screen(pilot)
+        pilot.app.theme = "textual-light"  # the loss chart's colours follow the theme
+
+    assert snap_compare(ConvsimApp(stocked), terminal_size=LARGE, run_before=light)
