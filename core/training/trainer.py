@@ -106,8 +106,9 @@ class TrainEvent:
     step: int
     total_steps: int
     epoch: float
-    loss: float | None = None  # mean loss per target token of the last step
-    val_loss: float | None = None  # mean loss per target token on the validation split
+    # Losses are means per unit the objective counts (target tokens for next-message).
+    loss: float | None = None  # of the last step
+    val_loss: float | None = None  # on the validation split
     tokens_per_s: float | None = None  # real (non-padding) tokens per second so far
     eta_s: float | None = None
     samples: tuple[str, ...] = ()
