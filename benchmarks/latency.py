@@ -40,11 +40,9 @@ FACTS = [
     "Sam works as a nurse on night shifts three times a week, usually Monday to Wednesday.",
     "Riya and Sam met at university in 2015 and have been close friends ever since.",
     "Sam is vegetarian, loves ramen and spicy food, and hates coriander.",
-    "Sam plays five-a-side football on Thursdays and supports Leeds United.",
     "Riya borrowed Sam's copy of The Secret History last month and still has it.",
     "Sam's sister Priya is getting married in June; Sam is a bridesmaid.",
     "Sam writes in lower case, uses 'haha' a lot and rarely uses emoji.",
-    "Sam is saving for a trip to Japan next spring and talks about it often.",
     "Sam's birthday is on the 3rd of March.",
 ]
 HEAD = "Notes about Sam:\n" + "\n".join(f"- {fact}" for fact in FACTS) + "\n"

@@ -164,6 +164,10 @@ def test_long_conversations_drop_whole_old_turns_with_a_margin(tiny: TinyModel) 
     second = engine.simulate([*turns, ("Sam", "ok")], "Riya", s).result()
     assert second.trimmed_turns == trimmed
     assert second.reused_tokens > second.prompt_tokens - 20
+    # Only a trimmed window is remembered: after an untrimmed prompt, a conversation holding
+    # its first turn further on is not cut there.
+    engine.simulate([("Ann", "hi")], "Sam", s).result()
+    assert engine.simulate([("Bo", "yo"), ("Ann", "hi")], "Sam", s).result().trimmed_turns == 0
 
 
 def test_cancel_stops_between_tokens(engine: Engine) -> None:

@@ -82,7 +82,8 @@ class Engine:
         self.trim_margin = n_ctx // 4 if trim_margin is None else trim_margin
         self._head = ""
         self._head_tokens = self.tokens("")
-        # The first turn the last prompt kept, and its index: the next prompt starts there.
+        # The first turn the last trimmed prompt kept, and its index: the next prompt starts
+        # there, so the trimmed window (and the cache) survives the following turns.
         self._first_kept: tuple[int, Turn] | None = None
 
     def close(self) -> None:
@@ -130,7 +131,8 @@ class Engine:
                 excess -= len(self.model.tokenize(render(turns[start : start + 1]), bos=False))
                 start += 1
             tokens = self.tokens(self._head + render(turns[start:]) + tail)
-        self._first_kept = (start, turns[start]) if start < len(turns) else None
+        # Only a trimmed window is remembered: an untrimmed prompt starts at the first turn.
+        self._first_kept = (start, turns[start]) if 0 < start < len(turns) else None
         if len(tokens) >= self.n_ctx:
             raise ValueError(
                 f"the prompt ({len(tokens)} tokens, {len(self._head_tokens)} of them the head) "
