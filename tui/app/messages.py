@@ -73,12 +73,11 @@ class StoreListed(Message):
 
 
 class PersonaReady(Message):
-    """A persona (engine loaded) to chat with. `switch`: replace the current screen."""
+    """A persona (engine loaded) to chat with."""
 
-    def __init__(self, persona: Any, switch: bool = False) -> None:
+    def __init__(self, persona: Any) -> None:
         super().__init__()
         self.persona = persona
-        self.switch = switch
 
 
 # -- wizard ---------------------------------------------------------------------------------

@@ -92,12 +92,7 @@ class LossChart(Widget):
         "loss-chart--train",
         "loss-chart--validation",
     }
-    DEFAULT_CSS = """
-    LossChart { height: 8; }
-    LossChart > .loss-chart--label { color: $text-muted; }
-    LossChart > .loss-chart--train { color: $primary; }
-    LossChart > .loss-chart--validation { color: $accent; text-style: bold; }
-    """
+    DEFAULT_CSS = "LossChart { height: 8; }"  # its colours: convsim.tcss
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)

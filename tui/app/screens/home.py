@@ -16,6 +16,7 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.worker import get_current_worker
 
 from convsim.tui.app.messages import PersonaReady, StoreListed, post, reporting
 
@@ -181,8 +182,9 @@ class HomeScreen(Screen[None]):
                 persona = persona_from_base(self.app)
             else:
                 persona = persona_from_model(self.app, model_id)
-            if not post(self, PersonaReady(persona)):
-                persona.engine.close()  # the app has quit meanwhile
+            # A newer request replaced this one, or the app has quit: nobody wants this engine.
+            if get_current_worker().is_cancelled or not post(self, PersonaReady(persona)):
+                persona.engine.close()
 
     @on(PersonaReady)
     def _persona_ready(self, message: PersonaReady) -> None:

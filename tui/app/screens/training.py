@@ -20,6 +20,7 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Label, ProgressBar, RichLog, Select, Static
+from textual.worker import get_current_worker
 
 from convsim.tui.app.messages import (
     BaseProgress,
@@ -247,7 +248,8 @@ class TrainingScreen(Screen[None]):
 
         with reporting(self, f"Could not open {model_id}", "open"):
             persona = persona_from_model(self.app, model_id)
-            if not post(self, PersonaReady(persona, switch=True)):
+            # A newer request replaced this one, or the app has quit: nobody wants this engine.
+            if get_current_worker().is_cancelled or not post(self, PersonaReady(persona)):
                 persona.engine.close()
 
     @on(PersonaReady)

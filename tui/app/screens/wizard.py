@@ -252,7 +252,7 @@ class ImportWizard(Screen[None]):
         try:
             config = self._dataset_config()
         except ValueError as exc:
-            self.notify(str(exc), severity="warning")
+            self.notify(str(exc), severity="warning", markup=False)
             return
         me = self.query_one("#me", Select).value
         chat_id = self.report.chat_id
@@ -359,7 +359,7 @@ class ImportWizard(Screen[None]):
         try:
             epochs, base = self._epochs(), self._base_spec()
         except ValueError as exc:
-            self.notify(str(exc), severity="warning")
+            self.notify(str(exc), severity="warning", markup=False)
             return
         seq_len = self.query_one("#seq-len", Select).value
         overrides = {"epochs": epochs, "seq_len": seq_len}
