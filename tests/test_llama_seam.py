@@ -104,6 +104,16 @@ def test_token_logprobs_match_next_logits(model: LlamaModel) -> None:
         model.token_logprobs(tokens, 2, keep=2)
 
 
+def test_generation_after_scoring_samples_from_fresh_logits(model: LlamaModel) -> None:
+    tokens = model.tokenize(TEXT)
+    best = int(np.argmax(model.next_logits(tokens)))
+    model.token_logprobs(tokens, 1)  # the cache holds `tokens`, without the last logits
+    greedy = dict(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0)
+    gen = model.generate(tokens, seed=0, presence_penalty=0.0, frequency_penalty=0.0, **greedy)
+    assert next(gen) == best
+    gen.close()
+
+
 def test_missing_files_are_named(tiny: TinyModel, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"missing\.gguf: model file not found"):
         LlamaModel(tmp_path / "missing.gguf")

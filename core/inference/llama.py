@@ -26,6 +26,7 @@ Not thread-safe: one call at a time per model. Nothing here knows about chats or
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -168,12 +169,21 @@ class LlamaModel:
             if llama_cpp.llama_set_adapters_lora(self._llm._ctx.ctx, handles, n, scales):
                 raise ValueError("llama.cpp refused the LoRA adapters for this model")
 
-    def close(self) -> None:
-        if self._embedder is not None:
+    def __del__(self) -> None:
+        # The embedding context must go before the model the Llama frees when collected; at
+        # interpreter exit llama_cpp may be half torn down.
+        with contextlib.suppress(Exception):
+            self._free_embedder()
+
+    def _free_embedder(self) -> None:
+        if getattr(self, "_embedder", None) is not None:
             import llama_cpp
 
-            llama_cpp.llama_free(self._embedder)  # before the model it runs on
+            llama_cpp.llama_free(self._embedder)
             self._embedder = None
+
+    def close(self) -> None:
+        self._free_embedder()  # before the model it runs on
         self._llm.close()
 
     # -- facts ---------------------------------------------------------------------------------
@@ -333,9 +343,11 @@ class LlamaModel:
                     out.append(float(logits[nxt] - top - np.log(np.exp(logits - top).sum())))
         finally:
             llama_cpp.llama_batch_free(batch)
-        # Keep llama-cpp-python's own bookkeeping in step, so later generation reuses the cache.
+        # Keep llama-cpp-python's own bookkeeping in step, so later generation reuses the cache;
+        # the last position's logits were not computed, so generate() must evaluate again.
         llm.input_ids[: len(tokens)] = tokens
         llm.n_tokens = len(tokens)
+        llm._requires_eval = True
         return out
 
     # -- steering ------------------------------------------------------------------------------
