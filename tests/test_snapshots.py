@@ -153,11 +153,14 @@ def fixed_events(total: int = 60, done: int = 36) -> list[Any]:
     for step in range(1, done + 1):
         loss = 1.6 + 2.0 * 0.93**step + 0.15 * ((step * 7) % 5) / 5
         eta = (total - step) * 2.5
-        events.append(TrainEvent("step", step, total, step / total, loss, None, 118.0, eta))
+        events.append(
+            TrainEvent("step", step, total, step / total, loss=loss, tokens_per_s=118.0, eta_s=eta)
+        )
         if step % 12 == 0:
-            samples = ("[Sam] yesss see you at 7", "[Sam] haha [b]no[/b] way")
+            shown = ("[Sam] yesss see you at 7", "[Sam] haha [b]no[/b] way")
             val = 1.9 + 1.6 * 0.95**step
-            events.append(TrainEvent("eval", step, total, step / total, None, val, samples=samples))
+            evaluation = TrainEvent("eval", step, total, step / total, val_loss=val, samples=shown)
+            events.append(evaluation)
     return events
 
 
