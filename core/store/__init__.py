@@ -308,10 +308,18 @@ class Store:
             "SELECT id, chat_id, dataset_id, person, base, base_sha256, created, status, path,"
             " metrics FROM models ORDER BY created, id"
         )
-        return [ModelRecord(*row[:9], json.loads(row[9]) if row[9] else None) for row in rows]
+        return [
+            ModelRecord(id_, chat, dataset, person, base, sha, created, status, path, metrics_of(m))
+            for id_, chat, dataset, person, base, sha, created, status, path, m in rows
+        ]
 
     def model(self, model_id: str) -> ModelRecord:
         for m in self.models():
             if m.id == model_id:
                 return m
         raise KeyError(f"no model with id {model_id!r}")
+
+
+def metrics_of(text: str | None) -> dict[str, Any] | None:
+    """A model's stored metrics (JSON text, or NULL while it trains)."""
+    return json.loads(text) if text else None
