@@ -16,10 +16,11 @@ KV cache, and what llama.cpp can do with it:
   weights (no second copy, on CPU or GPU), in embedding mode, opened on first use. It has no
   LoRA adapters or control vector, so a memory index does not change with a persona's adapter
   or steering. Cost, measured on Gemma 3 270M Q4_K_M, 2 CPU threads (benchmarks/latency.py):
-  opening it ~0.35 s and ~20 MB resident (its KV cache and buffers); a text costs about what
-  evaluating it as a prompt costs. A separate `Llama(embedding=True)` was measured too and
-  rejected: it loads the weights again, ~430 MB (n_batch 128) to ~560 MB (n_batch 512) more
-  resident.
+  opening it ~90 ms and ~11 MB resident; a 10-20-token message embeds in 75-100 ms, about
+  three times what its tokens cost as a prompt, because pooling makes llama.cpp compute every
+  position's output (the 262k-vocabulary projection included). A separate
+  `Llama(embedding=True)` was measured too and rejected: it loads the weights again, ~430 MB
+  (n_batch 128) to ~560 MB (n_batch 512) more resident.
 
 Not thread-safe: one call at a time per model. Nothing here knows about chats or people.
 """
