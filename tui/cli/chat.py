@@ -37,13 +37,14 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     """The model's Engine (base + its adapter) and its store record."""
     from convsim.core import training
     from convsim.core.inference.engine import Engine
+    from convsim.tui.cli.models import explain
 
     with workspace() as ws:
         try:
             record = ws.store.model(args.model_id)
             adapter = training.adapter_gguf(ws, args.model_id)
         except (KeyError, ValueError) as e:
-            raise CliError(str(e.args[0])) from None
+            raise CliError(explain(e)) from None
     try:
         engine = Engine(
             Path(record.base),
