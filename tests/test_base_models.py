@@ -464,7 +464,9 @@ PARITY_TEXTS = [
 def test_tokenizer_matches_llama_cpp(real: dict):
     llama_cpp = pytest.importorskip("llama_cpp")
     _, tok = real["second"]
-    sample = (ROOT / "core" / "chats" / "samples" / "sample_whatsapp.txt").read_text(encoding="utf-8")
+    sample = (ROOT / "core" / "chats" / "samples" / "sample_whatsapp.txt").read_text(
+        encoding="utf-8"
+    )
     texts = [*PARITY_TEXTS, sample, *sample.splitlines(keepends=True)]
     with quiet_stderr():
         llm = llama_cpp.Llama(str(real["base"]), vocab_only=True, verbose=False)
