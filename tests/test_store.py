@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,34 @@ def test_migrate_runs_each_step_once(tmp_path: Path) -> None:
     assert migrate(conn, upto=1) == 1
     assert migrate(conn) == VERSION
     assert migrate(conn) == VERSION
+
+
+def test_a_new_store_opened_by_several_processes_at_once_is_created_once(tmp_path: Path) -> None:
+    """The app's workers and a command may open a store that does not exist yet at the same
+    moment: each must find it whole, none may fail creating its tables twice."""
+    path, ready, errors = tmp_path / "s.db", threading.Barrier(4), []
+
+    def open_it() -> None:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+        ready.wait()
+        try:
+            migrate(conn)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    for _ in range(5):  # the race is timing-dependent: give it several chances
+        path.unlink(missing_ok=True)
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ready.reset()
+    assert errors == []
+    with Store.open(path) as store:
+        assert store.chats() == []
 
 
 def test_refuses_store_from_newer_convsim(tmp_path: Path) -> None:

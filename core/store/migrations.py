@@ -110,6 +110,11 @@ def migrate(conn: sqlite3.Connection, upto: int = VERSION) -> int:
     for version in range(current + 1, upto + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Another connection (the app and a command at once) may have taken this step while
+            # this one waited for the write lock: the version read under the lock decides.
+            if conn.execute("PRAGMA user_version").fetchone()[0] >= version:
+                conn.execute("COMMIT")
+                continue
             for statement in STEPS[version - 1].split(";"):
                 if statement.strip():
                     conn.execute(statement)

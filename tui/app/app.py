@@ -11,7 +11,6 @@ tracebacks; text that comes from the user's data is never read as markup.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,16 +38,13 @@ class ConvsimApp(App[None]):
     def __init__(self, home: Path | None = None) -> None:
         super().__init__()
         self.home = home
-        self._opening = threading.Lock()
 
     @contextlib.contextmanager
     def workspace(self) -> Iterator[Any]:
         """A workspace for the calling thread; closed when the block ends."""
         from convsim.core.workspace import Workspace
 
-        # Opening creates the store on first run: two workers must not do that at once.
-        with self._opening:
-            ws = Workspace.open(self.home)
+        ws = Workspace.open(self.home)  # safe from several threads: migrations take turns
         try:
             yield ws
         finally:
