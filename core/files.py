@@ -9,7 +9,9 @@ Contract:
   `target` is exactly as it was (absent, or the previous version).
 - `write_text`, `write_json` and `write_jsonl` are that, for the usual contents.
 - `publishing(parent)` does the same for a whole folder: build it in the yielded temporary folder,
-  and `publish(final)` moves it into place; a folder never published is removed.
+  and `publish(final)` moves it into place; a folder never published is removed. A folder that
+  `final` already names is replaced: it is moved to `<final>.old` first and removed after, so a
+  crash between the two renames leaves the previous version there for the reader to fall back on.
 """
 
 from __future__ import annotations
@@ -68,7 +70,12 @@ def publishing(parent: Path) -> Iterator[tuple[Path, Callable[[Path], None]]]:
         for path in staging.rglob("*"):
             if path.is_file():
                 _sync(path)
+        old = final.with_name(final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            os.replace(final, old)
         os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
 
     try:
         yield staging, publish

@@ -54,3 +54,16 @@ def test_publishing_moves_a_whole_folder_or_nothing(tmp_path: Path) -> None:
         (staging / "train.jsonl").write_text("{}\n")
         raise RuntimeError("stopped before publishing")
     assert [p.name for p in tmp_path.iterdir()] == ["dataset-1"]
+
+
+def test_publishing_replaces_an_existing_folder_whole(tmp_path: Path) -> None:
+    final = tmp_path / "checkpoint"
+    final.mkdir()
+    (final / "step.txt").write_text("1")
+    (final / "only-in-old.txt").write_text("x")
+    with publishing(tmp_path) as (staging, publish):
+        (staging / "step.txt").write_text("2")
+        publish(final)
+    assert sorted(p.name for p in final.iterdir()) == ["step.txt"]
+    assert (final / "step.txt").read_text() == "2"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]  # no .old, no staging left

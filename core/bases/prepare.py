@@ -16,10 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convsim.core.bases.local import FoundGGUF, discover_ggufs, is_gguf
-from convsim.core.files import replacing, write_json
+from convsim.core.files import publishing, replacing, write_json
 from convsim.core.locations import Locations, make_private_dir
 
 if TYPE_CHECKING:
@@ -324,8 +321,7 @@ def _build_torch_cache(
 
     make_private_dir(cache_dir.parent)
     # Built in a sibling folder and renamed into place: the cache folder exists only complete.
-    tmp = Path(tempfile.mkdtemp(dir=cache_dir.parent, prefix=f".{cache_dir.name}-"))
-    try:
+    with publishing(cache_dir.parent) as (tmp, publish):
         _emit(progress, "tokenizer", f"Reading the tokenizer of {gguf_path.name}")
         try:
             tokenizer = AutoTokenizer.from_pretrained(
@@ -354,10 +350,7 @@ def _build_torch_cache(
         source["transformers"] = transformers.__version__
         (tmp / "source.json").write_text(json.dumps(source, indent=2))
         if not torch_cache_is_current(cache_dir, digest):  # else another process finished first
-            shutil.rmtree(cache_dir, ignore_errors=True)  # a copy in an older format
-            os.replace(tmp, cache_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            publish(cache_dir)  # replacing a copy in an older format, if there is one
 
 
 def _as_llama_cpp_runs_it(config: dict[str, Any]) -> dict[str, Any]:

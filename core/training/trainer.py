@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +26,7 @@ from typing import Any, ClassVar
 
 from convsim.core.config import Config
 from convsim.core.data.packing import batches
-from convsim.core.files import write_json
+from convsim.core.files import publishing, write_json
 from convsim.core.system.devices import choose_device
 from convsim.core.training.objectives import Objective, Setup, block_causal_mask, objective_named
 
@@ -347,31 +345,24 @@ class Trainer:
         from peft import get_peft_model_state_dict
         from safetensors.torch import save_file
 
-        final = self.run_dir / "checkpoint"
-        tmp = self.run_dir / "checkpoint.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in
-                 get_peft_model_state_dict(self.model).items()}  # fmt: skip
-        save_file(state, tmp / "adapter.safetensors")
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
-            tmp / "state.pt",
-        )
-        (tmp / "trainer.json").write_text(
-            json.dumps({"step": step, "history": self.history, "config": self.config.to_json()})
-        )
-        old = self.run_dir / "checkpoint.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        with publishing(self.run_dir) as (tmp, publish):
+            state = {k: v.detach().cpu().contiguous() for k, v in
+                     get_peft_model_state_dict(self.model).items()}  # fmt: skip
+            save_file(state, tmp / "adapter.safetensors")
+            torch.save(
+                {
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "cuda_rng": (
+                        torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+                    ),
+                },
+                tmp / "state.pt",
+            )
+            meta = {"step": step, "history": self.history, "config": self.config.to_json()}
+            write_json(tmp / "trainer.json", meta)
+            publish(self.run_dir / "checkpoint")
         self._emit("checkpoint", step)
 
     def _load_checkpoint(self, optimizer: Any, scheduler: Any) -> int:
