@@ -7,7 +7,7 @@ import sys
 import threading
 from typing import Any
 
-from convsim.tui.cli.common import CliError, duration, print_json, workspace
+from convsim.tui.cli.common import CliError, duration, print_json, record_json, workspace
 
 
 def _bar(done: int, total: int, width: int = 24) -> str:
@@ -164,19 +164,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in models:
         metrics = {k: v for k, v in (m.metrics or {}).items() if k != "history"}
         if args.json:
-            print_json(
-                {
-                    "model_id": m.id,
-                    "person": m.person,
-                    "chat_id": m.chat_id,
-                    "dataset_id": m.dataset_id,
-                    "base": m.base,
-                    "status": m.status,
-                    "created": m.created,
-                    "path": m.path,
-                    "metrics": metrics,
-                }
-            )
+            print_json(record_json(m, {"id": "model_id"}, ("base_sha256",), metrics=metrics))
         else:
             val = metrics.get("val_loss")
             val_text = f"val loss {val:.3f}" if val is not None else ""
