@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from tinymodels import TinyModel, llama_logits
 
+from convsim.core.data.turns import render
 from convsim.core.inference.engine import Engine, Reply, Sampling
 from convsim.core.inference.loops import is_loop, loop_rate, normalise
 
@@ -168,6 +169,23 @@ def test_long_conversations_drop_whole_old_turns_with_a_margin(tiny: TinyModel) 
     # its first turn further on is not cut there.
     engine.simulate([("Ann", "hi")], "Sam", s).result()
     assert engine.simulate([("Bo", "yo"), ("Ann", "hi")], "Sam", s).result().trimmed_turns == 0
+    # Nor after a trimmed one: another conversation that holds the first kept turn (a common
+    # "ok", or a transcript opened in the same chat) keeps every turn that fits.
+    engine.simulate(turns, "Sam", s).result()
+    kept = turns[trimmed]
+    other = [("Bo", "yo"), ("Ann", "hi"), kept, ("Bo", "see you")]
+    assert engine.simulate(other, "Sam", s).result().trimmed_turns == 0
+
+
+def test_a_large_length_cap_never_pushes_the_conversation_out(tiny: TinyModel) -> None:
+    engine = Engine(tiny.gguf_path, n_ctx=256, threads=2)
+    turns = [("Riya" if i % 2 else "Sam", f"hi {i}") for i in range(4)]
+    assert (
+        len(engine.tokens(render(turns) + "[Sam]")) < 256 // 2
+    )  # fits beside a half-context reply
+    reply = engine.simulate(turns, "Sam", Sampling(temperature=0.0, max_tokens=400)).result()
+    assert reply.trimmed_turns == 0
+    assert reply.prompt_tokens + reply.generated_tokens <= 256
 
 
 def test_cancel_stops_between_tokens(engine: Engine) -> None:

@@ -82,9 +82,10 @@ class Engine:
         self.trim_margin = n_ctx // 4 if trim_margin is None else trim_margin
         self._head = ""
         self._head_tokens = self.tokens("")
-        # The first turn the last trimmed prompt kept, and its index: the next prompt starts
-        # there, so the trimmed window (and the cache) survives the following turns.
-        self._first_kept: tuple[int, Turn] | None = None
+        # The turns of the last trimmed prompt's conversation up to its first kept turn: a next
+        # prompt that starts with the same turns starts there too, so the trimmed window (and
+        # the cache) survives the following turns.
+        self._kept_prefix: list[Turn] = []
 
     def close(self) -> None:
         self.model.close()
@@ -110,13 +111,12 @@ class Engine:
         return self.model.tokenize(text)
 
     def _start(self, turns: list[Turn]) -> int:
-        """Where the conversation started last time (0 if that turn is gone)."""
-        if self._first_kept is None:
-            return 0
-        index, turn = self._first_kept
-        if index < len(turns) and turns[index] == turn:
-            return index
-        return turns.index(turn) if turn in turns else 0
+        """Where the conversation started last time, if this is the same conversation (the
+        same turns up to that point); else 0."""
+        kept = self._kept_prefix
+        if kept and turns[: len(kept)] == kept:
+            return len(kept) - 1
+        return 0
 
     def _prompt(self, transcript: Sequence[Turn], tail: str, budget: int) -> tuple[list[int], int]:
         """Tokens of the head, the transcript's window and `tail`, leaving `budget` tokens to
@@ -132,7 +132,7 @@ class Engine:
                 start += 1
             tokens = self.tokens(self._head + render(turns[start:]) + tail)
         # Only a trimmed window is remembered: an untrimmed prompt starts at the first turn.
-        self._first_kept = (start, turns[start]) if 0 < start < len(turns) else None
+        self._kept_prefix = turns[: start + 1] if 0 < start < len(turns) else []
         if len(tokens) >= self.n_ctx:
             raise ValueError(
                 f"the prompt ({len(tokens)} tokens, {len(self._head_tokens)} of them the head) "
@@ -191,7 +191,9 @@ class Engine:
     ) -> Stream:
         started = time.perf_counter()
         cap = s.max_tokens * max_messages
-        tokens, trimmed = self._prompt(transcript, tail, cap + 8)
+        # A reply may take at most half the context: a larger cap must not push the whole
+        # conversation out of the prompt (generation then stops where the context ends).
+        tokens, trimmed = self._prompt(transcript, tail, min(cap + 8, self.n_ctx // 2))
         progress = Progress(
             started=started,
             prompt_tokens=len(tokens),
