@@ -85,7 +85,7 @@ def publishing(parent: Path) -> Iterator[tuple[Path, Callable[[Path], None]]]:
 
 def _sync(path: Path) -> None:
     """Flush `path` to the disk, so the rename that follows never publishes missing data."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDWR)  # Windows refuses to flush a read-only descriptor
     try:
         os.fsync(fd)
     finally:

@@ -315,6 +315,10 @@ class LlamaModel:
             raise ValueError(f"{len(tokens)} tokens do not fit a context of {self.n_ctx()}")
         ctx = llm._ctx.ctx
         llm._ctx.kv_cache_seq_rm(-1, keep, -1)
+        # llama-cpp-python's record of the cache follows every step, so a failed decode never
+        # leaves it claiming tokens the cache no longer holds.
+        llm.n_tokens = keep
+        llm._requires_eval = True
         n_vocab = self.n_vocab()
         out: list[float] = []
         batch = llama_cpp.llama_batch_init(llm.n_batch, 0, 1)
@@ -336,6 +340,8 @@ class LlamaModel:
                 batch.n_tokens = len(chunk)
                 if llama_cpp.llama_decode(ctx, batch) != 0:
                     raise RuntimeError("llama.cpp failed to decode a batch")
+                llm.input_ids[start : start + len(chunk)] = chunk
+                llm.n_tokens = start + len(chunk)
                 llm.evaluated += len(chunk)
                 for j, nxt in rows:
                     ptr = llama_cpp.llama_get_logits_ith(ctx, j)
@@ -344,11 +350,8 @@ class LlamaModel:
                     out.append(float(logits[nxt] - top - np.log(np.exp(logits - top).sum())))
         finally:
             llama_cpp.llama_batch_free(batch)
-        # Keep llama-cpp-python's own bookkeeping in step, so later generation reuses the cache;
-        # the last position's logits were not computed, so generate() must evaluate again.
-        llm.input_ids[: len(tokens)] = tokens
-        llm.n_tokens = len(tokens)
-        llm._requires_eval = True
+        # The last position's logits were not computed (they predict nothing scored), so
+        # generate() must evaluate again before sampling (`_requires_eval`, set above).
         return out
 
     # -- steering ------------------------------------------------------------------------------

@@ -163,7 +163,8 @@ def _stream_reply(
         print(f" {CANCELLED}" if shown else CANCELLED, flush=True)
         return None
     print(flush=True)
-    return "".join(shown)
+    # The reply as the conversation keeps it: a word cut by the length cap may have shown.
+    return stream.result().text
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
