@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -31,8 +32,16 @@ def source_files() -> set[str]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    build = ["pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)]
+    # Built from a copy: setuptools builds in place and never cleans build/lib, so a module moved
+    # away since an earlier build would still turn up in a wheel built from the checkout.
+    tree, out = tmp_path_factory.mktemp("tree"), tmp_path_factory.mktemp("wheel")
+    skip = shutil.ignore_patterns("__pycache__", ".*")
+    for name in (*ROOTS, "setup.py", "pyproject.toml", "README.md", "LICENSE"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, tree / name, ignore=skip)
+        else:
+            shutil.copy2(ROOT / name, tree / name)
+    build = ["pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(tree)]
     subprocess.run([sys.executable, "-m", *build], check=True, capture_output=True)
     (path,) = out.glob("convsim-*.whl")
     return path
