@@ -11,7 +11,8 @@ Contract:
 - `publishing(parent)` does the same for a whole folder: build it in the yielded temporary folder,
   and `publish(final)` moves it into place; a folder never published is removed. A folder that
   `final` already names is replaced: it is moved to `<final>.old` first and removed after, so a
-  crash between the two renames leaves the previous version there for the reader to fall back on.
+  crash between the two renames leaves the previous version there (the checkpoint reader falls
+  back on it; other readers rebuild what is missing).
 """
 
 from __future__ import annotations

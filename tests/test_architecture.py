@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -67,3 +68,43 @@ def test_console_script_help_and_version() -> None:
         [sys.executable, "-m", "convsim.tui.cli", "--version"], capture_output=True, text=True
     )
     assert version.returncode == 0 and version.stdout.startswith("convsim ")
+
+
+# The one-way data flow (ARCHITECTURE.md): which stage packages each one may import, besides
+# the shared helpers at core's top level (locations, workspace, files, config). `convert` is the
+# GGUF toolbox that training and inference call.
+MAY_IMPORT = {
+    "chats": set(),
+    "store": {"chats"},
+    "data": {"chats"},
+    "bases": set(),
+    "training": {"chats", "store", "data", "bases", "system", "convert"},
+    "inference": {"data", "convert"},
+    "evaluation": {"data", "inference", "training"},
+    "system": {"store", "bases", "inference"},
+    "convert": set(),
+}
+SHARED = {"locations", "workspace", "files", "config"}
+
+
+def stage_imports(path: Path) -> set[str]:
+    """The convsim packages a module imports (`convsim.core.data.turns` -> "data")."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            parts = node.module.split(".")
+            if parts[:2] == ["convsim", "core"]:
+                names = parts[2:3] or [alias.name for alias in node.names]
+                found.update(n for n in names if n not in SHARED and n != "__version__")
+            elif parts[:2] == ["convsim", "convert"]:
+                found.add("convert")
+    return found
+
+
+def test_stages_import_only_the_stages_before_them() -> None:
+    root = Path(__file__).resolve().parent.parent
+    for stage, allowed in MAY_IMPORT.items():
+        folder = root / ("convert" if stage == "convert" else f"core/{stage}")
+        for path in folder.rglob("*.py"):
+            wrong = stage_imports(path) - allowed - {stage}
+            assert not wrong, f"{path.relative_to(root)} imports {sorted(wrong)}"

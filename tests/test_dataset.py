@@ -1,4 +1,4 @@
-"""Tests for the training-dataset builder (core/dataset.py)."""
+"""Tests for the training-dataset builder (`core/data/dataset.py`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for privacy scrubbing (core/scrub.py)."""
+"""Tests for privacy scrubbing (`core/data/scrub.py`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """GGUF models already on this computer: LM Studio, Ollama, the Hugging Face cache, and ours.
 
 Contract: read-only and offline; folders that are missing or unreadable are skipped, never an
-error. Every listed file starts with the GGUF magic bytes. Re-exported by `base_models`.
+error. Every listed file starts with the GGUF magic bytes. Re-exported by `convsim.core.bases`.
 """
 
 from __future__ import annotations

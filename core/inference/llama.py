@@ -1,6 +1,7 @@
-"""The one place convsim talks to llama.cpp (llama-cpp-python). Everything else goes through
-`LlamaModel`: no other module imports `llama_cpp` or touches a `Llama`'s private attributes
-(tests/test_llama_seam.py checks this).
+"""The one place convsim runs models on llama.cpp (llama-cpp-python). Everything else goes
+through `LlamaModel`: no other module touches a `Llama` or its private attributes, and only the
+GGUF tools in `convsim.convert` (quantising, log silencing) import `llama_cpp` besides this one
+(tests/test_llama_seam.py checks both).
 
 `LlamaModel` is one loaded GGUF (a base, or a merged export) with its runtime LoRA adapters, one
 KV cache, and what llama.cpp can do with it:
