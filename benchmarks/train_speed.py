@@ -35,7 +35,8 @@ from convsim.core.chats.importers import parse_export
 from convsim.core.locations import Locations
 from convsim.core.chats.messages import StoredMessage
 from convsim.core.workspace import SAMPLE_CHAT
-from convsim.core.training.trainer import TrainConfig, Trainer, choose_device
+from convsim.core.system.devices import choose_device
+from convsim.core.training.trainer import TrainConfig, Trainer
 
 loc = Locations.from_env(Path(args["home"])).ensure()
 base = bases.default_base(loc)

@@ -8,4 +8,9 @@ Modules (import the one you need; this package imports nothing heavy):
 - `quantize`: llama.cpp quantisation (`quantize`) and merge + quantise in one call (`export`).
 - `llama_logs`: `quiet_llama_logs()`, silences llama.cpp's C-level logging.
 - `gguf_file`: the lean GGUF reader/writer the others use.
+
+`QUANT_KINDS` (here, so menus and parsers need no heavy import) names every kind `quantize`
+writes, with what it is good for.
 """
+
+QUANT_KINDS = {"q8_0": "best", "q4_k_m": "smallest", "f16": "unquantised"}

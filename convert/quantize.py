@@ -16,16 +16,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from convsim.core.config import Config
 from convsim.core.files import replacing
 
+from . import QUANT_KINDS
 from .llama_logs import quiet_llama_logs
 from .merge import ExportCancelled, MergeProgress, merge_lora
-
-QuantKind = Literal["q8_0", "q4_k_m", "f16"]
-QUANT_KINDS: tuple[str, ...] = ("q8_0", "q4_k_m", "f16")
 
 
 def _ftype(kind: str) -> int:
@@ -40,9 +38,7 @@ def _ftype(kind: str) -> int:
     return int(table[kind])
 
 
-def quantize(
-    src: Path | str, dst: Path | str, kind: QuantKind, *, threads: int | None = None
-) -> Path:
+def quantize(src: Path | str, dst: Path | str, kind: str, *, threads: int | None = None) -> Path:
     """Quantise GGUF `src` into `dst` as `kind`; raises RuntimeError if llama.cpp fails."""
     import llama_cpp
 
@@ -64,7 +60,7 @@ def quantize(
 
 
 def check_kind(kind: str) -> None:
-    """Raise ValueError unless `kind` is one of QUANT_KINDS."""
+    """Raise ValueError unless `kind` is one of `QUANT_KINDS`."""
     if kind not in QUANT_KINDS:
         raise ValueError(f"unknown quantisation {kind!r} (choose from {', '.join(QUANT_KINDS)})")
 
@@ -85,7 +81,7 @@ def export(
     base: Path | str,
     adapter: Any,
     out: Path | str,
-    quant: QuantKind = "q8_0",
+    quant: str = "q8_0",
     *,
     lora_scale: float = 1.0,
     provenance: dict[str, Any] | None = None,

@@ -342,13 +342,13 @@ def _build_torch_cache(
         weights = _unshared(model.state_dict())
         save_file(weights, tmp / "model.safetensors", metadata={"format": "pt"})
         config = _as_llama_cpp_runs_it(model.config.to_dict())
-        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        write_json(tmp / "config.json", config)
         model.generation_config.save_pretrained(tmp)
         _check_copy(model, tmp, gguf_path)
         del model
         source = {"format": _TORCH_CACHE_FORMAT, "sha256": digest, "gguf": str(gguf_path)}
         source["transformers"] = transformers.__version__
-        (tmp / "source.json").write_text(json.dumps(source, indent=2))
+        write_json(tmp / "source.json", source)
         if not torch_cache_is_current(cache_dir, digest):  # else another process finished first
             publish(cache_dir)  # replacing a copy in an older format, if there is one
 

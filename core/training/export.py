@@ -8,7 +8,7 @@ caller decides what to suggest.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from convsim.core.training.errors import AdapterMissing, ModelNotReady
 
@@ -31,10 +31,9 @@ def adapter_gguf(ws: Workspace, model_id: str) -> Path:
 def export_model(ws: Workspace, model_id: str, quant: str = "q8_0") -> Path:
     """Merge the adapter into its base and quantise: one standalone GGUF for LM Studio,
     Ollama or llama.cpp, written beside the model."""
-    from convsim.convert.quantize import QuantKind, check_kind, export
+    from convsim.convert.quantize import check_kind, export
 
     check_kind(quant)
     record = ws.store.model(model_id)
     out = Path(record.path) / f"{model_id}-{quant}.gguf"
-    kind = cast("QuantKind", quant)  # check_kind just made sure of it
-    return Path(export(Path(record.base), adapter_gguf(ws, model_id), out, kind))
+    return Path(export(Path(record.base), adapter_gguf(ws, model_id), out, quant))

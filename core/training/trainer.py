@@ -36,7 +36,6 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "block_causal_mask",
-    "choose_device",
 ]
 
 

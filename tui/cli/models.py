@@ -7,6 +7,7 @@ import sys
 import threading
 from typing import Any
 
+from convsim.convert import QUANT_KINDS
 from convsim.tui.cli.common import CliError, duration, print_json, record_json, workspace
 
 
@@ -271,7 +272,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("export", help="merge a model into its base and quantise to one GGUF")
     p.add_argument("model_id")
-    p.add_argument("--quant", choices=("q8_0", "q4_k_m", "f16"), default="q8_0")
+    p.add_argument("--quant", choices=QUANT_KINDS, default="q8_0")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
 

@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Label, ProgressBar, RichLog, Select, Static
 from textual.worker import get_current_worker
 
+from convsim.convert import QUANT_KINDS
 from convsim.tui.app.messages import (
     BaseProgress,
     Exported,
@@ -37,9 +38,7 @@ from convsim.tui.cli.common import duration
 
 EXPORTS = [
     ("Adapter only (LoRA .gguf)", "adapter"),
-    ("Merged, q8_0 (best)", "q8_0"),
-    ("Merged, q4_k_m (smallest)", "q4_k_m"),
-    ("Merged, f16", "f16"),
+    *((f"Merged, {kind} ({note})", kind) for kind, note in QUANT_KINDS.items()),
 ]
 STATES = ("starting", "training", "cancelled", "done", "failed")
 

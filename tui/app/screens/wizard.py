@@ -31,6 +31,7 @@ from textual.widgets import (
     Static,
 )
 
+from convsim.core.data.turns import safe_name
 from convsim.tui.app.messages import (
     BasesFound,
     DatasetBuilt,
@@ -235,7 +236,8 @@ class ImportWizard(Screen[None]):
             raise ValueError("choose whom to simulate")
         tags = {}
         for field in self.query(".tag").results(Input):
-            tag = field.value.strip().replace("[", "(").replace("]", ")")
+            typed = field.value.strip()
+            tag = safe_name(typed) if typed else ""
             if field.name and tag and tag != field.name:
                 tags[field.name] = tag
         if len(set(tags.values())) < len(tags):

@@ -99,7 +99,7 @@ def find_bases(ws: Any) -> tuple[list[Any], float | None, str]:
     """Local GGUFs (LM Studio, Ollama, HF cache), this machine's last measured training speed,
     and the device training would use. Reads disk and the store: call it from a worker."""
     from convsim.core.bases.prepare import discover_ggufs
-    from convsim.core.training.trainer import choose_device
+    from convsim.core.system.devices import choose_device
 
     found = [
         f
