@@ -177,6 +177,20 @@ def test_long_conversations_drop_whole_old_turns_with_a_margin(tiny: TinyModel) 
     assert engine.simulate(other, "Sam", s).result().trimmed_turns == 0
 
 
+def test_people_are_prompted_under_the_tags_the_model_learned(tiny: TinyModel) -> None:
+    engine = Engine(tiny.gguf_path, n_ctx=256, threads=2)
+    chat = [("Riya Kapoor", "hey"), ("Sam [work]", "hi")]
+    greedy = Sampling(temperature=0.0, max_tokens=4)
+    untagged = engine.simulate(chat, "Riya Kapoor", greedy).result()
+    assert untagged.prompt_tokens == len(
+        engine.tokens("[Riya Kapoor] hey\n[Sam (work)] hi\n[Riya Kapoor]")
+    )
+    engine.set_tags({"Riya Kapoor": "Riya"})  # the dataset's rename
+    assert engine.tag("Riya Kapoor") == "Riya" and engine.tag("Sam [work]") == "Sam (work)"
+    tagged = engine.simulate(chat, "Riya Kapoor", greedy).result()
+    assert tagged.prompt_tokens == len(engine.tokens("[Riya] hey\n[Sam (work)] hi\n[Riya]"))
+
+
 def test_a_large_length_cap_never_pushes_the_conversation_out(tiny: TinyModel) -> None:
     engine = Engine(tiny.gguf_path, n_ctx=256, threads=2)
     turns = [("Riya" if i % 2 else "Sam", f"hi {i}") for i in range(4)]

@@ -63,3 +63,18 @@ def test_unknown_overrides_are_refused_before_any_work(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=r"unknown training setting: learning_rat \(valid"):
             train_person(ws, report.chat_id, "Sam", overrides={"learning_rat": 1e-3})
         assert ws.store.datasets() == [] and ws.store.models() == []
+
+
+def test_speaker_tags_are_the_renames_the_model_was_trained_with(tmp_path: Path) -> None:
+    from convsim.core.data.dataset import DatasetConfig
+    from convsim.core.store.records import ModelRecord
+    from convsim.core.training import speaker_tags
+
+    with Workspace.open(tmp_path / "home") as ws:
+        (report,) = ws.import_export(SAMPLE_CHAT)
+        config = DatasetConfig(target="Sam", tags={"Sam": "S", "Riya": "R"})
+        dataset = ws.build_dataset(report.chat_id, config)
+        record = ModelRecord("s-1", report.chat_id, dataset.id, "Sam", "b.gguf", "0" * 64,
+                             "2026-11-29T10:00:00", "ready", str(tmp_path))  # fmt: skip
+        assert speaker_tags(ws, record) == {"Sam": "S", "Riya": "R"}
+        assert speaker_tags(ws, ModelRecord(**{**record.__dict__, "dataset_id": None})) == {}

@@ -139,12 +139,12 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Held-out perplexity of the person's messages: base, base with a prompt of their
     messages, and the tuned model (see ``evaluate``). Saved as eval.json beside the model."""
-    from convsim.core.training import adapter_gguf
+    from convsim.core.training import adapter_gguf, speaker_tags
 
     record = ws.store.model(model_id)
     assert record.dataset_id is not None
     train, validation, _ = ws.dataset_files(record.dataset_id)
-    tag = ws.store.dataset(record.dataset_id)["config"].get("tags", {}).get(record.person)
+    tag = speaker_tags(ws, record).get(record.person)
     report = evaluate(
         Path(record.base),
         adapter_gguf(ws, model_id),

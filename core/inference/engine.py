@@ -30,7 +30,7 @@ import codecs
 import random
 import threading
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,7 @@ class Engine:
         self.trim_margin = n_ctx // 4 if trim_margin is None else trim_margin
         self._head = ""
         self._head_tokens = self.tokens("")
+        self._tags: dict[str, str] = {}
         # The turns of the last trimmed prompt's conversation up to its first kept turn: a next
         # prompt that starts with the same turns starts there too, so the trimmed window (and
         # the cache) survives the following turns.
@@ -107,6 +108,16 @@ class Engine:
             )
         self._head, self._head_tokens = head, tokens
 
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Name -> the tag the model learned for that person (a dataset's renames, e.g.
+        "Riya Kapoor" -> "Riya"). Other names are written as the dataset builder writes them
+        by default (`turns.safe_name`)."""
+        self._tags = dict(tags)
+
+    def tag(self, name: str) -> str:
+        """How `name` appears in this engine's prompts."""
+        return self._tags.get(name) or safe_name(name)
+
     def tokens(self, text: str) -> list[int]:
         return self.model.tokenize(text)
 
@@ -120,9 +131,8 @@ class Engine:
 
     def _prompt(self, transcript: Sequence[Turn], tail: str, budget: int) -> tuple[list[int], int]:
         """Tokens of the head, the transcript's window and `tail`, leaving `budget` tokens to
-        generate, and how many turns were left out. Names that cannot be tags are made safe
-        the way the dataset builder does it."""
-        turns = [(safe_name(name), text) for name, text in transcript]
+        generate, and how many turns were left out. Names become tags (`tag`)."""
+        turns = [(self.tag(name), text) for name, text in transcript]
         start = self._start(turns)
         tokens = self.tokens(self._head + render(turns[start:]) + tail)
         if len(tokens) + budget > self.n_ctx and start < len(turns):
@@ -219,7 +229,7 @@ class Engine:
         `.result()` for the `Reply`. With `max_messages > 1` the model may send several
         messages in a row; they stream separated by "\\n"."""
         s = sampling or Sampling()
-        speaker = safe_name(speaker)
+        speaker = self.tag(speaker)
         tail = speaker_tail(speaker)
         return self._stream(transcript, speaker, tail, s, cancel, max_messages, lstrip=True)
 
@@ -233,7 +243,7 @@ class Engine:
     ) -> Stream:
         """The rest of `me`'s half-typed message `partial` (to the end of its line)."""
         s = sampling or Sampling()
-        me = safe_name(me)
+        me = self.tag(me)
         # The tail ends on the last whole word (see `speaker_tail`); the space the model then
         # generates is dropped.
         at_word_start = not partial or partial[-1].isspace()

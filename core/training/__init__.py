@@ -10,7 +10,13 @@ files. torch is imported only when a run starts.
 
 from convsim.core.training.errors import AdapterMissing, ModelNotReady
 from convsim.core.training.export import adapter_gguf, export_model
-from convsim.core.training.runs import TrainOutcome, default_config, resume_training, train_person
+from convsim.core.training.runs import (
+    TrainOutcome,
+    default_config,
+    resume_training,
+    speaker_tags,
+    train_person,
+)
 from convsim.core.training.trainer import TrainConfig, TrainEvent, TrainResult
 
 __all__ = [
@@ -24,5 +30,6 @@ __all__ = [
     "default_config",
     "export_model",
     "resume_training",
+    "speaker_tags",
     "train_person",
 ]

@@ -47,6 +47,15 @@ def default_config(n_params: int, **overrides: Any) -> TrainConfig:
     return config.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def speaker_tags(ws: Workspace, record: ModelRecord) -> dict[str, str]:
+    """The tags a model was trained with where they differ from the names (its dataset's
+    renames, e.g. "Riya Kapoor" -> "Riya"): give them to `Engine.set_tags` so the persona is
+    prompted under the tag it learned."""
+    if record.dataset_id is None:
+        return {}
+    return dict(ws.store.dataset(record.dataset_id)["config"].get("tags") or {})
+
+
 def train_person(
     ws: Workspace,
     chat_id: int,

@@ -43,6 +43,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
         try:
             record = ws.store.model(args.model_id)
             adapter = training.adapter_gguf(ws, args.model_id)
+            tags = training.speaker_tags(ws, record)
         except (KeyError, ValueError) as e:
             raise CliError(explain(e)) from None
     try:
@@ -55,6 +56,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
         )
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from None
+    engine.set_tags(tags)
     return engine, record
 
 

@@ -27,11 +27,13 @@ def persona_from_model(app: Any, model_id: str) -> Persona:
     with app.workspace() as ws:
         record = ws.store.model(model_id)
         adapter = training.adapter_gguf(ws, model_id)
+        tags = training.speaker_tags(ws, record)
         people = ws.store.participants(record.chat_id) if record.chat_id is not None else []
     others = [p for p in people if p.name != record.person]
     mine = [p for p in others if p.is_me] or others
     me = mine[0].name if mine else "You"
     engine = Engine(Path(record.base), [(adapter, 1.0)])
+    engine.set_tags(tags)
     return Persona(engine, record.person, me, f"{record.person} ({model_id})", model_id)
 
 
