@@ -1,89 +1,20 @@
-"""The one place convsim runs models on llama.cpp (llama-cpp-python). Everything else goes
-through `LlamaModel`: no other module touches a `Llama` or its private attributes, and only the
-GGUF tools in `convsim.convert` (quantising, log silencing) import `llama_cpp` besides this one
-(tests/test_llama_seam.py checks both).
-
-`LlamaModel` is one loaded GGUF (a base, or a merged export) with its runtime LoRA adapters, one
-KV cache, and what llama.cpp can do with it:
-- `tokenize` / `detokenize` / `piece_ends`, `is_eog`;
-- `generate`: sampled token ids after a prompt, reusing the longest cached prefix of the previous
-  call (llama-cpp-python's `Llama.generate` does the bookkeeping); `evaluated` counts every token
-  llama.cpp has evaluated, so callers can measure what a prompt really cost;
-- `next_logits` and `token_logprobs`: scoring, with the same cache;
-- `set_control_vector`: steering (`llama_set_adapter_cvec`): row i of the vector is added to the
-  output of block i + 1 (block 0 is never steered); a change empties the KV cache, because tokens
-  cached under the old vector would otherwise be reused;
-- `embed`: mean-pooled embeddings of texts, from a second llama.cpp context on the same loaded
-  weights (no second copy, on CPU or GPU), in embedding mode, opened on first use. It has no
-  LoRA adapters or control vector, so a memory index does not change with a persona's adapter
-  or steering. Cost, measured on Gemma 3 270M Q4_K_M, 2 CPU threads (benchmarks/latency.py):
-  opening it ~90 ms and ~11 MB resident; a 10-20-token message embeds in 75-100 ms, about
-  three times what its tokens cost as a prompt, because pooling makes llama.cpp compute every
-  position's output (the 262k-vocabulary projection included). A separate
-  `Llama(embedding=True)` was measured too and rejected: it loads the weights again, ~430 MB
-  (n_batch 128) to ~560 MB (n_batch 512) more resident.
-
-Not thread-safe: one call at a time per model. Nothing here knows about chats or people.
-"""
+"""`LlamaModel`: one GGUF loaded into llama.cpp with one KV cache, and everything convsim does
+with it (see the package docstring for the contract)."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import functools
-import os
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from convsim.core.inference.llama import embedding
+from convsim.core.inference.llama.machine import default_gpu_layers, default_threads
+
 if TYPE_CHECKING:
     import numpy as np
-
-ENV_THREADS = "CONVSIM_THREADS"  # overrides the CPU threads llama.cpp uses
-ENV_GPU_LAYERS = "CONVSIM_GPU_LAYERS"  # overrides how many layers go to the GPU (0 = none)
-EMBED_CTX = 512  # tokens per text the embedding context takes (longer texts are cut)
-
-
-def default_threads() -> int:
-    """$CONVSIM_THREADS, else the CPU count (at most 8: more rarely helps token generation)."""
-    return _env_int(ENV_THREADS) or max(1, min(8, os.cpu_count() or 1))
-
-
-def default_gpu_layers() -> int:
-    """$CONVSIM_GPU_LAYERS, else every layer (-1) when this llama.cpp build can offload to a
-    GPU (CUDA, Metal, Vulkan...), else 0."""
-    value = _env_int(ENV_GPU_LAYERS)
-    if value is not None:
-        return value
-    import llama_cpp
-
-    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
-
-
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"${name} must be a whole number, not {value!r}") from None
-
-
-def library_info() -> dict[str, Any]:
-    """llama-cpp-python's version, the llama.cpp library's own version, its system info (the CPU
-    features it was built for) and whether it can offload to a GPU. Raises ImportError/OSError
-    when the library does not load."""
-    import llama_cpp
-
-    system = llama_cpp.llama_print_system_info()
-    library = llama_cpp.llama_version() if hasattr(llama_cpp, "llama_version") else b""
-    return {
-        "version": llama_cpp.__version__,
-        "library": library.decode(errors="replace") if library else "unknown",
-        "system_info": system.decode(errors="replace").strip(" |"),
-        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
-    }
 
 
 @functools.cache
@@ -179,9 +110,7 @@ class LlamaModel:
 
     def _free_embedder(self) -> None:
         if getattr(self, "_embedder", None) is not None:
-            import llama_cpp
-
-            llama_cpp.llama_free(self._embedder)
+            embedding.free_context(self._embedder)
             self._embedder = None
 
     def close(self) -> None:
@@ -393,54 +322,12 @@ class LlamaModel:
 
     # -- embeddings ----------------------------------------------------------------------------
 
-    def _embedding_context(self) -> Any:
-        """A second context on the same weights, in embedding mode with mean pooling and no
-        adapters; opened on first use, freed by `close`."""
-        if self._embedder is None:
-            import llama_cpp
-
-            params = llama_cpp.llama_context_default_params()
-            params.n_ctx = params.n_batch = params.n_ubatch = EMBED_CTX
-            params.n_seq_max = 1
-            params.n_threads = params.n_threads_batch = self._threads
-            params.embeddings = True
-            params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
-            from convsim.convert.llama_logs import quiet_llama_logs
-
-            with quiet_llama_logs():
-                ctx = llama_cpp.llama_init_from_model(self._llm._model.model, params)
-            if ctx is None:
-                raise RuntimeError(f"{self.path}: llama.cpp could not open an embedding context")
-            self._embedder = ctx
-        return self._embedder
-
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Mean-pooled embeddings (len(texts) x n_embd float32, not normalised) of the base
-        model, without the LoRA adapters or control vector; texts are cut at EMBED_CTX
-        tokens."""
-        import llama_cpp
-        import numpy as np
-
-        ctx = self._embedding_context()
-        n_embd = self.n_embd()
-        out = np.zeros((len(texts), n_embd), dtype=np.float32)
-        batch = llama_cpp.llama_batch_init(EMBED_CTX, 0, 1)
-        try:
-            for row, text in enumerate(texts):
-                tokens = self.tokenize(text)[:EMBED_CTX]
-                for j, tok in enumerate(tokens):
-                    batch.token[j] = tok
-                    batch.pos[j] = j
-                    batch.n_seq_id[j] = 1
-                    batch.seq_id[j][0] = 0
-                    batch.logits[j] = True  # pooling reads every position's output
-                batch.n_tokens = len(tokens)
-                # One text per decode, from an empty cache: texts never see each other.
-                llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
-                if llama_cpp.llama_decode(ctx, batch) != 0:
-                    raise RuntimeError("llama.cpp failed to embed a text")
-                ptr = llama_cpp.llama_get_embeddings_seq(ctx, 0)
-                out[row] = np.ctypeslib.as_array(ptr, shape=(n_embd,))
-        finally:
-            llama_cpp.llama_batch_free(batch)
-        return out
+        model, without the LoRA adapters or control vector (see `embedding`); texts are cut at
+        `embedding.EMBED_CTX` tokens. The embedding context opens on first use."""
+        if self._embedder is None:
+            self._embedder = embedding.open_context(
+                self._llm._model.model, self._threads, self.path
+            )
+        return embedding.embed(self._embedder, [self.tokenize(t) for t in texts], self.n_embd())
