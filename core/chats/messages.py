@@ -62,6 +62,8 @@ class ParsedChat:
     participants: list[str] = field(default_factory=list)
     # Which sender name is the exporting user, when the format says (iMessage is_from_me, SMS).
     me: str | None = None
+    # Guesses the importer had to make, for the user to check (e.g. the day/month order).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -226,4 +226,5 @@ def build_report(chat: ParsedChat, chat_id: int, new: int, senders: Counter[Any]
         last=max(timestamps, default=None),
         kinds=dict(sorted(kinds.items())),
         skipped=[{"position": s.position, "reason": s.reason} for s in chat.skipped],
+        warnings=list(chat.warnings),
     )

@@ -20,6 +20,7 @@ class ImportReport:
     last: str | None
     kinds: dict[str, int]
     skipped: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # guesses the importer made
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -33,6 +34,7 @@ class ImportReport:
             "last": self.last,
             "kinds": self.kinds,
             "skipped": self.skipped,
+            "warnings": self.warnings,
         }
 
 

@@ -43,6 +43,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     path = SAMPLE_CHAT if args.sample else Path(args.path)
     options = ImportOptions(date_order=args.date_order, columns=_parse_columns(args.columns))
+    # A script asking for JSON can't answer a question: the locale's order, with a warning.
+    options.locale_fallback = bool(args.json)
     if args.me:
         options.me_name = args.me
     with _workspace() as ws:
@@ -70,6 +72,8 @@ def print_import(r: Any) -> None:
     for p in r.participants:
         print(f"  {p['name']}: {p['messages']} messages")
     print("  kinds: " + ", ".join(f"{k} {n}" for k, n in r.kinds.items()))
+    for warning in r.warnings:
+        print(f"  warning: {warning}")
     if r.skipped:
         print(f"  skipped {len(r.skipped)}:")
         for s in r.skipped[:10]:

@@ -16,15 +16,31 @@ from __future__ import annotations
 import functools
 import io
 import json
+import locale
+import os
+import re
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from convsim.core.chats.messages import ChatImportError
 
 HEAD_BYTES = 64 * 1024
+# What reading a damaged zip raises: bad CRC or deflate data, cut short, odd version or flags,
+# an offset before the start of the file, a name that is not UTF-8.
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    OSError,
+    UnicodeDecodeError,
+)
 
 
 def sniffer(looks_like: Callable[[Source], bool]) -> Callable[[Source], bool]:
@@ -51,6 +67,99 @@ class ImportOptions:
     columns: dict[str, str] = field(default_factory=dict)
     # Name of the exporting user, for formats that only say "me" (iMessage, SMS).
     me_name: str = "Me"
+    # When the file can't tell and `date_order` is None: True reads it in the order of the
+    # system's locale, with a warning in the report (the app, --json runs); False raises.
+    locale_fallback: bool = False
+
+
+# Territories whose locales write the month first (en_US, fil_PH...); everywhere else the
+# day comes first, also when no locale is set.
+_MONTH_FIRST = {"US", "PH", "PR", "GU", "AS", "MP", "VI", "UM", "FM", "MH", "PW"}
+
+
+def system_date_order() -> tuple[str, str]:
+    """("dmy" or "mdy", the locale it was read from) for this system: LC_ALL, LC_TIME or LANG,
+    else the locale Python started with."""
+    name = next(
+        (os.environ[k] for k in ("LC_ALL", "LC_TIME", "LANG") if os.environ.get(k)),
+        locale.getlocale()[0] or "",
+    )
+    territory = name.split(".")[0].split("@")[0].partition("_")[2].upper()
+    return ("mdy" if territory in _MONTH_FIRST else "dmy"), name or "none set"
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # half of a UTF-16 pair
+
+
+def json_loads(text: str) -> Any:
+    """`json.loads` that fails only with JSONDecodeError (so with a line and column), also for a
+    number too long to convert or nesting too deep to follow. A lone surrogate from a `\\u`
+    escape, which no UTF-8 text can hold, becomes U+FFFD."""
+    try:
+        value = json.loads(text)
+        return _replace_surrogates(value) if _lone_surrogate(text) else value
+    except json.JSONDecodeError:
+        raise
+    except RecursionError as e:
+        raise json.JSONDecodeError("nested too deeply", text, _too_deep(text)) from e
+    except ValueError as e:  # an integer of more digits than int() converts
+        long = re.search(r"[0-9]{4000,}", text)
+        raise json.JSONDecodeError("number too long", text, long.start() if long else 0) from e
+
+
+def parse_json(text: str, where: str) -> Any:
+    """Parse JSON, or fail naming line and column."""
+    try:
+        return json_loads(text)
+    except json.JSONDecodeError as e:
+        raise ChatImportError(
+            f"{where}: invalid JSON at line {e.lineno}, column {e.colno} ({e.msg})"
+        ) from e
+
+
+def _too_deep(text: str, limit: int = 500) -> int:
+    """Where brackets outside strings first nest `limit` deep."""
+    depth = 0
+    for m in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(m[0], 0)
+        if depth >= limit:
+            return m.start()
+    return 0
+
+
+def _lone_surrogate(text: str) -> bool:
+    """Whether a `\\u` escape of a UTF-16 surrogate is not half of a pair (a damaged emoji)."""
+    low_at = -1  # where the low half of the last high half must start
+    for m in _SURROGATE_ESCAPE.finditer(text):
+        low = m[0][3] in "cdefCDEF"
+        if low != (low_at != -1) or (low and m.start() != low_at):
+            return True
+        low_at = -1 if low else m.end()
+    return low_at != -1
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value
+
+
+def valid_timestamp(stamp: str) -> bool:
+    """Whether an ISO 8601 `YYYY-MM-DDTHH:MM:SS` is a real date and time (no 31 February)."""
+    try:
+        datetime.fromisoformat(stamp)
+    except ValueError:
+        return False
+    return True
+
+
+def damaged_member(where: str, error: Exception) -> ChatImportError:
+    """The error for a zip member that cannot be read (`error`: what zipfile or zlib raised)."""
+    return ChatImportError(f"{where}: damaged zip member ({error}); expected an intact archive")
 
 
 class AmbiguousDateOrder(ChatImportError):
@@ -77,7 +186,7 @@ class Source:
         if path.is_file() and zipfile.is_zipfile(path):
             try:
                 self._zip = zipfile.ZipFile(path)
-            except zipfile.BadZipFile as e:
+            except ZIP_ERRORS as e:
                 raise ChatImportError(f"{path}: damaged zip archive ({e})") from e
 
     @property
@@ -112,7 +221,10 @@ class Source:
         if self._zip is not None:
             if member is None:
                 raise ChatImportError(f"{self.name}: a zip archive, not a single file")
-            return self._zip.read(member)
+            try:
+                return self._zip.read(member)
+            except ZIP_ERRORS as e:
+                raise damaged_member(self.member_name(member), e) from e
         if self.path.is_dir():
             if member is None:
                 raise ChatImportError(f"{self.name}: a folder, not a chat export file")
@@ -122,7 +234,10 @@ class Source:
     def open(self, member: str | None = None) -> io.BufferedIOBase:
         """A binary stream, for formats that must be parsed without reading everything."""
         if self._zip is not None and member is not None:
-            return self._zip.open(member)  # type: ignore[return-value]
+            try:
+                return self._zip.open(member)  # type: ignore[return-value]
+            except ZIP_ERRORS as e:
+                raise damaged_member(self.member_name(member), e) from e
         if self.path.is_dir() and member is not None:
             return open(self.path / member, "rb")
         if self._zip is None and self.path.is_file():
@@ -155,7 +270,7 @@ class Source:
         try:
             with self.open(member) as f:
                 return f.read(size)
-        except (OSError, KeyError, ChatImportError):
+        except (OSError, KeyError, ChatImportError, *ZIP_ERRORS):
             return b""
 
     def read_text(self, member: str | None = None) -> str:
@@ -183,12 +298,7 @@ class Source:
         where = self.member_name(member)
         if not text.strip():
             raise ChatImportError(f"{where}: empty file; expected a JSON chat export")
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ChatImportError(
-                f"{where}: invalid JSON at line {e.lineno}, column {e.colno} ({e.msg})"
-            ) from e
+        return parse_json(text, where)
 
     def close(self) -> None:
         if self._zip is not None:

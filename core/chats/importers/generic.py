@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
-from convsim.core.chats.importers.base import ImportOptions, Source, sniffer
+from convsim.core.chats.importers.base import ImportOptions, Source, json_loads, sniffer
 from convsim.core.chats.messages import (
     KINDS,
     SYSTEM,
@@ -170,7 +170,7 @@ def _jsonl_rows(text: str) -> Iterator[_Row]:
         if not raw.strip():
             continue
         try:
-            value = json.loads(raw)
+            value = json_loads(raw)
         except json.JSONDecodeError as e:
             yield line, [], Skipped(f"line {line}", f"invalid JSON ({e.msg}, column {e.colno})")
             continue
@@ -197,7 +197,7 @@ def _header(text: str, suffix: str) -> list[str] | None:
 def _first_object_keys(text: str) -> list[str] | None:
     for raw in text.split("\n"):
         if raw.strip():
-            value = json.loads(raw)
+            value = json_loads(raw)
             return list(value) if isinstance(value, dict) else None
     return None
 

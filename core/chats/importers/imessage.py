@@ -9,7 +9,7 @@ NSArchiver "streamtyped" NSAttributedString whose NSString payload is decoded he
 Apple-epoch (2001-01-01 UTC) seconds on old databases and nanoseconds since macOS 10.13; both are
 rendered in UTC. Tapbacks (associated_message_type 2000-2006 add, 3000-3006 remove) become
 `meta["reactions"]` on their target; `item_type != 0` rows (renames, member changes) are system
-messages; attachment-only rows are media.
+messages; attachment-only rows are media. A damaged cell reads as empty (or U+FFFD: bad UTF-8).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ _BYTE_ORDER: dict[bytes, _Order] = {b"streamtyped": "little", b"typedstream": "b
 def decode_attributed_body(blob: bytes | None) -> str | None:
     """The NSString text inside an archived NSAttributedString, or None when the blob is not
     a typedstream or its string cannot be located/decoded. Never raises."""
-    if not blob or len(blob) < 13:
+    if not isinstance(blob, bytes) or len(blob) < 13:
         return None
     order = _BYTE_ORDER.get(bytes(blob[2:13]))
     at = blob.find(b"NSString")
@@ -163,8 +163,9 @@ def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:
     try:
         with closing(_connect(path)) as db:
             db.row_factory = sqlite3.Row
+            db.text_factory = lambda raw: raw.decode("utf-8", "replace")
             return _read_chats(db, name, options)
-    except sqlite3.DatabaseError as e:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as e:  # the latter: in SQLite's message
         raise ChatImportError(f"{name}: unreadable SQLite database ({e}); {EXPECTED}") from e
 
 
@@ -188,7 +189,7 @@ def _read_chats(db: sqlite3.Connection, name: str, options: ImportOptions) -> li
     for column in REQUIRED_MESSAGE_COLUMNS:
         if column not in columns:
             raise ChatImportError(f"{name}: table `message` has no `{column}` column; {EXPECTED}")
-    handles = {r[0]: r[1] for r in db.execute("SELECT ROWID, id FROM handle")}
+    handles = {r[0]: r[1] for r in db.execute("SELECT ROWID, id FROM handle") if _str(r[1])}
     ctx = _Context(options.me_name, handles, _attachments(db, tables))
     members = _members(db, tables, handles)
     rows_by_chat: dict[int, list[sqlite3.Row]] = {}
@@ -223,7 +224,7 @@ def _attachments(db: sqlite3.Connection, tables: set[str]) -> dict[int, list[str
     )
     found: dict[int, list[str]] = {}
     for message_id, transfer_name, filename in db.execute(query):
-        label = transfer_name or (PurePosixPath(filename).name if filename else "")
+        label = _str(transfer_name) or PurePosixPath(_str(filename)).name
         if label:
             found.setdefault(message_id, []).append(label)
     return found
@@ -263,7 +264,7 @@ def _build_chat(chat: sqlite3.Row, rows: list[sqlite3.Row], ctx: _Context) -> Pa
             skipped.append(problem)
     return ParsedChat(
         format=NAME,
-        title=chat["display_name"] or chat["chat_identifier"] or chat["guid"],
+        title=_str(chat["display_name"]) or _str(chat["chat_identifier"]) or str(chat["guid"]),
         messages=messages,
         skipped=skipped,
         source_key=f"{NAME}:{chat['guid']}",
@@ -301,7 +302,7 @@ def _sender(row: sqlite3.Row, ctx: _Context) -> str:
 
 def _body(row: sqlite3.Row) -> tuple[str, bool]:
     """(text without U+FFFC placeholders, whether an attributedBody failed to decode)."""
-    text = row["text"]
+    text: str | None = _str(row["text"])
     broken = False
     if not text and row["attributedBody"]:
         text = decode_attributed_body(row["attributedBody"])
@@ -313,7 +314,7 @@ def _message(row: sqlite3.Row, ctx: _Context) -> ParsedMessage | Skipped:
     timestamp = _timestamp(row["date"])
     if timestamp is None:
         return Skipped(_position(row), f"unusable date {row['date']!r}")
-    meta: dict[str, Any] = {"source_id": row["guid"]}
+    meta: dict[str, Any] = {"source_id": str(row["guid"])}
     if row["item_type"]:
         return ParsedMessage(timestamp, None, _system_text(row, ctx), model.SYSTEM, meta)
     sender = _sender(row, ctx)
@@ -321,16 +322,16 @@ def _message(row: sqlite3.Row, ctx: _Context) -> ParsedMessage | Skipped:
     files = ctx.attachments.get(row["rowid"], [])
     if files:
         meta["attachments"] = list(files)
-    if row["thread_originator_guid"]:
+    if _str(row["thread_originator_guid"]):
         meta["reply_to"] = row["thread_originator_guid"]
-    if (row["date_edited"] or 0) > 0:
+    if _timestamp(row["date_edited"]):
         meta["edited"] = True
     if text.strip():
         return ParsedMessage(timestamp, sender, text, model.TEXT, meta)
     if files or row["cache_has_attachments"]:
         kind = model.STICKER if row["associated_message_type"] in STICKER_TYPES else model.MEDIA
         return ParsedMessage(timestamp, sender, "", kind, meta)
-    if (row["date_retracted"] or 0) > 0 or meta.get("edited"):
+    if _timestamp(row["date_retracted"]) or meta.get("edited"):
         # Unsent ("Undo Send") messages keep their row with the body wiped.
         return ParsedMessage(timestamp, sender, "", model.DELETED, meta)
     reason = "attributedBody could not be decoded" if broken else "no text"
@@ -355,8 +356,9 @@ def _system_text(row: sqlite3.Row, ctx: _Context) -> str:
 
 def _tapback_kind(row: sqlite3.Row) -> int | None:
     """associated_message_type for tapbacks we understand (2000-2006, 3000-3006), else None."""
-    kind = row["associated_message_type"] or 0
-    return kind if kind % 1000 <= CUSTOM_EMOJI and kind // 1000 in (2, 3) else None
+    kind = row["associated_message_type"]
+    ok = isinstance(kind, int) and kind % 1000 <= CUSTOM_EMOJI and kind // 1000 in (2, 3)
+    return kind if ok else None
 
 
 def _tapback_emoji(row: sqlite3.Row) -> str | None:
@@ -366,7 +368,7 @@ def _tapback_emoji(row: sqlite3.Row) -> str | None:
     if row["associated_message_emoji"]:
         return str(row["associated_message_emoji"])
     # Databases without associated_message_emoji still say "Reacted 🎉 to “…”" in `text`.
-    match = REACTED_TEXT.match(row["text"] or "")
+    match = REACTED_TEXT.match(_str(row["text"]))
     return match.group(1) if match else None
 
 
@@ -374,7 +376,7 @@ def _apply_tapback(
     row: sqlite3.Row, by_guid: dict[str, ParsedMessage], ctx: _Context
 ) -> Skipped | None:
     """Add or remove one sender's reaction on the target; Skipped if it can't be placed."""
-    target_guid = TAPBACK_PREFIX.sub("", row["associated_message_guid"] or "")
+    target_guid = TAPBACK_PREFIX.sub("", _str(row["associated_message_guid"]))
     target = by_guid.get(target_guid)
     if target is None:
         return Skipped(_position(row), f"reaction to unknown message {target_guid or '(none)'}")
@@ -393,3 +395,7 @@ def _apply_tapback(
     else:
         meta.pop("reactions", None)
     return None
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""

@@ -186,9 +186,9 @@ def _epoch_ms(raw: dict[str, Any]) -> int | None:
     value, scale = raw.get("timestamp_ms"), 1
     if value is None:
         value, scale = raw.get("timestamp"), 1000
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    ms = int(value * scale)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None  # not a number, or NaN
+    ms = int(value * scale) if abs(value) < 1e300 else -1  # infinity: out of range below
     # Year 1970..9999: anything else cannot be rendered and is not a real send time.
     return ms if 0 <= ms < 253402300800000 else None
 

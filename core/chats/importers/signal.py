@@ -24,7 +24,15 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
-from convsim.core.chats.importers.base import HEAD_BYTES, ImportOptions, Source, sniffer
+from convsim.core.chats.importers.base import (
+    HEAD_BYTES,
+    ImportOptions,
+    Source,
+    json_loads,
+    parse_json,
+    sniffer,
+    valid_timestamp,
+)
 from convsim.core.chats.messages import (
     CALL,
     DELETED,
@@ -103,7 +111,7 @@ def _shape(head: bytes) -> str | None:
     ):
         return "sigtop"
     try:
-        record = json.loads(first)
+        record = json_loads(first)
     except ValueError:
         return None
     is_record = isinstance(record, dict) and record.keys() >= _JSONL_KEYS
@@ -117,13 +125,7 @@ def _parse_text_file(text: str, where: str, title: str, options: ImportOptions) 
     elif shape is None:  # a broken first record still says which JSON shape was meant
         shape = {"[": "sigtop", "{": "jsonl"}.get(text.lstrip("\ufeff \t\r\n")[:1])
     if shape == "sigtop":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ChatImportError(
-                f"{where}: invalid JSON at line {e.lineno}, column {e.colno} ({e.msg})"
-            ) from e
-        return _parse_sigtop(data, where, title, options)
+        return _parse_sigtop(parse_json(text, where), where, title, options)
     if shape == "jsonl":
         chat = _parse_jsonl(text, where, title, options)
     elif shape == "text":
@@ -171,8 +173,9 @@ def _flush_text(chat: ParsedChat, current: list[Any] | None, me_name: str) -> No
     kind = CALL if markdown and _CALL_BODY.fullmatch(body) else TEXT
     if meta.get("attachments"):
         kind, body = MEDIA, body or "<attachment>"
-    if not body:
-        chat.skipped.append(Skipped(f"line {number}", "empty message"))
+    if not body or not valid_timestamp(timestamp):
+        why = f"impossible date or time {timestamp!r}" if body else "empty message"
+        chat.skipped.append(Skipped(f"line {number}", why))
         return
     chat.messages.append(ParsedMessage(timestamp, sender, body, kind, meta or None))
 
@@ -208,7 +211,7 @@ def _parse_jsonl(text: str, where: str, title: str, options: ImportOptions) -> P
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json_loads(line)
         except json.JSONDecodeError as e:
             reason = f"invalid JSON at line {number}, column {e.colno} ({e.msg})"
             first_error = first_error or reason
@@ -230,7 +233,7 @@ def _jsonl_message(record: Any, pos: str, options: ImportOptions) -> ParsedMessa
     if not isinstance(record, dict):
         return Skipped(pos, "not a JSON object")
     date = record.get("date")
-    if not (isinstance(date, str) and _ISO.match(date)):
+    if not (isinstance(date, str) and _ISO.match(date) and valid_timestamp(date[:19])):
         return Skipped(f"{pos}.date", "missing or not an ISO 8601 date and time")
     sender = record.get("sender")
     if not isinstance(sender, str) or not sender:

@@ -24,7 +24,13 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from convsim.core.chats.importers.base import ImportOptions, Source, sniffer
+from convsim.core.chats.importers.base import (
+    ZIP_ERRORS,
+    ImportOptions,
+    Source,
+    damaged_member,
+    sniffer,
+)
 from convsim.core.chats.messages import (
     MEDIA,
     TEXT,
@@ -91,17 +97,24 @@ class SurrogateFixingReader:
     the character they encode, holding back a chunk's tail when a reference (or a pair's high
     half) may continue in the next chunk."""
 
-    def __init__(self, raw: io.BufferedIOBase) -> None:
+    def __init__(self, raw: io.BufferedIOBase, where: str = "") -> None:
         self._raw = raw
+        self._where = where  # for the error a damaged zip member raises
         self._carry = b""
         self._eof = False
 
+    def _raw_read(self, size: int = -1) -> bytes:
+        try:
+            return self._raw.read(size)
+        except ZIP_ERRORS as e:
+            raise damaged_member(self._where, e) from e
+
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
-            data, self._carry, self._eof = self._carry + self._raw.read(), b"", True
+            data, self._carry, self._eof = self._carry + self._raw_read(), b"", True
             return fix_surrogate_refs(data)
         while not self._eof:
-            chunk = self._raw.read(max(size, 64))
+            chunk = self._raw_read(max(size, 64))
             if not chunk:
                 self._eof = True
                 break
@@ -161,7 +174,7 @@ def _read(source: Source, member: str | None, backup: _Backup, label: str) -> No
     """Stream one backup file into `backup`."""
     where = source.member_name(member)
     with source.open(member) as raw:
-        events = ET.iterparse(SurrogateFixingReader(raw), events=("start", "end"))
+        events = ET.iterparse(SurrogateFixingReader(raw, where), events=("start", "end"))
         root: ET.Element | None = None
         depth = record = 0
         try:

@@ -7,7 +7,8 @@ chat becomes one ParsedChat. Field names follow tdesktop's export_output_json.cp
 Contract notes:
 - `text` is a string or a list of strings and entity objects; the parts are concatenated exactly
   as given (Telegram splits a sentence into parts without dropping its spaces).
-- "date" is the local wall clock the export shows; only when it is missing is "date_unixtime"
+- "date" is the wall clock the export shows (older versions and other tools: a space for the
+  "T", fractional seconds, a "Z"; kept as written); only when it is missing is "date_unixtime"
   rendered in UTC.
 - Service messages become `system` messages with a sentence built from action/actor/members;
   phone and group calls become `call` messages sent by the actor.
@@ -21,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
-from convsim.core.chats.importers.base import ImportOptions, Source, sniffer
+from convsim.core.chats.importers.base import ImportOptions, Source, sniffer, valid_timestamp
 from convsim.core.chats.messages import (
     CALL,
     MEDIA,
@@ -40,10 +41,12 @@ DELETED_ACCOUNT = "Deleted Account"
 # Channel posts can carry thousands of anonymous reactions; past this many they say no more.
 _MAX_UNNAMED_REACTIONS = 100
 _MAX_MEMBERS_SNIFFED = 50
-_LOCAL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+# Wall-clock ISO dates, as tdesktop writes them and as older versions and other tools do
+# (`2018-07-15 12:02:45`, `2018-07-15T12:02:45.123Z`): the first 19 characters are kept.
+_LOCAL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}")
 # Markers only tdesktop writes; one of them near the top is enough to claim the file.
 _MARKERS = re.compile(
-    rb'"date_unixtime"\s*:|"text_entities"\s*:|"from_id"\s*:\s*"(?:user|channel|chat)\d'
+    rb'"date_unixtime"\s*:|"text_entities"\s*:|"from_id"\s*:\s*(?:"(?:user|channel|chat))?\d'
     rb'|"personal_information"\s*:|"chats"\s*:\s*\{\s*"about"|"chats"\s*:\s*\{\s*"list"'
     # Exports from before 2021 lack the keys above but keep tdesktop's key order.
     rb'|"type"\s*:\s*"(?:message|service)"\s*,\s*"date"\s*:'
@@ -139,17 +142,19 @@ def _parse_document(data: Any, where: str, stem: str) -> list[ParsedChat]:
     return chats
 
 
-def _account_owner(data: dict[str, Any]) -> tuple[str, str] | None:
-    """(from_id, display name) of the exporting user, when personal_information is there."""
+def _account_owner(data: dict[str, Any]) -> tuple[set[Any], str] | None:
+    """(the from_ids that are the exporting user, display name), when personal_information is
+    there. Older exports write `from_id` as the bare number, newer ones as "user<number>"."""
     info = data.get("personal_information")
-    if not isinstance(info, dict) or info.get("user_id") is None:
+    if not isinstance(info, dict) or not isinstance(info.get("user_id"), (int, str)):
         return None
     name = f"{info.get('first_name') or ''} {info.get('last_name') or ''}".strip()
-    return f"user{info['user_id']}", name
+    uid = info["user_id"]
+    return {f"user{uid}", uid, str(uid), *([int(uid)] if str(uid).isdigit() else [])}, name
 
 
 def _parse_chat(
-    chat: dict[str, Any], prefix: str, where: str, stem: str, me: tuple[str, str] | None
+    chat: dict[str, Any], prefix: str, where: str, stem: str, me: tuple[set[Any], str] | None
 ) -> ParsedChat:
     raw_messages = chat.get("messages")
     if not isinstance(raw_messages, list):
@@ -166,7 +171,8 @@ def _parse_chat(
             parsed.skipped.append(result)
         else:
             parsed.messages.append(result)
-            if me and isinstance(raw, dict) and raw.get("from_id") == me[0]:
+            from_id = raw.get("from_id") if isinstance(raw, dict) else None
+            if me and isinstance(from_id, (int, str)) and from_id in me[0]:
                 parsed.me = result.sender
     if me and parsed.me is None and me[1]:
         parsed.me = me[1]
@@ -213,7 +219,9 @@ def _message(raw: Any, pos: str, chat_title: str) -> ParsedMessage | Skipped:
 def _timestamp(raw: dict[str, Any]) -> str | None:
     date = raw.get("date")
     if isinstance(date, str) and _LOCAL_DATE.match(date):
-        return date[:19]
+        stamp = date[:10] + "T" + date[11:19]
+        if valid_timestamp(stamp):  # else: a damaged date; date_unixtime may still serve
+            return stamp
     unix: Any = raw.get("date_unixtime")
     try:
         seconds = int(unix)  # tdesktop writes it as a string

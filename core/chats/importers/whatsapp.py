@@ -27,10 +27,28 @@ from itertools import accumulate, groupby, islice, pairwise
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
-from convsim.core.chats.importers.base import AmbiguousDateOrder, ImportOptions, Source, sniffer
+from convsim.core.chats.importers.base import (
+    AmbiguousDateOrder,
+    ImportOptions,
+    Source,
+    sniffer,
+    system_date_order,
+)
+from convsim.core.chats.importers.whatsapp_phrases import (
+    ANDROID_FILE,
+    EDITED,
+    FOLDED_MARKERS,
+    IOS_FILE,
+    IOS_USER_CONTENT,
+    MARKERS,
+    NOT_A_NAME,
+    NOTICE_STARTS,
+    NOTICES,
+    OMITTED,
+    OMITTED_ENDS,
+    TITLE,
+)
 from convsim.core.chats.messages import (
-    CALL,
-    DELETED,
     MEDIA,
     STICKER,
     SYSTEM,
@@ -49,6 +67,7 @@ _NO_MARKS = dict.fromkeys([0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066
 _S = "[ \u00a0\u202f]"  # a space, a no-break space or a narrow no-break space
 _AMPM = rf"{_S}*[AaPp]\.?{_S}?[Mm]\.?"
 _HM, _SECONDS = r"[0-9]{1,2}[:.][0-5][0-9]", r"[:.][0-5][0-9]"
+_SPACES = (" ", "\u00a0", "\u202f")
 _Dates = dict[str, "str | None"]  # raw header date -> 'YYYY-MM-DD', None when impossible
 
 # Any header at the start of a line. Groups: 1 bracket, 2 first date field, 3 date separator and
@@ -56,63 +75,10 @@ _Dates = dict[str, "str | None"]  # raw header date -> 'YYYY-MM-DD', None when i
 _PROBE = re.compile(
     rf"{_M}(\[)?{_M}([0-9]{{1,4}})([./-]{_S}?)[0-9]{{1,2}}\3([0-9]{{1,4}})"
     rf"(\.?(?:,{_S}*|{_S}+)(?:klo{_S}+)?){_HM}({_SECONDS})?({_AMPM})?{_M}"
-    rf"(\]{_S}|{_S}[-\u2013]{_S}|:{_S})"
+    rf"(\]{_S}|{_S}[-\u2013]{_S}|:{_S}|{_S})"
 )
 _PROBE_LINES = re.compile("^" + _PROBE.pattern, re.MULTILINE)
 _CAPTION_HINT = re.compile(r"\)\n")  # faster than `")\n" in text` on a large text
-
-_MARKER_PHRASES = {
-    MEDIA: "<Media omitted>|<Multimedia omitido>|<Medien ausgeschlossen>|<Médias omis>|"
-    "<Media omessi>|<Mídia oculta>|<Arquivo de mídia oculto>|<Media weggelaten>|"
-    "<Media tidak disertakan>|image omitted|video omitted|audio omitted|GIF omitted|"
-    "document omitted|Contact card omitted|imagen omitida|video omitido|audio omitido|"
-    "GIF omitido|Bild weggelassen|Video weggelassen|Audio weggelassen|immagine omessa|"
-    "video omesso|audio omesso|imagem ocultada|vídeo ocultado|áudio ocultado",
-    STICKER: "sticker omitted|sticker omitido|Sticker weggelassen|sticker omesso|figurinha omitida",
-    DELETED: "This message was deleted|You deleted this message|Se eliminó este mensaje|"
-    "Eliminaste este mensaje|Diese Nachricht wurde gelöscht|Du hast diese Nachricht gelöscht|"
-    "Ce message a été supprimé|Vous avez supprimé ce message|Questo messaggio è stato eliminato|"
-    "Hai eliminato questo messaggio|Esta mensagem foi apagada|Você apagou esta mensagem|"
-    "Mensagem apagada",
-    CALL: "Missed voice call|Missed video call|Missed group voice call|Missed group video call|"
-    "Llamada perdida|Videollamada perdida|Verpasster Sprachanruf|Verpasster Videoanruf",
-}
-# A whole body that is a marker -> (kind, text without the leading mark).
-_MARKERS = {
-    prefix + phrase + dot: (kind, phrase + dot)
-    for kind, phrases in _MARKER_PHRASES.items()
-    for phrase in phrases.split("|")
-    for prefix in ("", _LRM)
-    for dot in ("", ".")
-}
-_EDITED = re.compile(
-    r"[\s\u200e]*<(?:This message was edited|Se editó este mensaje|Diese Nachricht wurde "
-    r"bearbeitet|Ce message a été modifié|Questo messaggio è stato modificato|Esta mensagem "
-    r"foi editada|Mensagem editada)\.?>\Z"
-)
-_IOS_FILE = re.compile(  # `<attached: 00000012-PHOTO-….jpg>`, maybe after the file's title
-    r"\u200e?(?:(.*?)\s)?\u200e?<(?:attached|adjunto|Anhang|pièce jointe|allegato|anexo|"
-    r"bijgevoegd|прикреплено)\s?: ([^<>\n]+)>\Z"
-)
-_ANDROID_FILE = re.compile(  # `IMG-….jpg (file attached)`, maybe with a caption on next lines
-    r"\u200e?(.+?) \((?:file attached|Datei angehängt|archivo adjunto|fichier joint|"
-    r"file allegato|arquivo anexado|ficheiro anexado|bestand bijgevoegd|dosya ekli|"
-    r"file terlampir)\)$",
-    re.MULTILINE,
-)
-_OMITTED = re.compile(  # iOS without media: `Trip.pdf • 3 pages document omitted`
-    r"\u200e?(?:(.*?)\s\u200e?)?((?:image|video|audio|GIF|sticker|document|Contact card) omitted"
-    r"|(?:imagen|documento|sticker) omitid[ao]|(?:Bild|Dokument|Sticker) weggelassen)\Z"
-)
-_OMITTED_ENDS = ("omitted", "omitida", "omitido", "weggelassen")
-# iOS bodies that start with U+200E but are the sender's own content, not an app notice.
-_IOS_USER_CONTENT = (_LRM + "Location:", _LRM + "POLL:", _LRM + "Live location")
-# A would-be sender name that is really the start of a system line.
-_NOT_A_NAME = re.compile(r"[\"“”«»„]|changed the (?:subject|group)|changed this group|created")
-_TITLE = re.compile(
-    r"(?i)WhatsApp[\w\s-]*?(?:\s[-\u2013]|\b(?:with|mit|con|com|avec|met|ile|s uživatelem|"
-    r"с контактом))\s+(.+)$"
-)
 
 
 @sniffer
@@ -198,6 +164,8 @@ def _layout(m: re.Match[str] | None) -> _Layout | None:
     """The layout of a probe match, or None when it is not a plausible header."""
     if m is None or (m[1] is not None) != (m[8][0] == "]"):
         return None
+    if m[8] in _SPACES and not m[5].startswith("."):
+        return None  # no separator before the name: only after `13. 6. 2018.` dates
     year_first = len(m[2]) == 4  # else day or month first, then a 2- or 4-digit year
     if not (len(m[4]) <= 2 if year_first else len(m[2]) <= 2 and len(m[4]) in (2, 4)):
         return None
@@ -240,7 +208,7 @@ def _parse_text(text: str, where: str, path: str, options: ImportOptions) -> Par
         parts = _header_regex(layout).split(text)  # [before, date, time, name, body, date...]
         if parts[-1].endswith("\n"):
             parts[-1] = parts[-1][:-1]  # the file's own final newline is not part of a body
-        dmap = _date_map(parts[1::4], layout.year_first, options, path)
+        dmap, warning = _date_map(parts[1::4], layout.year_first, options, path)
         captions = not layout.bracketed and bool(_CAPTION_HINT.search(text))
         messages, bad = _messages(parts, dmap, layout.bracketed, captions)
     finally:
@@ -255,7 +223,9 @@ def _parse_text(text: str, where: str, path: str, options: ImportOptions) -> Par
         first_line = parts[0].count("\n") + 1
         lines = list(accumulate((b.count("\n") + 1 for b in parts[4::4]), initial=first_line))
         skipped += [Skipped(f"line {lines[i]}", "impossible date or time in header") for i in bad]
-    return ParsedChat(format=NAME, title="", messages=messages, skipped=skipped)
+    chat = ParsedChat(format=NAME, title="", messages=messages, skipped=skipped)
+    chat.warnings += [warning] if warning else []
+    return chat
 
 
 def _messages(
@@ -268,9 +238,10 @@ def _messages(
     bad: list[int] = []
     tmap: dict[str, str | None] = {}
     nmap: dict[str | None, str | None] = {None: None}
-    append, marker, msg = out.append, _MARKERS.get, ParsedMessage
+    append, marker, msg, notice_starts = out.append, MARKERS.get, ParsedMessage, NOTICE_STARTS
+    notices: list[tuple[int, str, str]] = []  # (index, sender, body) of notices with a sender
     # Endings of `<attached: …>`, `(file attached)`, `<… edited>` and iOS `… omitted`.
-    tails = (">", ")", *_OMITTED_ENDS) if ios else (">", ")")
+    tails = (">", ")", *OMITTED_ENDS) if ios else (">", ")")
     it = iter(parts)
     next(it)
     for date, time, name, body in zip(it, it, it, it, strict=False):
@@ -292,6 +263,10 @@ def _messages(
             line = body if name is None else f"{name}: {body}"
             append(msg(stamp, None, line.translate(_NO_MARKS), SYSTEM))
             continue
+        if body[:12] in notice_starts and body.startswith(NOTICES):  # "sent" by the group
+            notices.append((len(out), sender, body))
+            append(msg(stamp, None, body.translate(_NO_MARKS), SYSTEM))
+            continue
         hit = marker(body)
         if hit is not None:
             append(msg(stamp, sender, hit[1], hit[0]))
@@ -300,6 +275,11 @@ def _messages(
             append(msg(stamp, None if kind == SYSTEM else sender, text, kind, meta))
         else:
             append(msg(stamp, sender, body))
+    if notices:  # a "notice" by someone who also writes is their own words
+        writers = {m.sender for m in out}
+        for i, sender, body in notices:
+            if sender in writers:
+                out[i] = msg(out[i].timestamp, sender, body)
     return out, bad
 
 
@@ -307,20 +287,22 @@ def _classify(body: str, ios: bool) -> tuple[str, str, dict[str, Any] | None]:
     """Kind, text and meta of a body that may end with a marker. Placeholders keep their text
     (less invisible marks) and name their files in meta["attachments"]."""
     meta: dict[str, Any] = {}
-    edited = _EDITED.search(body)
+    edited = EDITED.search(body)
     if edited:
         body, meta["edited"] = body[: edited.start()], True
     kind, files = TEXT, None
-    if hit := _MARKERS.get(body):  # a marker behind an edit
+    if hit := MARKERS.get(body):  # a marker behind an edit
         kind, body = hit
-    elif m := _IOS_FILE.match(body):
+    elif hit := FOLDED_MARKERS.get(body.casefold()):  # `<media omitted>`: kept as written
+        kind = hit[0]
+    elif m := IOS_FILE.match(body):
         kind, files = (STICKER if "-STICKER-" in m[2] else MEDIA), [m[2]]
-    elif m := _ANDROID_FILE.match(body):
+    elif m := ANDROID_FILE.match(body):
         kind, files = (STICKER if m[1].startswith("STK-") else MEDIA), [m[1]]
-    elif m := _OMITTED.match(body):
+    elif m := OMITTED.match(body):
         kind = STICKER if m[2].lower().startswith("sticker") else MEDIA
         files = [m[1].split(" \u2022 ")[0].translate(_NO_MARKS)] if m[1] else None
-    elif ios and body.startswith(_LRM) and not body.startswith(_IOS_USER_CONTENT):
+    elif ios and body.startswith(_LRM) and not body.startswith(IOS_USER_CONTENT):
         kind = SYSTEM
     if files:
         meta["attachments"] = files
@@ -331,7 +313,7 @@ def _sender(raw: str) -> str | None:
     """The sender name without invisible marks, or None when the would-be name is the start
     of a system line (`X changed the subject from "a: b" to "c"`, longer than 50 chars)."""
     name = raw.translate(_NO_MARKS).strip()
-    if not name or len(name) > 50 or _NOT_A_NAME.search(name):
+    if not name or len(name) > 50 or NOT_A_NAME.search(name):
         return None
     return name
 
@@ -358,39 +340,49 @@ def _iso_date(year: int, month: int, day: int) -> str | None:
         return None
 
 
-def _date_map(dates: list[str], year_first: bool, options: ImportOptions, path: str) -> _Dates:
+def _date_map(
+    dates: list[str], year_first: bool, options: ImportOptions, path: str
+) -> tuple[_Dates, str | None]:
     """Raw header date -> 'YYYY-MM-DD' (None when impossible), the day/month order read from
     the whole file: an order under which more dates are impossible loses (13/01 means dmy);
-    then the order under which dates never go backwards; then `options.date_order`; else
+    then the order under which dates never go backwards; then `options.date_order`; then,
+    with `options.locale_fallback`, the system locale's order and a warning saying so; else
     AmbiguousDateOrder. So the file wins when it disagrees with the option."""
     fields = {raw: tuple(map(int, re.findall("[0-9]+", raw))) for raw in dict.fromkeys(dates)}
     if year_first:
-        return {raw: _iso_date(y, m, d) for raw, (y, m, d) in fields.items()}
+        return {raw: _iso_date(y, m, d) for raw, (y, m, d) in fields.items()}, None
     dmy = {raw: _iso_date(y, m, d) for raw, (d, m, y) in fields.items()}
     mdy = {raw: _iso_date(y, m, d) for raw, (m, d, y) in fields.items()}
     if dmy == mdy:
-        return dmy
+        return dmy, None
     bad_dmy, bad_mdy = list(dmy.values()).count(None), list(mdy.values()).count(None)
     if bad_dmy != bad_mdy:
-        return dmy if bad_dmy < bad_mdy else mdy
+        return (dmy if bad_dmy < bad_mdy else mdy), None
     if bad_dmy == 0:  # both orders read every date: take the one under which none goes back
         days = [raw for raw, _ in groupby(dates)]
         steady = [o for o in (dmy, mdy) if all(o[a] <= o[b] for a, b in pairwise(days))]  # type: ignore[operator]
         if len(steady) == 1:
-            return steady[0]
-    if options.date_order not in (None, "dmy", "mdy"):
-        raise ChatImportError(
-            f"{path}: unknown date order {options.date_order!r}; expected 'dmy' or 'mdy'"
+            return steady[0], None
+    order, warning = options.date_order, None
+    if order not in (None, "dmy", "mdy"):
+        raise ChatImportError(f"{path}: unknown date order {order!r}; expected 'dmy' or 'mdy'")
+    if order is None and options.locale_fallback:
+        order, where = system_date_order()
+        first = "day" if order == "dmy" else "month"
+        warning = (
+            f"every date reads both as day/month and month/day; read with the {first} first, "
+            f"as this system's locale ({where}) writes dates: check the dates, and import "
+            "again with the other order if they are wrong"
         )
-    if options.date_order is None:
+    if order is None:
         raise AmbiguousDateOrder(path)
-    return dmy if options.date_order == "dmy" else mdy
+    return (dmy if order == "dmy" else mdy), warning
 
 
 def _title(stems: list[str]) -> str:
     """The chat name from 'WhatsApp Chat with Riya' or 'WhatsApp Chat - Riya' (the member's
     name first, then the archive's), else the first stem that is not iOS's generic `_chat`."""
     for stem in stems:
-        if m := _TITLE.search(stem):
+        if m := TITLE.search(stem):
             return m[1].strip()
     return next((s for s in stems if s != "_chat"), stems[-1])

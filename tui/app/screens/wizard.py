@@ -154,7 +154,10 @@ class ImportWizard(Screen[None]):
             return
         path = Path(os.path.expanduser(raw))
         order = self.query_one("#date-order", Select).value
-        options = ImportOptions(date_order=order if isinstance(order, str) else None)
+        # "Auto" on a file whose dates fit both orders: the locale's order, with a warning.
+        options = ImportOptions(
+            date_order=order if isinstance(order, str) else None, locale_fallback=True
+        )
         self._note(Content(f"Importing {short_path(path)}…"))
         self._import(path, options)
 
@@ -195,6 +198,10 @@ class ImportWizard(Screen[None]):
         if len(reports) > 1:
             which.value = 0
         self._pick_report(reports[0])
+        for warning in {w for r in reports for w in r.warnings}:
+            self.notify(
+                warning, title="Check the dates", severity="warning", timeout=20, markup=False
+            )
         self._show_step("people")
         self.query_one("#me", Select).focus()
 

@@ -23,6 +23,7 @@ def report_text(r: Any) -> Content:
     ]
     if r.kinds:
         lines.append("kinds: " + ", ".join(f"{k} {n}" for k, n in r.kinds.items()))
+    lines += [f"Warning: {w}" for w in getattr(r, "warnings", [])]
     lines += ["", "Participants"]
     lines += [f"  {p['name']}: {p['messages']} messages" for p in r.participants]
     if r.skipped:
