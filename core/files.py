@@ -8,6 +8,8 @@ Contract:
   there is synced and renamed over `target`, when it raises the temporary file is removed and
   `target` is exactly as it was (absent, or the previous version).
 - `write_text`, `write_json` and `write_jsonl` are that, for the usual contents.
+- Running out of room (a full disk, a quota, a file-size limit) raises `DiskFullError` naming
+  the file, with everything as it was before.
 - `publishing(parent)` does the same for a whole folder: build it in the yielded temporary folder,
   and `publish(final)` moves it into place; a folder never published is removed. A folder that
   `final` already names is replaced: it is moved to `<final>.old` first and removed after, so a
@@ -17,6 +19,7 @@ Contract:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -26,17 +29,51 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# What a write fails with when there is no room: disk full, quota, file-size limit (RLIMIT_FSIZE).
+NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+class DiskFullError(OSError):
+    """No room to write `path`. Whatever it was replacing is intact."""
+
+    def __init__(self, path: Path | str, detail: str = "") -> None:
+        why = f" ({detail})" if detail else ""
+        super().__init__(
+            errno.ENOSPC,
+            f"{path}: no room to write it: the disk is full or a size limit was reached{why}; "
+            "nothing was changed: free some space and try again",
+        )
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+@contextmanager
+def no_room_as(path: Path | str) -> Iterator[None]:
+    """Turn an OSError for want of room inside the block into `DiskFullError(path)`."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as e:
+        if e.errno not in NO_ROOM:
+            raise
+        raise DiskFullError(path, e.strerror or "") from e
+
 
 @contextmanager
 def replacing(target: Path | str, suffix: str = ".part") -> Iterator[Path]:
     """A temporary path beside `target`, renamed over it when the block succeeds."""
     target = Path(target)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    with no_room_as(target):
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        _sync(tmp)
+        with no_room_as(target):
+            yield tmp
+            _sync(tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -79,7 +116,8 @@ def publishing(parent: Path) -> Iterator[tuple[Path, Callable[[Path], None]]]:
         shutil.rmtree(old, ignore_errors=True)
 
     try:
-        yield staging, publish
+        with no_room_as(parent):
+            yield staging, publish
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -7,6 +7,7 @@ callback of plain events, and records what it made in the store and as JSON besi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -199,7 +200,9 @@ def _run(
         trainer = Trainer(model, tokenizer, train, validation, config, folder, on_event, cancel)
         result = trainer.run(resume=resume)
     except BaseException:
-        ws.store.update_model(record.id, "failed")
+        # A full disk may refuse this write too: the error that stopped training is the news.
+        with contextlib.suppress(Exception):
+            ws.store.update_model(record.id, "failed")
         raise
     if result.cancelled:
         ws.store.update_model(record.id, "cancelled", result.metrics)

@@ -340,14 +340,19 @@ class Trainer:
     def _save_checkpoint(self, step: int, optimizer: Any, scheduler: Any) -> None:
         """Written to a temporary folder and swapped in, so a kill mid-write leaves the
         previous checkpoint intact."""
+        import io
+
         import torch
         from peft import get_peft_model_state_dict
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
+        # Serialised in memory (a LoRA and its optimiser state: megabytes) and written by
+        # Python, so that a full disk is an OSError (DiskFullError), not a writer's own error.
         with publishing(self.run_dir) as (tmp, publish):
             state = {k: v.detach().cpu().contiguous() for k, v in
                      get_peft_model_state_dict(self.model).items()}  # fmt: skip
-            save_file(state, tmp / "adapter.safetensors")
+            (tmp / "adapter.safetensors").write_bytes(save(state))
+            buffer = io.BytesIO()
             torch.save(
                 {
                     "optimizer": optimizer.state_dict(),
@@ -357,8 +362,9 @@ class Trainer:
                         torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
                     ),
                 },
-                tmp / "state.pt",
+                buffer,
             )
+            (tmp / "state.pt").write_bytes(buffer.getvalue())
             meta = {"step": step, "history": self.history, "config": self.config.to_json()}
             write_json(tmp / "trainer.json", meta)
             publish(self.run_dir / "checkpoint")

@@ -135,11 +135,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 0
     from convsim.core.chats.messages import ChatImportError
-    from convsim.core.store import NewerStoreError
+    from convsim.core.files import DiskFullError
+    from convsim.core.store import NewerStoreError, StoreCorruptError
 
     try:
         return int(args.func(args))
-    except (CliError, ChatImportError, NewerStoreError) as e:
+    except StoreCorruptError as e:
+        print(f"convsim: error: {cli_doctor.damaged_store_message(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    except (CliError, ChatImportError, NewerStoreError, DiskFullError) as e:
         print(f"convsim: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
