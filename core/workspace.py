@@ -6,6 +6,7 @@ It knows nothing about how results are shown.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from convsim.core.chats.importers import AmbiguousDateOrder, ImportOptions, parse_export
 from convsim.core.files import publishing
 from convsim.core.locations import Locations, make_private_dir
-from convsim.core.store import ImportReport, Store
+from convsim.core.store import ImportReport, Store, forget
+from convsim.core.store.forget import ForgetPlan
 
 if TYPE_CHECKING:
     from convsim.core.data.dataset import DatasetConfig, Example
@@ -74,6 +76,41 @@ class Workspace:
             self.store.set_setting(_date_order_key(path), asked)
         return reports
 
+    # -- forgetting --------------------------------------------------------------------------
+
+    def forget_plan(self, chat_id: int | None = None, person: str | None = None) -> ForgetPlan:
+        """What forgetting a chat (or a person, in every chat) removes: rows, and every file
+        under the data folder derived from them (`plan.files`). Reads only; KeyError when
+        there is no such chat or person."""
+        from convsim.core.data.transcripts import mentioning
+
+        conn = self.store.conn
+        if person is not None:
+            plan = forget.plan_person(conn, person)
+        elif chat_id is not None:
+            plan = forget.plan_chat(conn, chat_id)
+        else:
+            raise ValueError("forget_plan needs a chat_id or a person")
+        files = [Path(d["path"]) for d in plan.datasets] + [Path(m.path) for m in plan.models]
+        speakers = {*plan.names, *(m.person for m in plan.models)}
+        texts = forget.texts(conn, plan)
+        files += mentioning(self.locations.transcripts, speakers, texts)
+        files += sorted((self.locations.store.parent / "backups").glob("*"))  # TODO helper API
+        plan.files = [f for f in files if f.exists()]
+        return plan
+
+    def forget(self, plan: ForgetPlan) -> bool:
+        """Carry out a plan: its files first (so that an interrupted run can simply be run
+        again: the rows still point at what is left), then the rows, erased from the database
+        file and its WAL. Returns False if another program held the WAL open (see
+        `store.forget.erase`)."""
+        for path in plan.files:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        return forget.erase(self.store.conn, plan)
+
     def build_dataset(self, chat_id: int, config: DatasetConfig) -> DatasetRecord:
         """Build the training dataset of `config.target` in `chat_id`, write it (see
         `core.data.dataset_files`) and register it in the store. Files are staged in a private
@@ -112,4 +149,11 @@ class Workspace:
         return files.train, files.validation, files.sha256
 
 
-__all__ = ["SAMPLE_CHAT", "AmbiguousDateOrder", "DatasetRecord", "ImportOptions", "Workspace"]
+__all__ = [
+    "SAMPLE_CHAT",
+    "AmbiguousDateOrder",
+    "DatasetRecord",
+    "ForgetPlan",
+    "ImportOptions",
+    "Workspace",
+]

@@ -189,3 +189,18 @@ def test_training_light_large(snap_compare, stocked: Path) -> None:
         pilot.app.theme = "textual-light"  # the loss chart's colours follow the theme
 
     assert snap_compare(ConvsimApp(stocked), terminal_size=LARGE, run_before=light)
+
+
+def listed(screen: Any) -> str:
+    """What the forget dialog lists ("" until it has its plan)."""
+    items = screen.query("#forget-items")
+    return str(items.first().render()) if items else ""
+
+
+def test_forget_dialog(snap_compare, stocked: Path) -> None:
+    async def open_dialog(pilot) -> None:
+        await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+        await pilot.press("x")
+        await settle(pilot, lambda: "model sam-1" in listed(pilot.app.screen))
+
+    assert snap_compare(ConvsimApp(stocked), terminal_size=SMALL, run_before=open_dialog)

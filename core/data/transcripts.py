@@ -65,3 +65,18 @@ def saved(folder: Path) -> list[Path]:
         return []
     files = [p for p in folder.glob("*.jsonl") if p.is_file()]
     return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def mentioning(folder: Path, speakers: set[str], texts: set[str]) -> list[Path]:
+    """Saved transcripts in `folder` with a turn by one of `speakers`, or a turn whose text is
+    one of `texts` (what forgetting a person or a chat must remove too). Unreadable files are
+    left to the user: they are not convsim's to judge."""
+    found = []
+    for path in saved(folder):
+        try:
+            turns = load(path)
+        except TranscriptError:
+            continue
+        if any(speaker in speakers or text in texts for speaker, text in turns):
+            found.append(path)
+    return found

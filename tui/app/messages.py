@@ -207,3 +207,24 @@ class TranscriptLoaded(Message):
         super().__init__()
         self.path = path
         self.turns = turns
+
+
+# -- forget ---------------------------------------------------------------------------------
+
+
+class ForgetPlanned(Message):
+    """What forgetting would remove (`core.store.forget.ForgetPlan`), and its lines to show."""
+
+    def __init__(self, plan: Any, lines: list[str]) -> None:
+        super().__init__()
+        self.plan = plan
+        self.lines = lines
+
+
+class Forgotten(Message):
+    """A plan was carried out; `erased` is False when the WAL could not be emptied yet."""
+
+    def __init__(self, subject: str, erased: bool) -> None:
+        super().__init__()
+        self.subject = subject
+        self.erased = erased

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from convsim.tui.cli import chat as cli_chat
 from convsim.tui.cli import chats as cli_chats
 from convsim.tui.cli import doctor as cli_doctor
+from convsim.tui.cli import forget as cli_forget
 from convsim.tui.cli import models as cli_models
 from convsim.tui.cli.common import CliError
 from convsim.tui.cli.common import workspace as _workspace
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_models.add_commands(sub)
     cli_doctor.add_commands(sub)
     cli_chat.add_commands(sub)
+    cli_forget.add_commands(sub)
     return parser
 
 

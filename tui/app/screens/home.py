@@ -61,6 +61,7 @@ class HomeScreen(Screen[None]):
         Binding("o", "open_chat", "Chat"),
         Binding("b", "base_chat", "Base chat"),
         Binding("r", "resume", "Resume", show=False),
+        Binding("x", "forget", "Forget"),
         Binding("f4", "reload", "Refresh", show=False),
     ]
 
@@ -73,6 +74,7 @@ class HomeScreen(Screen[None]):
         self.chat_count = 0
         self.persona_count = 0
         self._models: dict[str, Any] = {}
+        self._chats: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -115,6 +117,7 @@ class HomeScreen(Screen[None]):
             for c in chats
         ]  # fmt: skip
         _fill(self.query_one("#chats", DataTable), CHAT_COLUMNS, rows)
+        self._chats = {str(c.id): c for c in chats}
         self._models = {m.id: m for m in models}
         rows = [
             (m.id, [m.id, m.person, m.status, "–" if m.chat_id is None else str(m.chat_id),
@@ -207,3 +210,20 @@ class HomeScreen(Screen[None]):
             self.notify(f"{model_id} has finished training.", markup=False)
             return
         self.app.push_screen(TrainingScreen(resume=model_id))
+
+    def action_forget(self) -> None:
+        """Forget the selected chat, or one of its people in every chat, after a dialog that
+        lists everything that will go."""
+        from convsim.tui.app.screens.forget import ForgetDialog
+
+        chat_id = self._selected("#chats")
+        if chat_id is None:
+            self.notify("Nothing to forget: no chats yet.")
+            return
+        chat = self._chats[chat_id]
+
+        def done(forgotten: bool | None) -> None:
+            if forgotten:
+                self.action_reload()
+
+        self.app.push_screen(ForgetDialog(chat.id, chat.title, list(chat.participants)), done)

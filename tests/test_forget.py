@@ -1,0 +1,213 @@
+"""Forgetting a chat or a person (`convsim forget`): the messages and everything made from them
+go (datasets, models and their exports, transcripts), and the text is gone from the bytes of
+every file under the data folder, the database file and its WAL included."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from convsim.core.data import transcripts
+from convsim.core.data.dataset import DatasetConfig
+from convsim.core.workspace import SAMPLE_CHAT, Workspace
+from convsim.tui.cli import main
+
+# Sentences only the sample chat has; each line of the other chat is its own.
+SAMPLE_LINES = ("like a golden retriever in running tights", "I can't feel my calves.")
+OTHER = (
+    "01/03/2025, 10:00 - Riya: the quince jam recipe is on the fridge door\n"
+    "01/03/2025, 10:01 - Jon: thanks, I owe you a jar of marmalade\n"
+    "01/03/2025, 10:02 - Riya: bring it on saturday with the blue umbrella\n"
+    "13/03/2025, 10:03 - Jon: will do, see you at the allotment gate\n"
+)
+RIYA_ONLY = ("quince jam recipe is on the fridge door", "with the blue umbrella")
+JON_ONLY = ("I owe you a jar of marmalade", "see you at the allotment gate")
+
+
+def files_holding(home: Path, text: str) -> list[Path]:
+    """Every file under `home` whose bytes contain `text` (UTF-8)."""
+    needle = text.encode()
+    return [p for p in home.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+@pytest.fixture
+def filled(home: Path, tmp_path: Path, tiny) -> Path:
+    """A home with the sample chat (datasets, a tiny model, a transcript) and a second chat
+    in which Riya also writes."""
+    pytest.importorskip("peft")
+    from convsim.core.training import train_person
+
+    other = tmp_path / "WhatsApp Chat with Jon.txt"
+    other.write_text(OTHER, encoding="utf-8")
+    with Workspace.open(home) as ws:
+        (sample,) = ws.import_export(SAMPLE_CHAT)
+        ws.import_export(other)
+        ws.build_dataset(sample.chat_id, DatasetConfig(target="Sam"))
+        overrides = {"steps": 1, "seq_len": 64, "batch_size": 2, "rank": 4, "eval_every": 0,
+                     "eval_rows": 2, "samples": 0, "checkpoint_every": 0}  # fmt: skip
+        run = train_person(ws, sample.chat_id, "Sam", base=str(tiny.gguf_path), overrides=overrides)
+        assert run.adapter_gguf is not None
+        folder = ws.locations.transcripts
+        transcripts.save(folder, "sam", [("Riya", SAMPLE_LINES[1]), ("Sam", "haha")])
+        transcripts.save(folder, "unrelated", [("Ann", "hello there"), ("Bo", "hi")])
+    return home
+
+
+def test_forget_chat_removes_everything_made_from_it(filled: Path, capsys) -> None:
+    home = filled
+    for line in (*SAMPLE_LINES, *JON_ONLY):
+        assert files_holding(home, line), f"the test must see {line!r} before forgetting"
+    code = main(["forget", "chat", "1", "--dry-run", "--json"])
+    plan = json.loads(capsys.readouterr().out)
+    assert code == 0 and plan["forgotten"] is False
+    # The dataset built by hand, and the one the training run built for itself.
+    assert plan["chats"] == [1] and plan["datasets"] == [1, 2] and len(plan["models"]) == 1
+    assert any("transcripts" in f for f in plan["files"])
+
+    assert main(["forget", "chat", "1", "--yes", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done["forgotten"] is True and done["erased"] is True
+    for line in SAMPLE_LINES:
+        assert files_holding(home, line) == [], line
+    for line in JON_ONLY:  # the other chat is untouched
+        assert files_holding(home, line)
+    with Workspace.open(home) as ws:
+        assert [c.title for c in ws.store.chats()] == ["Jon"]
+        assert ws.store.models() == [] and ws.store.datasets() == []
+        (left,) = transcripts.saved(ws.locations.transcripts)
+        assert left.name.startswith("unrelated")
+    assert not (home / "models").exists() or not any((home / "models").iterdir())
+
+
+def test_forget_person_removes_their_messages_from_every_chat(filled: Path, capsys) -> None:
+    home = filled
+    assert main(["forget", "person", "Riya", "--yes", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done["chats"] == [] and done["messages"] > 100
+    for line in (*RIYA_ONLY, SAMPLE_LINES[1]):
+        assert files_holding(home, line) == [], line
+    for line in JON_ONLY:
+        assert files_holding(home, line)
+    with Workspace.open(home) as ws:
+        people = {p.name for p in ws.store.participants()}
+        assert "Riya" not in people and {"Sam", "Jon"} <= people
+        assert [m.text for m in ws.store.messages(2)] == [
+            "thanks, I owe you a jar of marmalade",
+            "will do, see you at the allotment gate",
+        ]
+        imports = ws.store.conn.execute("SELECT report FROM imports").fetchall()
+        assert all("Riya" not in json.loads(r)["participants"].__repr__() for (r,) in imports)
+    # The database file itself: no free page and no WAL frame still holds her words.
+    db = home / "convsim.db"
+    wal = db.with_name(db.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert RIYA_ONLY[0].encode() not in db.read_bytes()
+
+
+def test_forget_asks_and_refuses_without_a_yes(filled: Path, capsys) -> None:
+    env = {**os.environ, "CONVSIM_HOME": str(filled)}
+    cli = [sys.executable, "-m", "convsim.tui.cli", "forget"]
+    done = subprocess.run([*cli, "chat", "2"], env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 2 and "pass --yes" in done.stderr
+    assert main(["forget", "chat", "99", "--yes"]) == 2
+    assert "no chat with id 99" in capsys.readouterr().err
+    assert main(["forget", "person", "Nobody", "--yes"]) == 2
+    assert "nobody called 'Nobody'" in capsys.readouterr().err
+    with Workspace.open(filled) as ws:
+        assert len(ws.store.chats()) == 2
+
+
+def test_erase_leaves_no_copy_in_free_pages_or_the_wal(tmp_path: Path) -> None:
+    """SQLite as many builds ship it (secure_delete off: python.org's macOS and Windows builds)
+    keeps deleted text in free pages, where the byte search above would find it; `erase`
+    leaves none."""
+    from convsim.core.store.forget import compact
+
+    def fill(name: str) -> tuple[sqlite3.Connection, Path]:
+        db = tmp_path / name
+        conn = sqlite3.connect(db, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA secure_delete = OFF")
+        conn.execute("CREATE TABLE t (x TEXT)")
+        rows = [(f"secret number {i:05d}",) for i in range(3000)]
+        conn.executemany("INSERT INTO t VALUES (?)", rows)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return conn, db
+
+    conn, db = fill("plain.db")
+    conn.execute("DELETE FROM t")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert b"secret number 01234" in db.read_bytes()
+    conn.close()
+
+    conn, db = fill("erased.db")
+    conn.execute("PRAGMA secure_delete = ON")
+    conn.execute("DELETE FROM t")
+    assert compact(conn) is True
+    assert b"secret number 01234" not in db.read_bytes()
+    assert db.with_name("erased.db-wal").stat().st_size == 0
+    conn.close()
+
+
+def test_app_forget_dialog_lists_everything_then_forgets(filled: Path) -> None:
+    """The home screen's x: the dialog lists what will go, Cancel keeps it, Forget removes it;
+    picking a person instead of the chat re-plans."""
+    import asyncio
+
+    from textual.widgets import Button, DataTable, Select, Static
+
+    from convsim.tui.app import ConvsimApp
+    from convsim.tui.app.screens.forget import ForgetDialog
+    from convsim.tui.app.screens.home import HomeScreen
+
+    async def until(condition, timeout: float = 30.0) -> None:
+        for _ in range(int(timeout / 0.02)):
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {condition}")
+
+    def listed(app: ConvsimApp) -> str:
+        return str(app.screen.query_one("#forget-items", Static).render())
+
+    def ready(app: ConvsimApp) -> bool:
+        return (
+            isinstance(app.screen, ForgetDialog)
+            and not app.screen.query_one("#forget-go", Button).disabled
+        )
+
+    async def drive() -> None:
+        app = ConvsimApp(filled)
+        async with app.run_test(size=(100, 34)) as pilot:
+            await until(lambda: isinstance(app.screen, HomeScreen) and app.screen.loaded)
+            await pilot.press("x")  # the first chat: the sample
+            await until(lambda: ready(app))
+            text = listed(app)
+            assert "chat 1 (sample_whatsapp)" in text and "dataset 1" in text
+            assert "model sam-1" in text and "folder models/sam-1" in text
+            await pilot.click("#forget-cancel")
+            await until(lambda: isinstance(app.screen, HomeScreen))
+            assert app.screen.query_one("#chats", DataTable).row_count == 2
+
+            await pilot.press("x")
+            await until(lambda: ready(app))
+            app.screen.query_one("#forget-what", Select).value = "Riya"
+            await until(lambda: ready(app) and "person Riya" in listed(app))
+            app.screen.query_one("#forget-what", Select).value = "chat"
+            await until(lambda: ready(app) and "chat 1" in listed(app))
+            await pilot.click("#forget-go")
+            await until(lambda: isinstance(app.screen, HomeScreen))
+            table = app.screen.query_one("#chats", DataTable)
+            await until(lambda: table.row_count == 1)
+            assert table.get_row_at(0)[1] == "Jon"
+
+    asyncio.run(drive())
+    for line in SAMPLE_LINES:
+        assert files_holding(filled, line) == [], line

@@ -1,0 +1,96 @@
+"""The forget dialog: remove a chat, or one person in every chat, and everything made from their
+messages. It lists everything that will go before anything does (the plan comes from a worker:
+`ForgetPlanned`), and forgets only on an explicit press (`Forgotten`). Dismissed with True when
+something was forgotten."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Select, Static
+
+from convsim.tui.app.messages import ForgetPlanned, Forgotten, JobFailed, post, reporting
+
+WHOLE_CHAT = "chat"
+
+
+class ForgetDialog(ModalScreen[bool]):
+    """`chat_id` is the chat selected on the home screen; `people` its participants, any of
+    whom can be forgotten instead (in every chat)."""
+
+    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel")]
+
+    def __init__(self, chat_id: int, title: str, people: list[str]) -> None:
+        super().__init__()
+        self.chat_id, self.title_text, self.people = chat_id, title, people
+        self.plan: Any = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="forget"):
+            yield Label("Forget, for good", classes="dialog-title")
+            options = [(f"the whole chat: {self.title_text}", WHOLE_CHAT)]
+            options += [(f"{name}, in every chat", name) for name in self.people]
+            yield Select(options, value=WHOLE_CHAT, allow_blank=False, id="forget-what")
+            yield Label("This removes:", classes="forget-heading")
+            with VerticalScroll(id="forget-list"):
+                yield Static("Looking…", id="forget-items", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Forget", variant="error", id="forget-go", disabled=True)
+                yield Button("Cancel", id="forget-cancel")
+
+    def on_mount(self) -> None:
+        self._plan(None)
+
+    @on(Select.Changed, "#forget-what")
+    def _what_changed(self, event: Select.Changed) -> None:
+        self.query_one("#forget-go", Button).disabled = True
+        self._plan(None if event.value == WHOLE_CHAT else str(event.value))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="forget",
+          description="list what forgetting removes")  # fmt: skip
+    def _plan(self, person: str | None) -> None:
+        app: Any = self.app
+        with reporting(self, "Could not list what would be forgotten", "forget"):
+            with app.workspace() as ws:
+                plan = ws.forget_plan(chat_id=self.chat_id, person=person)
+                home = Path(ws.locations.home)
+            post(self, ForgetPlanned(plan, plan.lines(relative_to=home)))
+
+    @on(ForgetPlanned)
+    def _planned(self, message: ForgetPlanned) -> None:
+        self.plan = message.plan
+        self.query_one("#forget-items", Static).update("\n".join(message.lines))
+        self.query_one("#forget-go", Button).disabled = False
+
+    @on(Button.Pressed, "#forget-go")
+    def _go(self) -> None:
+        self.query_one("#forget-go", Button).disabled = True
+        self.query_one("#forget-what", Select).disabled = True
+        self._forget(self.plan)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="forget",
+          description="forget")  # fmt: skip
+    def _forget(self, plan: Any) -> None:
+        app: Any = self.app
+        with reporting(self, "Could not forget everything", "forget"), app.workspace() as ws:
+            post(self, Forgotten(plan.subject, ws.forget(plan)))
+
+    @on(Forgotten)
+    def _forgotten(self, message: Forgotten) -> None:
+        note = "" if message.erased else " (the store's journal is emptied when convsim closes)"
+        self.app.notify(f"Forgot {message.subject}{note}.", markup=False)
+        self.dismiss(True)
+
+    @on(JobFailed)
+    def _failed(self, message: JobFailed) -> None:
+        self.query_one("#forget-what", Select).disabled = False  # the app shows the error
+
+    @on(Button.Pressed, "#forget-cancel")
+    def _cancel(self) -> None:
+        self.dismiss(False)
