@@ -1,6 +1,7 @@
 """Domain objects shared by importers, the store and the dataset builder.
 
-Contract: importers produce `ParsedChat`s made of `ParsedMessage`s; the store turns them into
+Contract: importers produce `ParsedChat`s made of `ParsedMessage`s (or, for an export too
+large to hold, a `ChatStream` of batches of them); the store turns them into
 rows and hands back `StoredMessage`s. Timestamps are ISO 8601 strings without a timezone, in the
 wall-clock time the export shows (formats that only carry epoch times are rendered in UTC).
 Message bodies are never Unicode-normalised: that would break ZWJ emoji sequences.
@@ -8,6 +9,7 @@ Message bodies are never Unicode-normalised: that would break ZWJ emoji sequence
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +66,16 @@ class ParsedChat:
     me: str | None = None
     # Guesses the importer had to make, for the user to check (e.g. the day/month order).
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ChatStream:
+    """A chat too large to hold whole: `chat` says what it is (its `messages` stay empty;
+    `skipped` and `warnings` fill up as batches are read), and each call of `batches()` reads
+    the export again, yielding its messages in file order, a bounded batch at a time."""
+
+    chat: ParsedChat
+    batches: Callable[[], Iterator[list[ParsedMessage]]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,43 +7,29 @@ no per-message hashing, no secondary index, and report counts taken with `Counte
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import sqlite3
-from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from itertools import chain
 from operator import attrgetter
 from typing import Any
 
-from convsim.core.chats.messages import SYSTEM, ParsedChat, ParsedMessage
+from convsim.core.chats.messages import SYSTEM, ChatStream, ParsedChat, ParsedMessage
 from convsim.core.store.records import ImportReport
 
 ANCHORS_PER_END = 50
 
-Key = tuple[str, str | None, str, str, int]
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Collections triggered while building hundreds of thousands of row tuples would walk
-    every parsed message again and again; nothing here makes reference cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+Row = tuple[str, str | None, str, str]  # timestamp, sender, kind, text
+Key = tuple[str, str | None, str, str, int]  # and how many identical rows came before
 
 
 def message_keys(rows: Sequence[tuple[str, str | None, str, str]]) -> list[Key]:
     """(timestamp, sender, kind, text, n): n counts earlier identical messages, so two real
     "ok"s in the same minute stay two messages while a re-imported one is recognised."""
-    seen: dict[tuple[str, str | None, str, str], int] = {}
+    seen: dict[Row, int] = {}
     out = []
     for row in rows:
         n = seen.get(row, 0)
@@ -77,9 +63,14 @@ def anchors_of(messages: Sequence[ParsedMessage]) -> set[tuple[str, int]]:
     return {(k[0], anchor(k)) for k in keys}
 
 
-def find_chat(conn: sqlite3.Connection, chat: ParsedChat) -> int | None:
+def find_chat(
+    conn: sqlite3.Connection,
+    chat: ParsedChat,
+    batches: Callable[[], Iterable[list[ParsedMessage]]] | None = None,
+) -> int | None:
     """The stored chat this export continues, if any: by the export's own chat id, else by
-    anchors (a newer export of a chat repeats its old messages; an unrelated one shares none)."""
+    anchors (a newer export of a chat repeats its old messages; an unrelated one shares none).
+    `batches`: the messages of a streamed export (read once more, only if anchors are needed)."""
     if chat.source_key is not None:
         row = conn.execute("SELECT id FROM chats WHERE source_key = ?", (chat.source_key,))
         found = row.fetchone()
@@ -97,7 +88,8 @@ def find_chat(conn: sqlite3.Connection, chat: ParsedChat) -> int | None:
         return None
     # Only messages sent at an anchor's time can match it; identical earlier messages share
     # that time too, so their repeat counts come out the same as over the whole export.
-    candidates = [m for m in chat.messages if m.timestamp in times]
+    every = chain.from_iterable(batches()) if batches else chat.messages
+    candidates = [m for m in every if m.timestamp in times]
     mine = {anchor(k) for k in message_keys(_parsed_rows(candidates))}
     best, best_hits = None, 0
     for cid, anchors in stored.items():
@@ -171,16 +163,10 @@ def insert_messages(
 
 
 def add_chat(conn: sqlite3.Connection, chat: ParsedChat, path: str) -> ImportReport:
-    now = datetime.now().isoformat(timespec="seconds")
     messages = chat.messages
     chat_id = find_chat(conn, chat)
     if chat_id is None:
-        cur = conn.execute(
-            "INSERT INTO chats (format, title, source_key, created) VALUES (?, ?, ?, ?)",
-            (chat.format, chat.title, chat.source_key, now),
-        )
-        assert cur.lastrowid is not None
-        chat_id = cur.lastrowid
+        chat_id = _new_chat(conn, chat)
         new = list(messages)
     else:
         have = existing_keys(conn, chat_id)
@@ -190,40 +176,145 @@ def add_chat(conn: sqlite3.Connection, chat: ParsedChat, path: str) -> ImportRep
     senders = Counter(map(attrgetter("sender"), messages))
     names = list(dict.fromkeys([*chat.participants, *(s for s in senders if s is not None)]))
     ids = participant_ids(conn, chat_id, names, chat.me)
-    (first_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM messages").fetchone()
+    first_id = _next_id(conn)
     insert_messages(conn, new, ids)
-    if new:
-        conn.execute(
-            "INSERT INTO segments (chat_id, first_id, last_id) VALUES (?, ?, ?)",
-            (chat_id, first_id, first_id + len(new) - 1),
-        )
-    conn.executemany(
-        "INSERT OR IGNORE INTO anchors (chat_id, ts, fingerprint) VALUES (?, ?, ?)",
-        [(chat_id, ts, fp) for ts, fp in anchors_of(messages)],
-    )
     report = build_report(chat, chat_id, len(new), senders)
-    conn.execute(
-        "INSERT INTO imports (chat_id, at, path, format, new_messages, report)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (chat_id, now, path, chat.format, len(new), json.dumps(report.to_json())),
-    )
+    _record(conn, chat_id, first_id, len(new), anchors_of(messages), report, path)
     return report
 
 
-def build_report(chat: ParsedChat, chat_id: int, new: int, senders: Counter[Any]) -> ImportReport:
-    kinds = Counter(map(attrgetter("kind"), chat.messages))
-    timestamps = list(map(attrgetter("timestamp"), chat.messages))
+# A streamed export is deduplicated by repeat counts; their memory is bounded by forgetting
+# the counts of timestamps older than the batch once this many are held.
+_SEEN_LIMIT = 200_000
+# Messages kept from the end of a streamed export, for its anchors.
+_TAIL_KEPT = 2_000
+
+
+def add_stream(conn: sqlite3.Connection, stream: ChatStream, path: str) -> ImportReport:
+    """`add_chat` for an export read in batches: memory is bounded by a batch (plus, for a
+    newer export of a stored chat, one hash per stored message of that chat)."""
+    chat = stream.chat
+    chat_id = find_chat(conn, chat, stream.batches)
+    have: set[int] | None = None
+    if chat_id is None:
+        chat_id = _new_chat(conn, chat)
+    else:
+        have = {hash(k) for k in existing_keys(conn, chat_id)}
+    ids = participant_ids(conn, chat_id, list(chat.participants), chat.me)
+    senders: Counter[str | None] = Counter()
+    kinds: Counter[str] = Counter()
+    head: list[ParsedMessage] = []
+    tail: deque[ParsedMessage] = deque(maxlen=_TAIL_KEPT)
+    seen: dict[Row, int] = {}
+    first_id, new, first, last = _next_id(conn), 0, "\uffff", ""
+    for batch in stream.batches():
+        if not batch:
+            continue
+        fresh = [n for n in dict.fromkeys(map(attrgetter("sender"), batch)) if n not in ids]
+        if fresh:
+            ids = participant_ids(conn, chat_id, fresh, None)
+        if have is not None:
+            if len(seen) > _SEEN_LIMIT:
+                oldest = min(map(attrgetter("timestamp"), batch))
+                seen = {k: n for k, n in seen.items() if k[0] >= oldest}
+            keys = _keys(batch, seen)
+            batch_new = [m for m, k in zip(batch, keys, strict=True) if hash(k) not in have]
+        else:
+            batch_new = batch
+        insert_messages(conn, batch_new, ids)
+        new += len(batch_new)
+        senders.update(map(attrgetter("sender"), batch))
+        kinds.update(map(attrgetter("kind"), batch))
+        stamps = list(map(attrgetter("timestamp"), batch))
+        first, last = min(first, *stamps), max(last, *stamps)
+        head += batch[: ANCHORS_PER_END - len(head)]
+        tail.extend(batch[-_TAIL_KEPT:])
+        del batch, batch_new, stamps  # before the next batch is read
+    span = (first, last) if new or kinds else (None, None)
+    report = build_report(chat, chat_id, new, senders, kinds, span)
+    overlap = max(0, len(head) + len(tail) - sum(kinds.values()))  # a short export: all kept
+    ends = head + list(tail)[overlap:]
+    _record(conn, chat_id, first_id, new, anchors_of(ends), report, path)
+    return report
+
+
+def _keys(batch: list[ParsedMessage], seen: dict[Row, int]) -> list[Key]:
+    """`message_keys` across batches: `seen` carries the repeat counts from one to the next."""
+    out = []
+    for m in batch:
+        row = (m.timestamp, m.sender, m.kind, m.text)
+        n = seen.get(row, 0)
+        seen[row] = n + 1
+        out.append((*row, n))
+    return out
+
+
+def _new_chat(conn: sqlite3.Connection, chat: ParsedChat) -> int:
+    cur = conn.execute(
+        "INSERT INTO chats (format, title, source_key, created) VALUES (?, ?, ?, ?)",
+        (chat.format, chat.title, chat.source_key, datetime.now().isoformat(timespec="seconds")),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def _next_id(conn: sqlite3.Connection) -> int:
+    """The id the next inserted message gets (inside the write transaction: nobody else can)."""
+    return int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM messages").fetchone()[0])
+
+
+def _record(
+    conn: sqlite3.Connection,
+    chat_id: int,
+    first_id: int,
+    new: int,
+    anchors: set[tuple[str, int]],
+    report: ImportReport,
+    path: str,
+) -> None:
+    """The import's segment of message ids, its anchors and its report."""
+    if new:
+        conn.execute(
+            "INSERT INTO segments (chat_id, first_id, last_id) VALUES (?, ?, ?)",
+            (chat_id, first_id, first_id + new - 1),
+        )
+    conn.executemany(
+        "INSERT OR IGNORE INTO anchors (chat_id, ts, fingerprint) VALUES (?, ?, ?)",
+        [(chat_id, ts, fp) for ts, fp in anchors],
+    )
+    conn.execute(
+        "INSERT INTO imports (chat_id, at, path, format, new_messages, report)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (chat_id, datetime.now().isoformat(timespec="seconds"), path, report.format, new,
+         json.dumps(report.to_json())),
+    )  # fmt: skip
+
+
+def build_report(
+    chat: ParsedChat,
+    chat_id: int,
+    new: int,
+    senders: Counter[Any],
+    kinds: Counter[str] | None = None,
+    span: tuple[str | None, str | None] | None = None,
+) -> ImportReport:
+    """The report of one chat's import; `kinds` and `span` (first, last) are counted from
+    `chat.messages` unless given (a streamed export keeps no messages)."""
+    kinds = kinds if kinds is not None else Counter(map(attrgetter("kind"), chat.messages))
+    if span is None:
+        timestamps = list(map(attrgetter("timestamp"), chat.messages))
+        span = min(timestamps, default=None), max(timestamps, default=None)
     # System messages have no sender, so the sender counts are of real messages already.
     order = dict.fromkeys([*chat.participants, *(s for s in senders if s is not None)])
     return ImportReport(
         chat_id=chat_id,
         format=chat.format,
         title=chat.title,
-        messages=len(chat.messages) - kinds.get(SYSTEM, 0),
+        messages=sum(kinds.values()) - kinds.get(SYSTEM, 0),
         new=new,
         participants=[{"name": n, "messages": senders.get(n, 0)} for n in order],
-        first=min(timestamps, default=None),
-        last=max(timestamps, default=None),
+        first=span[0],
+        last=span[1],
         kinds=dict(sorted(kinds.items())),
         skipped=[{"position": s.position, "reason": s.reason} for s in chat.skipped],
         warnings=list(chat.warnings),

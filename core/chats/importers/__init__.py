@@ -1,6 +1,7 @@
 """Chat-export importers: bytes in, `ParsedChat`s and a list of skipped records out.
 
-Public API: `parse_export(path, format=None, options=None)`, `detect(source)`, `FORMATS`.
+Public API: `parse_export(path, format=None, options=None)`, `stream_export(...)` for exports
+too large to hold, `detect(source)`, `FORMATS`.
 Contract: pure (nothing written, nothing printed); input that is not a usable export raises
 `ChatImportError` naming the file and place. Each format lives in its own module (see `base.py`
 for what every module provides); a new format is a new module named in `FORMATS`.
@@ -13,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from convsim.core.chats.importers.base import AmbiguousDateOrder, ImportOptions, Source
-from convsim.core.chats.messages import ChatImportError, ParsedChat
+from convsim.core.chats.messages import ChatImportError, ChatStream, ParsedChat
 
 # Order matters for detection: the most specific sniffers first, the generic one last.
 FORMATS = ("imessage", "sms", "telegram", "discord", "messenger", "whatsapp", "signal", "generic")
@@ -26,6 +27,7 @@ __all__ = [
     "detect",
     "importer",
     "parse_export",
+    "stream_export",
 ]
 
 
@@ -56,6 +58,17 @@ def detect(source: Source) -> str:
     raise ChatImportError(
         f"{source.name}: {what}; expected an export from one of: {', '.join(FORMATS)}"
     )
+
+
+def stream_export(
+    path: Path | str, format: str | None = None, options: ImportOptions | None = None
+) -> ChatStream | None:
+    """A `ChatStream` when the export is too large to parse whole and its format can stream
+    (a big WhatsApp text file); None means `parse_export` it."""
+    with Source(Path(path)) as source:
+        name = format or detect(source)
+        streamer = getattr(importer(name), "stream", None)
+        return streamer(source, options or ImportOptions()) if streamer else None
 
 
 def parse_export(

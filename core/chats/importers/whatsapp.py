@@ -8,7 +8,7 @@ Dates use `/`, `.` or `-`, 2- or 4-digit years, or the year first; times are 12 
 
 Contract: one `ParsedChat` per export, messages in file order (the app's order; its notices
 may carry slightly earlier times, kept as written), local wall-clock ISO timestamps. The
-day/month order comes from the whole file (`_date_map`). Header lines without `Name: ` are
+day/month order comes from the whole file (`date_map`). Header lines without `Name: ` are
 system messages (sender None), and so are iOS's own notices, which it writes as
 `Group: \\u200e<notice>`. Bodies keep their newlines and are never normalised; invisible
 direction marks are stripped from headers, names and non-text placeholders only.
@@ -19,21 +19,19 @@ for the layout the first headers show, conversions once per distinct date, time 
 
 from __future__ import annotations
 
-import datetime
-import gc
 import re
 from functools import lru_cache
-from itertools import accumulate, groupby, islice, pairwise
+from itertools import accumulate, islice
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
 from convsim.core.chats.importers.base import (
-    AmbiguousDateOrder,
     ImportOptions,
     Source,
+    gc_paused,
     sniffer,
-    system_date_order,
 )
+from convsim.core.chats.importers.whatsapp_dates import Dates, date_map, iso_time
 from convsim.core.chats.importers.whatsapp_phrases import (
     ANDROID_FILE,
     EDITED,
@@ -54,6 +52,7 @@ from convsim.core.chats.messages import (
     SYSTEM,
     TEXT,
     ChatImportError,
+    ChatStream,
     ParsedChat,
     ParsedMessage,
     Skipped,
@@ -68,7 +67,6 @@ _S = "[ \u00a0\u202f]"  # a space, a no-break space or a narrow no-break space
 _AMPM = rf"{_S}*[AaPp]\.?{_S}?[Mm]\.?"
 _HM, _SECONDS = r"[0-9]{1,2}[:.][0-5][0-9]", r"[:.][0-5][0-9]"
 _SPACES = (" ", "\u00a0", "\u202f")
-_Dates = dict[str, "str | None"]  # raw header date -> 'YYYY-MM-DD', None when impossible
 
 # Any header at the start of a line. Groups: 1 bracket, 2 first date field, 3 date separator and
 # its space, 4 last date field, 5 between date and time, 6 seconds, 7 AM/PM, 8 closing separator.
@@ -99,8 +97,16 @@ def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:
         stems.insert(0, PurePosixPath(member).stem)
     where = source.member_name(member)
     chat = _parse_text(_read(source, member), where, source.name, options)
-    chat.title = _title(stems)
+    chat.title = title_of(stems)
     return [chat]
+
+
+def stream(source: Source, options: ImportOptions) -> ChatStream | None:
+    """A large plain-text export as a stream of batches (bounded memory), else None: see
+    `whatsapp_chunks`."""
+    from convsim.core.chats.importers import whatsapp_chunks
+
+    return whatsapp_chunks.stream(source, options)
 
 
 def _looks_like_chat(head: bytes) -> bool:
@@ -148,7 +154,7 @@ def _read(source: Source, member: str | None) -> str:
     return "\n" + source.read_text(member).replace("\r\n", "\n")
 
 
-class _Layout(NamedTuple):
+class Layout(NamedTuple):
     """What one file's headers look like, learnt from its first ones."""
 
     bracketed: bool
@@ -160,7 +166,7 @@ class _Layout(NamedTuple):
     close: str  # "] ", " - ", ": "
 
 
-def _layout(m: re.Match[str] | None) -> _Layout | None:
+def _layout(m: re.Match[str] | None) -> Layout | None:
     """The layout of a probe match, or None when it is not a plausible header."""
     if m is None or (m[1] is not None) != (m[8][0] == "]"):
         return None
@@ -169,7 +175,7 @@ def _layout(m: re.Match[str] | None) -> _Layout | None:
     year_first = len(m[2]) == 4  # else day or month first, then a 2- or 4-digit year
     if not (len(m[4]) <= 2 if year_first else len(m[2]) <= 2 and len(m[4]) in (2, 4)):
         return None
-    return _Layout(m[1] is not None, m[3], year_first, m[5], bool(m[6]), bool(m[7]), m[8])
+    return Layout(m[1] is not None, m[3], year_first, m[5], bool(m[6]), bool(m[7]), m[8])
 
 
 def _literal(text: str) -> str:
@@ -178,7 +184,7 @@ def _literal(text: str) -> str:
 
 
 @lru_cache(maxsize=32)
-def _header_regex(layout: _Layout) -> re.Pattern[str]:
+def header_regex(layout: Layout) -> re.Pattern[str]:
     """The one regex for a layout. It starts with a newline, so the engine hops from line to
     line, and holds only what the layout has (about twice as fast as a general one). Groups:
     date, time with its seconds and AM/PM, and the sender name when the line has `Name: `."""
@@ -194,6 +200,18 @@ def _header_regex(layout: _Layout) -> re.Pattern[str]:
 
 def _parse_text(text: str, where: str, path: str, options: ImportOptions) -> ParsedChat:
     """Cut `text` (which starts with a newline) into messages."""
+    layout = layout_of(text, where)
+    with gc_paused():
+        parts = split(text, layout, last=True)
+        dmap, warning = date_map(parts[1::4], layout.year_first, options, path)
+        messages, skipped = messages_of(parts, text, layout, dmap, 1)
+    chat = ParsedChat(format=NAME, title="", messages=messages, skipped=skipped)
+    chat.warnings += [warning] if warning else []
+    return chat
+
+
+def layout_of(text: str, where: str) -> Layout:
+    """The layout most of the first 20 headers of `text` have; ChatImportError if none."""
     first = [lay for m in islice(_PROBE_LINES.finditer(text), 20) if (lay := _layout(m))]
     if not first:
         what = "empty file" if not text.strip() else "no WhatsApp message header found"
@@ -201,35 +219,39 @@ def _parse_text(text: str, where: str, path: str, options: ImportOptions) -> Par
             f"{where}: line 1: {what}; expected lines like '31/12/2020, 23:59 - Name: text' "
             "or '[31/12/2020, 23:59:59] Name: text'"
         )
-    layout = max(first, key=first.count)
-    was_enabled = gc.isenabled()
-    gc.disable()  # collections passing over ~10^6 fresh objects would cost more than the parse
-    try:
-        parts = _header_regex(layout).split(text)  # [before, date, time, name, body, date...]
-        if parts[-1].endswith("\n"):
-            parts[-1] = parts[-1][:-1]  # the file's own final newline is not part of a body
-        dmap, warning = _date_map(parts[1::4], layout.year_first, options, path)
-        captions = not layout.bracketed and bool(_CAPTION_HINT.search(text))
-        messages, bad = _messages(parts, dmap, layout.bracketed, captions)
-    finally:
-        if was_enabled:
-            gc.enable()
+    return max(first, key=first.count)
+
+
+def split(text: str, layout: Layout, last: bool) -> list[Any]:
+    """[before, date, time, name, body, date...] of a text that starts with a newline; the
+    file's own final newline (`last`: this text ends the file) is not part of a body."""
+    parts = header_regex(layout).split(text)
+    if last and parts[-1].endswith("\n"):
+        parts[-1] = parts[-1][:-1]
+    return parts
+
+
+def messages_of(
+    parts: list[Any], text: str, layout: Layout, dmap: Dates, line: int
+) -> tuple[list[ParsedMessage], list[Skipped]]:
+    """The messages of `split(text)`, and what was skipped, named by line (`text` starts with
+    the newline before file line `line`)."""
+    captions = not layout.bracketed and bool(_CAPTION_HINT.search(text))
+    messages, bad = _messages(parts, dmap, layout.bracketed, captions)
     skipped = [
         Skipped(f"line {n}", "text before the first message header")
-        for n, line in enumerate(parts[0][1:].split("\n"), 1)
-        if line.strip()
+        for n, before in enumerate(parts[0][1:].split("\n"), line)
+        if before.strip()
     ]
     if bad:  # find the header lines: each body runs to the next header
-        first_line = parts[0].count("\n") + 1
+        first_line = parts[0].count("\n") + line
         lines = list(accumulate((b.count("\n") + 1 for b in parts[4::4]), initial=first_line))
         skipped += [Skipped(f"line {lines[i]}", "impossible date or time in header") for i in bad]
-    chat = ParsedChat(format=NAME, title="", messages=messages, skipped=skipped)
-    chat.warnings += [warning] if warning else []
-    return chat
+    return messages, skipped
 
 
 def _messages(
-    parts: list[Any], dmap: _Dates, ios: bool, captions: bool
+    parts: list[Any], dmap: Dates, ios: bool, captions: bool
 ) -> tuple[list[ParsedMessage], list[int]]:
     """The hot loop, one ParsedMessage per header (keep it lean); times and names are converted
     when first seen. `captions`: an Android `(file attached)` line may have a caption under it.
@@ -249,7 +271,7 @@ def _messages(
             stamp = dmap[date] + tmap[time]  # type: ignore[operator]
         except (KeyError, TypeError):  # a time not seen yet, or an impossible date or time
             if time not in tmap:
-                tmap[time] = _iso_time(time)
+                tmap[time] = iso_time(time)
             day, clock = dmap[date], tmap[time]
             if day is None or clock is None:
                 bad.append(len(out) + len(bad))
@@ -318,68 +340,7 @@ def _sender(raw: str) -> str | None:
     return name
 
 
-def _iso_time(raw: str) -> str | None:
-    """'THH:MM:SS' for a header time such as '9:05', '21.05.33' or '12:10 a. m.'; None when
-    impossible. 12 a.m. is 00, 12 p.m. is 12, and '00:08 a. m.' is tolerated as 00:08."""
-    if len(raw) in (5, 8) and raw[2] == ":" and raw[-3] == ":":  # 'HH:MM', 'HH:MM:SS'
-        return ("T" + raw + (":00" if len(raw) == 5 else "")) if raw < "24" else None
-    digits = re.findall("[0-9]+", raw)
-    hour = int(digits[0])
-    if raw[-1] in "Mm." and hour <= 12:  # 12-hour clock
-        hour = hour % 12 + (12 if raw.rstrip(". \u00a0\u202fMm")[-1] in "Pp" else 0)
-    if hour > 23:
-        return None
-    return f"T{hour:02d}:{digits[1]}:{digits[2] if len(digits) > 2 else '00'}"
-
-
-def _iso_date(year: int, month: int, day: int) -> str | None:
-    """'YYYY-MM-DD' (2-digit years are 20xx), or None for an impossible date."""
-    try:
-        return datetime.date(year + 2000 if year < 100 else year, month, day).isoformat()
-    except ValueError:
-        return None
-
-
-def _date_map(
-    dates: list[str], year_first: bool, options: ImportOptions, path: str
-) -> tuple[_Dates, str | None]:
-    """Raw header date -> 'YYYY-MM-DD' (None when impossible), the day/month order read from
-    the whole file: an order under which more dates are impossible loses (13/01 means dmy);
-    then the order under which dates never go backwards; then `options.date_order`; then,
-    with `options.locale_fallback`, the system locale's order and a warning saying so; else
-    AmbiguousDateOrder. So the file wins when it disagrees with the option."""
-    fields = {raw: tuple(map(int, re.findall("[0-9]+", raw))) for raw in dict.fromkeys(dates)}
-    if year_first:
-        return {raw: _iso_date(y, m, d) for raw, (y, m, d) in fields.items()}, None
-    dmy = {raw: _iso_date(y, m, d) for raw, (d, m, y) in fields.items()}
-    mdy = {raw: _iso_date(y, m, d) for raw, (m, d, y) in fields.items()}
-    if dmy == mdy:
-        return dmy, None
-    bad_dmy, bad_mdy = list(dmy.values()).count(None), list(mdy.values()).count(None)
-    if bad_dmy != bad_mdy:
-        return (dmy if bad_dmy < bad_mdy else mdy), None
-    if bad_dmy == 0:  # both orders read every date: take the one under which none goes back
-        days = [raw for raw, _ in groupby(dates)]
-        steady = [o for o in (dmy, mdy) if all(o[a] <= o[b] for a, b in pairwise(days))]  # type: ignore[operator]
-        if len(steady) == 1:
-            return steady[0], None
-    order, warning = options.date_order, None
-    if order not in (None, "dmy", "mdy"):
-        raise ChatImportError(f"{path}: unknown date order {order!r}; expected 'dmy' or 'mdy'")
-    if order is None and options.locale_fallback:
-        order, where = system_date_order()
-        first = "day" if order == "dmy" else "month"
-        warning = (
-            f"every date reads both as day/month and month/day; read with the {first} first, "
-            f"as this system's locale ({where}) writes dates: check the dates, and import "
-            "again with the other order if they are wrong"
-        )
-    if order is None:
-        raise AmbiguousDateOrder(path)
-    return (dmy if order == "dmy" else mdy), warning
-
-
-def _title(stems: list[str]) -> str:
+def title_of(stems: list[str]) -> str:
     """The chat name from 'WhatsApp Chat with Riya' or 'WhatsApp Chat - Riya' (the member's
     name first, then the archive's), else the first stem that is not iOS's generic `_chat`."""
     for stem in stems:

@@ -1,0 +1,100 @@
+"""Large WhatsApp exports read in chunks (`whatsapp_chunks`): the same messages, skipped lines
+and store contents as reading the file whole, with the chunk size made tiny here so that
+messages, multi-line bodies, CRLFs and multi-byte characters all straddle chunk edges."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from convsim.core.chats.importers import ImportOptions, Source, whatsapp, whatsapp_chunks
+from convsim.core.chats.messages import ChatImportError
+from convsim.core.workspace import Workspace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from whatsapp_gen import generate
+
+
+@pytest.fixture
+def tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(whatsapp_chunks, "STREAM_BYTES", 8 * 1024)
+    monkeypatch.setattr(whatsapp_chunks, "CHUNK_BYTES", 3 * 1024 + 7)
+
+
+def whole_and_streamed(path: Path) -> tuple:
+    with Source(path) as source:
+        (whole,) = whatsapp.parse(source, ImportOptions())
+        stream = whatsapp_chunks.stream(source, ImportOptions())
+    assert stream is not None
+    streamed = [m for batch in stream.batches() for m in batch]
+    return whole, stream, streamed
+
+
+def test_chunks_give_the_messages_a_whole_read_gives(tiny_chunks, tmp_path: Path) -> None:
+    path = tmp_path / "WhatsApp Chat with Big.txt"
+    generate(path, 3000, seed=3)
+    text = path.read_text(encoding="utf-8")
+    long_body = "\n".join(f"line {i} of a very long message ✨" for i in range(400))  # > a chunk
+    lines = text.splitlines(keepends=True)
+    lines.insert(1500, f"05/06/2019, 10:00 - Tom: {long_body}\n")
+    lines.insert(2000, "31/02/2019, 10:00 - Tom: an impossible date\n")
+    path.write_bytes(("a stray line before the first header\n" + "".join(lines)).encode())
+    whole, stream, streamed = whole_and_streamed(path)
+    assert len(streamed) == len(whole.messages) > 3000 - 1
+    assert streamed == whole.messages
+    assert stream.chat.title == whole.title == "Big"
+    assert stream.chat.skipped == whole.skipped
+    bad = path.read_text(encoding="utf-8").split("\n").index(lines[2000].rstrip("\n")) + 1
+    assert [s.position for s in whole.skipped] == ["line 1", f"line {bad}"]
+    assert any(m.text == long_body for m in streamed)
+    again = [m for batch in stream.batches() for m in batch]  # a second pass reads it anew
+    assert again == streamed and stream.chat.skipped == whole.skipped
+
+
+def test_crlf_bom_and_a_bad_byte_in_a_later_chunk(tiny_chunks, tmp_path: Path) -> None:
+    path = tmp_path / "crlf.txt"
+    generate(path, 800, seed=4)
+    data = b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n")
+    path.write_bytes(data)
+    whole, _, streamed = whole_and_streamed(path)
+    assert streamed == whole.messages and not any("\r" in m.text for m in streamed)
+
+    cut = data.index(b"\r\n", len(data) * 3 // 4) + 2
+    path.write_bytes(data[:cut] + b"\xff" + data[cut:])
+    line = data[:cut].count(b"\n") + 1
+    with Source(path) as source, pytest.raises(ChatImportError) as caught:
+        whatsapp_chunks.stream(source, ImportOptions())  # its pass over the dates finds it
+    assert f"crlf.txt: not UTF-8 text (invalid byte at line {line})" in str(caught.value)
+
+
+def test_small_files_zips_and_utf16_are_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "small.txt"
+    generate(path, 100, seed=5)
+    with Source(path) as source:
+        assert whatsapp_chunks.stream(source, ImportOptions()) is None
+
+
+def test_a_streamed_import_stores_what_a_whole_import_stores(
+    tiny_chunks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = tmp_path / "WhatsApp Chat with Crowd.txt"
+    generate(old, 4000, seed=6)
+    newer = tmp_path / "newer" / old.name
+    newer.parent.mkdir()
+    generate(newer, 5000, seed=6)  # the same chat, a thousand messages on
+
+    def run(home: Path) -> tuple[list, list]:
+        with Workspace.open(home) as ws:
+            (first,) = ws.import_export(old)
+            (same,) = ws.import_export(old)
+            (more,) = ws.import_export(newer)
+            assert (first.new, same.new, more.new) == (4000, 0, 1000)
+            assert {first.chat_id, same.chat_id, more.chat_id} == {1}
+            rows = [(m.timestamp, m.sender, m.kind, m.text) for m in ws.store.messages(1)]
+            return [r.to_json() for r in (first, same, more)], rows
+
+    streamed = run(tmp_path / "streamed")
+    monkeypatch.setattr(whatsapp_chunks, "STREAM_BYTES", 1 << 40)
+    assert streamed == run(tmp_path / "whole")
