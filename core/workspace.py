@@ -11,10 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from convsim.core.chats.importers import AmbiguousDateOrder, ImportOptions, parse_export
+from convsim.core.chats.importers import (
+    AmbiguousDateOrder,
+    ImportOptions,
+    parse_export,
+    stream_export,
+)
 from convsim.core.files import publishing
 from convsim.core.locations import Locations, make_private_dir
-from convsim.core.store import ImportReport, Store, forget
+from convsim.core.store import ImportReport, Store, forget, list_backups
 from convsim.core.store.forget import ForgetPlan
 
 if TYPE_CHECKING:
@@ -70,8 +75,12 @@ class Workspace:
         asked = options.date_order
         if asked is None and remembered is not None:
             options.date_order = remembered
-        chats = parse_export(path, format, options)
-        reports = self.store.add_import(chats, str(path.resolve()))
+        stream = stream_export(path, format, options)
+        if stream is not None:  # too large to hold whole: read and stored batch by batch
+            reports = [self.store.add_stream(stream, str(path.resolve()))]
+        else:
+            chats = parse_export(path, format, options)
+            reports = self.store.add_import(chats, str(path.resolve()))
         if asked is not None:
             self.store.set_setting(_date_order_key(path), asked)
         return reports
@@ -95,7 +104,11 @@ class Workspace:
         speakers = {*plan.names, *(m.person for m in plan.models)}
         texts = forget.texts(conn, plan)
         files += mentioning(self.locations.transcripts, speakers, texts)
-        files += sorted((self.locations.store.parent / "backups").glob("*"))  # TODO helper API
+        # Copies of the whole store (backups before upgrades, a damaged store kept aside)
+        # hold these messages too.
+        store = self.locations.store
+        files += [b.path for b in list_backups(store)]
+        files += sorted(store.parent.glob(store.name + ".corrupt-*"))
         plan.files = [f for f in files if f.exists()]
         return plan
 

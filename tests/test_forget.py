@@ -15,6 +15,7 @@ import pytest
 
 from convsim.core.data import transcripts
 from convsim.core.data.dataset import DatasetConfig
+from convsim.core.store import backup_store
 from convsim.core.workspace import SAMPLE_CHAT, Workspace
 from convsim.tui.cli import main
 
@@ -56,6 +57,7 @@ def filled(home: Path, tmp_path: Path, tiny) -> Path:
         folder = ws.locations.transcripts
         transcripts.save(folder, "sam", [("Riya", SAMPLE_LINES[1]), ("Sam", "haha")])
         transcripts.save(folder, "unrelated", [("Ann", "hello there"), ("Bo", "hi")])
+    backup_store(home / "convsim.db")  # as an upgrade makes one: a copy of every message
     return home
 
 
@@ -69,6 +71,7 @@ def test_forget_chat_removes_everything_made_from_it(filled: Path, capsys) -> No
     # The dataset built by hand, and the one the training run built for itself.
     assert plan["chats"] == [1] and plan["datasets"] == [1, 2] and len(plan["models"]) == 1
     assert any("transcripts" in f for f in plan["files"])
+    assert any("backups" in f for f in plan["files"])
 
     assert main(["forget", "chat", "1", "--yes", "--json"]) == 0
     done = json.loads(capsys.readouterr().out)

@@ -4,6 +4,13 @@ Public API: `Store.open(path)`, `Store.add_import(...)`, `Store.chats()`, `Store
 `Store.participants(...)`, `Store.merge(...)`, settings and datasets.
 Contract: an import is one transaction: it either lands whole or leaves the file exactly as it
 was; the schema is versioned and migrated forward (`migrations.py`), never dropping user data.
+Backups and damage (`backups.py`): `Store.open` checks an existing file's header and schema
+first and raises `StoreCorruptError` (a `sqlite3.DatabaseError` naming the file and the
+damage) without writing to a damaged one (`store_problem` checks every page); before
+it migrates an existing file it copies it to `backups/` beside it (the newest 3 are kept).
+`store_problem(path)` checks a file without changing it, `list_backups(path)` and
+`latest_good_backup(path)` find its backups, and `restore_backup(path)` puts the newest good one
+in its place, keeping the damaged file as `<store>.corrupt-<stamp>`.
 
 Re-imports are recognised by the export's own chat id (`source_key`) or, for formats without one,
 by "anchors" (hashes of the first and last messages of every earlier import); messages are
@@ -21,20 +28,49 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from convsim.core.chats.messages import ParsedChat, StoredMessage
-from convsim.core.store.importing import add_chat, gc_paused
+from convsim.core.chats.importers.base import gc_paused
+from convsim.core.chats.messages import ChatStream, ParsedChat, StoredMessage
+from convsim.core.files import DiskFullError
+from convsim.core.store.backups import (
+    Backup,
+    Restored,
+    StoreCorruptError,
+    backup_store,
+    backups_dir,
+    latest_good_backup,
+    list_backups,
+    refuse_damaged,
+    restore_backup,
+    store_problem,
+)
+from convsim.core.store.importing import add_chat, add_stream
 from convsim.core.store.migrations import VERSION, NewerStoreError, migrate
 from convsim.core.store.records import ChatInfo, ImportReport, ModelRecord, Participant
 
 __all__ = [
     "VERSION",
+    "Backup",
     "ChatInfo",
     "ImportReport",
     "ModelRecord",
     "NewerStoreError",
     "Participant",
+    "Restored",
     "Store",
+    "StoreCorruptError",
+    "backup_store",
+    "backups_dir",
+    "latest_good_backup",
+    "list_backups",
+    "restore_backup",
+    "store_problem",
 ]
+
+
+BUSY_TIMEOUT_S = 300.0
+# What SQLite says when a write finds no room: by error name (Python 3.11+), else by text.
+NO_ROOM = {"SQLITE_FULL", "SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_TRUNCATE"}
+NO_ROOM_TEXT = {"database or disk is full", "disk I/O error"}
 
 
 class Store:
@@ -44,12 +80,20 @@ class Store:
 
     @classmethod
     def open(cls, path: Path) -> Store:
-        """Open (creating if needed) the store at `path`, migrated to the current schema."""
+        """Open (creating if needed) the store at `path`, migrated to the current schema (backed
+        up first when it had an older one). A damaged file raises `StoreCorruptError`."""
         new = not path.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # The app and commands write the store at once: a writer waits for another's
+        # transaction (an import of millions of messages takes tens of seconds) instead of
+        # failing at Python's default of 5 s with "database is locked".
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+        )
         if new and os.name == "posix":
             path.chmod(0o600)
+        if not new:
+            refuse_damaged(conn, path)  # before anything is written, even the journal mode
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         # A 64 MB page cache: a large import then writes each page once.
@@ -73,13 +117,22 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One write transaction; a failure rolls all of it back. No room to write (a full
+        disk: SQLite says "database or disk is full", or "disk I/O error" for a file-size
+        limit) raises `DiskFullError` naming the store."""
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:  # SQLite rolls back by itself after I/O errors
+                    self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as e:
+            if getattr(e, "sqlite_errorname", "") in NO_ROOM or str(e) in NO_ROOM_TEXT:
+                raise DiskFullError(self.path, str(e)) from e
             raise
-        self.conn.execute("COMMIT")
 
     # -- importing --------------------------------------------------------------------------
 
@@ -87,6 +140,11 @@ class Store:
         """Store every chat of one export in a single transaction; one report per chat."""
         with gc_paused(), self.transaction() as conn:
             return [add_chat(conn, chat, path) for chat in chats]
+
+    def add_stream(self, stream: ChatStream, path: str) -> ImportReport:
+        """Store a streamed export (`ChatStream`) in a single transaction, batch by batch."""
+        with gc_paused(), self.transaction() as conn:
+            return add_stream(conn, stream, path)
 
     # -- reading ----------------------------------------------------------------------------
 

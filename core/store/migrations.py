@@ -1,9 +1,13 @@
 """Schema versions of the store. Each step moves the schema forward by one version and never
-drops user data. `PRAGMA user_version` records the version a file is at."""
+drops user data. `PRAGMA user_version` records the version a file is at. Before the first step
+on a file that already has a schema, the file is backed up (`backups.backup_store`)."""
 
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
+
+from convsim.core.store.backups import backup_store
 
 STEPS: list[str] = [
     # v1: chats, people, messages, imports, datasets, settings.
@@ -99,22 +103,33 @@ class NewerStoreError(RuntimeError):
     pass
 
 
-def migrate(conn: sqlite3.Connection, upto: int = VERSION) -> int:
-    """Bring the schema to version `upto`, one transaction per step. Returns the new version."""
+def migrate(conn: sqlite3.Connection, upto: int = VERSION, backup: bool = True) -> int:
+    """Bring the schema to version `upto`, one transaction per step. Returns the new version.
+    With `backup`, a store file that has a schema is backed up before it is changed, once, by
+    the connection that changes it (a damaged file raises `StoreCorruptError` and is left as
+    it was; so does a backup that cannot be written)."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     if current > VERSION:
         raise NewerStoreError(
             f"this store is at schema version {current}, newer than this convsim knows "
             f"({VERSION}); upgrade convsim"
         )
+    backed_up = not backup
     for version in range(current + 1, upto + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Another connection (the app and a command at once) may have taken this step while
             # this one waited for the write lock: the version read under the lock decides.
-            if conn.execute("PRAGMA user_version").fetchone()[0] >= version:
+            found = conn.execute("PRAGMA user_version").fetchone()[0]
+            if found >= version:
                 conn.execute("COMMIT")
                 continue
+            if not backed_up:  # before the first step this connection takes
+                backed_up = True
+                path = _file_of(conn)
+                if found > 0 and path is not None:
+                    # Another connection reads the file as last committed: nothing written yet.
+                    backup_store(path)
             for statement in STEPS[version - 1].split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -124,3 +139,11 @@ def migrate(conn: sqlite3.Connection, upto: int = VERSION) -> int:
             conn.execute("ROLLBACK")
             raise
     return max(current, upto)
+
+
+def _file_of(conn: sqlite3.Connection) -> Path | None:
+    """The file of the connection's main database (None in memory or a temporary one)."""
+    for _, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return Path(file) if file else None
+    return None

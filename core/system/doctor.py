@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import shutil
 import sqlite3
 import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -248,53 +248,48 @@ def check_disk(locations: Locations) -> Check:
     return Check("disk", OK, detail)
 
 
-def _integrity_problems(conn: sqlite3.Connection) -> list[str]:
-    """What `PRAGMA quick_check` finds wrong, less the false "NULL value in T.C" reports that
-    SQLite 3.40 makes for WITHOUT ROWID tables whose primary key is not their first columns
-    (each is confirmed by looking for the NULL)."""
-    problems = []
-    for (line,) in conn.execute("PRAGMA quick_check(20)"):
-        found = re.fullmatch(r"NULL value in (\w+)\.(\w+)", line)
-        if found:
-            table, column = found.groups()
-            sql = f'SELECT 1 FROM "{table}" WHERE "{column}" IS NULL LIMIT 1'
-            if conn.execute(sql).fetchone() is None:
-                continue
-        if line != "ok":
-            problems.append(line)
-    return problems
-
-
 def check_store(locations: Locations) -> Check:
-    from convsim.core.store import VERSION
+    """The store: sound (schema, chats, backups), damaged (and which backup can replace it), or
+    from a newer convsim. Reads only: the file is opened read-only, never created or migrated."""
+    from convsim.core.store import VERSION, latest_good_backup, list_backups, store_problem
 
     path = locations.store
     if not path.exists():
         return Check("store", OK, f"no store yet at {path}: the first import creates it")
     try:
-        # Read-write but never created or migrated here: doctor only looks.
-        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True)
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            problems = _integrity_problems(conn)
-            # A newer schema may have no `chats` table as this version knows it.
-            known = 0 < version <= VERSION
-            chats = conn.execute("SELECT count(*) FROM chats").fetchone()[0] if known else 0
-        finally:
-            conn.close()
+        problem = store_problem(path)
+        if problem is None:
+            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                # A newer schema may have no `chats` table as this version knows it.
+                known = 0 < version <= VERSION
+                chats = conn.execute("SELECT count(*) FROM chats").fetchone()[0] if known else 0
+            finally:
+                conn.close()
     except sqlite3.Error as exc:
         return Check(
             "store",
             FAIL,
             f"{path} cannot be read: {exc}",
-            "restore it from a backup, or move it away to start a new store",
+            "fix its permissions, or close the program that locks it",
         )
-    if problems:
+    if problem is not None:
+        good = latest_good_backup(path)
+        if good is not None:
+            return Check(
+                "store",
+                FAIL,
+                f"{path} is damaged ({problem}); the backup from {when(good.created)} "
+                f"(schema {good.version}) can be restored",
+                "convsim doctor --restore  (the damaged file is kept beside it)",
+            )
         return Check(
             "store",
             FAIL,
-            f"{path} is damaged ({problems[0]})",
-            f"copy it somewhere safe, then try: sqlite3 '{path}' .recover",
+            f"{path} is damaged ({problem}) and there is no good backup of it",
+            f"copy it somewhere safe, then try: sqlite3 '{path}' .recover; or move it away to "
+            "start a new store and import your chat exports again",
         )
     if version > VERSION:
         return Check(
@@ -305,10 +300,19 @@ def check_store(locations: Locations) -> Check:
         )
     loose = os.name == "posix" and _mode(path) & 0o077
     detail = f"{path}: schema {version} (current {VERSION}), {chats} chats"
+    backups = list_backups(path)
+    if backups:
+        count = f"{len(backups)} backups" if len(backups) > 1 else "1 backup"
+        detail += f"; {count}, the newest from {when(backups[0].created)}"
     if loose:
         return Check("store", WARN, detail + f", mode {_mode(path):04o}", f"chmod 600 '{path}'")
-    note = "" if version == VERSION else "; upgraded on next use"
+    note = "" if version == VERSION else "; upgraded on next use (after a backup)"
     return Check("store", OK, detail + note)
+
+
+def when(moment: datetime) -> str:
+    """A moment as users read it: 2025-03-01 14:05."""
+    return moment.strftime("%Y-%m-%d %H:%M")
 
 
 def _default_model() -> tuple[str, str, Callable[[], None]]:

@@ -1,16 +1,23 @@
 """`convsim --version` (what this installation is made of) and `convsim doctor` (can it do its
 job here?). The facts come from `core.system.sysinfo`, the checks from `core.system.doctor`; this
 module only prints them. Both import torch and llama_cpp, so they do that when run, never
-when the parser is built."""
+when the parser is built. `convsim doctor --restore` (and, in a terminal, a yes to its question)
+puts the store's newest good backup (`core.store.backups`) in the place of a damaged store."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from convsim.tui.cli.common import print_json
+from convsim.tui.cli.common import CliError, print_json
+
+if TYPE_CHECKING:
+    from convsim.core.locations import Locations
+    from convsim.core.store import Restored, StoreCorruptError
+    from convsim.core.system.doctor import Check
 
 EXIT_FAIL = 1
 _MARK = {"ok": "OK  ", "warn": "WARN", "fail": "FAIL"}
@@ -87,21 +94,146 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from convsim.core.locations import Locations
     from convsim.core.system.doctor import FAIL, run_checks, worst
 
-    checks = run_checks(Locations.from_env(), fix=args.fix)
+    locations = Locations.from_env()
+    if args.restore:
+        return restore(locations, as_json=args.json)
+    checks = run_checks(locations, fix=args.fix)
     overall = worst(checks)
     if args.json:
         print_json({"status": overall, "checks": [c.to_json() for c in checks]})
-    else:
-        width = max(len(c.name) for c in checks)
-        for c in checks:
-            print(f"{_MARK[c.status]}  {c.name:<{width}}  {c.detail}")
-            if c.fix:
-                print(f"      {'':<{width}}  fix: {c.fix}")
-        counts = {s: sum(c.status == s for c in checks) for s in _MARK}
-        print(f"{counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failed")
-        if overall == FAIL:
-            print("convsim doctor: some checks failed; see 'fix:' above", file=sys.stderr)
+        return EXIT_FAIL if overall == FAIL else 0
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        _print_check(c, width)
+    counts = {s: sum(c.status == s for c in checks) for s in _MARK}
+    print(f"{counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failed")
+    store = next((c for c in checks if c.name == "store"), None)
+    if store is not None and store.status == FAIL and sys.stdin.isatty():
+        after = offer_restore(locations)
+        if after is not None:
+            checks = [after if c is store else c for c in checks]
+            overall = worst(checks)
+    if overall == FAIL:
+        print("convsim doctor: some checks failed; see 'fix:' above", file=sys.stderr)
     return EXIT_FAIL if overall == FAIL else 0
+
+
+def _print_check(c: Check, width: int) -> None:
+    print(f"{_MARK[c.status]}  {c.name:<{width}}  {c.detail}")
+    if c.fix:
+        print(f"      {'':<{width}}  fix: {c.fix}")
+
+
+# -- a damaged store ---------------------------------------------------------------------------
+
+
+def restore(locations: Locations, as_json: bool = False) -> int:
+    """`convsim doctor --restore`: put the newest good backup in the place of a damaged (or
+    missing) store, say what was done, then check the store again. A sound store is left alone."""
+    import sqlite3
+
+    from convsim.core.store import (
+        backups_dir,
+        latest_good_backup,
+        list_backups,
+        restore_backup,
+        store_problem,
+    )
+    from convsim.core.system.doctor import FAIL, check_store
+
+    store = locations.store
+    try:
+        problem = store_problem(store)
+    except sqlite3.Error as e:
+        raise CliError(f"cannot read the store {store}: {e}") from e
+    if store.exists() and problem is None:
+        raise CliError(
+            f"the store {store} passes the integrity check: nothing to restore "
+            "(a backup holds only what there was before the last upgrade)"
+        )
+    backup = latest_good_backup(store)
+    if backup is None:
+        found = len(list_backups(store))
+        raise CliError(
+            f"no backup of {store} to restore: "
+            + (f"none of the {found} in {backups_dir(store)} passes" if found else "none made")
+            + "; run `convsim doctor` for what else to do"
+        )
+    restored = restore_backup(store, backup)
+    check = check_store(locations)
+    if as_json:
+        print_json(
+            {
+                "status": check.status,
+                "checks": [check.to_json()],
+                "restored": {
+                    "backup": str(backup.path),
+                    "created": backup.created.isoformat(),
+                    "schema": backup.version,
+                    "kept": [str(p) for p in restored.kept],
+                },
+            }
+        )
+    else:
+        _print_restored(restored, store)
+        _print_check(check, len(check.name))
+    return EXIT_FAIL if check.status == FAIL else 0
+
+
+def offer_restore(locations: Locations) -> Check | None:
+    """Ask whether to restore the newest good backup of a damaged store, and do it if so:
+    returns the store check afterwards (None when nothing was restored)."""
+    import sqlite3
+
+    from convsim.core.store import latest_good_backup, restore_backup, store_problem
+    from convsim.core.system.doctor import check_store, when
+
+    store = locations.store
+    try:
+        if store_problem(store) is None:
+            return None
+    except sqlite3.Error:
+        return None  # unreadable, not damaged: a backup would not help
+    backup = latest_good_backup(store)
+    if backup is None:
+        return None
+    try:
+        answer = input(f"Restore the backup from {when(backup.created)}? [y/N] ")
+    except EOFError:
+        return None
+    if answer.strip().lower() not in ("y", "yes"):
+        return None
+    _print_restored(restore_backup(store, backup), store)
+    check = check_store(locations)
+    _print_check(check, len(check.name))
+    return check
+
+
+def _print_restored(restored: Restored, store: Path) -> None:
+    from convsim.core.system.doctor import when
+
+    backup = restored.backup
+    print(
+        f"Restored {store} from the backup of {when(backup.created)} (schema {backup.version}): "
+        f"{backup.path}"
+    )
+    print(f"Anything imported or trained after {when(backup.created)} is not in it.")
+    if restored.kept:
+        print(f"The damaged store is kept as {restored.kept[0]}: delete it once all looks right.")
+
+
+def damaged_store_message(error: StoreCorruptError) -> str:
+    """One line for a `StoreCorruptError`: what is wrong and the command that repairs it."""
+    from convsim.core.store import list_backups
+    from convsim.core.system.doctor import when
+
+    backups = list_backups(error.path)
+    if backups:
+        return (
+            f"{error}; run `convsim doctor --restore` to restore the backup from "
+            f"{when(backups[0].created)}"
+        )
+    return f"{error}; there is no backup of it: run `convsim doctor` for what to do"
 
 
 def add_commands(sub: Any) -> None:
@@ -111,6 +243,12 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="repair what convsim can: make the data folder private, assemble the default base "
         "model and prepare its torch copy (about a minute)",
+    )
+    p.add_argument(
+        "--restore",
+        action="store_true",
+        help="put the newest good backup (made before each upgrade of the store) in the place "
+        "of a damaged store, keeping the damaged file beside it; then check the store again",
     )
     p.add_argument("--json", action="store_true", help="one JSON object: status and checks")
     p.set_defaults(func=cmd_doctor)

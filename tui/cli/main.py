@@ -136,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             parser.print_help()
             return 0
+    import sqlite3
+
     from convsim.core.chats.messages import ChatImportError
     from convsim.core.files import DiskFullError
     from convsim.core.store import NewerStoreError, StoreCorruptError
@@ -144,6 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except StoreCorruptError as e:
         print(f"convsim: error: {cli_doctor.damaged_store_message(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    except sqlite3.DatabaseError as e:  # damage deeper than the header, found while reading
+        if "malformed" not in str(e):
+            raise
+        print(f"convsim: error: the store is damaged ({e}); run `convsim doctor`", file=sys.stderr)
         return EXIT_ERROR
     except (CliError, ChatImportError, NewerStoreError, DiskFullError) as e:
         print(f"convsim: error: {e}", file=sys.stderr)

@@ -1,0 +1,330 @@
+"""Backups before migrations, damaged stores told apart from sound ones, and `convsim doctor
+--restore`: all on real SQLite files (old stores built with the real migration steps)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import stat
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from convsim.core.locations import Locations
+from convsim.core.store import (
+    VERSION,
+    Store,
+    StoreCorruptError,
+    backup_store,
+    backups_dir,
+    latest_good_backup,
+    list_backups,
+    restore_backup,
+    store_problem,
+)
+from convsim.core.store.migrations import migrate
+from convsim.core.system import doctor
+from convsim.core.system.doctor import FAIL, OK
+from convsim.tui.cli import main
+from convsim.tui.cli.doctor import offer_restore
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+PAGE = 4096
+TEXTS = [f"message {i}: " + "lorem ipsum " * (i % 7) for i in range(300)]
+
+
+def old_store(path: Path, texts: list[str] = TEXTS) -> Path:
+    """A store as convsim left it at schema 1 (in WAL mode, closed): one chat, its messages."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    assert migrate(conn, upto=1) == 1
+    conn.execute(
+        "INSERT INTO chats (id, format, title, created) VALUES (1, 'whatsapp', 'Riya', '2024')"
+    )
+    conn.execute(
+        "INSERT INTO participants (id, chat_id, name) VALUES (1, 1, 'Riya'), (2, 1, 'Sam')"
+    )
+    conn.executemany(
+        "INSERT INTO messages (id, ts, participant_id, kind, text) VALUES (?, ?, ?, 'text', ?)",
+        [
+            (i + 1, f"2024-01-01T10:{i // 60:02d}:{i % 60:02d}", 1 + i % 2, t)
+            for i, t in enumerate(texts)
+        ],
+    )
+    conn.execute(
+        "INSERT INTO segments (chat_id, first_id, last_id) VALUES (1, 1, ?)", (len(texts),)
+    )
+    conn.close()
+    if os.name == "posix":
+        path.chmod(0o600)
+    return path
+
+
+def texts_in(path: Path) -> list[str]:
+    with Store.open(path) as store:
+        return [m.text for m in store.messages(1)]
+
+
+# Three ways a store is damaged: pages in the middle overwritten, the file cut short, noise.
+def scribble(data: bytes) -> bytes:
+    return data[: 2 * PAGE] + b"\xa5" * PAGE + data[3 * PAGE :]
+
+
+def truncate(data: bytes) -> bytes:
+    return data[:100]
+
+
+def noise(data: bytes) -> bytes:
+    return random.Random(0).randbytes(len(data))
+
+
+DAMAGE: list[Callable[[bytes], bytes]] = [scribble, truncate, noise]
+
+
+def damage(path: Path, how: Callable[[bytes], bytes] = scribble) -> bytes:
+    """Damage the (closed) store at `path`; returns its bytes as they now are."""
+    wal = path.with_name(path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0  # everything is in the main file
+    data = how(path.read_bytes())
+    path.write_bytes(data)
+    return data
+
+
+# --- backups -------------------------------------------------------------------------------
+
+
+@posix_only
+def test_an_old_store_is_backed_up_before_it_is_migrated(tmp_path: Path) -> None:
+    path = old_store(tmp_path / "convsim.db")
+    assert list_backups(path) == []
+    assert texts_in(path) == TEXTS  # opened: migrated to the current schema
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == VERSION
+    conn.close()
+    (backup,) = list_backups(path)
+    assert backup.path.parent == tmp_path / "backups" == backups_dir(path)
+    assert backup.path.name.startswith("convsim-v1-") and backup.path.suffix == ".sqlite3"
+    assert backup.version == 1
+    copy = sqlite3.connect(backup.path)
+    assert copy.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert [t for (t,) in copy.execute("SELECT text FROM messages ORDER BY id")] == TEXTS
+    assert copy.execute("SELECT 1 FROM sqlite_master WHERE name = 'models'").fetchone() is None
+    copy.close()
+    assert stat.S_IMODE(backup.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(backup.path.parent.stat().st_mode) == 0o700
+    # A standalone file: nothing half-written or journal-like beside it.
+    assert sorted(p.name for p in backup.path.parent.iterdir()) == [backup.path.name]
+    assert texts_in(path) == TEXTS and len(list_backups(path)) == 1  # current: no new backup
+
+
+def test_a_new_store_is_not_backed_up(tmp_path: Path) -> None:
+    path = tmp_path / "convsim.db"
+    with Store.open(path):
+        pass
+    with Store.open(path):
+        pass
+    assert not backups_dir(path).exists() and list_backups(path) == []
+
+
+def test_only_the_newest_backups_are_kept(tmp_path: Path) -> None:
+    path = old_store(tmp_path / "convsim.db")
+    made = [backup_store(path, keep=3) for _ in range(5)]
+    kept = list_backups(path)
+    assert [b.path for b in kept] == [b.path for b in reversed(made[2:])]  # newest first
+    assert all(b.version == 1 for b in kept)
+    assert sorted(backups_dir(path).iterdir()) == sorted(b.path for b in kept)
+
+
+def test_an_old_store_opened_at_once_by_several_connections_is_backed_up_once(
+    tmp_path: Path,
+) -> None:
+    path, ready, errors = old_store(tmp_path / "s.db"), threading.Barrier(4), []
+
+    def open_it() -> None:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+        ready.wait()
+        try:
+            migrate(conn)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    (backup,) = list_backups(path)
+    assert backup.version == 1 and texts_in(path) == TEXTS
+
+
+# --- damage --------------------------------------------------------------------------------
+
+
+def test_a_sound_or_missing_store_has_no_problem(tmp_path: Path) -> None:
+    assert store_problem(tmp_path / "none.db") is None
+    assert store_problem(old_store(tmp_path / "convsim.db")) is None
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_a_damaged_store_is_found_out_and_never_opened(
+    tmp_path: Path, how: Callable[[bytes], bytes]
+) -> None:
+    path = old_store(tmp_path / "convsim.db")
+    with Store.open(path):
+        pass
+    data = damage(path, how)
+    problem = store_problem(path)
+    assert problem
+    with pytest.raises(StoreCorruptError) as caught:
+        Store.open(path)
+    assert caught.value.path == path and caught.value.problem == problem
+    assert str(path) in str(caught.value) and problem in str(caught.value)
+    assert isinstance(caught.value, sqlite3.DatabaseError)
+    assert path.read_bytes() == data  # neither the check nor the refusal wrote to it
+
+
+def test_a_damaged_old_store_is_neither_migrated_nor_backed_up(tmp_path: Path) -> None:
+    path = old_store(tmp_path / "convsim.db")
+    data = damage(path)
+    with pytest.raises(StoreCorruptError):
+        Store.open(path)
+    # migrate() alone (without Store.open's check) refuses too: the copy fails its check.
+    conn = sqlite3.connect(path, isolation_level=None)
+    with pytest.raises(StoreCorruptError):
+        migrate(conn)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.close()
+    assert list_backups(path) == [] and list(backups_dir(path).iterdir()) == []
+    assert path.read_bytes() == data
+
+
+def test_restore_takes_the_newest_good_backup_and_keeps_the_damaged_store(tmp_path: Path) -> None:
+    path = old_store(tmp_path / "convsim.db")
+    older = backup_store(path)
+    with Store.open(path):  # migrated: a second, newer backup
+        pass
+    newest = list_backups(path)[0]
+    assert newest.path != older.path
+    damage(newest.path)  # a backup can rot too
+    assert latest_good_backup(path) == older
+    with pytest.raises(StoreCorruptError) as caught:
+        restore_backup(path, newest)
+    assert caught.value.path == newest.path
+    data = damage(path, noise)
+    restored = restore_backup(path)
+    assert restored.backup == older
+    (kept,) = restored.kept
+    assert kept.name.startswith("convsim.db.corrupt-") and kept.read_bytes() == data
+    assert texts_in(path) == TEXTS
+
+
+# --- convsim doctor ------------------------------------------------------------------------
+
+
+def damaged_home_with_a_backup(home: Path) -> tuple[Locations, bytes]:
+    """A home whose store was upgraded (so backed up at schema 1), then grew, then broke."""
+    locations = Locations.from_env()
+    assert locations.home == home
+    old_store(locations.store)
+    with Store.open(locations.store) as store:  # migrated, backed up
+        store.conn.execute("UPDATE chats SET title = 'after the backup'")
+    return locations, damage(locations.store)
+
+
+def test_doctor_restore_puts_the_backup_back(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    locations, data = damaged_home_with_a_backup(home)
+    (backup,) = list_backups(locations.store)
+    before = doctor.check_store(locations).to_json()
+    assert before["status"] == FAIL and "is damaged" in before["detail"]
+    assert "can be restored" in before["detail"] and before["fix"].startswith(
+        "convsim doctor --restore"
+    )
+
+    # Any command that opens the store says so in one line, naming the file and the fix.
+    assert main(["chats"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(locations.store) in err and "run `convsim doctor --restore`" in err
+
+    assert main(["doctor", "--restore", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (after,) = report["checks"]
+    assert report["status"] == OK and after["name"] == "store" and after["status"] == OK
+    assert "schema 1" in after["detail"]
+    assert report["restored"]["backup"] == str(backup.path) and report["restored"]["schema"] == 1
+    kept = Path(report["restored"]["kept"][0])
+    assert kept.parent == home and kept.name.startswith("convsim.db.corrupt-")
+    assert kept.read_bytes() == data  # the damaged file, untouched
+
+    with Store.open(locations.store) as store:  # the backed-up data, upgraded again
+        assert [c.title for c in store.chats()] == ["Riya"]
+        assert [m.text for m in store.messages(1)] == TEXTS
+    assert doctor.check_store(locations).status == OK
+
+
+def test_doctor_restore_says_what_it_did(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    locations, _ = damaged_home_with_a_backup(home)
+    assert main(["doctor", "--restore"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"Restored {locations.store} from the backup of ")
+    assert "is not in it" in out[1]
+    assert out[2].startswith(f"The damaged store is kept as {locations.store}.corrupt-")
+    assert out[3].startswith("OK    store  ")
+
+
+def test_doctor_restore_leaves_a_sound_store_alone_and_needs_a_backup(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    locations = Locations.from_env()
+    with Store.open(locations.store):
+        pass
+    assert main(["doctor", "--restore"]) == 2
+    assert "passes the integrity check: nothing to restore" in capsys.readouterr().err
+    data = damage(locations.store)
+    assert main(["doctor", "--restore", "--json"]) == 2
+    assert "no backup of" in capsys.readouterr().err
+    assert locations.store.read_bytes() == data
+    check = doctor.check_store(locations)
+    assert check.status == FAIL and "no good backup" in check.detail and ".recover" in check.fix
+    assert main(["chats"]) == 2
+    err = capsys.readouterr().err
+    assert str(locations.store) in err and "there is no backup of it" in err
+
+
+class Answers:
+    """A terminal's stdin that answers `input()` with `text`."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = iter(text.splitlines(keepends=True))
+
+    def readline(self) -> str:
+        return next(self.lines, "")
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_doctor_asks_before_restoring(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    locations, data = damaged_home_with_a_backup(home)
+    monkeypatch.setattr(sys, "stdin", Answers("n\n"))
+    assert offer_restore(locations) is None
+    assert "Restore the backup from " in capsys.readouterr().out
+    assert locations.store.read_bytes() == data
+    monkeypatch.setattr(sys, "stdin", Answers("y\n"))
+    check = offer_restore(locations)
+    assert check is not None and check.status == OK
+    assert "The damaged store is kept as" in capsys.readouterr().out
+    assert texts_in(locations.store) == TEXTS
