@@ -110,6 +110,7 @@ class Workspace:
         files += [b.path for b in list_backups(store)]
         files += sorted(store.parent.glob(store.name + ".corrupt-*"))
         plan.files = [f for f in files if f.exists()]
+        plan.folders = {f for f in plan.files if f.is_dir()}
         return plan
 
     def forget(self, plan: ForgetPlan) -> bool:

@@ -38,6 +38,7 @@ class ForgetPlan:
     models: list[ModelRecord]
     names: list[str] = field(default_factory=list)  # the forgotten person's names
     files: list[Path] = field(default_factory=list)  # filled in by the workspace
+    folders: set[Path] = field(default_factory=set)  # which of them are folders
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,7 +59,7 @@ class ForgetPlan:
         for f in self.files:
             inside = relative_to is not None and f.is_relative_to(relative_to)
             shown = f.relative_to(relative_to) if inside else f  # type: ignore[arg-type]
-            out.append(f"{'folder' if f.is_dir() else 'file'} {shown}")
+            out.append(f"{'folder' if f in self.folders else 'file'} {shown}")
         return out
 
 
@@ -66,8 +67,9 @@ def plan_chat(conn: sqlite3.Connection, chat_id: int) -> ForgetPlan:
     row = conn.execute("SELECT title FROM chats WHERE id = ?", (chat_id,)).fetchone()
     if row is None:
         raise KeyError(f"no chat with id {chat_id}")
-    (messages,) = conn.execute(
-        "SELECT coalesce(sum(last_id - first_id + 1), 0) FROM segments WHERE chat_id = ?",
+    (messages,) = conn.execute(  # ranges of ids, less any already forgotten
+        "SELECT count(*) FROM segments s JOIN messages m ON m.id BETWEEN s.first_id AND s.last_id"
+        " WHERE s.chat_id = ?",
         (chat_id,),
     ).fetchone()
     return ForgetPlan(
