@@ -157,3 +157,37 @@ def test_json_import_falls_back_with_a_warning_in_the_report(tmp_path: Path) -> 
     assert plain.returncode != 0 and "--date-order" in plain.stderr
     with Workspace.open(tmp_path) as ws:
         assert [c.messages for c in ws.store.chats()] == [3]
+
+
+def test_the_app_falls_back_to_the_locale_and_says_so(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from textual.widgets import Input, Static
+
+    from convsim.tui.app import ConvsimApp
+    from convsim.tui.app.screens.wizard import ImportWizard
+
+    monkeypatch.setenv("LC_ALL", "en_US.UTF-8")
+
+    async def drive() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=(100, 34)) as pilot:
+            await pilot.press("i")
+            while not isinstance(app.screen, ImportWizard):
+                await asyncio.sleep(0.02)
+            app.screen.query_one("#path", Input).value = str(WHATSAPP / "ambiguous.txt")
+            await pilot.press("enter")
+            for _ in range(1500):
+                if getattr(app.screen, "report", None) is not None:
+                    break
+                await asyncio.sleep(0.02)
+            report = app.screen.report
+            assert report.first == "2020-01-02T10:00:00"  # month first, as en_US writes
+            shown = str(app.screen.query_one("#report", Static).render())
+            assert "Warning: every date reads both as day/month" in shown
+            notes = [(n.title, n.message) for n in app._notifications]
+            assert any(title == "Check the dates" and "en_US" in text for title, text in notes)
+
+    asyncio.run(drive())
