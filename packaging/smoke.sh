@@ -7,7 +7,8 @@
 #
 # Steps: --version, doctor, the README and licence notices, import of the sample chat bundled in
 # the app (`import --sample`), dataset, a 2-step training run on the bundled default base,
-# export, one simulated reply, the TUI started and quit headless (app --smoke), doctor again.
+# export, one simulated reply, the TUI started and quit headless (app --smoke), doctor again,
+# then `forget` of the chat (everything made from it goes) and the empty chat list.
 # Every step runs even when an earlier one failed; the summary names the failed ones and the
 # exit status is 1 if any did. Works for the one-file build too (its notices lie beside it).
 set -uo pipefail
@@ -86,6 +87,11 @@ fi
 step "doctor after" "$APP" doctor --json
 expect "doctor after" '"name": "base model", "status": "ok"'
 expect "doctor after" '"name": "torch cache", "status": "ok"'
+expect "doctor after" '"name": "store", "status": "ok"'
+step forget "$APP" forget chat 1 --yes # the chat, its dataset, sam-1 and its exports
+expect forget "model sam-1"
+step "chats after" "$APP" chats
+expect "chats after" "No chats yet"
 
 echo "== build size: $(du -sh "$DIST" | cut -f1) ($DIST)"
 echo "== smoke wall time: $(since "$start") s"
