@@ -44,6 +44,7 @@ class DiskFullError(OSError):
             "nothing was changed: free some space and try again",
         )
         self.path = Path(path)
+        self.detail = detail
 
     def __str__(self) -> str:
         return str(self.strerror)
@@ -118,6 +119,10 @@ def publishing(parent: Path) -> Iterator[tuple[Path, Callable[[Path], None]]]:
     try:
         with no_room_as(parent):
             yield staging, publish
+    except DiskFullError as e:
+        if staging not in e.path.parents:
+            raise
+        raise DiskFullError(parent, e.detail) from e  # named by the folder, not its staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -154,7 +154,7 @@ def test_full_disk_while_writing_a_dataset_keeps_the_previous_one(
     # Long contexts: about four times the size of the chat's text, so past the limit.
     args = ("dataset", str(report.chat_id), "--as", "Riya Sharma", "--context", "64")
     code, _, err = finish(cli(stocked, *args, limit=limit))
-    assert code == 2 and "no room to write" in err and "datasets" in err, err
+    assert code == 2 and f"{stocked / 'datasets'}: no room to write" in err, err
     assert snapshot(db) == before
     with Workspace.open(stocked) as ws:
         assert [d["id"] for d in ws.store.datasets()] == [first.id]
