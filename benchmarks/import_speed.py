@@ -60,6 +60,16 @@ def convsim_import(path: Path) -> dict[str, float]:
     return {"seconds": seconds, "peak_mb": float(peak), "messages": report["new"]}
 
 
+def convsim_start_up() -> float:
+    """Wall time of `convsim chats` on an empty data folder: start-up and exit, no import."""
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "CONVSIM_HOME": home}
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "convsim.tui.cli", "chats"], env=env, check=True,
+                       capture_output=True)  # fmt: skip
+        return time.perf_counter() - start
+
+
 def whatstk_parse(path: Path) -> dict[str, float]:
     try:
         out = subprocess.run([sys.executable, "-c", WHATSTK, str(path)], check=True,
@@ -80,10 +90,11 @@ def main() -> None:
         path = Path(tmp) / "WhatsApp Chat with Benchmark.txt"
         generate(path, args.messages, seed=0)
         print(f"export: {args.messages:,} messages, {path.stat().st_size / 1e6:.1f} MB")
-        mine, base = [], []
+        mine, base, idle = [], [], []
         for _ in range(args.repeat):  # interleaved: both sample the same moments of the machine
             mine.append(convsim_import(path))
             base.append(whatstk_parse(path))
+            idle.append(convsim_start_up())
         ours = min(mine, key=lambda r: r["seconds"])
         theirs = min(base, key=lambda r: r["parse_s"])
         big = None
@@ -99,6 +110,7 @@ def main() -> None:
         f"  {ours['messages'] / ours['seconds']:,.0f} messages/s  peak {ours['peak_mb']:.0f} MB"
         f"  stored {ours['messages']:,}"
     )
+    print(f"  of which start-up and exit (convsim chats, nothing to do): {min(idle):.2f} s")
     print(f"whatstk parse only (baseline): {theirs['parse_s']:.2f} s  rows {theirs['messages']:,}")
     print(f"speed-up: {speedup:.1f}x (target >= 10x) -> {'PASS' if speedup >= 10 else 'FAIL'}")
     if big:
