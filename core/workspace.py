@@ -7,6 +7,7 @@ It knows nothing about how results are shown.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,10 +67,13 @@ class Workspace:
         path: Path,
         format: str | None = None,
         options: ImportOptions | None = None,
+        progress: Callable[[float, int], None] | None = None,
     ) -> list[ImportReport]:
         """Parse and store one export. An answer to an ambiguous day/month order given in
         `options.date_order` is remembered for later imports of a file with the same name;
-        without one, a remembered answer is used or `AmbiguousDateOrder` is raised."""
+        without one, a remembered answer is used or `AmbiguousDateOrder` is raised.
+        `progress` hears (share stored, messages read) while an export too large to read
+        whole is stored batch by batch (smaller ones take about a second)."""
         options = options or ImportOptions()
         remembered = self.store.setting(_date_order_key(path))
         asked = options.date_order
@@ -77,7 +81,7 @@ class Workspace:
             options.date_order = remembered
         stream = stream_export(path, format, options)
         if stream is not None:  # too large to hold whole: read and stored batch by batch
-            reports = [self.store.add_stream(stream, str(path.resolve()))]
+            reports = [self.store.add_stream(stream, str(path.resolve()), progress)]
         else:
             chats = parse_export(path, format, options)
             reports = self.store.add_import(chats, str(path.resolve()))

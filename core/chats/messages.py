@@ -72,10 +72,12 @@ class ParsedChat:
 class ChatStream:
     """A chat too large to hold whole: `chat` says what it is (its `messages` stay empty;
     `skipped` and `warnings` fill up as batches are read), and each call of `batches()` reads
-    the export again, yielding its messages in file order, a bounded batch at a time."""
+    the export again, yielding its messages in file order, a bounded batch at a time.
+    `done` is the share of the export the current pass has read (0 to 1), for progress."""
 
     chat: ParsedChat
     batches: Callable[[], Iterator[list[ParsedMessage]]]
+    done: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,10 +141,16 @@ class Store:
         with gc_paused(), self.transaction() as conn:
             return [add_chat(conn, chat, path) for chat in chats]
 
-    def add_stream(self, stream: ChatStream, path: str) -> ImportReport:
-        """Store a streamed export (`ChatStream`) in a single transaction, batch by batch."""
+    def add_stream(
+        self,
+        stream: ChatStream,
+        path: str,
+        progress: Callable[[float, int], None] | None = None,
+    ) -> ImportReport:
+        """Store a streamed export (`ChatStream`) in a single transaction, batch by batch;
+        `progress` hears (share stored, messages read) after each batch."""
         with gc_paused(), self.transaction() as conn:
-            return add_stream(conn, stream, path)
+            return add_stream(conn, stream, path, progress)
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -190,9 +190,15 @@ _SEEN_LIMIT = 200_000
 _TAIL_KEPT = 2_000
 
 
-def add_stream(conn: sqlite3.Connection, stream: ChatStream, path: str) -> ImportReport:
+def add_stream(
+    conn: sqlite3.Connection,
+    stream: ChatStream,
+    path: str,
+    progress: Callable[[float, int], None] | None = None,
+) -> ImportReport:
     """`add_chat` for an export read in batches: memory is bounded by a batch (plus, for a
-    newer export of a stored chat, one hash per stored message of that chat)."""
+    newer export of a stored chat, one hash per stored message of that chat). `progress`
+    hears (share of the export stored, messages read) after each batch."""
     chat = stream.chat
     chat_id = find_chat(conn, chat, stream.batches)
     have: set[int] | None = None
@@ -230,6 +236,8 @@ def add_stream(conn: sqlite3.Connection, stream: ChatStream, path: str) -> Impor
         head += batch[: ANCHORS_PER_END - len(head)]
         tail.extend(batch[-_TAIL_KEPT:])
         del batch, batch_new, stamps  # before the next batch is read
+        if progress:
+            progress(stream.done, sum(kinds.values()))
     span = (first, last) if new or kinds else (None, None)
     report = build_report(chat, chat_id, new, senders, kinds, span)
     overlap = max(0, len(head) + len(tail) - sum(kinds.values()))  # a short export: all kept

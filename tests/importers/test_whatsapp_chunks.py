@@ -98,3 +98,48 @@ def test_a_streamed_import_stores_what_a_whole_import_stores(
     streamed = run(tmp_path / "streamed")
     monkeypatch.setattr(whatsapp_chunks, "STREAM_BYTES", 1 << 40)
     assert streamed == run(tmp_path / "whole")
+
+
+def test_a_streamed_import_reports_its_progress(tiny_chunks, tmp_path: Path) -> None:
+    path = tmp_path / "WhatsApp Chat with Crowd.txt"
+    generate(path, 2000, seed=7)
+    heard: list[tuple[float, int]] = []
+    with Workspace.open(tmp_path / "home") as ws:
+        (report,) = ws.import_export(path, progress=lambda done, n: heard.append((done, n)))
+    assert len(heard) > 10  # one per batch
+    assert heard == sorted(heard) and heard[-1] == (1.0, 2000) and report.new == 2000
+    assert 0 < heard[0][0] < 0.1
+
+
+def test_the_wizard_shows_how_far_a_large_import_has_got(
+    tiny_chunks, tmp_path: Path, home: Path
+) -> None:
+    import asyncio
+
+    from textual.widgets import Input, Static
+
+    from convsim.tui.app import ConvsimApp
+    from convsim.tui.app.screens.wizard import ImportWizard
+
+    path = tmp_path / "WhatsApp Chat with Crowd.txt"
+    generate(path, 2000, seed=8)
+
+    async def drive() -> list[str]:
+        app = ConvsimApp(home)
+        notes: list[str] = []
+        async with app.run_test(size=(100, 34)) as pilot:
+            await pilot.press("i")
+            while not isinstance(app.screen, ImportWizard):
+                await asyncio.sleep(0.02)
+            app.screen.query_one("#path", Input).value = str(path)
+            await pilot.press("enter")
+            for _ in range(1500):
+                notes.append(str(app.screen.query_one("#detected", Static).render()))
+                if getattr(app.screen, "report", None) is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert app.screen.report.new == 2000
+        return notes
+
+    notes = asyncio.run(drive())
+    assert any("Importing… 100% (2,000 messages so far)" in note for note in notes), notes[-3:]

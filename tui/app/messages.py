@@ -101,6 +101,15 @@ class Imported(Message):
         self.reports = reports
 
 
+class ImportProgress(Message):
+    """How far the store has got with a large export: `done` (0 to 1) and messages read."""
+
+    def __init__(self, done: float, messages: int) -> None:
+        super().__init__()
+        self.done = done
+        self.messages = messages
+
+
 class DatasetBuilt(Message):
     def __init__(self, record: Any) -> None:
         super().__init__()

@@ -47,15 +47,26 @@ def cmd_import(args: argparse.Namespace) -> int:
     options.locale_fallback = bool(args.json)
     if args.me:
         options.me_name = args.me
+    shown: list[float] = []  # the shares shown, so the line is ended only if one was
+
+    def show(done: float, messages: int) -> None:
+        shown.append(done)
+        print(
+            f"\r  storing… {done:4.0%}  {messages:,} messages", end="", file=sys.stderr, flush=True
+        )
+
+    progress = show if sys.stderr.isatty() and not args.json else None
     with _workspace() as ws:
         try:
-            reports = ws.import_export(path, args.format, options)
+            reports = ws.import_export(path, args.format, options, progress)
         except AmbiguousDateOrder as e:
             order = _ask_date_order(path)
             if order is None:
                 raise CliError(f"{e.path}: {WHICH_ORDER}; pass --date-order dmy or mdy") from None
             options.date_order = order
-            reports = ws.import_export(path, args.format, options)
+            reports = ws.import_export(path, args.format, options, progress)
+    if shown:
+        print(file=sys.stderr)
     for report in reports:
         if args.json:
             _print_json(report.to_json())

@@ -39,46 +39,55 @@ def stream(source: Source, options: ImportOptions) -> ChatStream | None:
     if source.head(size=2) in (b"\xff\xfe", b"\xfe\xff"):
         return None
     path, where = source.path, source.name
-    layout = whatsapp.layout_of(next(_texts(path, where, None, chunk)), where)
+    layout = whatsapp.layout_of(next(_texts(path, where, None, chunk))[0], where)
     days: list[str] = []
-    for text, _, last in _texts_with_lines(path, where, layout, chunk):
+    for text, _, last, _ in _texts_with_lines(path, where, layout, chunk):
         days += [day for day, _ in groupby(whatsapp.split(text, layout, last)[1::4])]
     dmap, warning = date_map(days, layout.year_first, options, where)
     chat = ParsedChat(format=whatsapp.NAME, title=whatsapp.title_of([path.stem]), messages=[])
     chat.warnings += [warning] if warning else []
 
+    size = max(path.stat().st_size, 1)
+
     def batches() -> Iterator[list[ParsedMessage]]:
         chat.skipped.clear()
-        for text, line, last in _texts_with_lines(path, where, layout, chunk):
+        for text, line, last, read in _texts_with_lines(path, where, layout, chunk):
             with gc_paused():
                 parts = whatsapp.split(text, layout, last)
                 messages, skipped = whatsapp.messages_of(parts, text, layout, dmap, line)
             chat.skipped += skipped
             del parts, text  # the batch's strings live on in its messages only
+            chat_stream.done = min(read / size, 1.0)
             yield messages
             del messages
 
-    return ChatStream(chat, batches)
+    chat_stream = ChatStream(chat, batches)
+    return chat_stream
 
 
 def _texts_with_lines(
     path: Path, where: str, layout: whatsapp.Layout, chunk: int
-) -> Iterator[tuple[str, int, bool]]:
-    """(text, the file line its first line is, whether it ends the file) for each chunk."""
+) -> Iterator[tuple[str, int, bool, int]]:
+    """(text, the file line its first line is, whether it ends the file, bytes of the file
+    read up to its end) for each chunk."""
     line = 1
     texts = _texts(path, where, layout, chunk)
-    text = next(texts, None)
-    while text is not None:
+    current = next(texts, None)
+    while current is not None:
         following = next(texts, None)
-        yield text, line, following is None
+        text, read = current
+        yield text, line, following is None, read
         line += text.count("\n")  # each text holds the newline before each of its lines
-        text = following
+        current = following
 
 
-def _texts(path: Path, where: str, layout: whatsapp.Layout | None, chunk: int) -> Iterator[str]:
+def _texts(
+    path: Path, where: str, layout: whatsapp.Layout | None, chunk: int
+) -> Iterator[tuple[str, int]]:
     """The file's text in chunks of about `chunk` bytes, each starting with the newline before
     a header (the first with one put in front, as `whatsapp._read` does) and ending just before
-    the next chunk's. Without a layout, the first chunk only, as it comes."""
+    the next chunk's, with how many bytes of the file lie before that end (about). Without a
+    layout, the first chunk only, as it comes."""
     regex = whatsapp.header_regex(layout) if layout else None
     carry, pending, lines = "\n", b"", 0
     with open(path, "rb") as f:
@@ -92,13 +101,13 @@ def _texts(path: Path, where: str, layout: whatsapp.Layout | None, chunk: int) -
             text = carry + _decode(data.replace(b"\r\n", b"\n"), where, lines)
             lines += data.count(b"\n")
             if regex is None:
-                yield text
+                yield text, len(data)
                 return
             if more:
                 start = _last_header(regex, text)
                 text, carry = (text[:start], text[start:]) if start > 0 else ("", text)
             if text:
-                yield text
+                yield text, f.tell() - len(more) - len(pending) - len(carry.encode()) * bool(more)
             if not more:
                 return
             data = more

@@ -37,6 +37,7 @@ from convsim.tui.app.messages import (
     DatasetBuilt,
     FormatDetected,
     Imported,
+    ImportProgress,
     JobFailed,
     post,
     reporting,
@@ -172,8 +173,17 @@ class ImportWizard(Screen[None]):
           description="import a chat export")  # fmt: skip
     def _import(self, path: Path, options: Any) -> None:
         app: Any = self.app
+
+        def progress(done: float, messages: int) -> None:
+            post(self, ImportProgress(done, messages))
+
         with reporting(self, f"Could not import {path.name}", "import"), app.workspace() as ws:
-            post(self, Imported(ws.import_export(path, None, options)))
+            post(self, Imported(ws.import_export(path, None, options, progress)))
+
+    @on(ImportProgress)
+    def _import_progress(self, message: ImportProgress) -> None:
+        """A large export is stored batch by batch: say how far it has got."""
+        self._note(Content(f"Importing… {message.done:.0%} ({message.messages:,} messages so far)"))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="import",
           description="read a stored chat")  # fmt: skip
