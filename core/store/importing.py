@@ -26,10 +26,11 @@ Row = tuple[str, str | None, str, str]  # timestamp, sender, kind, text
 Key = tuple[str, str | None, str, str, int]  # and how many identical rows came before
 
 
-def message_keys(rows: Sequence[tuple[str, str | None, str, str]]) -> list[Key]:
+def message_keys(rows: Sequence[Row], seen: dict[Row, int] | None = None) -> list[Key]:
     """(timestamp, sender, kind, text, n): n counts earlier identical messages, so two real
-    "ok"s in the same minute stay two messages while a re-imported one is recognised."""
-    seen: dict[Row, int] = {}
+    "ok"s in the same minute stay two messages while a re-imported one is recognised. `seen`
+    carries the counts over from earlier rows (the batches of a streamed export)."""
+    seen = {} if seen is None else seen
     out = []
     for row in rows:
         n = seen.get(row, 0)
@@ -223,7 +224,7 @@ def add_stream(
             if len(seen) > _SEEN_LIMIT:
                 oldest = min(map(attrgetter("timestamp"), batch))
                 seen = {k: n for k, n in seen.items() if k[0] >= oldest}
-            keys = _keys(batch, seen)
+            keys = message_keys(_parsed_rows(batch), seen)
             batch_new = [m for m, k in zip(batch, keys, strict=True) if hash(k) not in have]
         else:
             batch_new = batch
@@ -244,17 +245,6 @@ def add_stream(
     ends = head + list(tail)[overlap:]
     _record(conn, chat_id, first_id, new, anchors_of(ends), report, path)
     return report
-
-
-def _keys(batch: list[ParsedMessage], seen: dict[Row, int]) -> list[Key]:
-    """`message_keys` across batches: `seen` carries the repeat counts from one to the next."""
-    out = []
-    for m in batch:
-        row = (m.timestamp, m.sender, m.kind, m.text)
-        n = seen.get(row, 0)
-        seen[row] = n + 1
-        out.append((*row, n))
-    return out
 
 
 def _new_chat(conn: sqlite3.Connection, chat: ParsedChat) -> int:
