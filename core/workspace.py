@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from convsim.core.chats.importers import (
     AmbiguousDateOrder,
     ImportOptions,
+    Source,
+    detect,
     parse_export,
     stream_export,
 )
@@ -79,6 +81,9 @@ class Workspace:
         asked = options.date_order
         if asked is None and remembered is not None:
             options.date_order = remembered
+        if format is None:  # detected once, for both the streaming and the whole read
+            with Source(path) as source:
+                format = detect(source)
         stream = stream_export(path, format, options)
         if stream is not None:  # too large to hold whole: read and stored batch by batch
             reports = [self.store.add_stream(stream, str(path.resolve()), progress)]
