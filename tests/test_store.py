@@ -144,10 +144,10 @@ def test_migrate_runs_each_step_once(tmp_path: Path) -> None:
     assert migrate(conn) == VERSION
 
 
-def test_a_new_store_opened_by_several_processes_at_once_is_created_once(tmp_path: Path) -> None:
-    """The app's workers and a command may open a store that does not exist yet at the same
-    moment: each must find it whole, none may fail creating its tables twice."""
-    path, ready, errors = tmp_path / "s.db", threading.Barrier(4), []
+def migrate_at_once(path: Path, connections: int = 4) -> list[Exception]:
+    """Open `path` from `connections` threads, released together, each migrating it; what
+    each raised."""
+    ready, errors = threading.Barrier(connections), []
 
     def open_it() -> None:
         conn = sqlite3.connect(path, isolation_level=None, timeout=10)
@@ -159,14 +159,21 @@ def test_a_new_store_opened_by_several_processes_at_once_is_created_once(tmp_pat
         finally:
             conn.close()
 
+    threads = [threading.Thread(target=open_it) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def test_a_new_store_opened_by_several_processes_at_once_is_created_once(tmp_path: Path) -> None:
+    """The app's workers and a command may open a store that does not exist yet at the same
+    moment: each must find it whole, none may fail creating its tables twice."""
+    path, errors = tmp_path / "s.db", []
     for _ in range(5):  # the race is timing-dependent: give it several chances
         path.unlink(missing_ok=True)
-        threads = [threading.Thread(target=open_it) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        ready.reset()
+        errors += migrate_at_once(path)
     assert errors == []
     with Store.open(path) as store:
         assert store.chats() == []

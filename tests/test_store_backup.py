@@ -9,11 +9,11 @@ import random
 import sqlite3
 import stat
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from test_store import migrate_at_once
 
 from convsim.core.locations import Locations
 from convsim.core.store import (
@@ -144,24 +144,8 @@ def test_only_the_newest_backups_are_kept(tmp_path: Path) -> None:
 def test_an_old_store_opened_at_once_by_several_connections_is_backed_up_once(
     tmp_path: Path,
 ) -> None:
-    path, ready, errors = old_store(tmp_path / "s.db"), threading.Barrier(4), []
-
-    def open_it() -> None:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=10)
-        ready.wait()
-        try:
-            migrate(conn)
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=open_it) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    path = old_store(tmp_path / "s.db")
+    assert migrate_at_once(path) == []
     (backup,) = list_backups(path)
     assert backup.version == 1 and texts_in(path) == TEXTS
 
