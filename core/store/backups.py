@@ -52,6 +52,14 @@ class StoreCorruptError(sqlite3.DatabaseError):
         self.problem = problem
 
 
+def is_damage(error: BaseException) -> bool:
+    """Whether `error` says the store is damaged: refused at open (`StoreCorruptError`), or a
+    damaged page found while reading ("database disk image is malformed")."""
+    return isinstance(error, StoreCorruptError) or (
+        isinstance(error, sqlite3.DatabaseError) and "malformed" in str(error)
+    )
+
+
 @dataclass(frozen=True)
 class Backup:
     path: Path

@@ -11,7 +11,6 @@ tracebacks; text that comes from the user's data is never read as markup.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 
-from convsim.core.store import StoreCorruptError
+from convsim.core.store import is_damage
 from convsim.tui.app.messages import JobFailed, ThemeLoaded, post, reporting
 
 THEMES = ("textual-dark", "textual-light")
@@ -98,9 +97,7 @@ class ConvsimApp(App[None]):
         detail = str(exc) or type(exc).__name__
         if isinstance(exc, MemoryError):
             detail = "out of memory: close other programs, or pick a smaller base model"
-        elif isinstance(exc, sqlite3.DatabaseError) and (
-            isinstance(exc, StoreCorruptError) or "malformed" in detail
-        ):
+        elif is_damage(exc):
             detail += "; quit and run `convsim doctor` (it can restore the last backup)"
         self.notify(detail, title=what, severity="error", timeout=12, markup=False)
 

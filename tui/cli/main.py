@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from convsim.core.chats.messages import ChatImportError
     from convsim.core.files import DiskFullError
-    from convsim.core.store import NewerStoreError, StoreCorruptError
+    from convsim.core.store import NewerStoreError, StoreCorruptError, is_damage
 
     try:
         return int(args.func(args))
@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"convsim: error: {cli_doctor.damaged_store_message(e)}", file=sys.stderr)
         return EXIT_ERROR
     except sqlite3.DatabaseError as e:  # damage deeper than the header, found while reading
-        if "malformed" not in str(e):
+        if not is_damage(e):
             raise
         print(f"convsim: error: the store is damaged ({e}); run `convsim doctor`", file=sys.stderr)
         return EXIT_ERROR
