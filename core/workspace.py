@@ -22,7 +22,7 @@ from convsim.core.chats.importers import (
 )
 from convsim.core.files import publishing
 from convsim.core.locations import Locations, make_private_dir
-from convsim.core.store import ImportReport, Store, forget, list_backups
+from convsim.core.store import ImportReport, Store, damaged_copies, forget, list_backups
 from convsim.core.store.forget import ForgetPlan
 
 if TYPE_CHECKING:
@@ -116,8 +116,7 @@ class Workspace:
         # Copies of the whole store (backups before upgrades, a damaged store kept aside)
         # hold these messages too.
         store = self.locations.store
-        files += [b.path for b in list_backups(store)]
-        files += sorted(store.parent.glob(store.name + ".corrupt-*"))
+        files += [b.path for b in list_backups(store)] + damaged_copies(store)
         plan.files = [f for f in files if f.exists()]
         plan.folders = {f for f in plan.files if f.is_dir()}
         return plan

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -58,6 +59,8 @@ def filled(home: Path, tmp_path: Path, tiny) -> Path:
         transcripts.save(folder, "sam", [("Riya", SAMPLE_LINES[1]), ("Sam", "haha")])
         transcripts.save(folder, "unrelated", [("Ann", "hello there"), ("Bo", "hi")])
     backup_store(home / "convsim.db")  # as an upgrade makes one: a copy of every message
+    # As `doctor --restore` keeps a damaged store beside the restored one.
+    shutil.copy(home / "convsim.db", home / "convsim.db.corrupt-20261201-120000")
     return home
 
 
@@ -72,6 +75,7 @@ def test_forget_chat_removes_everything_made_from_it(filled: Path, capsys) -> No
     assert plan["chats"] == [1] and plan["datasets"] == [1, 2] and len(plan["models"]) == 1
     assert any("transcripts" in f for f in plan["files"])
     assert any("backups" in f for f in plan["files"])
+    assert any(".corrupt-" in f for f in plan["files"])
 
     assert main(["forget", "chat", "1", "--yes", "--json"]) == 0
     done = json.loads(capsys.readouterr().out)

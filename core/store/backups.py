@@ -266,6 +266,11 @@ def restore_backup(store: Path, backup: Backup | None = None) -> Restored:
     return Restored(backup, kept)
 
 
+def damaged_copies(store: Path) -> list[Path]:
+    """The damaged stores (and their -wal/-shm files) that restores have kept beside `store`."""
+    return sorted(store.parent.glob(f"{store.name}.corrupt-*"))
+
+
 def _move_aside(store: Path, stamp: str) -> list[Path]:
     """Rename the store and its -wal/-shm files to `<store>.corrupt-<stamp>[-wal|-shm]`."""
     base = _free_name(store.parent, f"{store.name}.corrupt-{stamp}", suffix="")
