@@ -82,6 +82,7 @@ MAY_IMPORT = {
     "inference": {"data", "convert"},
     "evaluation": {"data", "inference", "training"},
     "system": {"store", "bases", "inference"},
+    "memory": {"chats", "store", "data", "inference"},
     "convert": set(),
 }
 SHARED = {"locations", "workspace", "files", "config"}

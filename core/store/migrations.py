@@ -94,6 +94,62 @@ STEPS: list[str] = [
         metrics TEXT
     );
     """,
+    # v3: memory (core/memory). Facts about people, with their sources and every change; a
+    # full-text index and embeddings of messages for search, kept beside the messages so an
+    # import stays fast (they are built on first use and for new messages only).
+    """
+    CREATE TABLE facts (
+        id INTEGER PRIMARY KEY,
+        chat_id INTEGER REFERENCES chats(id) ON DELETE CASCADE,
+        person TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        sources TEXT NOT NULL DEFAULT '[]',
+        origin TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        importance REAL NOT NULL DEFAULT 0.5,
+        status TEXT NOT NULL DEFAULT 'active',
+        replaced_by INTEGER REFERENCES facts(id) ON DELETE SET NULL
+    );
+    CREATE INDEX facts_by_person ON facts (person, key);
+    CREATE INDEX facts_by_chat ON facts (chat_id);
+    CREATE TABLE fact_events (
+        id INTEGER PRIMARY KEY,
+        fact_id INTEGER NOT NULL REFERENCES facts(id) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX fact_events_by_fact ON fact_events (fact_id);
+    CREATE TABLE fact_conflicts (
+        old_id INTEGER NOT NULL REFERENCES facts(id) ON DELETE CASCADE,
+        new_id INTEGER NOT NULL REFERENCES facts(id) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        resolution TEXT,
+        PRIMARY KEY (old_id, new_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE memory_progress (
+        chat_id INTEGER PRIMARY KEY REFERENCES chats(id) ON DELETE CASCADE,
+        indexed_upto INTEGER NOT NULL DEFAULT 0,
+        embedded_upto INTEGER NOT NULL DEFAULT 0,
+        extracted_upto INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE VIRTUAL TABLE message_index USING fts5 (
+        text, context, sender, tokenize = 'porter unicode61 remove_diacritics 2'
+    );
+    CREATE VIRTUAL TABLE fact_index USING fts5 (
+        text, tokenize = 'porter unicode61 remove_diacritics 2'
+    );
+    CREATE TABLE message_vectors (
+        message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+        vec BLOB NOT NULL
+    );
+    CREATE TABLE fact_vectors (
+        fact_id INTEGER PRIMARY KEY REFERENCES facts(id) ON DELETE CASCADE,
+        vec BLOB NOT NULL
+    );
+    """,
 ]
 
 VERSION = len(STEPS)
