@@ -55,6 +55,16 @@ def filled(home: Path, tmp_path: Path, tiny) -> Path:
                      "eval_rows": 2, "samples": 0, "checkpoint_every": 0}  # fmt: skip
         run = train_person(ws, sample.chat_id, "Sam", base=str(tiny.gguf_path), overrides=overrides)
         assert run.adapter_gguf is not None
+        # Memory: both chats searchable, a fact about Riya, one learned from her message.
+        from convsim.core.memory import Facts, update_index
+
+        for chat_id in (sample.chat_id, 2):
+            update_index(ws.store, chat_id)
+        facts = Facts(ws.store)
+        facts.add("Riya", "likes", RIYA_ONLY[1], chat_id=2, origin="user")
+        (riya_msg,) = [m.id for m in ws.store.messages(2) if RIYA_ONLY[0] in m.text]
+        facts.add("Jon", "plan", "quince jam recipe on the fridge door", chat_id=2,
+                  sources=[riya_msg], origin="chat")  # fmt: skip
         folder = ws.locations.transcripts
         transcripts.save(folder, "sam", [("Riya", SAMPLE_LINES[1]), ("Sam", "haha")])
         transcripts.save(folder, "unrelated", [("Ann", "hello there"), ("Bo", "hi")])
@@ -110,6 +120,12 @@ def test_forget_person_removes_their_messages_from_every_chat(filled: Path, caps
         ]
         imports = ws.store.conn.execute("SELECT report FROM imports").fetchall()
         assert all("Riya" not in json.loads(r)["participants"].__repr__() for (r,) in imports)
+        assert ws.store.conn.execute("SELECT count(*) FROM facts").fetchone() == (0,)
+        # Jon's messages are searchable again once the index is rebuilt.
+        from convsim.core.memory import open_searcher
+
+        hits = open_searcher(ws.store, 2, "keyword").search("marmalade")
+        assert hits[0].text == "[Jon] thanks, I owe you a jar of marmalade"
     # The database file itself: no free page and no WAL frame still holds her words.
     db = home / "convsim.db"
     wal = db.with_name(db.name + "-wal")

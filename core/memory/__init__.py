@@ -27,7 +27,7 @@ from convsim.core.memory.facts import (
     FactError,
     Facts,
 )
-from convsim.core.memory.index import IndexState, Progress, reset_index, update_index
+from convsim.core.memory.index import IndexState, Progress, update_index
 from convsim.core.memory.search import MODES, Hit, Searcher
 from convsim.core.store import Store
 
@@ -47,7 +47,6 @@ __all__ = [
     "IndexState",
     "Searcher",
     "open_searcher",
-    "reset_index",
     "shared_embedder",
     "update_index",
 ]

@@ -36,6 +36,27 @@ MULTI_VALUED = frozenset(
     {"likes", "dislikes", "hobby", "pet", "family", "friend", "plan", "event", "other", "trip"}
 )
 _WORD = re.compile(r"\w+")
+# Words people use when they ask about a key, indexed with its facts so that "where do you
+# work?" finds "job: nurse at St Mary's" by keyword too.
+KEY_WORDS = {
+    "job": "work works working job office boss shift employer career colleague",
+    "workplace": "work works working job office boss shift employer company",
+    "lives in": "live lives living home flat apartment house moved move city town address",
+    "hometown": "from grew up home town born",
+    "partner": "boyfriend girlfriend husband wife dating partner seeing together",
+    "sibling": "brother sister siblings",
+    "parent": "mum mom dad father mother parents",
+    "child": "son daughter kid kids children baby",
+    "pet": "dog cat puppy kitten pet",
+    "birthday": "birthday born bday",
+    "age": "old age years",
+    "school": "school college university uni class",
+    "studies": "study studying course degree major class",
+    "diet": "eat eats vegan vegetarian food",
+    "allergy": "allergic allergy",
+    "car": "car drive drives",
+    "health": "sick ill doctor hospital injury",
+}
 
 
 class FactError(ValueError):
@@ -85,7 +106,7 @@ def norm_key(key: str) -> str:
     return " ".join(key.lower().split())
 
 
-_FILLER = frozenset("a an the my his her their our at in on of".split())
+_FILLER = frozenset(["a", "an", "the", "my", "his", "her", "their", "our", "at", "in", "on", "of"])
 
 
 def norm_value(value: str) -> frozenset[str]:
@@ -325,10 +346,8 @@ class Facts:
     # -- internals ----------------------------------------------------------------------------
 
     def _index(self, fact_id: int, person: str, key: str, value: str) -> None:
-        self.conn.execute(
-            "INSERT INTO fact_index (rowid, text) VALUES (?, ?)",
-            (fact_id, f"{person} {key} {value}"),
-        )
+        text = f"{person} {key} {value} {KEY_WORDS.get(key, '')}"
+        self.conn.execute("INSERT INTO fact_index (rowid, text) VALUES (?, ?)", (fact_id, text))
 
     def _set_status(self, fact_id: int, status: str, replaced_by: int | None = None) -> None:
         self.conn.execute(

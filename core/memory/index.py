@@ -147,21 +147,3 @@ def update_index(
         (chat_id, TEXT),
     ).fetchone()[0]
     return IndexState(total, len(new_text), embedded)
-
-
-def reset_index(conn: sqlite3.Connection, chat_ids: list[int]) -> None:
-    """Drop chats' rows from the message index and their vectors and marks (inside the
-    caller's transaction): forgetting someone changes the context of other rows too. The
-    index is rebuilt on next use."""
-    for chat_id in chat_ids:
-        for first, last in conn.execute(
-            "SELECT first_id, last_id FROM segments WHERE chat_id = ?", (chat_id,)
-        ).fetchall():
-            conn.execute("DELETE FROM message_index WHERE rowid BETWEEN ? AND ?", (first, last))
-            conn.execute(
-                "DELETE FROM message_vectors WHERE message_id BETWEEN ? AND ?", (first, last)
-            )
-        conn.execute(
-            "UPDATE memory_progress SET indexed_upto = 0, embedded_upto = 0 WHERE chat_id = ?",
-            (chat_id,),
-        )

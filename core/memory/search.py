@@ -142,8 +142,9 @@ class Searcher:
             return []
         match = " OR ".join(f'"{t}"' for t in dict.fromkeys(terms))
         rows = self.store.conn.execute(
-            "SELECT rowid FROM fact_index WHERE fact_index MATCH ? ORDER BY rank LIMIT ?",
-            (match, CANDIDATES),
+            "SELECT rowid FROM fact_index WHERE fact_index MATCH ? AND rowid IN"
+            " (SELECT id FROM facts WHERE chat_id = ?) ORDER BY rank LIMIT ?",
+            (match, self.chat_id, CANDIDATES),
         ).fetchall()
         return [facts[i] for (i,) in rows if i in facts]
 

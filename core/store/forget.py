@@ -7,7 +7,8 @@ empties the WAL. Files on disk (datasets, models, transcripts, backups) are the 
 
 Contract: a plan names everything stored that is derived from the forgotten messages; `erase`
 removes exactly that, or nothing when it fails before its commit. A table added later that
-holds text derived from messages (memories, feedback...) must be added to `_DERIVED`.
+holds text derived from messages (feedback...) must be added to `_DERIVED`; memory (facts and
+the search index) is handled by `_delete_memory`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class ForgetPlan:
     datasets: list[dict[str, Any]]  # {"id", "chat_id", "target", "path"}
     models: list[ModelRecord]
     names: list[str] = field(default_factory=list)  # the forgotten person's names
+    facts: list[int] = field(default_factory=list)  # memory: facts about them or from them
+    reindex: list[int] = field(default_factory=list)  # chats whose search index is rebuilt
     files: list[Path] = field(default_factory=list)  # filled in by the workspace
     folders: set[Path] = field(default_factory=set)  # which of them are folders
 
@@ -47,6 +50,7 @@ class ForgetPlan:
             "messages": self.messages,
             "datasets": [d["id"] for d in self.datasets],
             "models": [m.id for m in self.models],
+            "facts": len(self.facts),
             "files": [str(f) for f in self.files],
         }
 
@@ -56,6 +60,8 @@ class ForgetPlan:
         out = [f"{self.subject}: {self.messages} message{'s' * (self.messages != 1)}"]
         out += [f"dataset {d['id']} (chat {d['chat_id']}, {d['target']})" for d in self.datasets]
         out += [f"model {m.id} ({m.person}, {m.status}) with its exports" for m in self.models]
+        if self.facts:
+            out.append(f"{len(self.facts)} remembered fact{'s' * (len(self.facts) != 1)}")
         for f in self.files:
             inside = relative_to is not None and f.is_relative_to(relative_to)
             shown = f.relative_to(relative_to) if inside else f  # type: ignore[arg-type]
@@ -72,9 +78,12 @@ def plan_chat(conn: sqlite3.Connection, chat_id: int) -> ForgetPlan:
         " WHERE s.chat_id = ?",
         (chat_id,),
     ).fetchone()
-    return ForgetPlan(
+    plan = ForgetPlan(
         f"chat {chat_id} ({row[0]})", [chat_id], [], messages, *_derived(conn, [chat_id])
     )
+    plan.facts = [i for (i,) in conn.execute("SELECT id FROM facts WHERE chat_id = ?", (chat_id,))]
+    plan.reindex = [chat_id]
+    return plan
 
 
 def plan_person(conn: sqlite3.Connection, name: str) -> ForgetPlan:
@@ -95,7 +104,25 @@ def plan_person(conn: sqlite3.Connection, name: str) -> ForgetPlan:
     chats = sorted({r[1] for r in rows})
     plan = ForgetPlan(f"person {name}", [], ids, messages, *_derived(conn, chats))
     plan.names = sorted({name, *(r[2] for r in rows)})
+    plan.facts = _facts_of_person(conn, plan.names, ids)
+    plan.reindex = chats
     return plan
+
+
+def _facts_of_person(
+    conn: sqlite3.Connection, names: list[str], participant_ids: list[int]
+) -> list[int]:
+    """Facts about any of `names`, and facts anyone learned from their messages."""
+    marks = ", ".join("?" * len(participant_ids))
+    rows = conn.execute(
+        f"SELECT id FROM messages WHERE participant_id IN ({marks})", participant_ids
+    )
+    theirs = {i for (i,) in rows}
+    out = []
+    for fact_id, person, sources in conn.execute("SELECT id, person, sources FROM facts"):
+        if person in names or theirs.intersection(json.loads(sources)):
+            out.append(fact_id)
+    return out
 
 
 def _derived(
@@ -180,6 +207,7 @@ def _delete(conn: sqlite3.Connection, plan: ForgetPlan) -> None:
     for table in _DERIVED:
         conn.executemany(f"DELETE FROM {table} WHERE model_id = ?", [(i,) for i in model_ids])
     conn.executemany("DELETE FROM models WHERE id = ?", [(i,) for i in model_ids])
+    _delete_memory(conn, plan)
     conn.executemany("DELETE FROM datasets WHERE id = ?", [(d["id"],) for d in plan.datasets])
     for chat_id in plan.chat_ids:
         conn.execute(
@@ -198,6 +226,28 @@ def _delete(conn: sqlite3.Connection, plan: ForgetPlan) -> None:
             " (SELECT person_id FROM participants WHERE person_id IS NOT NULL)"
         )
         _scrub_reports(conn, set(plan.names))
+
+
+def _delete_memory(conn: sqlite3.Connection, plan: ForgetPlan) -> None:
+    """Facts (their events, conflicts and vectors go by cascade) and the search index rows of
+    the chats involved: other rows of those chats hold the forgotten messages as context. The
+    full-text tables are then merged into fresh segments, so no old segment keeps the words."""
+    conn.executemany("DELETE FROM fact_index WHERE rowid = ?", [(i,) for i in plan.facts])
+    conn.executemany("DELETE FROM facts WHERE id = ?", [(i,) for i in plan.facts])
+    for chat_id in plan.reindex:
+        for first, last in conn.execute(
+            "SELECT first_id, last_id FROM segments WHERE chat_id = ?", (chat_id,)
+        ).fetchall():
+            conn.execute("DELETE FROM message_index WHERE rowid BETWEEN ? AND ?", (first, last))
+            conn.execute(
+                "DELETE FROM message_vectors WHERE message_id BETWEEN ? AND ?", (first, last)
+            )
+        conn.execute(
+            "UPDATE memory_progress SET indexed_upto = 0, embedded_upto = 0 WHERE chat_id = ?",
+            (chat_id,),
+        )
+    for table in ("message_index", "fact_index"):
+        conn.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
 
 
 def _scrub_reports(conn: sqlite3.Connection, names: set[str]) -> None:

@@ -60,6 +60,30 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     return engine, record
 
 
+def _recall(args: argparse.Namespace, ws: Any, engine: Any, record: Any) -> Any:
+    """What the persona remembers of its chat's people (`--memory off`: nothing), read from
+    `ws`'s store while it stays open. None when there are no facts: no head at all then."""
+    if args.memory == "off" or record.chat_id is None:
+        return None
+    from convsim.core.memory import Facts, shared_embedder
+    from convsim.core.memory.recall import Recall
+
+    if not Facts(ws.store).list(chat_id=record.chat_id, status=("active", "pinned")):
+        return None
+    count = lambda text: len(engine.tokens(text))  # noqa: E731
+    return Recall(ws.store, record.chat_id, count, embedder=shared_embedder())
+
+
+def _remember(recall: Any, engine: Any, turns: list[tuple[str, str]]) -> list[Any]:
+    """Put the facts for the next reply in the engine's head; the facts used."""
+    if recall is None:
+        return []
+    chosen = recall.choose(turns)
+    if chosen.head != engine.head:
+        engine.set_head(chosen.head)
+    return chosen.facts
+
+
 def _partner(record: Any, speaker: str, transcript: list[tuple[str, str]]) -> str:
     """Who `speaker` talks with: the last other voice in the transcript, else the other
     participant of the model's chat, else "You"."""
@@ -84,9 +108,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     order = [speaker, _partner(record, speaker, transcript)]
     if transcript and transcript[-1][0] == speaker:
         order.reverse()
+    with workspace() as ws:
+        facts = _remember(_recall(args, ws, engine, record), engine, transcript)
+    used = [f.id for f in facts]
     for speaker, text in engine.forever(transcript, order, _sampling(args), args.turns):
         if args.json:
-            print_json({"speaker": speaker, "text": text})
+            print_json({"speaker": speaker, "text": text, "memories": used})
         else:
             print(render_turn(safe_name(speaker), text), end="", flush=True)
     return 0
@@ -94,7 +121,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_complete(args: argparse.Namespace) -> int:
     transcript = read_transcript(Path(args.transcript) if args.transcript else None)
-    engine, _ = _open(args)
+    engine, record = _open(args)
+    with workspace() as ws:
+        _remember(_recall(args, ws, engine, record), engine, transcript)
     stream = engine.autocomplete(transcript, args.target, args.partial, _sampling(args))
     if args.json:
         completion = "".join(stream)
@@ -171,16 +200,22 @@ def _stream_reply(
 
 def cmd_chat(args: argparse.Namespace) -> int:
     engine, record = _open(args)
-    person = record.person
-    transcript: list[tuple[str, str]] = []
-    sampling = _sampling(args)
     interactive = sys.stdin.isatty()
     if interactive:
         print(
-            f"Chatting with {person} as {args.target}. "
+            f"Chatting with {record.person} as {args.target}. "
             "Ctrl-C stops a reply; /quit, Ctrl-D or Ctrl-C at the prompt leaves.",
             file=sys.stderr,
         )
+    with workspace() as ws:
+        return _chat_loop(args, engine, record.person, _recall(args, ws, engine, record))
+
+
+def _chat_loop(args: argparse.Namespace, engine: Any, person: str, recall: Any) -> int:
+    transcript: list[tuple[str, str]] = []
+    sampling = _sampling(args)
+    interactive = sys.stdin.isatty()
+    shown: list[int] = []
     while True:
         try:
             line = _read_line(f"{tag(safe_name(args.target))} " if interactive else None)
@@ -193,6 +228,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not text:
             continue
         transcript.append((args.target, text))
+        facts = _remember(recall, engine, transcript)
+        if interactive and [f.id for f in facts] != shown:
+            shown = [f.id for f in facts]
+            remembered = "; ".join(f"{f.person}, {f.key}: {f.value}" for f in facts)
+            print(f"  (remembering: {remembered or 'nothing'})", file=sys.stderr)
         reply = _stream_reply(engine, transcript, person, sampling)
         if reply is not None:
             transcript.append((person, reply))
@@ -208,6 +248,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--gpu-layers", type=int, help="layers on the GPU (default: all when llama.cpp can)"
     )
+    p.add_argument(
+        "--memory", choices=("on", "off"), default="on",
+        help="give the persona the facts `convsim memory` holds about its chat (default on)",
+    )  # fmt: skip
 
 
 def add_commands(sub: Any) -> None:

@@ -14,6 +14,7 @@ from convsim.tui.cli import chat as cli_chat
 from convsim.tui.cli import chats as cli_chats
 from convsim.tui.cli import doctor as cli_doctor
 from convsim.tui.cli import forget as cli_forget
+from convsim.tui.cli import memory as cli_memory
 from convsim.tui.cli import models as cli_models
 from convsim.tui.cli.common import CliError
 from convsim.tui.cli.common import workspace as _workspace
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_doctor.add_commands(sub)
     cli_chat.add_commands(sub)
     cli_forget.add_commands(sub)
+    cli_memory.add_commands(sub)
     return parser
 
 
