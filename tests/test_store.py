@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import sqlite3
 import stat
 import threading
@@ -10,7 +11,7 @@ import pytest
 from convsim.core.chats.messages import MEDIA, SYSTEM, TEXT, ParsedChat, ParsedMessage, Skipped
 from convsim.core.locations import Locations
 from convsim.core.store import Store
-from convsim.core.store.migrations import VERSION, NewerStoreError, migrate
+from convsim.core.store.migrations import STEPS, VERSION, NewerStoreError, migrate
 
 
 def chat(messages: list[tuple[str, str | None, str]], **kw: object) -> ParsedChat:
@@ -126,13 +127,15 @@ def test_migrates_old_store_forward_keeping_data(tmp_path: Path) -> None:
         (report,) = store.add_import([chat(BASE)], "/a.txt")
     # Take the file back to schema v1, as an older convsim left it.
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TABLE models")
+    for table in re.findall(r"CREATE (?:VIRTUAL )?TABLE (\w+)", "".join(STEPS[1:])):
+        conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version = 1")
     conn.close()
     with Store.open(path) as store:
         assert store.conn.execute("PRAGMA user_version").fetchone()[0] == VERSION
         assert [m.text for m in store.messages(report.chat_id)] == [t for _, _, t in BASE]
         assert store.models() == []  # the v2 table exists and works
+        assert store.conn.execute("SELECT count(*) FROM facts").fetchone() == (0,)  # and v3's
         (again,) = store.add_import([chat(BASE)], "/a.txt")
         assert again.chat_id == report.chat_id and again.new == 0
 

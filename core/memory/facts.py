@@ -18,6 +18,7 @@ Every change (added, seen, edited, pinned, unpinned, removed, superseded, resolv
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -161,7 +162,8 @@ class Facts:
         origin: str | None = None,
     ) -> list[Fact]:
         """Facts, newest sighting first; `status` None means every status but removed."""
-        where, args = [], []  # type: ignore[var-annotated]
+        where: builtins.list[str] = []
+        args: builtins.list[object] = []
         if chat_id is not None:
             where.append("chat_id = ?")
             args.append(chat_id)
@@ -181,7 +183,7 @@ class Facts:
         )
         return [_fact(r) for r in rows]
 
-    def conflicts(self, chat_id: int | None = None, unresolved: bool = True) -> list[Conflict]:
+    def conflicts(self, chat_id: int | None = None, unresolved: bool = True) -> builtins.list[Conflict]:
         rows = self.conn.execute(
             "SELECT c.old_id, c.new_id, c.at, c.resolution FROM fact_conflicts c"
             " JOIN facts f ON f.id = c.new_id"
@@ -191,7 +193,7 @@ class Facts:
         ).fetchall()
         return [Conflict(self.get(o), self.get(n), at, r) for o, n, at, r in rows]
 
-    def history(self, fact_id: int) -> list[Event]:
+    def history(self, fact_id: int) -> builtins.list[Event]:
         rows = self.conn.execute(
             "SELECT fact_id, at, action, detail FROM fact_events WHERE fact_id = ? ORDER BY id",
             (fact_id,),
@@ -230,7 +232,7 @@ class Facts:
         key: str,
         value: str,
         chat_id: int | None,
-        sources: list[int],
+        sources: builtins.list[int],
         origin: str,
         seen: str,
         importance: float,

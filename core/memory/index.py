@@ -24,7 +24,7 @@ from convsim.core.memory.embedder import Embedder, to_blob
 from convsim.core.store import Store
 
 EMBED_BATCH = 512  # messages per committed batch
-SHORT_WORDS = 5  # a message with fewer words is embedded with the one before it
+SHORT_WORDS = 3  # a message with fewer words ("ok", "yes lol") is embedded with the one before
 
 Progress = Callable[[int, int], None]  # (done, total)
 

@@ -29,8 +29,8 @@ MODES = ("hybrid", "keyword", "embedding")
 RRF_K = 60  # reciprocal-rank constant: 1 / (RRF_K + rank)
 CANDIDATES = 100  # per ranking, before fusion
 KEYWORD_WEIGHTS = (1.0, 0.3, 0.2)  # text, context, sender
-NAME_BOOST = 0.15  # x score, for a message by or naming someone in the query
-RECENCY_BOOST = 0.10  # x score, for the newest message, falling linearly to 0 for the oldest
+NAME_BOOST = 0.05  # x score, for a message by or naming someone in the query
+RECENCY_BOOST = 0.02  # x score, for the newest message, falling linearly to 0 for the oldest
 PINNED_BOOST = 0.25
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words that carry no topic in a question to a chat (English; other languages go through).

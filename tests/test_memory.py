@@ -1,0 +1,262 @@
+"""Memory (issue 11): the fact rules, search over messages and facts, facts in the prompt head,
+and the `convsim memory` command's contract. Real SQLite, the real embedding model, real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from convsim.core.memory import FactError, Facts, open_searcher, update_index
+from convsim.core.memory.recall import HEAD_TITLE, Recall
+from convsim.core.workspace import Workspace
+from convsim.tui.cli import main
+
+CHAT = """\
+12/01/2025, 09:00 - Alex: morning! first week at the bakery on Elm st, chaos but fun
+12/01/2025, 09:01 - Sam: nice, how are the early shifts
+12/01/2025, 09:02 - Alex: brutal, alarm at 4am
+20/01/2025, 18:30 - Sam: we adopted a little dog yesterday, his name is Pickle
+20/01/2025, 18:31 - Alex: omg photos please
+20/01/2025, 18:32 - Sam: he already chewed my left shoe
+03/02/2025, 20:00 - Alex: my sister Anna is moving to Berlin in March
+03/02/2025, 20:01 - Sam: wow big move
+"""
+NEWER = CHAT + "15/03/2025, 10:00 - Alex: Anna landed in Berlin, she loves the flat\n"
+
+
+def write(tmp_path: Path, text: str, name: str = "WhatsApp Chat with Alex.txt") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def ws(home: Path, tmp_path: Path):
+    with Workspace.open(home) as ws:
+        ws.import_export(write(tmp_path, CHAT))
+        yield ws
+
+
+def ids_of(ws: Workspace, *needles: str) -> list[int]:
+    return [m.id for m in ws.store.messages(1) for n in needles if n in m.text]
+
+
+# -- facts ------------------------------------------------------------------------------------
+
+
+def test_repeats_merge_and_a_new_value_supersedes_the_old_keeping_both(ws: Workspace) -> None:
+    facts = Facts(ws.store)
+    first, outcome = facts.add("Alex", "Workplace", "the bakery on Elm St.", chat_id=1,
+                               sources=[1], origin="chat", seen="2025-01-12T09:00:00")  # fmt: skip
+    assert outcome == "added" and first.key == "workplace"
+    again, outcome = facts.add("Alex", "workplace", "bakery", chat_id=1, sources=[3],
+                               origin="chat", seen="2025-01-20T09:00:00")  # fmt: skip
+    assert (outcome, again.id, again.sources) == ("seen", first.id, [1, 3])
+    assert again.last_seen == "2025-01-20T09:00:00" and again.first_seen == first.first_seen
+    new, outcome = facts.add("Alex", "workplace", "hospital kitchen", chat_id=1, sources=[9],
+                             origin="chat", seen="2025-06-01T10:00:00")  # fmt: skip
+    assert outcome == "superseded" and new.status == "active"
+    old = facts.get(first.id)
+    assert (old.status, old.replaced_by) == ("superseded", new.id)
+    (pair,) = facts.conflicts(1)
+    assert (pair.old.id, pair.new.id, pair.resolution) == (first.id, new.id, None)
+    # An older value learned late does not take over.
+    late, outcome = facts.add("Alex", "workplace", "a cafe", chat_id=1, origin="chat",
+                              seen="2024-01-01T00:00:00")  # fmt: skip
+    assert outcome == "superseded" and late.status == "superseded"
+    assert facts.get(new.id).status == "active"
+    # Several values of a multi-valued key are several facts.
+    facts.add("Sam", "pet", "a dog called Pickle", chat_id=1, origin="chat")
+    facts.add("Sam", "pet", "a cat called Miso", chat_id=1, origin="chat")
+    assert len(facts.list(chat_id=1, person="Sam", status=["active"])) == 2
+    assert len(facts.conflicts(1)) == 2  # the late one flagged against the current value
+
+
+def test_simulated_and_pinned_facts_are_not_overridden(ws: Workspace) -> None:
+    facts = Facts(ws.store)
+    real, _ = facts.add("Alex", "lives in", "Leeds", chat_id=1, origin="chat", seen="2025-01-01")
+    dream, outcome = facts.add("Alex", "lives in", "the moon", chat_id=1, origin="simulated",
+                               seen="2025-05-01")  # fmt: skip
+    assert (outcome, dream.status) == ("contradicted", "contradicted")
+    assert facts.get(real.id).status == "active" and facts.conflicts(1) == []
+    facts.pin(real.id)
+    moved, outcome = facts.add("Alex", "lives in", "York", chat_id=1, origin="chat",
+                               seen="2025-06-01")  # fmt: skip
+    assert outcome == "contradicted" and facts.get(real.id).status == "pinned"
+    (pair,) = facts.conflicts(1)
+    assert (pair.old.id, pair.new.id) == (real.id, moved.id)
+    old, new = facts.resolve(real.id, moved.id, "new")
+    assert (old.status, new.status) == ("superseded", "active")
+    assert facts.conflicts(1) == [] and facts.conflicts(1, unresolved=False)[0].resolution == "new"
+
+
+def test_every_change_is_an_event_and_nothing_is_deleted(ws: Workspace) -> None:
+    facts = Facts(ws.store)
+    fact, _ = facts.add("Sam", "pet", "dog", chat_id=1)
+    facts.edit(fact.id, value="a dog called Pickle")
+    facts.pin(fact.id)
+    facts.pin(fact.id, pinned=False)
+    facts.remove(fact.id)
+    assert [e.action for e in facts.history(fact.id)] == [
+        "added", "edited", "pinned", "unpinned", "removed",
+    ]  # fmt: skip
+    assert facts.history(fact.id)[1].detail == {"old": ["pet", "dog"],
+                                                "new": ["pet", "a dog called Pickle"]}  # fmt: skip
+    assert facts.list(chat_id=1) == []  # removed is hidden...
+    assert facts.list(chat_id=1, status=["removed"])[0].value == "a dog called Pickle"  # ...kept
+    with pytest.raises(FactError, match="empty"):
+        facts.add("Sam", "pet", "  ", chat_id=1)
+    with pytest.raises(FactError, match="no fact with id 99"):
+        facts.pin(99)
+    with pytest.raises(FactError, match="origin"):
+        facts.add("Sam", "pet", "cat", origin="dream")
+    with pytest.raises(FactError, match="not a flagged pair"):
+        facts.resolve(fact.id, fact.id, "both")
+
+
+# -- search -----------------------------------------------------------------------------------
+
+
+def test_keyword_search_works_right_after_import_and_indexes_only_new_messages(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    hits = open_searcher(ws.store, 1, "keyword").search("Berlin sister", k=3)
+    assert hits[0].message_ids == ids_of(ws, "sister Anna") and hits[0].fact_id is None
+    assert all(len(h.message_ids) == 1 for h in hits) and len(hits) <= 3
+    ws.import_export(write(tmp_path, NEWER))
+    state = update_index(ws.store, 1)
+    assert (state.indexed, state.messages) == (1, 9)
+    assert update_index(ws.store, 1).indexed == 0
+    hits = open_searcher(ws.store, 1, "keyword").search("Anna flat", k=2)
+    assert hits[0].message_ids == ids_of(ws, "she loves the flat")
+    # A fact hit carries its sources.
+    source = ids_of(ws, "little dog")
+    fact, _ = Facts(ws.store).add("Sam", "pet", "a dog called Pickle", chat_id=1, sources=source)
+    hits = open_searcher(ws.store, 1, "keyword").search("Pickle", k=5)
+    assert [(h.fact_id, h.message_ids) for h in hits if h.fact_id] == [(fact.id, source)]
+
+
+def test_embedding_search_finds_what_the_words_miss(ws: Workspace) -> None:
+    query = "does anyone here have a puppy"
+    keyword = open_searcher(ws.store, 1, "keyword").search(query, k=3)
+    assert ids_of(ws, "little dog")[0] not in [i for h in keyword for i in h.message_ids]
+    for mode in ("embedding", "hybrid"):
+        found = open_searcher(ws.store, 1, mode).search(query, k=3)
+        assert ids_of(ws, "little dog")[0] in [i for h in found for i in h.message_ids], mode
+
+
+def test_an_empty_or_system_only_chat_has_an_empty_memory(home: Path, tmp_path: Path) -> None:
+    notice = "13/01/2025, 09:00 - Messages and calls are end-to-end encrypted.\n"
+    with Workspace.open(home) as ws:
+        ws.import_export(write(tmp_path, notice + CHAT[:0]))
+        assert open_searcher(ws.store, 1, "hybrid").search("anything") == []
+        assert Facts(ws.store).list(chat_id=1) == []
+
+
+# -- facts in the prompt ----------------------------------------------------------------------
+
+
+def test_recall_keeps_the_head_until_something_new_is_relevant(ws: Workspace) -> None:
+    facts = Facts(ws.store)
+    job, _ = facts.add("Alex", "job", "baker at the Elm st bakery", chat_id=1)
+    sister, _ = facts.add("Alex", "sibling", "sister Anna, in Berlin", chat_id=1)
+    pet, _ = facts.add("Sam", "pet", "a dog called Pickle", chat_id=1)
+    recall = Recall(ws.store, 1, lambda text: len(text.split()), budget=40)
+    assert recall.choose([("Sam", "lol ok")]).facts == []
+    first = recall.choose([("Sam", "where do you work these days?")])
+    assert first.head.startswith(HEAD_TITLE) and [f.id for f in first.facts] == [job.id]
+    # Nothing relevant: the same head, byte for byte (the KV cache keeps it).
+    assert recall.choose([("Sam", "haha true")]).head == first.head
+    both = recall.choose([("Sam", "how is your brother or sister?")])
+    assert [f.id for f in both.facts] == [job.id, sister.id]
+    facts.pin(pet.id)
+    recall.refresh()
+    pinned = recall.choose([("Sam", "ok")])
+    assert pinned.facts[0].id == pet.id  # pinned: always, first
+    tight = Recall(ws.store, 1, lambda text: len(text.split()), budget=15)
+    assert [f.id for f in tight.choose([("Sam", "where do you work")]).facts] == [pet.id]
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def test_cli_search_json_contract(ws: Workspace, tmp_path: Path, capsys) -> None:
+    queries = tmp_path / "q.txt"
+    queries.write_text("where does Alex work\n\nPickle the dog\nBerlin\n", encoding="utf-8")
+    assert main(["memory", "search", "1", "--queries", str(queries), "--json", "--k", "2"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["query"] for r in rows] == ["where does Alex work", "Pickle the dog", "Berlin"]
+    stored = {m.id for m in ws.store.messages(1)}
+    for row in rows:
+        assert set(row) == {"query", "ms", "hits"} and row["ms"] >= 0
+        assert 1 <= len(row["hits"]) <= 2
+        scores = [h["score"] for h in row["hits"]]
+        assert scores == sorted(scores, reverse=True)
+        for hit in row["hits"]:
+            assert set(hit) == {"score", "fact_id", "message_ids", "text"}
+            assert set(hit["message_ids"]) <= stored
+    assert rows[2]["hits"][0]["message_ids"] == ids_of(ws, "moving to Berlin")
+    assert main(["memory", "search", "1", "Berlin", "--mode", "keyword"]) == 0
+    assert "moving to Berlin" in capsys.readouterr().out
+
+
+def test_cli_errors_name_what_is_wrong(ws: Workspace, tmp_path: Path, capsys) -> None:
+    assert main(["memory", "search", "7", "x"]) == 2
+    assert "no chat with id 7" in capsys.readouterr().err
+    missing = tmp_path / "nope.txt"
+    assert main(["memory", "search", "1", "--queries", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert main(["memory", "add", "1", "Zed", "job", "pilot"]) == 2
+    assert "'Zed' is not in chat 1" in capsys.readouterr().err
+    assert main(["memory", "edit", "5", "--value", "x"]) == 2
+    assert "no fact with id 5" in capsys.readouterr().err
+    assert main(["memory", "list", "Nobody"]) == 2
+    assert "nobody called 'Nobody'" in capsys.readouterr().err
+
+
+def test_cli_fact_commands(ws: Workspace, capsys) -> None:
+    def run(*args: str) -> object:
+        assert main(["memory", *args, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    added = run("add", "1", "Alex", "lives in", "Leeds")
+    assert added["outcome"] == "added" and added["fact"]["origin"] == "user"
+    first = added["fact"]["id"]
+    second = run("add", "1", "Alex", "lives in", "York")["fact"]["id"]
+    (pair,) = run("conflicts", "1")
+    assert (pair["old"]["id"], pair["new"]["id"]) == (first, second)
+    assert [f["status"] for f in run("resolve", str(first), str(second), "both")] == [
+        "active", "active",
+    ]  # fmt: skip
+    assert run("pin", str(first))[0]["status"] == "pinned"
+    assert run("edit", str(first), "--value", "Leeds, Headingley")[0]["value"] == (
+        "Leeds, Headingley"
+    )
+    assert run("remove", str(second))[0]["status"] == "removed"
+    assert [f["id"] for f in run("list", "Alex")] == [first]
+    assert [f["id"] for f in run("list", "1", "--status", "all")] == [second, first]
+    history = run("history", str(first))
+    assert [e["action"] for e in history["events"]][:3] == ["added", "superseded", "flagged"]
+
+
+def test_memory_opens_no_network_socket(ws: Workspace, tmp_path: Path) -> None:
+    """With no endpoint configured, search (the embedding model included) and the fact
+    commands never create a socket: an audit hook sees every one Python makes."""
+    code = (
+        "import sys\n"
+        "def hook(event, args):\n"
+        "    if event.startswith('socket.'):\n"
+        "        raise SystemExit(f'network: {event} {args}')\n"
+        "sys.addaudithook(hook)\n"
+        "from convsim.tui.cli import main\n"
+        "assert main(['memory', 'search', '1', 'where does Alex work', '--json']) == 0\n"
+        "assert main(['memory', 'add', '1', 'Sam', 'pet', 'dog']) == 0\n"
+        "assert main(['memory', 'list', '1']) == 0\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "bakery" in done.stdout
