@@ -183,7 +183,9 @@ class Facts:
         )
         return [_fact(r) for r in rows]
 
-    def conflicts(self, chat_id: int | None = None, unresolved: bool = True) -> builtins.list[Conflict]:
+    def conflicts(
+        self, chat_id: int | None = None, unresolved: bool = True
+    ) -> builtins.list[Conflict]:
         rows = self.conn.execute(
             "SELECT c.old_id, c.new_id, c.at, c.resolution FROM fact_conflicts c"
             " JOIN facts f ON f.id = c.new_id"
