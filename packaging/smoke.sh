@@ -7,7 +7,8 @@
 #
 # Steps: --version, doctor, the README and licence notices, import of the sample chat bundled in
 # the app (`import --sample`), dataset, a 2-step training run on the bundled default base,
-# export, one simulated reply, the TUI started and quit headless (app --smoke), doctor again,
+# export, memory search and a pinned fact added, one simulated reply (given that fact), the TUI
+# started and quit headless (app --smoke), doctor again,
 # then `forget` of the chat (everything made from it goes) and the empty chat list.
 # Every step runs even when an earlier one failed; the summary names the failed ones and the
 # exit status is 1 if any did. Works for the one-file build too (its notices lie beside it).
@@ -79,8 +80,14 @@ step train "$APP" train 1 --as Sam --steps 2 --seq-len 128 --batch-size 2
 expect train "Model sam-1 ready"
 step export "$APP" export sam-1
 expect export "sam-1-q8_0.gguf"
-step simulate "$APP" simulate sam-1 --turns 1 --max-tokens 24 --seed 0
-expect simulate "^\[Sam\]"
+step "memory search" "$APP" memory search 1 "race day running" --json --k 3 # the bundled MiniLM
+expect "memory search" '"message_ids": \['
+step "memory add" "$APP" memory add 1 Riya job "physio at the city clinic"
+expect "memory add" "added"
+step "memory pin" "$APP" memory pin 1 # pinned: in every prompt
+step simulate "$APP" simulate sam-1 --turns 1 --max-tokens 24 --seed 0 --json # with that fact
+expect simulate '"memories": \[1\]'
+expect simulate '"speaker": "Sam"'
 if ! step "app --smoke" "$APP" app --smoke; then
     echo "!! the TUI did not start and quit headless (convsim app --smoke); see its output above"
 fi

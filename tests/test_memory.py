@@ -260,3 +260,25 @@ def test_memory_opens_no_network_socket(ws: Workspace, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "bakery" in done.stdout
+
+
+def test_simulate_gives_the_persona_its_facts(ws: Workspace, tiny, adapter, capsys) -> None:
+    """`simulate --json` names the facts its prompt carried; `--memory off` carries none."""
+    import shutil
+
+    from convsim.core.store.records import ModelRecord
+
+    folder = ws.locations.models / "alex-tiny"
+    folder.mkdir(parents=True)
+    shutil.copy(adapter, folder / "adapter.gguf")
+    ws.store.add_model(
+        ModelRecord("alex-tiny", 1, None, "Alex", str(tiny.gguf_path), "0" * 64,
+                    "2026-01-01T00:00:00", "ready", str(folder))
+    )  # fmt: skip
+    pinned, _ = Facts(ws.store).add("Alex", "job", "baker", chat_id=1)
+    Facts(ws.store).pin(pinned.id)
+    cli = ["simulate", "alex-tiny", "--turns", "1", "--max-tokens", "4", "--seed", "0", "--json"]
+    assert main(cli) == 0
+    assert json.loads(capsys.readouterr().out)["memories"] == [pinned.id]
+    assert main([*cli, "--memory", "off"]) == 0
+    assert json.loads(capsys.readouterr().out)["memories"] == []
