@@ -204,3 +204,27 @@ def test_forget_dialog(snap_compare, stocked: Path) -> None:
         await settle(pilot, lambda: "model sam-1" in listed(pilot.app.screen))
 
     assert snap_compare(ConvsimApp(stocked), terminal_size=SMALL, run_before=open_dialog)
+
+
+def test_memory_panel(snap_compare, stocked: Path) -> None:
+    """The memory panel on Riya's facts: the job that changed is flagged (banner, ⚠) and
+    selected, so its two source messages show in context."""
+    from test_app_memory import seed_facts
+
+    with Workspace.open(stocked) as ws:
+        seed_facts(ws, 1)
+
+    async def panel(pilot) -> None:
+        await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+        await pilot.press("m")
+        await settle(pilot, lambda: getattr(pilot.app.screen, "sources_shown", None) is not None)
+        screen = pilot.app.screen
+        await pilot.press("down")
+
+        def job_shown() -> bool:
+            title = str(screen.query_one("#memory-detail-title").render())
+            return "job:" in title and screen.sources_shown == screen._sources_key
+
+        await settle(pilot, job_shown)
+
+    assert snap_compare(ConvsimApp(stocked), terminal_size=SMALL, run_before=panel)

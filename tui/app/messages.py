@@ -237,3 +237,97 @@ class Forgotten(Message):
         super().__init__()
         self.subject = subject
         self.erased = erased
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+
+class MemoryLoaded(Message):
+    """A chat's memory for the memory panel: the chat's title, the people to choose from, every
+    fact (all statuses: the panel filters) and the unresolved conflicts."""
+
+    def __init__(
+        self, title: str, people: list[str], facts: list[Any], conflicts: list[Any]
+    ) -> None:
+        super().__init__()
+        self.title = title
+        self.people = people
+        self.facts = facts
+        self.conflicts = conflicts
+
+
+class FactChanged(Message):
+    """A fact was added, edited, pinned, removed or resolved from the panel (`what` says which,
+    as a past participle for the notification)."""
+
+    def __init__(self, fact: Any, what: str) -> None:
+        super().__init__()
+        self.fact = fact
+        self.what = what
+
+
+class FactLearned(Message):
+    """Live extraction learned (or saw again) `fact` during the current chat. The chat screen
+    receives it, keeps it, and passes it on to an open memory panel of the same chat."""
+
+    def __init__(self, fact: Any) -> None:
+        super().__init__()
+        self.fact = fact
+
+
+class SourcesFound(Message):
+    """The source messages of a fact or a search hit (`key`), in context: groups of
+    (message row, is a source) in chat order; `history` is the fact's audit log (None for a
+    message hit)."""
+
+    def __init__(self, key: str, groups: list[list[tuple[Any, bool]]], history: Any) -> None:
+        super().__init__()
+        self.key = key
+        self.groups = groups
+        self.history = history
+
+
+class MemoryIndexing(Message):
+    """Search is bringing the chat's index up to date first: `done` of `total` messages
+    embedded."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__()
+        self.done = done
+        self.total = total
+
+
+class MemorySearched(Message):
+    """Search hits for `query`, best first; `note` says when search fell back to keywords."""
+
+    def __init__(self, query: str, hits: list[Any], ms: float, note: str | None = None) -> None:
+        super().__init__()
+        self.query = query
+        self.hits = hits
+        self.ms = ms
+        self.note = note
+
+
+class MemoryChat(Message):
+    """The chat a persona was trained on (None: it has none, so it has no memory)."""
+
+    def __init__(self, chat_id: int | None) -> None:
+        super().__init__()
+        self.chat_id = chat_id
+
+
+class MemoryBuildProgress(Message):
+    """Extraction from the chat has read `done` of `total` messages."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__()
+        self.done = done
+        self.total = total
+
+
+class MemoryBuilt(Message):
+    """Extraction ended (finished or stopped): its `core.memory.extract.BuildReport`."""
+
+    def __init__(self, report: Any) -> None:
+        super().__init__()
+        self.report = report

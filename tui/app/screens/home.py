@@ -61,6 +61,7 @@ class HomeScreen(Screen[None]):
         Binding("o", "open_chat", "Chat"),
         Binding("b", "base_chat", "Base chat"),
         Binding("r", "resume", "Resume", show=False),
+        Binding("m", "memory", "Memory"),
         Binding("x", "forget", "Forget"),
         Binding("f4", "reload", "Refresh", show=False),
     ]
@@ -210,6 +211,16 @@ class HomeScreen(Screen[None]):
             self.notify(f"{model_id} has finished training.", markup=False)
             return
         self.app.push_screen(TrainingScreen(resume=model_id))
+
+    def action_memory(self) -> None:
+        """The memory panel of the selected chat: what convsim knows about its people."""
+        from convsim.tui.app.screens.memory import MemoryScreen
+
+        chat_id = self._selected("#chats")
+        if chat_id is None:
+            self.notify("No chats yet: import one first (press i).")
+            return
+        self.app.push_screen(MemoryScreen(int(chat_id)))
 
     def action_forget(self) -> None:
         """Forget the selected chat, or one of its people in every chat, after a dialog that
