@@ -33,6 +33,41 @@ def _counting_llama() -> type:
     return CountingLlama
 
 
+@functools.lru_cache(maxsize=8)
+def _gbnf(json_schema: str) -> str:
+    """llama.cpp grammar text for a JSON Schema (cached: extraction uses one schema per chat)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return str(json_schema_to_gbnf(json_schema))
+    except Exception as exc:  # the converter raises bare Exceptions, KeyErrors, TypeErrors
+        raise ValueError(f"cannot turn this JSON schema into a llama.cpp grammar: {exc}") from exc
+
+
+_TOKEN_DATA = [("id", "<i4"), ("logit", "<f4"), ("p", "<f4")]  # llama_token_data, as numpy
+
+
+def _best_allowed(grammar: Any, logits: np.ndarray) -> int:
+    """The highest-logit token the grammar sampler allows, looking at the 64 likeliest tokens,
+    then the 4,096 likeliest, then all: a token outside a group scores below all inside it."""
+    import llama_cpp
+    import numpy as np
+
+    for size in (64, 4096, len(logits)):
+        whole = size >= len(logits)
+        ids = np.arange(len(logits)) if whole else np.argpartition(-logits, size)[:size]
+        data = np.zeros(len(ids), dtype=_TOKEN_DATA)
+        data["id"], data["logit"] = ids, logits[ids]
+        array = llama_cpp.llama_token_data_array(
+            data.ctypes.data_as(llama_cpp.llama_token_data_p), len(ids), -1, False
+        )
+        llama_cpp.llama_sampler_apply(grammar, ctypes.byref(array))
+        allowed = np.isfinite(data["logit"])
+        if allowed.any():
+            return int(data["id"][allowed][np.argmax(data["logit"][allowed])])
+    raise RuntimeError("the grammar allows no token here")
+
+
 def _open(path: Path, **kwargs: Any) -> Any:
     from convsim.convert.llama_logs import quiet_llama_logs
 
@@ -198,6 +233,42 @@ class LlamaModel:
             yield from gen
         finally:
             gen.close()
+
+    def generate_json(self, tokens: Sequence[int], json_schema: str) -> Generator[int, None, None]:
+        """Greedy token ids after the prompt `tokens`, constrained by a llama.cpp grammar to JSON
+        text matching `json_schema` (a JSON Schema, as JSON text): at each step the likeliest
+        token the grammar allows. Once the JSON is complete only an end-of-generation token is
+        allowed; it is yielded and generation ends. The prompt reuses the cached prefix, as in
+        `generate`. A schema the grammar converter cannot express raises ValueError.
+
+        Not `generate` with a grammar: llama.cpp's sampler chain checks the grammar against the
+        whole vocabulary (262k tokens for Gemma 3) at every step, which made generation 3x
+        slower. Here the grammar sees the 64 likeliest tokens first and the rest only when none
+        of them fits; the chosen token is the same."""
+        import llama_cpp
+        import numpy as np
+
+        if not 0 < len(tokens) < self.n_ctx():
+            raise ValueError(f"{len(tokens)} tokens: need 1 to n_ctx {self.n_ctx()} - 1")
+        grammar = llama_cpp.llama_sampler_init_grammar(
+            self._llm._model.vocab, _gbnf(json_schema).encode("utf-8"), b"root"
+        )
+        if not grammar:
+            raise ValueError("llama.cpp could not build a grammar from this JSON schema")
+        try:
+            self._evaluate(tokens, min(self._common_prefix(tokens), len(tokens) - 1))
+            n_vocab, ctx = self.n_vocab(), self._llm._ctx.ctx
+            while True:
+                row = llama_cpp.llama_get_logits_ith(ctx, -1)
+                logits = np.ctypeslib.as_array(row, shape=(n_vocab,))
+                token = _best_allowed(grammar, logits)
+                llama_cpp.llama_sampler_accept(grammar, token)
+                yield token
+                if self.is_eog(token) or self._llm.n_tokens >= self.n_ctx():
+                    return
+                self._llm.eval([token])
+        finally:
+            llama_cpp.llama_sampler_free(grammar)
 
     def _evaluate(self, tokens: Sequence[int], keep: int) -> None:
         """Make the cache hold `tokens`, keeping its first `keep` (which must already match)."""
