@@ -21,6 +21,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -189,6 +190,8 @@ class LocalExtractor:
         self._head = f"{INSTRUCTION}\n\n{shots}Chat:\n"
 
     def extract(self, window: Sequence[Row], people: Sequence[str]) -> list[Candidate]:
+        if not window or not people:
+            return []
         model = self.model
         schema = json.dumps(fact_schema(people, [r.id for r in window]))
         prompt = model.tokenize(f"{self._head}{render_window(window)}\nFacts: ")
@@ -199,12 +202,13 @@ class LocalExtractor:
             raise ExtractError(f"{model.path.name}: a window of messages does not fit its context")
         out: list[int] = []
         deadline = time.monotonic() + self.max_seconds
-        for token in model.generate_json(prompt, schema):
-            if model.is_eog(token):
-                break
-            out.append(token)
-            if len(out) >= cap or time.monotonic() > deadline:
-                break
+        with closing(model.generate_json(prompt, schema)) as tokens:
+            for token in tokens:
+                if model.is_eog(token):
+                    break
+                out.append(token)
+                if len(out) >= cap or time.monotonic() > deadline:
+                    break
         text = model.detokenize(out).decode("utf-8", errors="replace")
         try:
             return parse_answer(text)
