@@ -421,7 +421,8 @@ def test_chat_screen_opens_the_panel_and_turns_memory_off(
         app = ConvsimApp(remembered)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
-            persona = Persona(Engine(tiny.gguf_path, n_ctx=512), "Sam", "Riya", "Sam", "sam-1")
+            engine = Engine(tiny.gguf_path, n_ctx=512)
+            persona = Persona(engine, "Sam", "Riya", "Sam", "sam-1", chat_id=1)
             chat = ChatScreen(persona)
             await app.push_screen(chat)
             assert chat.memory_on
@@ -448,6 +449,68 @@ def test_chat_screen_opens_the_panel_and_turns_memory_off(
             assert "hurt it on the stairs at work" in values(memory)
             await pilot.press("escape")
             await wait_for(pilot, lambda: app.screen is chat)
+            await pilot.pause()
+
+    run(drive())
+
+
+class LiveExtractor:
+    """Finds where the user says they moved (as a model would, through the real gate)."""
+
+    name = "scripted"
+
+    def extract(self, window: Any, people: Any) -> list[Any]:
+        from convsim.core.memory.gate import Candidate
+
+        return [
+            Candidate(row.sender, "lives in", "Leeds", (row.id,), 4)
+            for row in window
+            if "moved to Leeds" in row.text
+        ]
+
+
+def test_replies_carry_memories_and_the_chat_teaches_new_ones(
+    remembered: Path, tiny: TinyModel
+) -> None:
+    from convsim.core.inference.engine import Engine
+    from convsim.tui.app.screens.chat import ChatScreen, Persona
+    from convsim.tui.app.screens.home import HomeScreen
+
+    with Workspace.open(remembered) as ws:
+        pinned, _ = Facts(ws.store).add("Sam", "pet", "a greyhound called Dot", chat_id=1)
+        Facts(ws.store).pin(pinned.id)
+
+    async def drive() -> None:
+        app = ConvsimApp(remembered)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
+            engine = Engine(tiny.gguf_path, n_ctx=1024)
+            chat = ChatScreen(Persona(engine, "Sam", "Riya", "Sam", "sam-1", chat_id=1))
+            chat.make_extractor = lambda ws: LiveExtractor()
+            await app.push_screen(chat)
+            draft = chat.query_one("#draft")
+            draft.value = "I moved to Leeds on Saturday"  # type: ignore[attr-defined]
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: not chat.generating and chat.learned, timeout=60)
+            assert "a greyhound called Dot" in engine.head  # pinned: in every prompt
+            assert pinned.id in [f.id for f in chat.last_memories]
+            status = str(chat.query_one("#chat-status").render())
+            assert "· remembered " in status and "Sam's pet" in status
+            (learned,) = chat.learned
+            assert (learned.person, learned.value, learned.origin) == ("Riya", "Leeds", "live")
+            assert any("Learned: Riya, lives in: Leeds" in n for n in notifications(app))
+            # The next reply knows it; with memory off (F7), the prompt has no head at all.
+            draft.value = "where do I live now?"  # type: ignore[attr-defined]
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: not chat.generating, timeout=60)
+            assert "Riya, lives in: Leeds" in engine.head
+            await pilot.press("f7")
+            draft.value = "ok"  # type: ignore[attr-defined]
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: not chat.generating, timeout=60)
+            assert engine.head == "" and chat.last_memories == []
+            assert "memory off" in str(chat.query_one("#chat-status").render())
+            await pilot.press("ctrl+b")
             await pilot.pause()
 
     run(drive())

@@ -275,6 +275,14 @@ class FactLearned(Message):
         self.fact = fact
 
 
+class MemoriesUsed(Message):
+    """The facts the prompt of the reply being generated carries (empty: none)."""
+
+    def __init__(self, facts: list[Any]) -> None:
+        super().__init__()
+        self.facts = facts
+
+
 class SourcesFound(Message):
     """The source messages of a fact or a search hit (`key`), in context: groups of
     (message row, is a source) in chat order; `history` is the fact's audit log (None for a
@@ -306,14 +314,6 @@ class MemorySearched(Message):
         self.hits = hits
         self.ms = ms
         self.note = note
-
-
-class MemoryChat(Message):
-    """The chat a persona was trained on (None: it has none, so it has no memory)."""
-
-    def __init__(self, chat_id: int | None) -> None:
-        super().__init__()
-        self.chat_id = chat_id
 
 
 class MemoryBuildProgress(Message):

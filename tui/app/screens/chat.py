@@ -1,6 +1,7 @@
 """Chat: you type as yourself, the persona streams its reply; autocomplete drafts your own
 next message; forever mode lets both sides talk; the sampling panel tunes generation; F6 opens
-the memory panel of the persona's chat and F7 turns memory off for replies, to compare.
+the memory panel of the persona's chat and F7 turns memory off for replies, to compare
+(`chat_memory.py`: the facts each reply is given, and what the chat teaches).
 
 One `Engine` per screen, used by one job at a time (`self.busy` lock). Replies, forever turns,
 autocomplete and transcript files run in `@work` thread workers that report with the messages
@@ -27,16 +28,16 @@ from textual.widgets import Footer, Header, Input, Label, Static, Switch
 
 from convsim.tui.app.messages import (
     Completion,
-    FactLearned,
     ForeverEnded,
     ForeverTurn,
     JobFailed,
-    MemoryChat,
+    MemoriesUsed,
     ReplyDone,
     ReplyText,
     post,
     reporting,
 )
+from convsim.tui.app.screens.chat_memory import MemoryActions
 from convsim.tui.app.screens.chat_persona import Persona, persona_from_base, persona_from_model
 from convsim.tui.app.screens.chat_transcripts import TranscriptActions
 from convsim.tui.app.screens.chat_widgets import Bubble, EditDialog, OpenDialog, SamplingPanel
@@ -52,15 +53,16 @@ __all__ = ["Bubble", "ChatScreen", "OpenDialog", "Persona", "SamplingPanel"]
 __all__ += ["persona_from_base", "persona_from_model"]
 
 
-def _close_engine(engine: Any, busy: threading.Lock) -> None:
-    with busy:  # after the job in progress has seen its cancel event and returned
-        engine.close()
+def _close_engine(screen: ChatScreen) -> None:
+    with screen.busy:  # after the job in progress has seen its cancel event and returned
+        screen.persona.engine.close()
+        screen.close_memory()
 
 
-class ChatScreen(TranscriptActions, Screen[None]):
+class ChatScreen(TranscriptActions, MemoryActions, Screen[None]):
     BINDINGS = [
         Binding("ctrl+r", "regenerate", "Regen"),
-        Binding("ctrl+o", "continue_reply", "More"),
+        Binding("ctrl+o", "continue_reply", "More", show=False),
         Binding("ctrl+t", "edit_reply", "Edit"),
         Binding("ctrl+f", "toggle_forever", "Forever"),
         Binding("f2", "toggle_sampling", "Sampling"),
@@ -89,9 +91,7 @@ class ChatScreen(TranscriptActions, Screen[None]):
         self.completions = 0  # autocomplete results shown, for the status line and tests
         self.autocomplete_on = True
         self._streamed: list[Bubble] = []  # the bubbles of the reply being streamed
-        self.memory_on = True  # False: replies use no memories (F7), to compare
-        self.learned: list[Any] = []  # facts learned during this chat (`FactLearned`)
-        self.memory_chat_id: int | None = None  # the persona's chat, once looked up
+        self._init_memory()
 
     def compose(self) -> ComposeResult:
         from convsim.core.inference.engine import Sampling
@@ -119,7 +119,7 @@ class ChatScreen(TranscriptActions, Screen[None]):
         self._complete_cancel.set()
         # On the app, not this screen: the screen's own workers end with it.
         self.app.run_worker(
-            lambda: _close_engine(self.persona.engine, self.busy), thread=True,
+            lambda: _close_engine(self), thread=True,
             group="close-engine", description="close the chat's model", exit_on_error=False,
         )  # fmt: skip
 
@@ -175,6 +175,7 @@ class ChatScreen(TranscriptActions, Screen[None]):
         with reporting(self, "The reply failed", "reply"), self.busy:
             pending: list[str] = []
             sent = 0.0
+            post(self, MemoriesUsed(self.memory_for_reply(turns)))
             stream = engine.simulate(
                 turns, speaker, sampling, self.cancel, max_messages=MAX_MESSAGES
             )
@@ -215,9 +216,10 @@ class ChatScreen(TranscriptActions, Screen[None]):
             parts.append(f"{reply.first_token_s * 1000:.0f} ms first token")
         parts.append(f"{reply.generated_tokens} tokens")
         parts.append(f"{reply.reused_tokens}/{reply.prompt_tokens} prompt tokens from cache")
-        if not self.memory_on:
-            parts.append("memory off")
-        self._status(" · ".join(parts))
+        parts.append(self.memories_note() if self.memory_on else "memory off")
+        self._status(" · ".join(p for p in parts if p))
+        if reply.messages and not reply.cancelled:
+            self.learn_from(self.turns[-(len(reply.messages) + 1) :])
 
     @on(JobFailed)
     def _job_failed(self, message: JobFailed) -> None:
@@ -362,54 +364,6 @@ class ChatScreen(TranscriptActions, Screen[None]):
 
     def action_toggle_sampling(self) -> None:
         self.show_sampling = not self.show_sampling
-
-    # -- memory -------------------------------------------------------------------------------
-
-    def action_toggle_memory(self) -> None:
-        self.memory_on = not self.memory_on
-        if self.memory_on:
-            self._status("Memory on: replies use what convsim knows about the people here.")
-        else:
-            self._status("Memory off: the next replies use no memories (F7 turns it back on).")
-
-    def action_memory(self) -> None:
-        """The memory panel of the chat this persona was trained on."""
-        if self.memory_chat_id is not None:
-            self._open_memory(self.memory_chat_id)
-        elif self.persona.model_id is None:
-            self.notify("The base model has no chat, so no memory: train a persona first.")
-        else:
-            self._find_memory_chat(self.persona.model_id)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="memory-chat",
-          description="find the persona's chat")  # fmt: skip
-    def _find_memory_chat(self, model_id: str) -> None:
-        app: Any = self.app
-        with reporting(self, "Could not open the memory", "memory-chat"), app.workspace() as ws:
-            post(self, MemoryChat(ws.store.model(model_id).chat_id))
-
-    @on(MemoryChat)
-    def _memory_chat(self, message: MemoryChat) -> None:
-        if message.chat_id is None:
-            self.notify("This persona was not trained on a stored chat, so it has no memory.")
-            return
-        self.memory_chat_id = message.chat_id
-        self._open_memory(message.chat_id)
-
-    def _open_memory(self, chat_id: int) -> None:
-        from convsim.tui.app.screens.memory import MemoryScreen
-
-        self.app.push_screen(MemoryScreen(chat_id, self.persona.speaker, learned=self.learned))
-
-    @on(FactLearned)
-    def _fact_learned(self, message: FactLearned) -> None:
-        """Live extraction learned a fact: keep it, and show it in an open memory panel."""
-        from convsim.tui.app.screens.memory import MemoryScreen
-
-        self.learned.append(message.fact)
-        for screen in self.app.screen_stack:
-            if isinstance(screen, MemoryScreen):
-                screen.fact_learned(message.fact)
 
     def action_close(self) -> None:
         self.cancel.set()

@@ -17,6 +17,7 @@ class Persona:
     me: str
     title: str
     model_id: str | None = None
+    chat_id: int | None = None  # the chat it was trained on: its memory
 
 
 def persona_from_model(app: Any, model_id: str) -> Persona:
@@ -34,7 +35,8 @@ def persona_from_model(app: Any, model_id: str) -> Persona:
     me = mine[0].name if mine else "You"
     engine = Engine(Path(record.base), [(adapter, 1.0)])
     engine.set_tags(tags)
-    return Persona(engine, record.person, me, f"{record.person} ({model_id})", model_id)
+    title = f"{record.person} ({model_id})"
+    return Persona(engine, record.person, me, title, model_id, record.chat_id)
 
 
 def persona_from_base(app: Any) -> Persona:

@@ -59,7 +59,7 @@ class HomeScreen(Screen[None]):
         Binding("s", "import_sample", "Sample"),
         Binding("t", "train", "Train"),
         Binding("o", "open_chat", "Chat"),
-        Binding("b", "base_chat", "Base chat"),
+        Binding("b", "base_chat", "Base"),
         Binding("r", "resume", "Resume", show=False),
         Binding("m", "memory", "Memory"),
         Binding("x", "forget", "Forget"),
