@@ -103,7 +103,8 @@ class MemoryActions:
         from convsim.core.memory.extract import extract_live
 
         app: Any = self.app
-        with self._learning, reporting(self, "Learning from the chat failed", "learn"):
+        screen: Any = self  # a Screen: the mixin is not one itself
+        with self._learning, reporting(screen, "Learning from the chat failed", "learn"):
             with app.workspace() as ws:
                 if self._extractor is None:
                     self._extractor = self.make_extractor(ws)
@@ -113,7 +114,7 @@ class MemoryActions:
                 )  # fmt: skip
             for fact, outcome in found:
                 if outcome in ("added", "superseded"):
-                    post(self, FactLearned(fact))
+                    post(screen, FactLearned(fact))
 
     def on_fact_learned(self, message: FactLearned) -> None:
         """Keep a learned fact, give it to the next replies, show it in an open panel."""
