@@ -129,15 +129,27 @@ class Scripted:
 
 
 def test_the_gate_keeps_supported_important_facts_and_names_each_rejection() -> None:
-    window = {10: "I started at the bakery on Elm St today", 11: "my sister Ana is visiting"}
+    window: dict[int, tuple[str | None, str]] = {
+        10: ("Sam", "I started at the bakery on Elm St today"),
+        11: ("Sam", "my sister Ana is visiting"),
+        12: ("Riya", "how is your new job at the museum?"),
+        13: ("Riya", "I love my cat"),
+        14: ("Sam", "see u at 11!!"),
+        15: ("Sam", "I turn 29 on friday"),
+    }
     people = ["Sam", "Riya"]
     gate = Gate()
-    kept, reason = gate.check(Candidate("Sam", "workplace", "The Bakery, Elm St.", (10,), 4),
-                              window, people)  # fmt: skip
-    assert kept is not None and kept.sources == (10,) and reason == ""
+
+    def kept(*fact: Any) -> tuple[int, ...] | None:
+        found, reason = gate.check(Candidate(*fact), window, people)
+        assert (found is None) == bool(reason)
+        return found.sources if found else None
+
+    assert kept("Sam", "workplace", "The Bakery, Elm St.", (10,), 4) == (10,)
     # Cited wrong (or outside the window): the window message that supports it is cited.
-    kept, _ = gate.check(Candidate("Sam", "sibling", "sister Ana", (10, 99), 3), window, people)
-    assert kept is not None and kept.sources == (11,)
+    assert kept("Sam", "sibling", "sister Ana", (10, 99), 3) == (11,)
+    assert kept("Sam", "workplace", "the museum", (12,), 4) == (12,)  # Riya asks Sam: "your"
+    assert kept("Sam", "age", "29", (15,), 3) == (15,)
     assert support("bakeries", ["the bakery"]) == 1.0  # stems and prefixes match
     checks = {
         "unknown person": Candidate("Dev", "job", "bakery", (10,), 4),
@@ -147,7 +159,12 @@ def test_the_gate_keeps_supported_important_facts_and_names_each_rejection() -> 
     }
     for why, candidate in checks.items():
         assert gate.check(candidate, window, people) == (None, why)
-    assert gate.check(Candidate("Sam", "age", "the", (10,), 4), window, people)[1] == "unsupported"
+    for fact in [
+        ("Sam", "pet", "cat", (13,), 4),  # Riya's cat: a message neither by nor to Sam
+        ("Sam", "birthday", "11", (14,), 4),  # bare numbers are an age or nothing
+        ("Sam", "age", "the", (10,), 4),  # no content words
+    ]:
+        assert kept(*fact) is None
     assert Gate(min_importance=1).check(checks["unimportant"], window, people)[0] is not None
 
 

@@ -18,6 +18,25 @@ from __future__ import annotations
 import threading
 
 from convsim.core.memory.embedder import DIM, Embedder, EmbedderMissing, shared_embedder
+from convsim.core.memory.endpoint import (
+    EndpointError,
+    EndpointExtractor,
+    KeyringUnavailable,
+    clear_key,
+    endpoint_settings,
+    get_key,
+    save_endpoint,
+    set_key,
+)
+from convsim.core.memory.extract import (
+    BuildReport,
+    ExtractError,
+    Extractor,
+    LocalExtractor,
+    UnparsedAnswer,
+    build_memory,
+    extract_live,
+)
 from convsim.core.memory.facts import (
     ORIGINS,
     STATUSES,
@@ -27,26 +46,45 @@ from convsim.core.memory.facts import (
     FactError,
     Facts,
 )
+from convsim.core.memory.gate import KEYS, Candidate, Gate
 from convsim.core.memory.index import IndexState, Progress, update_index
 from convsim.core.memory.search import MODES, Hit, Searcher
 from convsim.core.store import Store
 
 __all__ = [
     "DIM",
+    "KEYS",
     "MODES",
     "ORIGINS",
     "STATUSES",
+    "BuildReport",
+    "Candidate",
     "Conflict",
     "Embedder",
     "EmbedderMissing",
+    "EndpointError",
+    "EndpointExtractor",
     "Event",
+    "ExtractError",
+    "Extractor",
     "Fact",
     "FactError",
     "Facts",
+    "Gate",
     "Hit",
     "IndexState",
+    "KeyringUnavailable",
+    "LocalExtractor",
     "Searcher",
+    "UnparsedAnswer",
+    "build_memory",
+    "clear_key",
+    "endpoint_settings",
+    "extract_live",
+    "get_key",
     "open_searcher",
+    "save_endpoint",
+    "set_key",
     "shared_embedder",
     "update_index",
 ]

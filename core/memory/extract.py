@@ -339,7 +339,7 @@ def _store_window(
     gate: Gate,
     report: BuildReport,
 ) -> None:
-    texts = {r.id: r.text for r in window}
+    texts = {r.id: (r.sender, r.text) for r in window}
     stamps = {r.id: r.ts for r in window}
     facts = Facts(store)
     with store.transaction() as conn:
@@ -378,7 +378,7 @@ def extract_live(
     people = list(dict.fromkeys([*known, *(speaker for speaker, _ in exchange)]))
     stamp, gate = now(), gate or Gate()
     window = [Row(i, stamp, who, text, "") for i, (who, text) in enumerate(exchange, 1)]
-    texts = {r.id: r.text for r in window}
+    texts = {r.id: (r.sender, r.text) for r in window}
     checked = [gate.check(c, texts, people)[0] for c in extractor.extract(window, people)]
     facts, out = Facts(store), []
     with store.transaction():

@@ -7,8 +7,10 @@ those that pass, in this order, and names the reason of each rejection:
   any invented word supersede a held fact);
 - "unimportant": importance below `min_importance`;
 - "unsupported" (the reality check): most of the value's content words must appear in the
-  source messages it cites (lowercased, matched by stem or shared prefix). Cited ids outside
-  the window are dropped; when the cited messages do not support the value, the window's one
+  source messages it cites (lowercased, matched by stem or shared prefix), and those messages
+  must concern the person: written by them, naming them, or saying "you" to them. A value of
+  bare numbers passes only as an age ("see u at 11" is no birthday). Cited ids outside the
+  window are dropped; when the cited messages do not support the value, the window's one
   message that supports it best is cited instead, if it does.
 Dedupe and contradiction are not the gate's: `Facts.add` applies them against held facts.
 """
@@ -30,6 +32,7 @@ KEYS = (
 REASONS = ("unknown person", "unknown key", "unimportant", "unsupported")
 SUPPORT = 0.6  # share of the value's content words that the sources must contain
 _WORD = re.compile(r"\w+")
+_YOU = frozenset(["you", "your", "yours", "yourself", "u", "ur", "ya"])
 _SUFFIXES = ("'s", "ing", "ies", "es", "ed", "ly", "s")
 
 
@@ -89,6 +92,17 @@ def support(value: str, texts: Iterable[str]) -> float:
     return sum(_matches(w, have) for w in wanted) / len(wanted)
 
 
+def concerns(person: str, sender: str | None, text: str) -> bool:
+    """Whether a message can say something about `person`: they wrote it, it names them (any
+    part of their name) or it speaks to someone else as "you"."""
+    if sender == person:
+        return True
+    words = set(_WORD.findall(text.lower()))
+    return bool(words & set(_WORD.findall(person.lower()))) or (
+        sender is not None and bool(words & _YOU)
+    )
+
+
 @dataclass
 class Gate:
     """`min_importance`: candidates below it are dropped (1 keeps everything);
@@ -98,20 +112,31 @@ class Gate:
     min_support: float = SUPPORT
 
     def check(
-        self, candidate: Candidate, window: dict[int, str], people: Sequence[str]
+        self,
+        candidate: Candidate,
+        window: dict[int, tuple[str | None, str]],
+        people: Sequence[str],
     ) -> tuple[Candidate | None, str]:
         """(the candidate, cited as it will be stored, and "") or (None, the reason).
-        `window`: message id -> text of the messages the extractor saw."""
+        `window`: message id -> (sender, text) of the messages the extractor saw."""
         if candidate.person not in people:
             return None, "unknown person"
         if candidate.key not in KEYS:
             return None, "unknown key"
         if candidate.importance < self.min_importance:
             return None, "unimportant"
-        cited = tuple(sorted({i for i in candidate.sources if i in window}))
-        if cited and support(candidate.value, (window[i] for i in cited)) >= self.min_support:
+        words = content_words(candidate.value)
+        if candidate.key != "age" and all(w.isdigit() for w in words):
+            return None, "unsupported"
+        about = {
+            i: text
+            for i, (sender, text) in window.items()
+            if concerns(candidate.person, sender, text)
+        }
+        cited = tuple(sorted({i for i in candidate.sources if i in about}))
+        if cited and support(candidate.value, (about[i] for i in cited)) >= self.min_support:
             return replace(candidate, sources=cited), ""
-        scores = {i: support(candidate.value, [text]) for i, text in window.items()}
+        scores = {i: support(candidate.value, [text]) for i, text in about.items()}
         best = max(scores, key=lambda i: (scores[i], -i), default=None)
         if best is not None and scores[best] >= self.min_support:
             return replace(candidate, sources=(best,)), ""
