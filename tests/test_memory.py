@@ -282,3 +282,48 @@ def test_simulate_gives_the_persona_its_facts(ws: Workspace, tiny, adapter, caps
     assert json.loads(capsys.readouterr().out)["memories"] == [pinned.id]
     assert main([*cli, "--memory", "off"]) == 0
     assert json.loads(capsys.readouterr().out)["memories"] == []
+
+
+def test_cli_build_reads_each_message_once(ws: Workspace, tiny, tmp_path: Path, capsys) -> None:
+    """`memory build` on a local GGUF (the tiny model here): every answer parses, and a second
+    run after a newer export reads only the new message."""
+    cli = ["memory", "build", "1", "--model", str(tiny.gguf_path), "--json"]
+    assert main(cli) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["messages"], report["unparsed"], report["stopped"]) == (8, 0, False)
+    assert report["extracted_upto"] == max(m.id for m in ws.store.messages(1))
+    ws.import_export(write(tmp_path, NEWER))
+    assert main(cli) == 0
+    assert json.loads(capsys.readouterr().out)["messages"] == 1
+    assert main(["memory", "build", "1", "--model", str(tmp_path / "none.gguf")]) == 2
+    assert "none.gguf: no such GGUF file" in capsys.readouterr().err
+
+
+def test_cli_endpoint_and_key(ws: Workspace, monkeypatch, capsys) -> None:
+    import io
+
+    import keyring
+    from test_memory_extract import MemoryKeyring
+
+    assert main(["memory", "build", "1", "--extractor", "endpoint"]) == 2
+    assert "endpoint" in capsys.readouterr().err
+    assert main(["memory", "endpoint", "localhost:8080"]) == 2
+    assert "is not an http(s) URL" in capsys.readouterr().err
+    assert main(["memory", "endpoint", "http://127.0.0.1:9/v1/", "--model", "qwen"]) == 0
+    assert "http://127.0.0.1:9/v1 (model qwen)" in capsys.readouterr().out
+    before = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    try:
+        monkeypatch.setattr("sys.stdin", io.StringIO("sk-secret-123\n"))
+        assert main(["memory", "key", "set"]) == 0
+        assert list(backend.passwords.values()) == ["sk-secret-123"]
+        # The endpoint is down: a clear error naming it, nothing stored, the mark unmoved.
+        assert main(["memory", "build", "1", "--extractor", "endpoint"]) == 2
+        err = capsys.readouterr().err
+        assert "127.0.0.1:9" in err and "sk-secret" not in err
+        assert Facts(ws.store).list(chat_id=1) == []
+        assert main(["memory", "key", "clear"]) == 0
+        assert backend.passwords == {}
+    finally:
+        keyring.set_keyring(before)

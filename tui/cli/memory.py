@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from convsim.tui.cli import memory_build
 from convsim.tui.cli.common import CliError, print_json
 from convsim.tui.cli.common import workspace as _workspace
 
@@ -294,3 +295,5 @@ def add_commands(sub: Any) -> None:
     q.add_argument("choice", choices=("old", "new", "both"))
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_resolve)
+
+    memory_build.add_commands(mem)
