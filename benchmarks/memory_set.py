@@ -300,7 +300,7 @@ S: i don't know what that means but i'm sorry
 J: it means i'm going to be unbearable until may
 """),
     ("2023-04-15", """
-J: thai place on the saturday when ur down?
+J: thai place when i come up next month?
 [s_allergy] S: my nut allergy would have me in a&e, everything in there has peanut in it
 J: oh god yes sorry, forgot
 [s_allergy] S: epipen lives in my bag don't worry
@@ -652,7 +652,7 @@ SCENES = [
     "A: the weather is actually insane today\nB: it's {weather} here\nA: classic",
     "A: i need a new {item}, recs?\nB: honestly just get whatever's on offer\nA: helpful thanks"
     "\nB: 😂",
-    "A: can't sleep\nB: same\nB: have u tried {sleep_tip}\nA: no but i've tried scrolling for 3 "
+    "A: so tired today\nB: same\nB: have u tried {sleep_tip}\nA: no but i've tried scrolling for 3 "
     "hours",
     "A: how's ur week going\nB: {mood}\nA: haha fair\nB: urs?\nA: {mood}",
     "A: omg i just remembered {memory}\nB: NO\nB: why would u bring that up\nA: 😂😂",
@@ -663,7 +663,7 @@ SCENES = [
     "patience is a virtue\nA: not one of mine",
     "A: what are u up to this weekend\nB: not much, {weekend}\nA: sounds nice\nB: u?\nA: same "
     "really, might go for a walk",
-    "A: happy friday!!\nB: 🎉\nB: finally",
+    "A: is it friday yet\nB: no\nB: 😩",
     "A: i've started {habit}\nB: since when\nA: since this morning\nB: lol ok",
     "A: do u want anything from the shop\nA: wait wrong chat\nB: 😂\nB: i'll take a {snack} if "
     "ur offering",
@@ -718,7 +718,7 @@ SCENES = [
     "A: my back hurts from sleeping wrong\nB: we're so old\nA: speak for urself\nB: u literally "
     "just said ur back hurts",
     "A: this message was meant for my mum\nB: lol i want to know what it said now\nA: no",
-    "A: u free for a call at {time}?\nB: make it 10 mins later\nA: ok",
+    "A: u free for a call tomorrow at {time}?\nB: make it 10 mins later\nA: ok",
     "A: bought too many {snack}s again\nB: post some up\nA: they won't survive the post",
     "A: the cost of {thing} now is actually criminal\nB: i know\nB: i paid {price} last week",
 ]
