@@ -10,7 +10,8 @@ Contract:
   `update_index` brings the chat's full-text index and embeddings up to date first (only new
   messages; resumable). Modes: hybrid (default), keyword, embedding. No language model runs at
   search time; the embedding model ships in a package (`embedder.py`).
-- Nothing here opens a network connection.
+- Nothing here opens a network connection, except `EndpointExtractor` (endpoint.py), and only
+  to the URL the user configured; its API key lives only in the system keyring.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class Embedder:
         where = model_dir()
         self._torch = torch
         self._tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True)
-        self._model = AutoModel.from_pretrained(where, local_files_only=True).eval()
+        self._encoder = AutoModel.from_pretrained(where, local_files_only=True).eval()
         self._threads = threads
         self._lock = threading.Lock()
 
@@ -79,7 +79,7 @@ class Embedder:
             return_tensors="pt",
         )
         with torch.inference_mode():
-            hidden = self._model(**enc).last_hidden_state
+            hidden = self._encoder(**enc).last_hidden_state
         mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         return torch.nn.functional.normalize(pooled, dim=-1).numpy()
