@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from convsim.core.memory.lexicon import KEY_WORDS
 from convsim.core.store import Store
 
 ORIGINS = ("chat", "live", "user", "simulated")  # chat = an imported chat
@@ -37,27 +38,6 @@ MULTI_VALUED = frozenset(
     {"likes", "dislikes", "hobby", "pet", "family", "friend", "plan", "event", "other", "trip"}
 )
 _WORD = re.compile(r"\w+")
-# Words people use when they ask about a key, indexed with its facts so that "where do you
-# work?" finds "job: nurse at St Mary's" by keyword too.
-KEY_WORDS = {
-    "job": "work works working job office boss shift employer career colleague",
-    "workplace": "work works working job office boss shift employer company",
-    "lives in": "live lives living home flat apartment house moved move city town address",
-    "hometown": "from grew up home town born",
-    "partner": "boyfriend girlfriend husband wife dating partner seeing together",
-    "sibling": "brother sister siblings",
-    "parent": "mum mom dad father mother parents",
-    "child": "son daughter kid kids children baby",
-    "pet": "dog cat puppy kitten pet",
-    "birthday": "birthday born bday",
-    "age": "old age years",
-    "school": "school college university uni class",
-    "studies": "study studying course degree major class",
-    "diet": "eat eats vegan vegetarian food",
-    "allergy": "allergic allergy",
-    "car": "car drive drives",
-    "health": "sick ill doctor hospital injury",
-}
 
 
 class FactError(ValueError):

@@ -23,15 +23,22 @@ from typing import Any
 from convsim.core.memory.embedder import Embedder, from_blobs
 from convsim.core.memory.facts import SHOWN, Fact, Facts
 from convsim.core.memory.index import chat_rows
+from convsim.core.memory.lexicon import RELATED
 from convsim.core.store import Store
 
 MODES = ("hybrid", "keyword", "embedding")
-RRF_K = 60  # reciprocal-rank constant: 1 / (RRF_K + rank)
+RRF_K = 20  # reciprocal-rank constant: 1 / (RRF_K + rank)
 CANDIDATES = 100  # per ranking, before fusion
 KEYWORD_WEIGHTS = (1.0, 0.3, 0.2)  # text, context, sender
-NAME_BOOST = 0.05  # x score, for a message by or naming someone in the query
+# Of each ranking in the fusion; these and the boosts were tuned on benchmarks/memory_set.py.
+WEIGHTS = {"keyword": 0.7, "related": 0.8, "embedding": 1.0}
+NAME_BOOST = 1.0  # x score, for a message written by someone the query names
 RECENCY_BOOST = 0.02  # x score, for the newest message, falling linearly to 0 for the oldest
+# (tripled when the query asks about now, none when it asks about before)
+NOW_WORDS = frozenset({"now", "currently", "current", "still", "nowadays", "latest", "new"})
+BEFORE_WORDS = frozenset({"before", "previous", "previously", "used", "old", "former", "first"})
 PINNED_BOOST = 0.25
+NEIGHBOUR = 0.0  # share of a message's score lent to the messages just before and after it
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words that carry no topic in a question to a chat (English; other languages go through).
 _STOP = """a an the and or but if of to in on at for from by with about as is are was were be been
@@ -58,6 +65,19 @@ class Hit:
             "message_ids": self.message_ids,
             "text": self.text,
         }
+
+
+@dataclass
+class _Query:
+    text: str  # the query without the names of the chat's people (what is embedded)
+    terms: list[str]  # its content words
+    related: list[str]  # everyday words for the same things (`RELATED`), searched at a discount
+    named: set[str]  # the chat's people it names
+    when: str | None  # "now", "before" or None
+
+
+def _name_parts(name: str) -> list[str]:
+    return _WORD.findall(name.lower())
 
 
 @dataclass
@@ -88,6 +108,8 @@ class Searcher:
         rows = chat_rows(self.store, self.chat_id)
         n = max(len(rows) - 1, 1)
         self._docs = {r.id: _Doc(r.ts, r.sender, r.text, i / n) for i, r in enumerate(rows)}
+        self._order = [r.id for r in rows]
+        self._pos = {mid: i for i, mid in enumerate(self._order)}
         self._segments = self.store.conn.execute(
             "SELECT first_id, last_id FROM segments WHERE chat_id = ?", (self.chat_id,)
         ).fetchall()
@@ -104,13 +126,29 @@ class Searcher:
             self._ids = [i for i, _ in vectors]
             self._matrix = from_blobs([b for _, b in vectors])
 
+    # -- the query ----------------------------------------------------------------------------
+
+    def _prepare(self, query: str) -> _Query:
+        """Who the query names, and its words without them: a question about Sam is answered
+        by what Sam wrote, which seldom holds "Sam" (a message naming Sam is usually chatter
+        about them)."""
+        words = _WORD.findall(query.lower())
+        named = {n for n in self._names if any(p in words for p in _name_parts(n))}
+        parts = {p for n in self._names for p in _name_parts(n)}
+        kept = [w for w in words if w not in parts and w != "s"]
+        terms = list(dict.fromkeys(w for w in kept if w not in STOPWORDS))
+        related = list(
+            dict.fromkeys(r for t in terms for r in RELATED.get(t, ()) if r not in terms)
+        )
+        when = "now" if set(kept) & NOW_WORDS else "before" if set(kept) & BEFORE_WORDS else None
+        return _Query(" ".join(kept) or query, terms, related, named, when)
+
     # -- the rankings -------------------------------------------------------------------------
 
-    def _keyword(self, query: str) -> list[int]:
-        terms = [w for w in _WORD.findall(query.lower()) if w not in STOPWORDS]
+    def _keyword(self, terms: list[str]) -> list[int]:
         if not terms:
             return []
-        match = " OR ".join(f'"{t}"' for t in dict.fromkeys(terms))
+        match = " OR ".join(f'"{t}"' for t in terms)
         weights = ", ".join(map(str, KEYWORD_WEIGHTS))
         found: list[tuple[float, int]] = []
         for first, last in self._segments:
@@ -122,25 +160,24 @@ class Searcher:
         found.sort()
         return [i for _, i in found[:CANDIDATES] if i in self._docs]
 
-    def _embedding(self, query: str) -> list[int]:
+    def _embedding(self, text: str) -> list[int]:
         if self._matrix is None or not self._ids:
             return []
         import numpy as np
 
         assert self.embedder is not None
-        q = self.embedder.embed([query])[0]
+        q = self.embedder.embed([text])[0]
         sims = self._matrix @ q
         top = min(CANDIDATES, len(sims))
         best = np.argpartition(-sims, top - 1)[:top]
         best = best[np.argsort(-sims[best])]
         return [self._ids[i] for i in best]
 
-    def _facts(self, query: str) -> list[Fact]:
-        terms = [w for w in _WORD.findall(query.lower()) if w not in STOPWORDS]
+    def _facts(self, terms: list[str]) -> list[Fact]:
         facts = {f.id: f for f in Facts(self.store).list(chat_id=self.chat_id, status=SHOWN)}
         if not facts or not terms:
             return []
-        match = " OR ".join(f'"{t}"' for t in dict.fromkeys(terms))
+        match = " OR ".join(f'"{t}"' for t in terms)
         rows = self.store.conn.execute(
             "SELECT rowid FROM fact_index WHERE fact_index MATCH ? AND rowid IN"
             " (SELECT id FROM facts WHERE chat_id = ?) ORDER BY rank LIMIT ?",
@@ -151,34 +188,41 @@ class Searcher:
     # -- the search ---------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
-        rankings: list[list[int]] = []
+        q = self._prepare(query)
+        rankings: list[tuple[float, list[int]]] = []
         if self.mode in ("keyword", "hybrid"):
-            rankings.append(self._keyword(query))
+            rankings.append((WEIGHTS["keyword"], self._keyword(q.terms)))
+            if self.mode == "hybrid":
+                rankings.append((WEIGHTS["related"], self._keyword(q.related)))
         if self.mode in ("embedding", "hybrid"):
-            rankings.append(self._embedding(query))
-        scores: dict[int, float] = {}
-        for ranking in rankings:
+            rankings.append((WEIGHTS["embedding"], self._embedding(q.text)))
+        fused: dict[int, float] = {}
+        for weight, ranking in rankings:
             for rank, mid in enumerate(ranking):
-                scores[mid] = scores.get(mid, 0.0) + 1.0 / (RRF_K + rank + 1)
-        named = self._named(query)
+                fused[mid] = fused.get(mid, 0.0) + weight / (RRF_K + rank + 1)
+        # An answer often runs over two messages ("my flatmate!!" / "hugo has taken up the
+        # trumpet"): each message lends a share of its score to the ones beside it.
+        scores = dict(fused)
+        if self.mode == "hybrid" and NEIGHBOUR:
+            for mid, score in fused.items():
+                at = self._pos[mid]
+                for near in self._order[max(at - 1, 0) : at + 2]:
+                    if near != mid:
+                        scores[near] = scores.get(near, 0.0) + NEIGHBOUR * score
+        recency = RECENCY_BOOST * {"now": 3.0, "before": 0.0}.get(q.when or "", 1.0)
         hits = []
         for mid, score in scores.items():
             doc = self._docs[mid]
             lift = 1.0
             if self.mode == "hybrid":
-                if named and (doc.sender in named or any(n in doc.text for n in named)):
+                if doc.sender in q.named:
                     lift += NAME_BOOST
-                lift += RECENCY_BOOST * doc.order
+                lift += recency * doc.order
             hits.append(Hit(score * lift, f"[{doc.sender}] {doc.text}", [mid], None, doc.ts,
                             doc.sender))  # fmt: skip
-        for rank, fact in enumerate(self._facts(query)):
+        for rank, fact in enumerate(self._facts(q.terms + q.related)):
             lift = 1.0 + (PINNED_BOOST if fact.status == "pinned" else 0.0)
             score = 2.0 / (RRF_K + rank + 1) * lift  # a fact stands for its sources at once
             hits.append(Hit(score, fact.text, fact.sources, fact.id, fact.last_seen, fact.person))
         hits.sort(key=lambda h: -h.score)
         return hits[:k]
-
-    def _named(self, query: str) -> set[str]:
-        """The chat's people the query names (by full name or first name)."""
-        words = set(_WORD.findall(query.lower()))
-        return {n for n in self._names if any(p in words for p in _WORD.findall(n.lower()))}
