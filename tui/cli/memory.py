@@ -24,6 +24,12 @@ from convsim.tui.cli import memory_build
 from convsim.tui.cli.common import CliError, print_json
 from convsim.tui.cli.common import workspace as _workspace
 
+OUTCOMES = {
+    "added": "Added:",
+    "seen": "Already known (the fact below):",
+    "superseded": "Added; it replaces an older value, kept as superseded (`memory conflicts`):",
+    "contradicted": "Kept aside: a pinned fact says otherwise (`memory conflicts`):",
+}
 STATUS_CHOICES = ("active", "superseded", "contradicted", "pinned", "removed", "all")
 ORIGIN_CHOICES = ("chat", "live", "user", "simulated")
 
@@ -157,7 +163,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"outcome": outcome, "fact": fact.to_json()})
         else:
-            print(f"{outcome}: ", end="")
+            print(OUTCOMES[outcome])
             _show_facts([fact], False)
     return 0
 
