@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from memory_recall import convsim, json_lines
 from memory_set import FACTS, QUESTIONS, SLOTS, build_chat
 
 CLI = [sys.executable, "-m", "convsim.tui.cli"]
@@ -65,25 +63,6 @@ def queries(n: int, seed: int = 0) -> list[str]:
             seen.add(query)
             out.append(query)
     return out[:n]
-
-
-def convsim(home: Path, *args: str, show_progress: bool = False) -> tuple[str, float]:
-    """stdout and wall seconds of `convsim ARGS` in a fresh process on the data folder `home`;
-    with `show_progress` its stderr goes to ours (the indexing progress, on a terminal)."""
-    env = {**os.environ, "CONVSIM_HOME": str(home)}
-    start = time.perf_counter()
-    done = subprocess.run(
-        [*CLI, *args], env=env, stdout=subprocess.PIPE,
-        stderr=None if show_progress else subprocess.PIPE, text=True,
-    )  # fmt: skip
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"convsim {' '.join(args[:3])} failed ({done.returncode}): {done.stderr or ''}")
-    return done.stdout, seconds
-
-
-def json_lines(text: str) -> list[Any]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:

@@ -42,14 +42,18 @@ KS = (5, 10)
 GOAL_RECALL, GOAL_MARGIN = 0.80, 0.05
 
 
-def convsim(home: Path, *args: str) -> tuple[str, float]:
-    """stdout and wall seconds of `convsim ARGS` in a fresh process on the data folder `home`."""
+def convsim(home: Path, *args: str, show_progress: bool = False) -> tuple[str, float]:
+    """stdout and wall seconds of `convsim ARGS` in a fresh process on the data folder `home`;
+    with `show_progress` its stderr goes to ours (the indexing progress, on a terminal)."""
     env = {**os.environ, "CONVSIM_HOME": str(home)}
     start = time.perf_counter()
-    done = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, *args], env=env, stdout=subprocess.PIPE,
+        stderr=None if show_progress else subprocess.PIPE, text=True,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        sys.exit(f"convsim {' '.join(args[:3])} failed ({done.returncode}): {done.stderr[-800:]}")
+        sys.exit(f"convsim {' '.join(args[:3])} failed ({done.returncode}): {done.stderr or ''}")
     return done.stdout, seconds
 
 
