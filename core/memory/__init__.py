@@ -50,6 +50,7 @@ from convsim.core.memory.facts import (
 from convsim.core.memory.gate import KEYS, Candidate, Gate
 from convsim.core.memory.index import IndexState, Progress, update_index
 from convsim.core.memory.search import MODES, Hit, Searcher
+from convsim.core.memory.spans import SpanExtractor, local_extractor
 from convsim.core.store import Store
 
 __all__ = [
@@ -77,12 +78,14 @@ __all__ = [
     "KeyringUnavailable",
     "LocalExtractor",
     "Searcher",
+    "SpanExtractor",
     "UnparsedAnswer",
     "build_memory",
     "clear_key",
     "endpoint_settings",
     "extract_live",
     "get_key",
+    "local_extractor",
     "open_searcher",
     "save_endpoint",
     "set_key",

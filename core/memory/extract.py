@@ -11,8 +11,10 @@ Extractors share one protocol: `extract(window, people) -> list[Candidate]`, rai
 `UnparsedAnswer` for an answer that is not the JSON asked for (the job skips that window;
 `MAX_UNPARSED` in a row stop it, resumable) and `ExtractError` for anything that must stop the
 job. `LocalExtractor` runs a GGUF through llama.cpp with the output held to `fact_schema` by a
-grammar, so its answers always parse; `endpoint.EndpointExtractor` asks an OpenAI-compatible
-server. `extract_live` does the same for an exchange of a live chat, which is not in the store.
+grammar, so its answers always parse; `spans.SpanExtractor` asks the GGUF, message by message,
+to pick a fact's value among the message's own words (`spans.local_extractor` chooses between
+the two methods); `endpoint.EndpointExtractor` asks an OpenAI-compatible server.
+`extract_live` does the same for an exchange of a live chat, which is not in the store.
 """
 
 from __future__ import annotations
@@ -179,6 +181,7 @@ class LocalExtractor:
     its last complete fact (counted in `truncated`)."""
 
     name = "local"
+    method = "json"
 
     def __init__(
         self, model: Path | LlamaModel, *, n_ctx: int = 4096, max_seconds: float = 60.0

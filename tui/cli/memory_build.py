@@ -1,11 +1,13 @@
 """`convsim memory build|endpoint|key`: extracting facts from a chat, and where extraction runs.
 
-- `memory build CHAT_ID [--extractor local|endpoint] [--model GGUF] [--json]`: facts from the
-  chat's messages not read yet (a re-import adds only new ones). Ctrl-C stops after the window
-  in progress; what was read is kept and the next run goes on from there. `--json` prints the
-  report: {"chat_id", "extractor", "messages", "windows", "added", "seen", "superseded",
-  "contradicted", "rejected": {reason: n}, "unparsed", "truncated", "seconds", "stopped",
-  "extracted_upto"}.
+- `memory build CHAT_ID [--extractor local|endpoint] [--model GGUF] [--method spans|json]
+  [--json]`: facts from the chat's messages not read yet (a re-import adds only new ones). A
+  local GGUF reads message by message ("spans", the default on the default base) or writes each
+  window's facts as JSON ("json", the default with `--model`, for instruct models). Ctrl-C
+  stops after the window in progress; what was read is kept and the next run goes on from
+  there. `--json` prints the report: {"chat_id", "extractor", "messages", "windows", "added",
+  "seen", "superseded", "contradicted", "rejected": {reason: n}, "unparsed", "truncated",
+  "seconds", "stopped", "extracted_upto"}.
 - `memory endpoint [URL --model NAME]`: show or set the OpenAI-compatible server that
   `--extractor endpoint` uses; `memory key set|clear`: its API key, kept only in the system
   keyring (read from the terminal without echo, or from standard input).
@@ -27,7 +29,8 @@ from convsim.tui.cli.common import workspace as _workspace
 
 def _extractor(args: argparse.Namespace, ws: Any) -> Any:
     from convsim.core.memory.endpoint import EndpointExtractor, KeyringUnavailable
-    from convsim.core.memory.extract import ExtractError, LocalExtractor
+    from convsim.core.memory.extract import ExtractError
+    from convsim.core.memory.spans import local_extractor
 
     if args.extractor == "endpoint":
         try:
@@ -42,8 +45,9 @@ def _extractor(args: argparse.Namespace, ws: Any) -> Any:
         from convsim.core.bases.prepare import default_base
 
         path = default_base(ws.locations)
+    method = args.method or ("json" if args.model is not None else "spans")
     try:
-        return LocalExtractor(path)
+        return local_extractor(path, method)
     except (ValueError, RuntimeError) as e:
         raise CliError(f"{path}: cannot load it for extraction ({e})") from None
 
@@ -133,6 +137,11 @@ def add_commands(mem: Any) -> None:
         help="local: a GGUF on this machine (default); endpoint: `convsim memory endpoint`",
     )  # fmt: skip
     q.add_argument("--model", metavar="GGUF", help="the local GGUF (default: the default base)")
+    q.add_argument(
+        "--method", choices=("spans", "json"),
+        help="local: pick each fact's words from its message (spans; default on the default"
+        " base) or write a window's facts as JSON (json; default with --model)",
+    )  # fmt: skip
     q.add_argument("--json", action="store_true", help="the report as one JSON object")
     q.set_defaults(func=cmd_build)
 

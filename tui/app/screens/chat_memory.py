@@ -22,9 +22,9 @@ from convsim.tui.app.messages import FactLearned, MemoriesUsed, post, reporting
 def local_extractor(ws: Any) -> Any:
     """The extractor the app uses: the default base model, locally (offline)."""
     from convsim.core.bases.prepare import default_base
-    from convsim.core.memory.extract import LocalExtractor
+    from convsim.core.memory.spans import local_extractor
 
-    return LocalExtractor(default_base(ws.locations), max_seconds=30.0)
+    return local_extractor(default_base(ws.locations), max_seconds=30.0)
 
 
 class MemoryActions:

@@ -279,9 +279,9 @@ class FactActions:
 def local_extractor(ws: Any) -> Any:
     """The extractor the panel builds with: the default base model, locally (offline)."""
     from convsim.core.bases.prepare import default_base
-    from convsim.core.memory.extract import LocalExtractor
+    from convsim.core.memory.spans import local_extractor
 
-    return LocalExtractor(default_base(ws.locations))
+    return local_extractor(default_base(ws.locations))
 
 
 class BuildActions:
