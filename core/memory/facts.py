@@ -35,7 +35,22 @@ STATUSES = ("active", "superseded", "contradicted", "pinned", "removed")
 SHOWN = ("active", "pinned")  # what retrieval and the prompt use
 # Keys that hold several values at once: a new value is another fact, not a contradiction.
 MULTI_VALUED = frozenset(
-    {"likes", "dislikes", "hobby", "pet", "family", "friend", "plan", "event", "other", "trip"}
+    {
+        "likes",
+        "dislikes",
+        "hobby",
+        "pet",
+        "family",
+        "friend",
+        "plan",
+        "event",
+        "other",
+        "trip",
+        "sibling",
+        "child",
+        "parent",
+        "colleague",
+    }
 )
 _WORD = re.compile(r"\w+")
 

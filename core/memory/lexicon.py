@@ -25,7 +25,8 @@ TOPICS: dict[str, str] = {
     " class lecture school",
     "food": "food eat eats eating meat vegetarian veggie vegan dairy allergic allergy"
     " intolerant intolerance cook cooking",
-    "sport": "sport sports gym run running climbing bouldering football match training team",
+    "sport": "sport sports gym run running climbing bouldering football soccer tennis"
+    " swimming cycling yoga boxing basketball rugby cricket hockey training",
     "music": "music play plays playing guitar piano drums instrument band lessons",
     "trip": "trip holiday travel travelling flight visit vacation",
     "health": "sick ill doctor hospital injury injured hurt",

@@ -220,9 +220,15 @@ class Searcher:
                 lift += recency * doc.order
             hits.append(Hit(score * lift, f"[{doc.sender}] {doc.text}", [mid], None, doc.ts,
                             doc.sender))  # fmt: skip
-        for rank, fact in enumerate(self._facts(q.terms + q.related)):
+        # A fact stands for its sources at once: it counts as two rankings' worth.
+        found: dict[int, tuple[float, Fact]] = {}
+        for weight, terms in ((2.0, q.terms), (2.0 * WEIGHTS["related"], q.related)):
+            for rank, fact in enumerate(self._facts(terms)):
+                before = found.get(fact.id, (0.0, fact))[0]
+                found[fact.id] = (before + weight / (RRF_K + rank + 1), fact)
+        for score, fact in found.values():
             lift = 1.0 + (PINNED_BOOST if fact.status == "pinned" else 0.0)
-            score = 2.0 / (RRF_K + rank + 1) * lift  # a fact stands for its sources at once
-            hits.append(Hit(score, fact.text, fact.sources, fact.id, fact.last_seen, fact.person))
+            hits.append(Hit(score * lift, fact.text, fact.sources, fact.id, fact.last_seen,
+                            fact.person))  # fmt: skip
         hits.sort(key=lambda h: -h.score)
         return hits[:k]
