@@ -2,6 +2,7 @@
 question about the people in a chat?
 
     python benchmarks/memory_recall.py [--seed 0] [--json] [--dump-misses] [--keep DIR]
+                                       [--with-facts]
 
 The labelled set (`memory_set.py`: a ~1,000-message two-person WhatsApp chat over a year and ~80
 questions, each with the 1-3 messages that hold its answer) is imported with the real `convsim`
@@ -13,6 +14,8 @@ for all of them and split by whether the fact asked about changed over time (a m
 the current value is only in the latest messages) and whether the evidence shares a content word
 with the question (if not, words alone should miss it).
 
+`--with-facts` then runs `convsim memory build` (local extraction on the default base) and asks
+hybrid search again ("hybrid+facts"): fact hits point at their source messages.
 Keyword-only search is the baseline, measured in the same run. Goal (issue 11): hybrid
 recall@10 >= 0.80 and at least 5 points above keyword-only. `--dump-misses` lists the questions
 hybrid search does not fully answer at 10 (the evidence, which of it was found, the top 3 hits);
@@ -186,7 +189,12 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
     parser.add_argument("--dump-misses", action="store_true", help="list hybrid's misses at 10")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument(
+        "--with-facts", action="store_true",
+        help="also: `memory build` the chat (local extraction), then hybrid search again",
+    )  # fmt: skip
     args = parser.parse_args()
+    modes = [*MODES, *(["hybrid+facts"] if args.with_facts else [])]
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,8 +211,12 @@ def main() -> int:
             f" {sum(q['changed'] for q in built.questions)} about facts that changed over time"
         )
         results, seconds, rows = {}, {}, {}
-        for mode in MODES:  # the first search indexes the chat (words and embeddings)
-            results[mode], seconds[mode] = search(home, chat_id, queries, mode, max(KS))
+        for mode in modes:  # the first search indexes the chat (words and embeddings)
+            if mode == "hybrid+facts":
+                out, built_s = convsim(home, "memory", "build", str(chat_id), "--json")
+                say(f"  memory build: {json.loads(out)['added']} facts in {built_s:.1f} s")
+            searched = mode.split("+")[0]
+            results[mode], seconds[mode] = search(home, chat_id, queries, searched, max(KS))
             got = [r["query"] for r in results[mode]]
             if got != [q["question"] for q in built.questions]:
                 sys.exit(f"{mode}: the results do not match the questions one for one")
@@ -212,7 +224,7 @@ def main() -> int:
             say(f"  {mode}: {seconds[mode]:.1f} s for the whole command")
 
     summary: dict[str, Any] = {"seed": args.seed, "messages": built.messages, "modes": {}}
-    for mode in MODES:
+    for mode in modes:
         summary["modes"][mode] = {
             group: average([r for q, r in zip(built.questions, rows[mode], strict=True) if keep(q)])
             for group, keep in GROUPS.items()

@@ -31,7 +31,8 @@ RRF_K = 20  # reciprocal-rank constant: 1 / (RRF_K + rank)
 CANDIDATES = 100  # per ranking, before fusion
 KEYWORD_WEIGHTS = (1.0, 0.3, 0.2)  # text, context, sender
 # Of each ranking in the fusion; these and the boosts were tuned on benchmarks/memory_set.py.
-WEIGHTS = {"keyword": 0.7, "related": 0.8, "embedding": 1.0}
+# A fact hit points at all its sources at once; "fact" weighs its ranking.
+WEIGHTS = {"keyword": 0.7, "related": 0.8, "embedding": 1.0, "fact": 0.5}
 NAME_BOOST = 1.0  # x score, for a message written by someone the query names
 RECENCY_BOOST = 0.02  # x score, for the newest message, falling linearly to 0 for the oldest
 # (tripled when the query asks about now, none when it asks about before)
@@ -220,14 +221,16 @@ class Searcher:
                 lift += recency * doc.order
             hits.append(Hit(score * lift, f"[{doc.sender}] {doc.text}", [mid], None, doc.ts,
                             doc.sender))  # fmt: skip
-        # A fact stands for its sources at once: it counts as two rankings' worth.
         found: dict[int, tuple[float, Fact]] = {}
-        for weight, terms in ((2.0, q.terms), (2.0 * WEIGHTS["related"], q.related)):
+        fact = WEIGHTS["fact"]
+        for weight, terms in ((fact, q.terms), (fact * WEIGHTS["related"], q.related)):
             for rank, fact in enumerate(self._facts(terms)):
                 before = found.get(fact.id, (0.0, fact))[0]
                 found[fact.id] = (before + weight / (RRF_K + rank + 1), fact)
         for score, fact in found.values():
             lift = 1.0 + (PINNED_BOOST if fact.status == "pinned" else 0.0)
+            if self.mode == "hybrid" and fact.person in q.named:
+                lift += NAME_BOOST
             hits.append(Hit(score * lift, fact.text, fact.sources, fact.id, fact.last_seen,
                             fact.person))  # fmt: skip
         hits.sort(key=lambda h: -h.score)
