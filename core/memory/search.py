@@ -222,8 +222,8 @@ class Searcher:
             hits.append(Hit(score * lift, f"[{doc.sender}] {doc.text}", [mid], None, doc.ts,
                             doc.sender))  # fmt: skip
         found: dict[int, tuple[float, Fact]] = {}
-        fact = WEIGHTS["fact"]
-        for weight, terms in ((fact, q.terms), (fact * WEIGHTS["related"], q.related)):
+        share = WEIGHTS["fact"]
+        for weight, terms in ((share, q.terms), (share * WEIGHTS["related"], q.related)):
             for rank, fact in enumerate(self._facts(terms)):
                 before = found.get(fact.id, (0.0, fact))[0]
                 found[fact.id] = (before + weight / (RRF_K + rank + 1), fact)
