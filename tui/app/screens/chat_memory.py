@@ -17,14 +17,7 @@ from typing import Any
 from textual import work
 
 from convsim.tui.app.messages import FactLearned, MemoriesUsed, post, reporting
-
-
-def local_extractor(ws: Any) -> Any:
-    """The extractor the app uses: the default base model, locally (offline)."""
-    from convsim.core.bases.prepare import default_base
-    from convsim.core.memory.spans import local_extractor
-
-    return local_extractor(default_base(ws.locations), max_seconds=30.0)
+from convsim.tui.app.screens.memory_actions import local_extractor
 
 
 class MemoryActions:

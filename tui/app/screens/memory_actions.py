@@ -277,7 +277,8 @@ class FactActions:
 
 
 def local_extractor(ws: Any) -> Any:
-    """The extractor the panel builds with: the default base model, locally (offline)."""
+    """The extractor the app builds memory with, from a chat (the panel) or while chatting:
+    the default base model, locally (offline)."""
     from convsim.core.bases.prepare import default_base
     from convsim.core.memory.spans import local_extractor
 
