@@ -26,6 +26,13 @@ from typing import Any
 from convsim.tui.cli.common import CliError, print_json
 from convsim.tui.cli.common import workspace as _workspace
 
+# What to do next, by the kind of endpoint failure (`EndpointError.kind`).
+HINTS = {
+    "auth": "; store the key with `convsim memory key set`",
+    "config": "; set one with `convsim memory endpoint URL --model NAME`",
+    "unreachable": " (`convsim memory endpoint` shows the URL in use)",
+}
+
 
 def _extractor(args: argparse.Namespace, ws: Any) -> Any:
     from convsim.core.memory.endpoint import EndpointExtractor, KeyringUnavailable
@@ -64,7 +71,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         try:
             report = build_memory(ws.store, args.chat_id, extractor, _progress, stop)
         except ExtractError as e:
-            raise CliError(str(e)) from None
+            hint = HINTS.get(getattr(e, "kind", ""), "")
+            raise CliError(f"{e}{hint}") from None
         finally:
             signal.signal(signal.SIGINT, previous)
     if args.json:
