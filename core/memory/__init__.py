@@ -18,7 +18,13 @@ from __future__ import annotations
 
 import threading
 
-from convsim.core.memory.embedder import DIM, Embedder, EmbedderMissing, shared_embedder
+from convsim.core.memory.embedder import (
+    DIM,
+    Embedder,
+    EmbedderMissing,
+    optional_embedder,
+    shared_embedder,
+)
 from convsim.core.memory.endpoint import (
     EndpointError,
     EndpointExtractor,
@@ -87,6 +93,7 @@ __all__ = [
     "get_key",
     "local_extractor",
     "open_searcher",
+    "optional_embedder",
     "save_endpoint",
     "set_key",
     "shared_embedder",

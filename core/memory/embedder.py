@@ -105,6 +105,14 @@ def shared_embedder() -> Embedder:
         return _shared
 
 
+def optional_embedder() -> Embedder | None:
+    """The shared embedder, or None when its package is missing (callers fall back to words)."""
+    try:
+        return shared_embedder()
+    except EmbedderMissing:
+        return None
+
+
 def to_blob(vector: np.ndarray) -> bytes:
     import numpy as np
 

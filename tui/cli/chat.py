@@ -65,13 +65,13 @@ def _recall(args: argparse.Namespace, ws: Any, engine: Any, record: Any) -> Any:
     `ws`'s store while it stays open. None when there are no facts: no head at all then."""
     if args.memory == "off" or record.chat_id is None:
         return None
-    from convsim.core.memory import Facts, shared_embedder
+    from convsim.core.memory import Facts, optional_embedder
     from convsim.core.memory.recall import Recall
 
     if not Facts(ws.store).list(chat_id=record.chat_id, status=("active", "pinned")):
         return None
     count = lambda text: len(engine.tokens(text))  # noqa: E731
-    return Recall(ws.store, record.chat_id, count, embedder=shared_embedder())
+    return Recall(ws.store, record.chat_id, count, embedder=optional_embedder())
 
 
 def _remember(recall: Any, engine: Any, turns: list[tuple[str, str]]) -> list[Any]:

@@ -58,14 +58,14 @@ class MemoryActions:
                 engine.set_head("")
             return []
         if self._recall is None:
-            from convsim.core.memory import shared_embedder
+            from convsim.core.memory import optional_embedder
             from convsim.core.memory.recall import Recall
             from convsim.core.workspace import Workspace
 
             app: Any = self.app
             self._recall_ws = Workspace.open(app.home)
             count = lambda text: len(engine.tokens(text))  # noqa: E731
-            embedder = _embedder_or_none(shared_embedder)
+            embedder = optional_embedder()
             self._recall = Recall(self._recall_ws.store, chat_id, count, embedder=embedder)
         if self._recall_stale:
             self._recall.refresh()
@@ -140,13 +140,3 @@ class MemoryActions:
         self.app.push_screen(
             MemoryScreen(self.persona.chat_id, self.persona.speaker, learned=self.learned)
         )
-
-
-def _embedder_or_none(load: Any) -> Any:
-    """The shared embedder, or None (keyword recall) when its package is missing."""
-    from convsim.core.memory import EmbedderMissing
-
-    try:
-        return load()
-    except EmbedderMissing:
-        return None
