@@ -83,7 +83,7 @@ expect export "sam-1-q8_0.gguf"
 step "memory search" "$APP" memory search 1 "race day running" --json --k 3 # the bundled MiniLM
 expect "memory search" '"message_ids": \['
 step "memory add" "$APP" memory add 1 Riya job "physio at the city clinic"
-expect "memory add" "added"
+expect "memory add" "^Added:"
 step "memory pin" "$APP" memory pin 1 # pinned: in every prompt
 step simulate "$APP" simulate sam-1 --turns 1 --max-tokens 24 --seed 0 --json # with that fact
 expect simulate '"memories": \[1\]'
