@@ -4,8 +4,12 @@ Three modes, so each can be measured against the others (`benchmarks/memory_reca
 - `keyword`: SQLite FTS5 with BM25 (Porter stems, accents folded) over each message, the one
   before it and the sender's name (weighted 1 : 0.3 : 0.2), and over the facts' text;
 - `embedding`: cosine similarity of MiniLM embeddings (`embedder`), searched with numpy;
-- `hybrid` (the default): both rankings fused by reciprocal rank (RRF), with small boosts for
-  the names in play (a message by, or naming, someone the query is about) and for recency.
+- `hybrid` (the default): both rankings, and a keyword ranking of everyday related words
+  (`lexicon.RELATED`, at a discount), fused by weighted reciprocal rank (RRF). The names of the
+  chat's people are taken out of the query and lift that person's messages and facts instead;
+  recency lifts newer messages, more when the query asks about "now", not at all for "before".
+  (Tried and dropped, measured on the labelled set: lending a message's score to its
+  neighbours, and embeddings of message windows.)
 
 Contract: `Searcher.search(query, k)` returns at most `k` `Hit`s, best first. A message hit
 points at that one message (`message_ids` = [its id]); a fact hit carries the fact id and the
@@ -39,7 +43,6 @@ RECENCY_BOOST = 0.02  # x score, for the newest message, falling linearly to 0 f
 NOW_WORDS = frozenset({"now", "currently", "current", "still", "nowadays", "latest", "new"})
 BEFORE_WORDS = frozenset({"before", "previous", "previously", "used", "old", "former", "first"})
 PINNED_BOOST = 0.25
-NEIGHBOUR = 0.0  # share of a message's score lent to the messages just before and after it
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words that carry no topic in a question to a chat (English; other languages go through).
 _STOP = """a an the and or but if of to in on at for from by with about as is are was were be been
@@ -109,8 +112,6 @@ class Searcher:
         rows = chat_rows(self.store, self.chat_id)
         n = max(len(rows) - 1, 1)
         self._docs = {r.id: _Doc(r.ts, r.sender, r.text, i / n) for i, r in enumerate(rows)}
-        self._order = [r.id for r in rows]
-        self._pos = {mid: i for i, mid in enumerate(self._order)}
         self._segments = self.store.conn.execute(
             "SELECT first_id, last_id FROM segments WHERE chat_id = ?", (self.chat_id,)
         ).fetchall()
@@ -197,19 +198,10 @@ class Searcher:
                 rankings.append((WEIGHTS["related"], self._keyword(q.related)))
         if self.mode in ("embedding", "hybrid"):
             rankings.append((WEIGHTS["embedding"], self._embedding(q.text)))
-        fused: dict[int, float] = {}
+        scores: dict[int, float] = {}
         for weight, ranking in rankings:
             for rank, mid in enumerate(ranking):
-                fused[mid] = fused.get(mid, 0.0) + weight / (RRF_K + rank + 1)
-        # An answer often runs over two messages ("my flatmate!!" / "hugo has taken up the
-        # trumpet"): each message lends a share of its score to the ones beside it.
-        scores = dict(fused)
-        if self.mode == "hybrid" and NEIGHBOUR:
-            for mid, score in fused.items():
-                at = self._pos[mid]
-                for near in self._order[max(at - 1, 0) : at + 2]:
-                    if near != mid:
-                        scores[near] = scores.get(near, 0.0) + NEIGHBOUR * score
+                scores[mid] = scores.get(mid, 0.0) + weight / (RRF_K + rank + 1)
         recency = RECENCY_BOOST * {"now": 3.0, "before": 0.0}.get(q.when or "", 1.0)
         hits = []
         for mid, score in scores.items():
