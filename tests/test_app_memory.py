@@ -514,3 +514,15 @@ def test_replies_carry_memories_and_the_chat_teaches_new_ones(
             await pilot.pause()
 
     run(drive())
+
+
+def test_the_app_extracts_with_the_configured_endpoint_else_locally(home: Path) -> None:
+    from convsim.core.memory.endpoint import EndpointExtractor, save_endpoint
+    from convsim.core.memory.spans import SpanExtractor
+    from convsim.tui.app.screens.memory_actions import local_extractor
+
+    with Workspace.open(home) as ws:
+        assert isinstance(local_extractor(ws), SpanExtractor)  # offline: the default base
+        save_endpoint(ws.store, "http://127.0.0.1:9/v1", "qwen")
+        chosen = local_extractor(ws)
+        assert isinstance(chosen, EndpointExtractor) and chosen.url == "http://127.0.0.1:9/v1"

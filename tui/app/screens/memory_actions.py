@@ -278,10 +278,14 @@ class FactActions:
 
 def local_extractor(ws: Any) -> Any:
     """The extractor the app builds memory with, from a chat (the panel) or while chatting:
-    the default base model, locally (offline)."""
+    the endpoint the user configured (`convsim memory endpoint`), else the default base model,
+    locally (offline)."""
     from convsim.core.bases.prepare import default_base
+    from convsim.core.memory.endpoint import EndpointExtractor, endpoint_settings
     from convsim.core.memory.spans import local_extractor
 
+    if endpoint_settings(ws.store) is not None:
+        return EndpointExtractor.from_settings(ws.store)
     return local_extractor(default_base(ws.locations))
 
 
