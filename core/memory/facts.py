@@ -296,7 +296,6 @@ class Facts:
             )
             self.conn.execute("DELETE FROM fact_index WHERE rowid = ?", (fact_id,))
             self._index(fact_id, fact.person, new_key, new_value)
-            self.conn.execute("DELETE FROM fact_vectors WHERE fact_id = ?", (fact_id,))
             self._event(
                 fact_id, "edited", {"old": [fact.key, fact.value], "new": [new_key, new_value]}
             )

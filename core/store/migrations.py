@@ -145,10 +145,6 @@ STEPS: list[str] = [
         message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
         vec BLOB NOT NULL
     );
-    CREATE TABLE fact_vectors (
-        fact_id INTEGER PRIMARY KEY REFERENCES facts(id) ON DELETE CASCADE,
-        vec BLOB NOT NULL
-    );
     """,
 ]
 
