@@ -16,10 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from convsim.core.memory.embedder import Embedder
 from convsim.core.memory.facts import SHOWN, Fact, Facts
-from convsim.core.memory.search import STOPWORDS
+from convsim.core.memory.search import STOPWORDS, matching_facts
 from convsim.core.store import Store
 
 HEAD_TITLE = "Facts about the people in this chat:"
@@ -78,22 +79,23 @@ class Recall:
         """Fact ids relevant to `query`, most relevant first."""
         terms = [w for w in _WORD.findall(query.lower()) if w not in STOPWORDS]
         scores: dict[int, float] = {}
-        if terms:
-            match = " OR ".join(f'"{t}"' for t in dict.fromkeys(terms))
-            rows = self.store.conn.execute(
-                "SELECT rowid FROM fact_index WHERE fact_index MATCH ? AND rowid IN"
-                " (SELECT id FROM facts WHERE chat_id = ?) ORDER BY rank LIMIT 50",
-                (match, self.chat_id),
-            ).fetchall()
-            for rank, (fact_id,) in enumerate(rows):
-                if fact_id in self._facts:
-                    scores[fact_id] = scores.get(fact_id, 0.0) + 1.0 / (1 + rank)
+        for rank, fact_id in enumerate(matching_facts(self.store, self.chat_id, terms, 50)):
+            if fact_id in self._facts:
+                scores[fact_id] = scores.get(fact_id, 0.0) + 1.0 / (1 + rank)
         if self._vectors is not None and self.embedder is not None and query.strip():
             sims = self._vectors @ self.embedder.embed([query])[0]
             for fact_id, sim in zip(self._facts, sims, strict=True):
                 if sim >= MIN_SIMILARITY:
                     scores[fact_id] = scores.get(fact_id, 0.0) + float(sim)
         return sorted(scores, key=lambda i: (-scores[i], -self._facts[i].importance, i))
+
+    def apply(self, engine: Any, turns: Sequence[tuple[str, str]]) -> list[Fact]:
+        """Choose the facts for the next reply and put them in `engine`'s head (an
+        `inference.engine.Engine`; left alone when unchanged, so its cache stays); the facts."""
+        chosen = self.choose(turns)
+        if chosen.head != engine.head:
+            engine.set_head(chosen.head)
+        return chosen.facts
 
     def choose(self, turns: Sequence[tuple[str, str]], look_back: int = 2) -> Recalled:
         """The facts for the next reply after `turns` ((speaker, text) pairs)."""

@@ -21,6 +21,7 @@ vectors are loaded once per `Searcher` (50,000 messages: ~40 MB as float32).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,26 @@ _STOP = """a an the and or but if of to in on at for from by with about as is ar
     now then still ever any some again just so not no yes can could would should will shall may
     might must tell said say know think"""
 STOPWORDS = frozenset(_STOP.split())
+
+
+def fts_match(terms: Sequence[str]) -> str:
+    """An FTS5 query matching any of `terms` (each quoted, so no word is read as syntax)."""
+    return " OR ".join(f'"{t}"' for t in dict.fromkeys(terms))
+
+
+def matching_facts(
+    store: Store, chat_id: int | None, terms: Sequence[str], limit: int
+) -> list[int]:
+    """Ids of the chat's facts whose text (with their key's everyday words) holds any of
+    `terms`, best BM25 match first."""
+    if not terms:
+        return []
+    rows = store.conn.execute(
+        "SELECT rowid FROM fact_index WHERE fact_index MATCH ? AND rowid IN"
+        " (SELECT id FROM facts WHERE chat_id = ?) ORDER BY rank LIMIT ?",
+        (fts_match(terms), chat_id, limit),
+    )
+    return [i for (i,) in rows]
 
 
 @dataclass
@@ -150,7 +171,7 @@ class Searcher:
     def _keyword(self, terms: list[str]) -> list[int]:
         if not terms:
             return []
-        match = " OR ".join(f'"{t}"' for t in terms)
+        match = fts_match(terms)
         weights = ", ".join(map(str, KEYWORD_WEIGHTS))
         found: list[tuple[float, int]] = []
         for first, last in self._segments:
@@ -179,13 +200,8 @@ class Searcher:
         facts = {f.id: f for f in Facts(self.store).list(chat_id=self.chat_id, status=SHOWN)}
         if not facts or not terms:
             return []
-        match = " OR ".join(f'"{t}"' for t in terms)
-        rows = self.store.conn.execute(
-            "SELECT rowid FROM fact_index WHERE fact_index MATCH ? AND rowid IN"
-            " (SELECT id FROM facts WHERE chat_id = ?) ORDER BY rank LIMIT ?",
-            (match, self.chat_id, CANDIDATES),
-        ).fetchall()
-        return [facts[i] for (i,) in rows if i in facts]
+        found = matching_facts(self.store, self.chat_id, terms, CANDIDATES)
+        return [facts[i] for i in found if i in facts]
 
     # -- the search ---------------------------------------------------------------------------
 

@@ -76,12 +76,7 @@ def _recall(args: argparse.Namespace, ws: Any, engine: Any, record: Any) -> Any:
 
 def _remember(recall: Any, engine: Any, turns: list[tuple[str, str]]) -> list[Any]:
     """Put the facts for the next reply in the engine's head; the facts used."""
-    if recall is None:
-        return []
-    chosen = recall.choose(turns)
-    if chosen.head != engine.head:
-        engine.set_head(chosen.head)
-    return chosen.facts
+    return [] if recall is None else list(recall.apply(engine, turns))
 
 
 def _partner(record: Any, speaker: str, transcript: list[tuple[str, str]]) -> str:

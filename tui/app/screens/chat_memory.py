@@ -70,10 +70,7 @@ class MemoryActions:
         if self._recall_stale:
             self._recall.refresh()
             self._recall_stale = False
-        chosen = self._recall.choose(turns)
-        if chosen.head != engine.head:
-            engine.set_head(chosen.head)
-        return chosen.facts
+        return list(self._recall.apply(engine, turns))
 
     def on_memories_used(self, message: MemoriesUsed) -> None:
         self.last_memories = message.facts
