@@ -137,9 +137,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             _chat(ws, int(who))
             facts = _facts(ws).list(chat_id=int(who), status=status, origin=args.origin)
         else:
-            known = {p.name for p in ws.store.participants()} | {
-                p.person for p in ws.store.participants() if p.person
-            }
+            people = ws.store.participants()
+            known = {p.name for p in people} | {p.person for p in people if p.person}
             if who not in known:
                 raise CliError(f"nobody called {who!r} in any chat; `convsim people` lists them")
             facts = _facts(ws).list(person=who, status=status, origin=args.origin)
