@@ -113,7 +113,9 @@ def update_index(
     if not store.has_chat(chat_id):
         raise KeyError(f"no chat with id {chat_id}")
     indexed_upto, embedded_upto, _ = progress_of(store, chat_id)
-    rows = chat_rows(store, chat_id, after=min(indexed_upto, embedded_upto))
+    # Keyword-only callers leave the embeddings alone: only what the full text lacks is read.
+    after = indexed_upto if embedder is None else min(indexed_upto, embedded_upto)
+    rows = chat_rows(store, chat_id, after=after)
     new_text = [r for r in rows if r.id > indexed_upto]
     if new_text:
         with store.transaction() as conn:
