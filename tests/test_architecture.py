@@ -83,6 +83,7 @@ MAY_IMPORT = {
     "evaluation": {"data", "inference", "training"},
     "system": {"store", "bases", "inference"},
     "memory": {"chats", "store", "data", "inference"},
+    "steering": {"chats", "store", "data", "bases", "training", "inference", "convert"},
     "convert": set(),
 }
 SHARED = {"locations", "workspace", "files", "config"}

@@ -21,6 +21,10 @@ Contracts:
   across a trim), and a changed head is evaluated again from its first changed token.
 - Cancellation (a `threading.Event`) is checked between tokens; prompt evaluation itself is
   one llama.cpp call and is not interrupted.
+- Steering (`set_steering`): a control vector acts on the reply only, from its speaker tag
+  on; the conversation before it is evaluated and cached without it. A new vector therefore
+  costs the reply's few tokens, not the conversation, and a reply steered in an earlier turn is
+  evaluated again, unsteered, once it becomes part of the conversation.
 - The engine is not thread-safe: one generation at a time per Engine.
 """
 
@@ -87,6 +91,7 @@ class Engine:
         # prompt that starts with the same turns starts there too, so the trimmed window (and
         # the cache) survives the following turns.
         self._kept_prefix: list[Turn] = []
+        self._steer_at = 0  # where the last prompt's tail (the reply's tag) starts
 
     def close(self) -> None:
         self.model.close()
@@ -107,6 +112,13 @@ class Engine:
                 f"the head ({len(tokens)} tokens) must stay under half the context ({self.n_ctx})"
             )
         self._head, self._head_tokens = head, tokens
+
+    def set_steering(
+        self, data: Any = None, layer_start: int = 1, layer_end: int | None = None
+    ) -> None:
+        """Steer every reply from now on with a control vector (rows x n_embd: row i is added
+        to block i + 1's output, for blocks `layer_start`..`layer_end`); None stops steering."""
+        self.model.set_control_vector(data, layer_start, layer_end)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Name -> the tag the model learned for that person (a dataset's renames, e.g.
@@ -135,12 +147,14 @@ class Engine:
         turns = [(self.tag(name), text) for name, text in transcript]
         start = self._start(turns)
         tokens = self.tokens(self._head + render(turns[start:]) + tail)
+        self._steer_at = len(tokens) - len(self.model.tokenize(tail, bos=False))
         if len(tokens) + budget > self.n_ctx and start < len(turns):
             excess = len(tokens) + budget + self.trim_margin - self.n_ctx
             while excess > 0 and start < len(turns):
                 excess -= len(self.model.tokenize(render(turns[start : start + 1]), bos=False))
                 start += 1
             tokens = self.tokens(self._head + render(turns[start:]) + tail)
+            self._steer_at = len(tokens) - len(self.model.tokenize(tail, bos=False))
         # Only a trimmed window is remembered: an untrimmed prompt starts at the first turn.
         self._kept_prefix = turns[: start + 1] if 0 < start < len(turns) else []
         if len(tokens) >= self.n_ctx:
@@ -171,6 +185,7 @@ class Engine:
             repeat_penalty=s.repeat_penalty,
             presence_penalty=s.presence_penalty,
             frequency_penalty=s.frequency_penalty,
+            steer_from=self._steer_at,
         )
         try:
             for token in gen:

@@ -10,7 +10,8 @@ from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from convsim.core.inference.llama import embedding
+from convsim.core.inference.llama import embedding, steer
+from convsim.core.inference.llama.grammar import best_allowed, grammar_text
 from convsim.core.inference.llama.machine import default_gpu_layers, default_threads
 
 if TYPE_CHECKING:
@@ -33,39 +34,12 @@ def _counting_llama() -> type:
     return CountingLlama
 
 
-@functools.lru_cache(maxsize=8)
-def _gbnf(json_schema: str) -> str:
-    """llama.cpp grammar text for a JSON Schema (cached: extraction uses one schema per chat)."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    try:
-        return str(json_schema_to_gbnf(json_schema))
-    except Exception as exc:  # the converter raises bare Exceptions, KeyErrors, TypeErrors
-        raise ValueError(f"cannot turn this JSON schema into a llama.cpp grammar: {exc}") from exc
-
-
-_TOKEN_DATA = [("id", "<i4"), ("logit", "<f4"), ("p", "<f4")]  # llama_token_data, as numpy
-
-
-def _best_allowed(grammar: Any, logits: np.ndarray) -> int:
-    """The highest-logit token the grammar sampler allows, looking at the 64 likeliest tokens,
-    then the 4,096 likeliest, then all: a token outside a group scores below all inside it."""
-    import llama_cpp
-    import numpy as np
-
-    for size in (64, 4096, len(logits)):
-        whole = size >= len(logits)
-        ids = np.arange(len(logits)) if whole else np.argpartition(-logits, size)[:size]
-        data = np.zeros(len(ids), dtype=_TOKEN_DATA)
-        data["id"], data["logit"] = ids, logits[ids]
-        array = llama_cpp.llama_token_data_array(
-            data.ctypes.data_as(llama_cpp.llama_token_data_p), len(ids), -1, False
-        )
-        llama_cpp.llama_sampler_apply(grammar, ctypes.byref(array))
-        allowed = np.isfinite(data["logit"])
-        if allowed.any():
-            return int(data["id"][allowed][np.argmax(data["logit"][allowed])])
-    raise RuntimeError("the grammar allows no token here")
+def _chunks(keep: int, split: int, end: int, size: int) -> list[tuple[int, int]]:
+    """[keep, end) in pieces of at most `size` tokens, none crossing `split`."""
+    out = []
+    for lo, hi in ((keep, min(split, end)), (max(keep, split), end)):
+        out += [(a, min(a + size, hi)) for a in range(lo, hi, size)]
+    return out
 
 
 def _open(path: Path, **kwargs: Any) -> Any:
@@ -107,6 +81,7 @@ class LlamaModel:
             seed=seed,
         )
         self._embedder: Any = None
+        self._steering = steer.Steering(self._llm._ctx.ctx, self.n_embd())
         try:
             if adapters:
                 self._set_adapters(adapters)
@@ -201,6 +176,7 @@ class LlamaModel:
     def reset(self) -> None:
         """Forget the KV cache: the next prompt is evaluated from its first token."""
         self._llm.reset()
+        self._steering.forget_cache()
 
     def generate(
         self,
@@ -214,10 +190,19 @@ class LlamaModel:
         repeat_penalty: float,
         presence_penalty: float,
         frequency_penalty: float,
+        steer_from: int = 0,
     ) -> Generator[int, None, None]:
         """Sampled token ids after the prompt `tokens`, end-of-generation tokens included, until
-        the caller stops. Only the part of the prompt that differs from the cached tokens is
-        evaluated; the cache then holds the prompt and what was generated."""
+        the caller stops. Only the part of the prompt that differs from the cached tokens (or
+        was cached under another control vector) is evaluated; the cache then holds the prompt
+        and what was generated. With a control vector set, tokens from position `steer_from`
+        on (at most the prompt's last) and every generated token are steered."""
+        if not 0 < len(tokens) < self.n_ctx():
+            raise ValueError(f"{len(tokens)} tokens: need 1 to n_ctx {self.n_ctx()} - 1")
+        steer_from = min(steer_from, len(tokens) - 1)
+        # Everything but the last prompt token, each part under its vector; `Llama.generate`
+        # then finds that prefix cached and evaluates the last token for fresh logits.
+        self._steering.cached = self._fill(tokens, len(tokens) - 1, steer_from)
         self._llm.set_seed(seed)
         gen = self._llm.generate(
             list(tokens),
@@ -251,17 +236,17 @@ class LlamaModel:
         if not 0 < len(tokens) < self.n_ctx():
             raise ValueError(f"{len(tokens)} tokens: need 1 to n_ctx {self.n_ctx()} - 1")
         grammar = llama_cpp.llama_sampler_init_grammar(
-            self._llm._model.vocab, _gbnf(json_schema).encode("utf-8"), b"root"
+            self._llm._model.vocab, grammar_text(json_schema).encode("utf-8"), b"root"
         )
         if not grammar:
             raise ValueError("llama.cpp could not build a grammar from this JSON schema")
         try:
-            self._evaluate(tokens, min(self._common_prefix(tokens), len(tokens) - 1))
+            self._fill(tokens, len(tokens), 0, most=len(tokens) - 1)
             n_vocab, ctx = self.n_vocab(), self._llm._ctx.ctx
             while True:
                 row = llama_cpp.llama_get_logits_ith(ctx, -1)
                 logits = np.ctypeslib.as_array(row, shape=(n_vocab,))
-                token = _best_allowed(grammar, logits)
+                token = best_allowed(grammar, logits)
                 llama_cpp.llama_sampler_accept(grammar, token)
                 yield token
                 if self.is_eog(token) or self._llm.n_tokens >= self.n_ctx():
@@ -270,10 +255,28 @@ class LlamaModel:
         finally:
             llama_cpp.llama_sampler_free(grammar)
 
-    def _evaluate(self, tokens: Sequence[int], keep: int) -> None:
-        """Make the cache hold `tokens`, keeping its first `keep` (which must already match)."""
+    def _fill(
+        self, tokens: Sequence[int], upto: int, steer_from: int, most: int | None = None
+    ) -> tuple[int, int] | None:
+        """Make the cache hold tokens[:upto], those from `steer_from` on computed under the
+        control vector (when one is set), reusing the valid cached prefix (at most `most`
+        tokens of it); the context then steers the tokens decoded next as it steers the last
+        of `tokens`. Returns the steering of that sequence (`Steering.target`)."""
+        steering = self._steering
+        target = steering.target(len(tokens), steer_from)
+        keep = steering.keep(self._common_prefix(tokens[:upto]), target)
+        keep = keep if most is None else min(keep, most)
+        split = upto if target is None else min(upto, target[1])
         self._llm.n_tokens = keep
-        self._llm.eval(list(tokens[keep:]))
+        if keep < split:
+            steering.apply(False)
+            self._llm.eval(list(tokens[keep:split]))
+        if max(keep, split) < upto:
+            steering.apply(True)
+            self._llm.eval(list(tokens[max(keep, split) : upto]))
+        steering.cached = target if target is not None and upto > target[1] else None
+        steering.apply(target is not None)
+        return target
 
     def _common_prefix(self, tokens: Sequence[int]) -> int:
         n = 0
@@ -283,25 +286,30 @@ class LlamaModel:
             n += 1
         return n
 
-    def next_logits(self, tokens: Sequence[int]) -> np.ndarray:
+    def next_logits(self, tokens: Sequence[int], steer_from: int = 0) -> np.ndarray:
         """The logits (n_vocab floats) that predict the token after `tokens`, reusing the
-        cached prefix (the last token is always evaluated again, for fresh logits)."""
+        cached prefix (the last token is always evaluated again, for fresh logits). With a
+        control vector set, tokens from position `steer_from` on are steered."""
         import llama_cpp
         import numpy as np
 
         if not 0 < len(tokens) <= self.n_ctx():
             raise ValueError(f"{len(tokens)} tokens: need 1 to n_ctx {self.n_ctx()}")
-        self._evaluate(tokens, min(self._common_prefix(tokens), len(tokens) - 1))
+        self._fill(tokens, len(tokens), steer_from, most=len(tokens) - 1)
         row = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1)
         return np.ctypeslib.as_array(row, shape=(self.n_vocab(),)).copy()
 
-    def token_logprobs(self, tokens: Sequence[int], scored_from: int, keep: int = 0) -> list[float]:
+    def token_logprobs(
+        self, tokens: Sequence[int], scored_from: int, keep: int = 0, steer_from: int = 0
+    ) -> list[float]:
         """Log-probabilities of tokens[scored_from:], each given everything before it.
         With `scored_from == len(tokens)` it only decodes (fills the cache) and returns [].
 
         The first `keep` tokens are assumed to be in the KV cache already (a shared prefix that
         was evaluated once); only the rest is decoded, and logits are requested only at the
-        positions that predict a scored token, so no vocabulary projection is wasted.
+        positions that predict a scored token, so no vocabulary projection is wasted. With a
+        control vector set, tokens from position `steer_from` on are steered (a cached prefix
+        computed under another vector counts only up to where the steering differs).
         """
         import llama_cpp
         import numpy as np
@@ -315,6 +323,9 @@ class LlamaModel:
         if len(tokens) > self.n_ctx():
             raise ValueError(f"{len(tokens)} tokens do not fit a context of {self.n_ctx()}")
         ctx = llm._ctx.ctx
+        target = self._steering.target(len(tokens), steer_from)
+        keep = self._steering.keep(keep, target)
+        split = len(tokens) if target is None else target[1]
         llm._ctx.kv_cache_seq_rm(-1, keep, -1)
         # llama-cpp-python's record of the cache follows every step, so a failed decode never
         # leaves it claiming tokens the cache no longer holds.
@@ -324,8 +335,9 @@ class LlamaModel:
         out: list[float] = []
         batch = llama_cpp.llama_batch_init(llm.n_batch, 0, 1)
         try:
-            for start in range(keep, len(tokens), llm.n_batch):
-                chunk = tokens[start : start + llm.n_batch]
+            for start, stop in _chunks(keep, split, len(tokens), llm.n_batch):
+                chunk = tokens[start:stop]
+                self._steering.apply(start >= split)
                 rows = []
                 for j, tok in enumerate(chunk):
                     pos = start + j
@@ -351,6 +363,7 @@ class LlamaModel:
                     out.append(float(logits[nxt] - top - np.log(np.exp(logits - top).sum())))
         finally:
             llama_cpp.llama_batch_free(batch)
+            self._steering.cached = target if target is not None and llm.n_tokens > split else None
         # The last position's logits were not computed (they predict nothing scored), so
         # generate() must evaluate again before sampling (`_requires_eval`, set above).
         return out
@@ -361,35 +374,20 @@ class LlamaModel:
         self, data: np.ndarray | None, layer_start: int = 1, layer_end: int | None = None
     ) -> None:
         """Add row i of `data` (rows x n_embd, rows <= n_layers) to the output of block i + 1,
-        for blocks `layer_start`..`layer_end` (inclusive; default: every block but the first).
-        None removes the vector. Either way the KV cache is emptied."""
-        import llama_cpp
-        import numpy as np
-
-        n_embd, n_layers = self.n_embd(), self.n_layers()
-        end = n_layers - 1 if layer_end is None else layer_end
+        for blocks `layer_start`..`layer_end` (inclusive; default: every block but the first),
+        at the steered positions of each later call (`steer_from`). None removes the vector.
+        Cached tokens computed under the previous vector are evaluated again when next used;
+        an unsteered cached prefix stays valid."""
         if data is None:
-            code = llama_cpp.llama_set_adapter_cvec(self._llm._ctx.ctx, None, 0, n_embd, -1, -1)
-        else:
-            array = np.ascontiguousarray(data, dtype=np.float32)
-            if array.ndim != 2 or array.shape[1] != n_embd or not 0 < array.shape[0] <= n_layers:
-                raise ValueError(
-                    f"control vector: expected (at most {n_layers}) x {n_embd} floats, "
-                    f"got shape {array.shape}"
-                )
-            if not np.isfinite(array).all():
-                raise ValueError("control vector: values must be finite")
-            if not 1 <= layer_start <= end < n_layers:
-                raise ValueError(
-                    f"control vector: layers {layer_start}..{end} must lie within 1..{n_layers - 1}"
-                )
-            ptr = array.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-            code = llama_cpp.llama_set_adapter_cvec(
-                self._llm._ctx.ctx, ptr, array.size, n_embd, layer_start, end
+            self._steering.want(None)
+            return
+        self._steering.version += 1
+        self._steering.want(
+            steer.check(
+                data, self.n_layers(), self.n_embd(), layer_start, layer_end,
+                self._steering.version,
             )
-        if code != 0:
-            raise ValueError(f"llama.cpp refused the control vector (error {code})")
-        self.reset()
+        )  # fmt: skip
 
     # -- embeddings ----------------------------------------------------------------------------
 

@@ -1,0 +1,177 @@
+"""Building one steering vector for a persona: pairs -> directions (torch) -> calibration
+(llama.cpp) -> a control-vector GGUF beside the persona. Progress is reported as
+`BuildEvent`s; a set `cancel` event stops the job between steps, writing nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from convsim.convert.control_vector import ControlVector
+from convsim.core.steering import calibrate, directions, library, pairs
+from convsim.core.steering.axes import BUILT_IN, Axis
+
+if TYPE_CHECKING:
+    from convsim.core.workspace import Workspace
+
+HELD_OUT = 40  # held-out contexts: sign, separation and calibration are measured on them
+CALIBRATION_CONTEXTS = 24
+
+
+class Cancelled(Exception):
+    """The build was stopped by its cancel event; nothing was written."""
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    stage: str  # "pairs", "directions", "calibration", "saved"
+    done: int
+    total: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What to build: a built-in axis (`axis`), two poles, or a pairs file."""
+
+    name: str
+    axis: str | None = None
+    poles: tuple[str, str] | None = None
+    pairs_file: Path | None = None
+    method: str = "mean"
+    n_pairs: int = pairs.MIN_PAIRS
+
+
+def resolve(spec: Spec) -> Axis:
+    """The axis `spec` names, or ValueError saying what to give."""
+    chosen = [x is not None for x in (spec.axis, spec.poles, spec.pairs_file)]
+    if sum(chosen) != 1:
+        raise ValueError("give exactly one of: a built-in axis, two poles, a pairs file")
+    if spec.axis is not None:
+        if spec.axis not in BUILT_IN:
+            raise ValueError(f"no built-in axis {spec.axis!r}; built in: {', '.join(BUILT_IN)}")
+        return BUILT_IN[spec.axis]
+    if spec.poles is not None:
+        return pairs.pole_axis(spec.name, *spec.poles)
+    assert spec.pairs_file is not None
+    return pairs.file_axis(spec.name, spec.pairs_file)
+
+
+def _pairs(axis: Axis, found: list[pairs.Context], n: int) -> list[pairs.Pair]:
+    if axis.replies:
+        return pairs.contrast_pairs(found, axis, n)
+    return pairs.pole_pairs(found, axis, n)
+
+
+def load_persona(ws: Workspace, record: Any) -> tuple[Any, Any]:
+    """(torch model with the persona's LoRA merged in, tokenizer), in eval mode."""
+    from peft import PeftModel
+
+    from convsim.core.bases.prepare import load_for_training
+
+    model, tokenizer = load_for_training(Path(record.base), ws.locations)
+    adapter = Path(record.path) / "adapter"
+    if (adapter / "adapter_config.json").is_file():
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return model.eval(), tokenizer
+
+
+def build_vector(
+    ws: Workspace,
+    model_id: str,
+    spec: Spec,
+    *,
+    on_event: Callable[[BuildEvent], None] | None = None,
+    cancel: threading.Event | None = None,
+    threads: int | None = None,
+) -> library.Vector:
+    """Build, calibrate and save the vector `spec` for persona `model_id`."""
+    import torch
+
+    from convsim.core import training
+    from convsim.core.inference.llama import LlamaModel
+
+    library.check_name(spec.name)
+    axis = resolve(spec)
+    record = ws.store.model(model_id)
+    adapter = training.adapter_gguf(ws, model_id)
+    if record.dataset_id is None:
+        raise ValueError(f"model {model_id} has no dataset to take chat contexts from")
+    emit = on_event or (lambda e: None)
+
+    def check() -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"building {spec.name!r} was stopped; nothing was saved")
+
+    started = time.perf_counter()
+    train, validation, _ = ws.dataset_files(record.dataset_id)
+    early, held = pairs.split(pairs.contexts([*train, *validation]), HELD_OUT)
+    train_pairs = _pairs(axis, early, spec.n_pairs)
+    held_pairs = _pairs(axis, held, pairs.MIN_PAIRS)[: max(HELD_OUT, len(held))]
+    emit(BuildEvent("pairs", 1, 1, f"{len(train_pairs)} pairs, {len(held_pairs)} held out"))
+    if threads:
+        torch.set_num_threads(threads)
+    model, tokenizer = load_persona(ws, record)
+    total = 2 * (len(train_pairs) + len(held_pairs))
+
+    def step(offset: int) -> Callable[[int, int], None]:
+        def report(done: int, _n: int) -> None:
+            check()
+            emit(BuildEvent("directions", offset + done, total))
+
+        return report
+
+    train_means = directions.pair_differences(model, tokenizer, train_pairs, step(0))
+    held_means = directions.pair_differences(
+        model, tokenizer, held_pairs, step(2 * len(train_pairs))
+    )
+    del model
+    found = directions.directions(train_means, held_means, spec.method)
+    llm = LlamaModel(Path(record.base), [(adapter, 1.0)], n_ctx=1024, threads=threads)
+    try:
+        contexts = held[:CALIBRATION_CONTEXTS]
+
+        def calibrating(done: int, n: int) -> None:
+            check()
+            emit(BuildEvent("calibration", done, n))
+
+        cal = calibrate.calibrate(
+            llm, contexts, found.vectors[1:], found.band, progress=calibrating
+        )
+        arch, n_embd, n_blocks = _facts(llm)
+    finally:
+        llm.close()
+    check()
+    meta = {
+        "name": spec.name,
+        "positive": axis.positive,
+        "negative": axis.negative,
+        "method": spec.method,
+        "band": list(found.band),
+        "range_positive": cal.positive,
+        "range_negative": cal.negative,
+        "baseline_perplexity": cal.baseline,
+        "sweep": [p.to_json() for p in cal.points],
+        "separation": [round(float(x), 4) for x in found.separation],
+        "agreement": [round(float(x), 4) for x in found.agreement],
+        "pairs": len(train_pairs),
+        "held_out_pairs": len(held_pairs),
+        "model_id": model_id,
+        "base_sha256": record.base_sha256,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    path = library.vector_path(Path(record.path), spec.name)
+    library.save(path, ControlVector(arch, found.vectors, meta))
+    emit(BuildEvent("saved", 1, 1, str(path)))
+    return library.load(path, (arch, n_embd, n_blocks))
+
+
+def _facts(llm: Any) -> tuple[str, int, int]:
+    from convsim.convert.gguf_info import read_info
+
+    return read_info(llm.path).arch, llm.n_embd(), llm.n_layers()

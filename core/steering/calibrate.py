@@ -1,0 +1,177 @@
+"""Calibration: how hard a vector can push before the persona stops sounding like itself.
+
+The strength (a multiple of the vector) is swept both ways over `GRID` on llama.cpp, the
+runtime users chat on, steering the reply only, as the engine does. At each strength:
+- the perplexity of the person's real held-out replies after their real contexts, and
+- the share of degenerate generated replies (`degenerate`: a token repeated in a run, a
+  repeated phrase, a stray special token, broken text).
+The usable range on each side ends at the last strength, going outwards, where the perplexity
+is at most `MAX_PPL_RISE` above the unsteered one and at most `MAX_DEGENERATE` of replies
+degenerate. A slider at +1 (-1) is that strength towards the positive (negative) pole.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from convsim.core.inference.llama import LlamaModel
+from convsim.core.steering.pairs import Context
+
+GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)  # strengths tried on each side
+MAX_PPL_RISE = 0.10
+MAX_DEGENERATE = 0.02
+REPLY_TOKENS = 24  # longest generated reply checked for degeneration
+_SPECIAL = re.compile(r"<(?:unused\d+|start_of_turn|end_of_turn|pad|eos|bos|mask|unk)>|\ufffd")
+
+
+@dataclass(frozen=True)
+class Point:
+    strength: float  # signed: negative is towards the negative pole
+    perplexity: float
+    degenerate: float  # share of generated replies
+
+    def to_json(self) -> dict[str, float]:
+        return {"strength": self.strength, "perplexity": self.perplexity,
+                "degenerate": self.degenerate}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Calibration:
+    positive: float  # usable strength towards the positive pole (slider +1)
+    negative: float  # usable strength towards the negative pole (slider -1), as a size
+    baseline: float  # perplexity without steering
+    points: list[Point] = field(default_factory=list)
+
+    def strength(self, value: float) -> float:
+        """The strength of slider position `value` (-1..1; outside it is clipped)."""
+        value = max(-1.0, min(1.0, value))
+        return value * (self.positive if value >= 0 else self.negative)
+
+
+def degenerate(text: str, tokens: Sequence[int]) -> bool:
+    """Whether a generated reply has collapsed: one token 4+ times in a row, a 2-3 token
+    phrase repeated 3+ times in a row, most of a long reply being the same few tokens, or a
+    special token or broken character in the text."""
+    if _SPECIAL.search(text):
+        return True
+    for n, times in ((1, 4), (2, 3), (3, 3)):
+        for i in range(len(tokens) - n * times + 1):
+            gram = tuple(tokens[i : i + n])
+            if all(tuple(tokens[i + k * n : i + (k + 1) * n]) == gram for k in range(times)):
+                return True
+    return len(tokens) >= 16 and len(Counter(tokens)) / len(tokens) < 0.35
+
+
+@dataclass
+class _Tally:
+    nll: float = 0.0
+    tokens: int = 0
+    replies: int = 0
+    broken: int = 0
+
+
+def sweep(
+    model: LlamaModel,
+    contexts: Sequence[Context],
+    rows: np.ndarray,
+    band: tuple[int, int],
+    strengths: Sequence[float],
+    *,
+    generate: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Point]:
+    """Perplexity of the real replies and the degenerate share of `generate` sampled replies
+    (default: one per context) at each strength. `rows` are the vector's rows for blocks 1 on
+    (`rows[i]` is added to block i + 1), steering blocks `band`."""
+    tallies = {s: _Tally() for s in strengths}
+    generate = len(contexts) if generate is None else generate
+    for k, c in enumerate(contexts):
+        prompt = model.tokenize(c.prompt)
+        full = model.tokenize(c.prompt + c.reply)
+        steer_from = len(model.tokenize(c.turns))
+        scored_from = min(len(prompt), len(full) - 1)
+        for i, s in enumerate(strengths):
+            _set(model, rows, band, s)
+            t = tallies[s]
+            lps = model.token_logprobs(full, scored_from, 0 if i == 0 else steer_from, steer_from)
+            t.nll -= sum(lps)
+            t.tokens += len(lps)
+            if k < generate:
+                text, ids = _reply(model, prompt, steer_from, seed + k)
+                t.replies += 1
+                t.broken += degenerate(text, ids)
+        if progress is not None:
+            progress(k + 1, len(contexts))
+    model.set_control_vector(None)
+    return [
+        Point(s, math.exp(t.nll / max(1, t.tokens)), t.broken / max(1, t.replies))
+        for s, t in tallies.items()
+    ]
+
+
+def _set(model: LlamaModel, rows: np.ndarray, band: tuple[int, int], strength: float) -> None:
+    if strength == 0:
+        model.set_control_vector(None)
+    else:
+        model.set_control_vector(rows * strength, band[0], band[1])
+
+
+def _reply(model: LlamaModel, prompt: list[int], steer_from: int, seed: int) -> tuple[str, Any]:
+    """One sampled reply to the end of its line (at most `REPLY_TOKENS` tokens)."""
+    ids: list[int] = []
+    gen = model.generate(
+        prompt, seed=seed, temperature=0.7, top_k=40, top_p=0.95, min_p=0.05,
+        repeat_penalty=1.1, presence_penalty=0.0, frequency_penalty=0.0, steer_from=steer_from,
+    )  # fmt: skip
+    try:
+        for token in gen:
+            if model.is_eog(token):
+                break
+            ids.append(token)
+            if b"\n" in model.detokenize([token]) or len(ids) >= REPLY_TOKENS:
+                break
+    finally:
+        gen.close()
+    return model.detokenize(ids).decode("utf-8", "replace").rstrip("\n"), ids
+
+
+def usable(points: Sequence[Point]) -> Calibration:
+    """The usable range from a sweep that includes strength 0 (see the module docstring)."""
+    by = {p.strength: p for p in points}
+    if 0.0 not in by:
+        raise ValueError("the sweep must include strength 0 (no steering)")
+    base = by[0.0].perplexity
+    limits = []
+    for sign in (1, -1):
+        best = 0.0
+        for s in sorted(abs(p.strength) for p in points if p.strength * sign > 0):
+            p = by[s * sign]
+            if p.perplexity > base * (1 + MAX_PPL_RISE) or p.degenerate > MAX_DEGENERATE:
+                break
+            best = s
+        limits.append(best)
+    return Calibration(limits[0], limits[1], base, sorted(points, key=lambda p: p.strength))
+
+
+def calibrate(
+    model: LlamaModel,
+    contexts: Sequence[Context],
+    rows: np.ndarray,
+    band: tuple[int, int],
+    *,
+    grid: Sequence[float] = GRID,
+    generate: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Calibration:
+    """Sweep `grid` both ways over `contexts` and find the usable range."""
+    strengths = [0.0, *grid, *(-s for s in grid)]
+    return usable(sweep(model, contexts, rows, band, strengths, generate=generate,
+                        progress=progress))  # fmt: skip

@@ -1,0 +1,138 @@
+"""A persona's steering vectors on disk, and mixing slider positions into one vector.
+
+Each vector is `<model folder>/steering/<name>.gguf` (`convert.control_vector`): llama.cpp's
+format, with convsim's calibration in extra keys. Its rows are strength 1; the calibrated
+range says how far each side of the slider goes (`Calibration.strength`).
+
+Mixing (`mix`): several sliders sum into the one buffer llama.cpp holds. Each vector
+contributes its slider's strength times its rows; where the sum at a block is longer than the
+longest single vector at its own calibrated limit, the whole mix is scaled down to that
+length, so a combination never pushes harder than one slider at its end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convsim.convert.control_vector import ControlVector, check_fits, read_control_vector
+from convsim.core.steering.calibrate import Calibration, Point
+
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class Vector:
+    """A calibrated steering vector of one persona."""
+
+    name: str
+    path: Path
+    rows: np.ndarray  # n_blocks x n_embd at strength 1
+    band: tuple[int, int]
+    calibration: Calibration
+    meta: dict[str, Any]
+
+    @property
+    def poles(self) -> tuple[str, str]:
+        return str(self.meta.get("positive", "+")), str(self.meta.get("negative", "-"))
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a usable vector name: lower-case letters, digits, - and _, "
+            "starting with a letter (at most 32)"
+        )
+    return name
+
+
+def folder(model_path: Path) -> Path:
+    return Path(model_path) / "steering"
+
+
+def vector_path(model_path: Path, name: str) -> Path:
+    return folder(model_path) / f"{check_name(name)}.gguf"
+
+
+def load(path: Path, fits: tuple[str, int, int] | None = None) -> Vector:
+    """The vector in `path`; with `fits` = (arch, n_embd, n_blocks) of the model it will
+    steer, a vector for another model is refused (ValueError naming the file)."""
+    cv = read_control_vector(path, None if fits is None else fits[2])
+    if fits is not None:
+        check_fits(path, cv, *fits)
+    meta = cv.meta
+    try:
+        band = (int(meta["band"][0]), int(meta["band"][1]))
+        cal = Calibration(
+            float(meta["range_positive"]),
+            float(meta["range_negative"]),
+            float(meta["baseline_perplexity"]),
+            [Point(**p) for p in meta.get("sweep", [])],
+        )
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise ValueError(
+            f"{path}: a control vector without convsim's calibration; build it with "
+            "`convsim steer build`"
+        ) from None
+    name = str(meta.get("name") or Path(path).stem)
+    return Vector(name, Path(path), cv.rows, band, cal, meta)
+
+
+def save(path: Path, vector: ControlVector) -> Path:
+    from convsim.convert.control_vector import write_control_vector
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_control_vector(path, vector)
+
+
+def vectors(model_path: Path, fits: tuple[str, int, int] | None = None) -> list[Vector]:
+    """Every vector of the persona whose folder is `model_path`, by name."""
+    return [load(p, fits) for p in sorted(folder(model_path).glob("*.gguf"))]
+
+
+def mix(
+    chosen: Mapping[str, float], available: Mapping[str, Vector]
+) -> tuple[np.ndarray, int, int] | None:
+    """(rows for blocks 1 on, first block, last block) of the sliders `chosen` (name ->
+    -1..1) mixed as the module docstring says; None when nothing steers. KeyError names
+    an unknown vector."""
+    used = [(available[name], value) for name, value in chosen.items() if value]
+    if not used:
+        return None
+    total = np.zeros_like(used[0][0].rows, dtype=np.float64)
+    limit = np.zeros(len(total))
+    for v, value in used:
+        if v.rows.shape != total.shape:
+            raise ValueError(f"{v.path}: its shape {v.rows.shape} differs from the other vectors")
+        total += v.calibration.strength(value) * v.rows
+        edge = max(v.calibration.positive, v.calibration.negative)
+        limit = np.maximum(limit, edge * np.linalg.norm(v.rows, axis=1))
+    lengths = np.linalg.norm(total, axis=1)
+    over = np.where(limit > 0, lengths / np.maximum(limit, 1e-12), 0.0)
+    if over.max() > 1:
+        total /= over.max()
+    start = min(v.band[0] for v, _ in used)
+    end = max(v.band[1] for v, _ in used)
+    if not np.any(total):
+        return None
+    return total[1:].astype(np.float32), start, end
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """`happy=0.5,brief=-1` as {name: value}; ValueError says what is wrong."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not sep or not name.strip() or not -1 <= number <= 1:
+            raise ValueError(f"{part!r}: expected NAME=VALUE with VALUE between -1 and 1")
+        out[check_name(name.strip())] = number
+    return out
