@@ -7,7 +7,8 @@
 #
 # Steps: --version, doctor, the README and licence notices, import of the sample chat bundled in
 # the app (`import --sample`), dataset, a 2-step training run on the bundled default base,
-# export, memory search and a pinned fact added, one simulated reply (given that fact), the TUI
+# export, memory search and a pinned fact added, one simulated reply (given that fact), a
+# steering vector built and calibrated (torch + llama.cpp) and a steered reply, the TUI
 # started and quit headless (app --smoke), doctor again,
 # then `forget` of the chat (everything made from it goes) and the empty chat list.
 # Every step runs even when an earlier one failed; the summary names the failed ones and the
@@ -88,6 +89,10 @@ step "memory pin" "$APP" memory pin 1 # pinned: in every prompt
 step simulate "$APP" simulate sam-1 --turns 1 --max-tokens 24 --seed 0 --json # with that fact
 expect simulate '"memories": \[1\]'
 expect simulate '"speaker": "Sam"'
+step "steer build" "$APP" steer build sam-1 --axis happy --threads 2 # pairs, torch, llama.cpp
+expect "steer build" "^Vector 'happy'"
+step "steer simulate" "$APP" simulate sam-1 --turns 1 --max-tokens 16 --seed 0 --steer happy=1 --json
+expect "steer simulate" '"speaker": "Sam"'
 if ! step "app --smoke" "$APP" app --smoke; then
     echo "!! the TUI did not start and quit headless (convsim app --smoke); see its output above"
 fi

@@ -1,6 +1,11 @@
 """Building one steering vector for a persona: pairs -> directions (torch) -> calibration
 (llama.cpp) -> a control-vector GGUF beside the persona. Progress is reported as
 `BuildEvent`s; a set `cancel` event stops the job between steps, writing nothing.
+
+A `Target` is what gets steered: a trained persona (`persona_target`: base + its LoRA, contexts
+from its dataset, vectors in its folder) or the plain default base (`base_target`: contexts
+from the sample chat bundled with convsim, so no one's private messages are involved; vectors
+in `<data folder>/bases/<sha256 prefix>/steering/`).
 """
 
 from __future__ import annotations
@@ -68,16 +73,75 @@ def _pairs(axis: Axis, found: list[pairs.Context], n: int) -> list[pairs.Pair]:
     return pairs.pole_pairs(found, axis, n)
 
 
-def load_persona(ws: Workspace, record: Any) -> tuple[Any, Any]:
-    """(torch model with the persona's LoRA merged in, tokenizer), in eval mode."""
+BASE_ID = "base"  # the name the command line and the app use for the plain default base
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a vector steers, and where its contexts come from and its files go."""
+
+    id: str  # a model id, or BASE_ID
+    base: Path  # the base GGUF
+    adapter: Path | None  # the runtime LoRA GGUF (None: the plain base)
+    peft: Path | None  # the same LoRA for torch (a PEFT folder)
+    examples: list[Any]  # dataset examples: where contexts come from
+    folder: Path  # vectors go in folder / "steering"
+    base_sha256: str
+
+
+def persona_target(ws: Workspace, model_id: str) -> Target:
+    """A trained persona. KeyError for an unknown id; training's errors when not ready."""
+    from convsim.core import training
+
+    record = ws.store.model(model_id)
+    adapter = training.adapter_gguf(ws, model_id)
+    if record.dataset_id is None:
+        raise ValueError(f"model {model_id} has no dataset to take chat contexts from")
+    train, validation, _ = ws.dataset_files(record.dataset_id)
+    peft = Path(record.path) / "adapter"
+    return Target(model_id, Path(record.base), adapter, peft, [*train, *validation],
+                  Path(record.path), record.base_sha256)  # fmt: skip
+
+
+def base_target(ws: Workspace) -> Target:
+    """The plain default base, with contexts from the bundled sample chat (Sam's replies)."""
+    from convsim.core.bases.prepare import default_base, sha256_file
+    from convsim.core.chats.importers import parse_export
+    from convsim.core.chats.messages import StoredMessage
+    from convsim.core.data.dataset import DatasetConfig
+    from convsim.core.data.dataset import build as build_dataset
+    from convsim.core.workspace import SAMPLE_CHAT
+
+    base = default_base(ws.locations)
+    digest = sha256_file(base, ws.locations)
+    folder = base_folder(ws)
+    (chat,) = parse_export(SAMPLE_CHAT)
+    messages = [StoredMessage(i, m.timestamp, m.sender, m.text, m.kind)
+                for i, m in enumerate(chat.messages, 1)]  # fmt: skip
+    data = build_dataset(messages, DatasetConfig(target="Sam"))
+    return Target(BASE_ID, base, None, None, [*data.train, *data.validation], folder, digest)
+
+
+def base_folder(ws: Workspace) -> Path:
+    """Where the plain default base's vectors live (their files are in its `steering/`)."""
+    from convsim.core.bases.prepare import default_base, sha256_file
+
+    return ws.locations.home / "bases" / sha256_file(default_base(ws.locations), ws.locations)[:16]
+
+
+def target(ws: Workspace, model_id: str) -> Target:
+    return base_target(ws) if model_id == BASE_ID else persona_target(ws, model_id)
+
+
+def load_persona(ws: Workspace, t: Target) -> tuple[Any, Any]:
+    """(torch model with the target's LoRA merged in, tokenizer), in eval mode."""
     from peft import PeftModel
 
     from convsim.core.bases.prepare import load_for_training
 
-    model, tokenizer = load_for_training(Path(record.base), ws.locations)
-    adapter = Path(record.path) / "adapter"
-    if (adapter / "adapter_config.json").is_file():
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    model, tokenizer = load_for_training(t.base, ws.locations)
+    if t.peft is not None and (t.peft / "adapter_config.json").is_file():
+        model = PeftModel.from_pretrained(model, str(t.peft)).merge_and_unload()
     return model.eval(), tokenizer
 
 
@@ -90,18 +154,14 @@ def build_vector(
     cancel: threading.Event | None = None,
     threads: int | None = None,
 ) -> library.Vector:
-    """Build, calibrate and save the vector `spec` for persona `model_id`."""
+    """Build, calibrate and save the vector `spec` for persona `model_id` (or `BASE_ID`)."""
     import torch
 
-    from convsim.core import training
     from convsim.core.inference.llama import LlamaModel
 
     library.check_name(spec.name)
     axis = resolve(spec)
-    record = ws.store.model(model_id)
-    adapter = training.adapter_gguf(ws, model_id)
-    if record.dataset_id is None:
-        raise ValueError(f"model {model_id} has no dataset to take chat contexts from")
+    t = target(ws, model_id)
     emit = on_event or (lambda e: None)
 
     def check() -> None:
@@ -109,14 +169,13 @@ def build_vector(
             raise Cancelled(f"building {spec.name!r} was stopped; nothing was saved")
 
     started = time.perf_counter()
-    train, validation, _ = ws.dataset_files(record.dataset_id)
-    early, held = pairs.split(pairs.contexts([*train, *validation]), HELD_OUT)
+    early, held = pairs.split(pairs.contexts(t.examples), HELD_OUT)
     train_pairs = _pairs(axis, early, spec.n_pairs)
     held_pairs = _pairs(axis, held, pairs.MIN_PAIRS)[: max(HELD_OUT, len(held))]
     emit(BuildEvent("pairs", 1, 1, f"{len(train_pairs)} pairs, {len(held_pairs)} held out"))
     if threads:
         torch.set_num_threads(threads)
-    model, tokenizer = load_persona(ws, record)
+    model, tokenizer = load_persona(ws, t)
     total = 2 * (len(train_pairs) + len(held_pairs))
 
     def step(offset: int) -> Callable[[int, int], None]:
@@ -132,7 +191,8 @@ def build_vector(
     )
     del model
     found = directions.directions(train_means, held_means, spec.method)
-    llm = LlamaModel(Path(record.base), [(adapter, 1.0)], n_ctx=1024, threads=threads)
+    adapters = [(t.adapter, 1.0)] if t.adapter is not None else []
+    llm = LlamaModel(t.base, adapters, n_ctx=1024, threads=threads)
     try:
         contexts = held[:CALIBRATION_CONTEXTS]
 
@@ -162,10 +222,10 @@ def build_vector(
         "pairs": len(train_pairs),
         "held_out_pairs": len(held_pairs),
         "model_id": model_id,
-        "base_sha256": record.base_sha256,
+        "base_sha256": t.base_sha256,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    path = library.vector_path(Path(record.path), spec.name)
+    path = library.vector_path(t.folder, spec.name)
     library.save(path, ControlVector(arch, found.vectors, meta))
     emit(BuildEvent("saved", 1, 1, str(path)))
     return library.load(path, (arch, n_embd, n_blocks))

@@ -36,6 +36,7 @@ class Point:
     strength: float  # signed: negative is towards the negative pole
     perplexity: float
     degenerate: float  # share of generated replies
+    replies: tuple[str, ...] = ()  # the generated replies, context by context
 
     def to_json(self) -> dict[str, float]:
         return {"strength": self.strength, "perplexity": self.perplexity,
@@ -75,6 +76,7 @@ class _Tally:
     tokens: int = 0
     replies: int = 0
     broken: int = 0
+    texts: list[str] = field(default_factory=list)
 
 
 def sweep(
@@ -86,6 +88,7 @@ def sweep(
     *,
     generate: int | None = None,
     seed: int = 0,
+    reply_tokens: int = REPLY_TOKENS,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Point]:
     """Perplexity of the real replies and the degenerate share of `generate` sampled replies
@@ -105,14 +108,15 @@ def sweep(
             t.nll -= sum(lps)
             t.tokens += len(lps)
             if k < generate:
-                text, ids = _reply(model, prompt, steer_from, seed + k)
+                text, ids = _reply(model, prompt, steer_from, seed + k, reply_tokens)
+                t.texts.append(text)
                 t.replies += 1
                 t.broken += degenerate(text, ids)
         if progress is not None:
             progress(k + 1, len(contexts))
     model.set_control_vector(None)
     return [
-        Point(s, math.exp(t.nll / max(1, t.tokens)), t.broken / max(1, t.replies))
+        Point(s, math.exp(t.nll / max(1, t.tokens)), t.broken / max(1, t.replies), tuple(t.texts))
         for s, t in tallies.items()
     ]
 
@@ -124,8 +128,10 @@ def _set(model: LlamaModel, rows: np.ndarray, band: tuple[int, int], strength: f
         model.set_control_vector(rows * strength, band[0], band[1])
 
 
-def _reply(model: LlamaModel, prompt: list[int], steer_from: int, seed: int) -> tuple[str, Any]:
-    """One sampled reply to the end of its line (at most `REPLY_TOKENS` tokens)."""
+def _reply(
+    model: LlamaModel, prompt: list[int], steer_from: int, seed: int, cap: int
+) -> tuple[str, Any]:
+    """One sampled reply to the end of its line (at most `cap` tokens)."""
     ids: list[int] = []
     gen = model.generate(
         prompt, seed=seed, temperature=0.7, top_k=40, top_p=0.95, min_p=0.05,
@@ -136,7 +142,7 @@ def _reply(model: LlamaModel, prompt: list[int], steer_from: int, seed: int) -> 
             if model.is_eog(token):
                 break
             ids.append(token)
-            if b"\n" in model.detokenize([token]) or len(ids) >= REPLY_TOKENS:
+            if b"\n" in model.detokenize([token]) or len(ids) >= cap:
                 break
     finally:
         gen.close()

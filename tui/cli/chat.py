@@ -13,6 +13,7 @@ from typing import Any
 
 from convsim.core.data.turns import render_turn, safe_name, tag
 from convsim.tui.cli.common import CliError, print_json, workspace
+from convsim.tui.cli.steer import add_steer_option, apply_steer, base_record
 
 
 def read_transcript(path: Path | None) -> list[tuple[str, str]]:
@@ -34,22 +35,27 @@ def _sampling(args: argparse.Namespace) -> Any:
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The model's Engine (base + its adapter) and its store record."""
+    """The model's Engine (base + its adapter) and its store record (`base`: the plain
+    default base, as "Friend")."""
     from convsim.core import training
     from convsim.core.inference.engine import Engine
+    from convsim.core.steering.build import BASE_ID
     from convsim.tui.cli.models import explain
 
     with workspace() as ws:
         try:
-            record = ws.store.model(args.model_id)
-            adapter = training.adapter_gguf(ws, args.model_id)
-            tags = training.speaker_tags(ws, record)
+            if args.model_id == BASE_ID:
+                record, adapters, tags = base_record(ws), [], {}
+            else:
+                record = ws.store.model(args.model_id)
+                adapters = [(training.adapter_gguf(ws, args.model_id), 1.0)]
+                tags = training.speaker_tags(ws, record)
         except (KeyError, ValueError) as e:
             raise CliError(explain(e)) from None
     try:
         engine = Engine(
             Path(record.base),
-            [(adapter, 1.0)],
+            adapters,
             n_ctx=args.ctx,
             threads=args.threads,
             gpu_layers=args.gpu_layers,
@@ -57,6 +63,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from None
     engine.set_tags(tags)
+    apply_steer(engine, record, args.steer)
     return engine, record
 
 
@@ -247,6 +254,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--memory", choices=("on", "off"), default="on",
         help="give the persona the facts `convsim memory` holds about its chat (default on)",
     )  # fmt: skip
+    add_steer_option(p)
 
 
 def add_commands(sub: Any) -> None:

@@ -16,6 +16,7 @@ from convsim.tui.cli import doctor as cli_doctor
 from convsim.tui.cli import forget as cli_forget
 from convsim.tui.cli import memory as cli_memory
 from convsim.tui.cli import models as cli_models
+from convsim.tui.cli import steer as cli_steer
 from convsim.tui.cli.common import CliError
 from convsim.tui.cli.common import workspace as _workspace
 
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_chat.add_commands(sub)
     cli_forget.add_commands(sub)
     cli_memory.add_commands(sub)
+    cli_steer.add_commands(sub)
     return parser
 
 

@@ -13,9 +13,10 @@ KV cache, and what llama.cpp can do with it:
   call (llama-cpp-python's `Llama.generate` does the bookkeeping); `evaluated` counts every token
   llama.cpp has evaluated, so callers can measure what a prompt really cost;
 - `next_logits` and `token_logprobs`: scoring, with the same cache;
-- `set_control_vector`: steering (`llama_set_adapter_cvec`): row i of the vector is added to the
-  output of block i + 1 (block 0 is never steered); a change empties the KV cache, because tokens
-  cached under the old vector would otherwise be reused;
+- `set_control_vector`: steering (`llama_set_adapter_cvec`, `steer`): row i of the vector is
+  added to the output of block i + 1 (block 0 is never steered), at the positions from each
+  call's `steer_from` on; tokens before it are evaluated without the vector. The cache remembers
+  which of its tokens were steered by which vector, so a new vector re-evaluates only those;
 - `embed`: mean-pooled embeddings of texts, from a second llama.cpp context on the same loaded
   weights, without adapters or control vector (`embedding`, with its measured cost).
 

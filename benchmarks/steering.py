@@ -1,0 +1,305 @@
+"""Do the sliders do what they say, and stay coherent? Steering evidence on a trained persona.
+
+    pip install ".[bench]"      # the VADER sentiment lexicon
+    python benchmarks/steering.py [--model MODEL_ID] [--contexts 50] [--axes happy,warm,...]
+                                  [--compare happy] [--plot benchmarks/steering.svg] [--json]
+
+On a persona trained on the sample chat (`convsim quickstart` makes one: sam-1), for each
+built-in axis: the vector is built if missing (`convsim steer build`, timed), then at 9 slider
+positions (-1..1) one reply is sampled after each of `--contexts` held-out real contexts (the
+latest sessions, not used for the pairs nor the calibration), steered as the app steers, with
+the same seed at every position. Each reply is scored with a metric that is not the model
+judging itself:
+- happy, warm: VADER compound sentiment (-1..1);
+- formal: capitalised start and end punctuation, minus slang, emoji and apostrophe-less
+  contractions per word;
+- brief: -(words in the reply) (so that +1 = brief scores higher);
+- excited: exclamation marks and all-caps words per word.
+Reported per axis: Spearman correlation of slider and mean metric; the effect at +-1
+(sentiment shift; verbose/brief length ratio); perplexity rise of the real held-out replies and
+degenerate replies at every position (baseline: the unsteered persona, same run); the share of
+contexts moved the wrong way between -1 and +1. Then three sliders at +-1 together. Then, for
+`--compare` axes, vectors made as llama.cpp's cvector-generator makes them from the same pairs
+(PCA over the differences at all positions, unit length per block, every block; its sign is
+arbitrary, here turned to agree with the pairs, in its favour), calibrated the same way: the
+effect each method gives at the strength where coherence breaks, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+POSITIONS = [round(x, 2) for x in np.linspace(-1, 1, 9)]
+_SLANG = (
+    "lol lmao lmaooo omg idk tbh ngl rn u ur ya yeah yep nah gonna wanna k kk ok haha hahaha "
+    "omw ttyl btw fr thx ty pls plz cuz cos tmrw"
+)
+_CONTRACTED = "im dont cant wont isnt didnt doesnt youre theyre ive id ill thats whats"
+SLANG, CONTRACTED = frozenset(_SLANG.split()), frozenset(_CONTRACTED.split())
+EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf]")
+
+
+def _vader() -> Any:
+    try:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    except ImportError:
+        sys.exit('benchmarks/steering.py needs VADER: pip install ".[bench]"')
+    return SentimentIntensityAnalyzer()
+
+
+def metric(axis: str, text: str, vader: Any) -> float:
+    words = re.findall(r"[\w']+", text)
+    n = max(1, len(words))
+    if axis in ("happy", "warm"):
+        return float(vader.polarity_scores(text)["compound"])
+    if axis == "brief":
+        return -float(len(words))
+    if axis == "excited":
+        caps = sum(1 for w in words if len(w) > 1 and w.isupper())
+        return (text.count("!") + caps) / n
+    # formal
+    t = text.strip()
+    form = (t[:1].isupper()) + (t[-1:] in ".?!")
+    low = [w.lower() for w in words]
+    casual = sum(w in SLANG for w in low) + sum(w in CONTRACTED for w in low)
+    casual += len(EMOJI.findall(text)) + sum(w == "i" for w in words)
+    return form / 2 - casual / n
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    rx = np.argsort(np.argsort(x)).astype(float)
+    ry = np.argsort(np.argsort(y)).astype(float)
+    if ry.std() == 0:
+        return 0.0
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def held_out(ws: Any, record: Any, n: int) -> list[Any]:
+    """Held-out contexts the build used neither for pairs nor for calibration."""
+    from convsim.core.steering import build, pairs
+
+    train, validation, _ = ws.dataset_files(record.dataset_id)
+    _, held = pairs.split(pairs.contexts([*train, *validation]), build.HELD_OUT)
+    rest = held[build.CALIBRATION_CONTEXTS :]
+    return rest[:n] if len(rest) >= n else held[-n:]
+
+
+def run_positions(llm: Any, v: Any, contexts: list[Any], strengths: list[float]) -> list[Any]:
+    """calibrate.sweep at each strength (one Point per strength, in order; repeats shared)."""
+    from convsim.core.steering import calibrate
+
+    unique = sorted(set(strengths))
+    points = calibrate.sweep(llm, contexts, v.rows[1:], v.band, unique, reply_tokens=64)
+    by = {p.strength: p for p in points}
+    return [by[s] for s in strengths]
+
+
+def axis_report(llm: Any, v: Any, contexts: list[Any], vader: Any) -> dict[str, Any]:
+    strengths = [v.calibration.strength(x) for x in POSITIONS]
+    points = run_positions(llm, v, contexts, strengths)
+    scores = np.array([[metric(v.name, t, vader) for t in p.replies] for p in points])
+    means = scores.mean(axis=1)
+    base = points[POSITIONS.index(0.0)].perplexity
+    lo, hi = scores[0], scores[-1]
+    report: dict[str, Any] = {
+        "axis": v.name,
+        "range": [-v.calibration.negative, v.calibration.positive],
+        "band": list(v.band),
+        "metric_by_position": dict(zip(map(str, POSITIONS), map(float, means), strict=True)),
+        "spearman": spearman(POSITIONS, list(means)),
+        "effect": float(means[-1] - means[0]),
+        "ppl_baseline": base,
+        "ppl_rise_max": max(p.perplexity / base - 1 for p in points),
+        "degenerate_max": max(p.degenerate for p in points),
+        "wrong_way": float(np.mean(hi < lo)),
+        "examples": {str(x): p.replies[:3] for x, p in zip(POSITIONS, points, strict=True)},
+    }
+    if v.name == "brief":
+        words = -scores
+        report["length_ratio"] = float(words[0].mean() / max(words[-1].mean(), 1e-9))
+    return report
+
+
+def combined(llm: Any, found: dict[str, Any], contexts: list[Any]) -> dict[str, Any]:
+    """happy, warm and brief together at +1 and at -1: coherence only."""
+    from convsim.core.steering import calibrate, mix
+
+    names = [n for n in ("happy", "warm", "brief") if n in found]
+    out: dict[str, Any] = {"axes": names}
+    base = None
+    for sign in (1, -1):
+        mixed = mix({n: float(sign) for n in names}, found)
+        assert mixed is not None
+        rows, first, last = mixed
+        pts = calibrate.sweep(llm, contexts, rows, (first, last), [0.0, 1.0], reply_tokens=64)
+        base = base or pts[0].perplexity
+        out[f"{'+' if sign > 0 else '-'}1"] = {
+            "ppl_rise": pts[1].perplexity / base - 1,
+            "degenerate": pts[1].degenerate,
+        }
+    return out
+
+
+def cvgen_vector(ws: Any, record: Any, axis: str) -> np.ndarray:
+    """cvector-generator's recipe on the same training pairs: per block, the first principal
+    direction of the positive-minus-negative hidden states at every position, unit length,
+    every block but 0; sign turned to agree with the mean difference."""
+    import torch
+
+    from convsim.core.steering import build, pairs
+    from convsim.core.steering.axes import BUILT_IN
+    from convsim.core.steering.directions import decoder_layers
+
+    t = build.target(ws, record.id)
+    early, _ = pairs.split(pairs.contexts(t.examples), build.HELD_OUT)
+    chosen = pairs.contrast_pairs(early, BUILT_IN[axis], pairs.MIN_PAIRS)
+    model, tok = build.load_persona(ws, t)
+    layers = decoder_layers(model)
+    captured: list[Any] = [None] * len(layers)
+
+    def hook(i: int) -> Any:
+        def keep(_m: Any, _i: Any, out: Any) -> None:
+            captured[i] = (out[0] if isinstance(out, tuple) else out)[0].float()
+
+        return keep
+
+    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
+    diffs: list[list[np.ndarray]] = [[] for _ in layers]
+    try:
+        for p in chosen:
+            states = []
+            for reply in (p.positive, p.negative):
+                with torch.no_grad():
+                    model.get_decoder()(input_ids=torch.tensor([tok(p.context + reply).input_ids]))
+                states.append([c.numpy() for c in captured])
+            for b in range(len(layers)):
+                n = min(len(states[0][b]), len(states[1][b]))
+                diffs[b].append(states[0][b][:n] - states[1][b][:n])
+    finally:
+        for h in handles:
+            h.remove()
+    rows = np.zeros((len(layers), captured[0].shape[-1]), dtype=np.float32)
+    for b in range(1, len(layers)):
+        d = np.concatenate(diffs[b])
+        _, _, vt = np.linalg.svd(d, full_matrices=False)
+        unit = vt[0] / np.linalg.norm(vt[0])
+        rows[b] = unit if float(d.mean(axis=0) @ unit) >= 0 else -unit
+    return rows
+
+
+def compare(ws: Any, record: Any, llm: Any, v: Any, contexts: list[Any], vader: Any) -> Any:
+    from convsim.core.steering import build, calibrate, pairs
+
+    rows = cvgen_vector(ws, record, v.name)
+    train, validation, _ = ws.dataset_files(record.dataset_id)
+    _, held = pairs.split(pairs.contexts([*train, *validation]), build.HELD_OUT)
+    grid = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    band = (1, len(rows) - 1)
+    cal = calibrate.calibrate(llm, held[: build.CALIBRATION_CONTEXTS], rows[1:], band, grid=grid)
+
+    def effect(r: np.ndarray, b: tuple[int, int], neg: float, pos: float) -> float:
+        pts = calibrate.sweep(llm, contexts, r, b, sorted({-neg, pos}), reply_tokens=64)
+        means = [np.mean([metric(v.name, t, vader) for t in p.replies]) for p in pts]
+        return float(means[-1] - means[0]) if len(pts) == 2 else 0.0
+
+    ours = effect(v.rows[1:], v.band, v.calibration.negative, v.calibration.positive)
+    theirs = effect(rows[1:], band, cal.negative, cal.positive)
+    return {
+        "axis": v.name,
+        "convsim_range": [-v.calibration.negative, v.calibration.positive],
+        "cvgen_range": [-cal.negative, cal.positive],
+        "convsim_effect": ours,
+        "cvgen_effect": theirs,
+        "ratio": ours / theirs if theirs > 0 else float("inf"),
+    }
+
+
+def plot(reports: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(reports), figsize=(3.2 * len(reports), 3), squeeze=False)
+    for ax, r in zip(axes[0], reports, strict=True):
+        ys = list(r["metric_by_position"].values())
+        ax.plot(POSITIONS, ys, marker="o")
+        ax.set_title(f"{r['axis']}  (ρ={r['spearman']:.2f})")
+        ax.set_xlabel("slider")
+        ax.axvline(0, color="grey", lw=0.5)
+    axes[0][0].set_ylabel("metric (see benchmarks/steering.py)")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main() -> int:
+    from convsim.core import steering, training
+    from convsim.core.inference.llama import LlamaModel
+    from convsim.core.workspace import Workspace
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="persona id (default: the newest ready one)")
+    ap.add_argument("--contexts", type=int, default=50)
+    ap.add_argument("--axes", default="happy,warm,formal,brief,excited")
+    ap.add_argument("--compare", default="happy", help="axes to compare with cvector-generator")
+    ap.add_argument("--plot", type=Path, default=Path(__file__).with_name("steering.svg"))
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    vader = _vader()
+    ws = Workspace.open()
+    ready = [m for m in ws.store.models() if m.status == "ready"]
+    if not ready:
+        sys.exit("no trained persona: run `convsim quickstart` first")
+    record = ws.store.model(args.model) if args.model else ready[-1]
+    llm = LlamaModel(Path(record.base), [(training.adapter_gguf(ws, record.id), 1.0)], n_ctx=1024)
+    contexts = held_out(ws, record, args.contexts)
+    print(f"persona {record.id}, {len(contexts)} held-out contexts", file=sys.stderr)
+    found = {v.name: v for v in steering.vectors(Path(record.path))}
+    builds = {}
+    reports = []
+    for name in args.axes.split(","):
+        if name not in found:
+            t = time.perf_counter()
+            found[name] = steering.build_vector(ws, record.id, steering.Spec(name, axis=name))
+            builds[name] = time.perf_counter() - t
+        reports.append(axis_report(llm, found[name], contexts, vader))
+        r = reports[-1]
+        print(
+            f"{name:<8} range {r['range'][0]:+.1f}..{r['range'][1]:+.1f} blocks {r['band']} "
+            f"spearman {r['spearman']:+.2f} effect {r['effect']:+.3f}"
+            + (f" length ratio {r['length_ratio']:.2f}" if "length_ratio" in r else "")
+            + f" | ppl {r['ppl_baseline']:.1f} (unsteered) max rise {r['ppl_rise_max']:+.1%}"
+            f" degenerate max {r['degenerate_max']:.0%} wrong way {r['wrong_way']:.0%}",
+            flush=True,
+        )
+    together = combined(llm, found, contexts)
+    print(f"three sliders together: {json.dumps(together)}", flush=True)
+    comparisons = []
+    for name in filter(None, args.compare.split(",")):
+        comparisons.append(compare(ws, record, llm, found[name], contexts, vader))
+        c = comparisons[-1]
+        print(
+            f"{name}: convsim effect {c['convsim_effect']:+.3f} at {c['convsim_range']}, "
+            f"cvector-generator recipe {c['cvgen_effect']:+.3f} at {c['cvgen_range']}: "
+            f"ratio {c['ratio']:.2f}",
+            flush=True,
+        )
+    plot(reports, args.plot)
+    print(f"plot: {args.plot}", file=sys.stderr)
+    if args.json:
+        summary = {"model": record.id, "contexts": len(contexts), "build_seconds": builds}
+        print(json.dumps({**summary, "axes": reports, "together": together,
+                          "compare": comparisons}))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
