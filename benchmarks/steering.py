@@ -222,6 +222,57 @@ def compare(ws: Any, record: Any, llm: Any, v: Any, contexts: list[Any], vader: 
     }
 
 
+def parity(ws: Any, record: Any, llm: Any, v: Any, contexts: list[Any]) -> dict[str, Any]:
+    """The same vector (slider +1) in torch (a forward hook adding it to each band block's
+    output from the reply's tag on) and on llama.cpp (`steer_from`): correlation of the next
+    token's logits; unsteered, the same comparison is the baseline (Q4_K_M on llama.cpp vs its
+    dequantised weights in torch)."""
+    import torch
+
+    from convsim.core.steering import build
+    from convsim.core.steering.directions import decoder_layers
+
+    model, _ = build.load_persona(ws, build.target(ws, record.id))
+    layers = decoder_layers(model)
+    strength = v.calibration.strength(1.0)
+    add: dict[str, Any] = {"from": 0, "on": False}
+
+    def hook(b: int) -> Any:
+        def steer(_m: Any, _i: Any, out: Any) -> Any:
+            if not add["on"] or b >= len(v.rows) or not np.any(v.rows[b]):
+                return out
+            h = out[0] if isinstance(out, tuple) else out
+            h = h.clone()
+            h[:, add["from"] :] += torch.tensor(strength * v.rows[b], dtype=h.dtype)
+            return (h, *out[1:]) if isinstance(out, tuple) else h
+
+        return steer
+
+    handles = [layer.register_forward_hook(hook(b)) for b, layer in enumerate(layers)]
+    result: dict[str, list[float]] = {"steered": [], "unsteered": []}
+    try:
+        for c in contexts:
+            ids = llm.tokenize(c.prompt)
+            steer_from = len(llm.tokenize(c.turns))
+            for on in (False, True):
+                add.update({"from": steer_from, "on": on})
+                if on:
+                    llm.set_control_vector(strength * v.rows[1:], v.band[0], v.band[1])
+                else:
+                    llm.set_control_vector(None)
+                ours = llm.next_logits(ids, steer_from=steer_from)
+                with torch.no_grad():
+                    theirs = model(torch.tensor([ids])).logits[0, -1].float().numpy()
+                result["steered" if on else "unsteered"].append(
+                    float(np.corrcoef(ours, theirs)[0, 1])
+                )
+    finally:
+        for h in handles:
+            h.remove()
+        llm.set_control_vector(None)
+    return {k: float(np.min(x)) for k, x in result.items()} | {"contexts": len(contexts)}
+
+
 def plot(reports: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -250,6 +301,7 @@ def main() -> int:
     ap.add_argument("--contexts", type=int, default=50)
     ap.add_argument("--axes", default="happy,warm,formal,brief,excited")
     ap.add_argument("--compare", default="happy", help="axes to compare with cvector-generator")
+    ap.add_argument("--parity", type=int, default=8, help="contexts for the torch parity check")
     ap.add_argument("--plot", type=Path, default=Path(__file__).with_name("steering.svg"))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -265,7 +317,7 @@ def main() -> int:
     found = {v.name: v for v in steering.vectors(Path(record.path))}
     builds = {}
     reports = []
-    for name in args.axes.split(","):
+    for name in filter(None, args.axes.split(",")):
         if name not in found:
             t = time.perf_counter()
             found[name] = steering.build_vector(ws, record.id, steering.Spec(name, axis=name))
@@ -280,7 +332,7 @@ def main() -> int:
             f" degenerate max {r['degenerate_max']:.0%} wrong way {r['wrong_way']:.0%}",
             flush=True,
         )
-    together = combined(llm, found, contexts)
+    together = combined(llm, found, contexts) if len(reports) > 1 else {}
     print(f"three sliders together: {json.dumps(together)}", flush=True)
     comparisons = []
     for name in filter(None, args.compare.split(",")):
@@ -292,12 +344,20 @@ def main() -> int:
             f"ratio {c['ratio']:.2f}",
             flush=True,
         )
-    plot(reports, args.plot)
-    print(f"plot: {args.plot}", file=sys.stderr)
+    checked = {}
+    if args.parity and found:
+        first = found.get("happy") or next(iter(found.values()))
+        checked = parity(ws, record, llm, first, contexts[: args.parity])
+        print(f"parity torch vs llama.cpp ({first.name} at +1), lowest correlation over "
+              f"{checked['contexts']} contexts: steered {checked['steered']:.4f}, "
+              f"unsteered {checked['unsteered']:.4f}", flush=True)  # fmt: skip
+    if reports:
+        plot(reports, args.plot)
+        print(f"plot: {args.plot}", file=sys.stderr)
     if args.json:
         summary = {"model": record.id, "contexts": len(contexts), "build_seconds": builds}
         print(json.dumps({**summary, "axes": reports, "together": together,
-                          "compare": comparisons}))  # fmt: skip
+                          "compare": comparisons, "parity": checked}))  # fmt: skip
     return 0
 
 

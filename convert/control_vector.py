@@ -5,7 +5,8 @@ Layout: architecture `controlvector`, `controlvector.model_hint` (the model's ar
 `controlvector.layer_count`, and one F32 tensor `direction.N` of n_embd values per steered
 block N (block 0 never has one: llama.cpp cannot steer it). llama.cpp adds `direction.N`,
 times the scale it is given, to block N's output. Extra keys live under `convsim.` and are
-ignored by llama.cpp: scalars as numbers or strings, anything else as JSON text.
+ignored by llama.cpp: numbers and strings as they are, anything else as JSON text after
+`JSON_MARK` (so a string that merely looks like JSON reads back as the same string).
 
 `read_control_vector` refuses, naming the file, a GGUF that is not a control vector and one
 whose width does not fit the model it is meant for (`check_fits`).
@@ -22,6 +23,7 @@ import numpy as np
 
 ARCH = "controlvector"
 PREFIX = "convsim."
+JSON_MARK = "json:"
 
 
 @dataclass
@@ -49,7 +51,7 @@ def write_control_vector(path: Path, vector: ControlVector) -> Path:
     for key, value in vector.meta.items():
         name = PREFIX + key
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            writer.add_string(name, json.dumps(value))
+            writer.add_string(name, JSON_MARK + json.dumps(value))
         elif isinstance(value, str):
             writer.add_string(name, value)
         elif isinstance(value, int):
@@ -140,9 +142,6 @@ def _value(f: Any) -> Any:
 
 
 def _decoded(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
+    if isinstance(value, str) and value.startswith(JSON_MARK):
+        return json.loads(value[len(JSON_MARK) :])
     return value

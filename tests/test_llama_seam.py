@@ -5,6 +5,7 @@ source tree touches llama_cpp."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,150 @@ def test_control_vector_block_range_and_bad_input(model: LlamaModel) -> None:
     with pytest.raises(ValueError, match="finite"):
         model.set_control_vector(np.full((2, 64), np.nan))
     assert np.abs(model.next_logits(tokens) - plain).max() < 1e-5  # refusals changed nothing
+
+
+# Steering a suffix: `steer_from`. On the 2-block model only block 1 (the last) is steered, so
+# a position's steering shows in its own logits only; on the 3-block `deep` model block 1's
+# steered output also reaches later positions through block 2's attention, so a cached steered
+# token that should not be there (or the reverse) changes the last position's logits.
+
+
+@pytest.fixture(scope="module")
+def deep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaModel]:
+    import tinymodels
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tinymodels, "LAYERS", 3)
+        built = tinymodels.build_tiny("gemma3", tmp_path_factory.mktemp("deep"))
+    model = LlamaModel(built.gguf_path, n_ctx=256, threads=1)
+    yield model
+    model.close()
+
+
+def vector(rows: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 3.0, (rows, 64)).astype(np.float32)
+
+
+def fresh_logits(model: LlamaModel, tokens: list[int], steer_from: int) -> np.ndarray:
+    """The logits with nothing cached: every token evaluated under the current vector."""
+    model.reset()
+    before = model.evaluated
+    logits = model.next_logits(tokens, steer_from)
+    assert model.evaluated - before == len(tokens)
+    return logits
+
+
+def test_steer_from_past_the_end_steers_nothing(model: LlamaModel) -> None:
+    tokens = model.tokenize(TEXT)
+    plain = model.next_logits(tokens)
+    model.set_control_vector(vector(1))
+    try:
+        before = model.evaluated
+        assert np.abs(model.next_logits(tokens, steer_from=len(tokens)) - plain).max() < 1e-5
+        assert model.evaluated - before == 1  # the plain cache is still valid
+        last = model.next_logits(tokens, steer_from=len(tokens) - 1)
+        assert np.abs(last - plain).max() > 0.1
+    finally:
+        model.set_control_vector(None)
+
+
+def test_scores_are_steered_from_steer_from_on(model: LlamaModel) -> None:
+    tokens = model.tokenize(TEXT)
+    k = 6
+    plain = np.array(model.token_logprobs(tokens, 1))
+    model.set_control_vector(vector(1, seed=1))
+    try:
+        steered = np.array(model.token_logprobs(tokens, 1))
+        part = np.array(model.token_logprobs(tokens, 1, steer_from=k))
+    finally:
+        model.set_control_vector(None)
+    # part[i] predicts token i + 1 from position i: unsteered before k, steered from k on.
+    assert np.abs(steered - plain).min() > 1e-3
+    assert np.allclose(part[:k], plain[:k], atol=1e-4)
+    assert np.allclose(part[k:], steered[k:], atol=1e-4)
+
+
+def test_a_vector_change_reevaluates_only_the_steered_suffix(deep: LlamaModel) -> None:
+    tokens = deep.tokenize(TEXT)
+    n, k = len(tokens), 6
+
+    def cost(steer_from: int = k) -> tuple[np.ndarray, int]:
+        before = deep.evaluated
+        logits = deep.next_logits(tokens, steer_from)
+        return logits, deep.evaluated - before
+
+    deep.reset()
+    plain = deep.next_logits(tokens)  # cached unsteered
+    first, second = vector(2, seed=2), vector(2, seed=3)
+    try:
+        deep.set_control_vector(first)
+        logits, evaluated = cost()
+        assert evaluated == n - k  # the unsteered prefix stayed valid
+        assert np.abs(logits - plain).max() > 0.1
+        assert np.abs(logits - fresh_logits(deep, tokens, k)).max() < 1e-4
+
+        deep.set_control_vector(second)
+        logits, evaluated = cost()
+        assert evaluated == n - k
+        by_second = fresh_logits(deep, tokens, k)
+        assert np.abs(logits - by_second).max() < 1e-4
+        assert np.abs(by_second - fresh_logits(deep, tokens, 0)).max() > 1e-3  # k matters here
+        deep.next_logits(tokens, k)  # cached under `second` from k again
+
+        # The same array set again is a new vector as far as the cache knows.
+        deep.set_control_vector(second)
+        logits, evaluated = cost()
+        assert evaluated == n - k and np.abs(logits - by_second).max() < 1e-4
+        # Same vector, same start: only the last token, for fresh logits.
+        assert cost()[1] == 1
+        # Steering from later: tokens k.. were steered in the cache, so they go again.
+        logits, evaluated = cost(k + 3)
+        assert evaluated == n - k
+        assert np.abs(logits - fresh_logits(deep, tokens, k + 3)).max() < 1e-4
+        # Steering from earlier: the unsteered prefix up to the new start is kept.
+        logits, evaluated = cost(k)
+        assert evaluated == n - k
+        assert np.abs(logits - by_second).max() < 1e-4
+    finally:
+        deep.set_control_vector(None)
+    # No vector: the steered suffix is evaluated again, unsteered, and the logits are plain.
+    logits, evaluated = cost()
+    assert evaluated == n - k and np.abs(logits - plain).max() < 1e-4
+    assert cost(0)[1] == 1
+
+
+def test_generation_and_scoring_keep_the_unsteered_prefix(deep: LlamaModel) -> None:
+    tokens = deep.tokenize(TEXT)
+    n, k = len(tokens), 5
+    greedy = dict(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
+                  presence_penalty=0.0, frequency_penalty=0.0)  # fmt: skip
+    deep.reset()
+    plain_scores = deep.token_logprobs(tokens, k + 1)  # fills the cache, unsteered
+    deep.set_control_vector(vector(2, seed=4))
+    try:
+        expected = fresh_logits(deep, tokens, k)
+        deep.reset()
+        deep.token_logprobs(tokens, n, steer_from=n)  # only decodes: cached unsteered again
+        before = deep.evaluated
+        gen = deep.generate(tokens, seed=0, steer_from=k, **greedy)
+        assert next(gen) == int(np.argmax(expected))
+        gen.close()
+        assert deep.evaluated - before == n - k
+        # Scoring after it reuses the prefix; the steered scores differ from the plain ones.
+        before = deep.evaluated
+        steered_scores = deep.token_logprobs(tokens, k + 1, keep=k, steer_from=k)
+        assert deep.evaluated - before == n - k
+        assert np.abs(np.array(steered_scores) - plain_scores).max() > 1e-3
+        deep.reset()
+        assert np.allclose(steered_scores, deep.token_logprobs(tokens, k + 1, steer_from=k),
+                           atol=1e-4)  # fmt: skip
+        deep.token_logprobs(tokens, n, steer_from=n)  # the cache: unsteered
+    finally:
+        deep.set_control_vector(None)
+    before = deep.evaluated
+    unsteered = deep.token_logprobs(tokens, k + 1, keep=k, steer_from=k)
+    assert np.allclose(unsteered, plain_scores, atol=1e-4)
+    assert deep.evaluated - before == n - k
 
 
 def test_embeddings_are_deterministic_and_tell_texts_apart(model: LlamaModel) -> None:

@@ -228,3 +228,21 @@ def test_memory_panel(snap_compare, stocked: Path) -> None:
         await settle(pilot, job_shown)
 
     assert snap_compare(ConvsimApp(stocked), terminal_size=SMALL, run_before=panel)
+
+
+def test_chat_steering_panel(snap_compare, stocked: Path, tiny: TinyModel) -> None:
+    """The steering panel (F8) with three sliders, two of them moved: the status line shows
+    the mix."""
+    from test_app_steering import persona_folder
+
+    folder = persona_folder(stocked)
+
+    async def steering(pilot) -> None:
+        chat = await open_chat(pilot, tiny)
+        chat.persona.model_path = folder
+        await pilot.press("f8")
+        await settle(pilot, lambda: chat.steer_loaded)
+        await pilot.press("right", "right", "right", "right", "right", "tab", "shift+left")
+        await settle(pilot, lambda: "happy -0.5" in str(chat.query_one("#chat-status").render()))
+
+    assert snap_compare(ConvsimApp(stocked), terminal_size=SMALL, run_before=steering)

@@ -11,8 +11,9 @@ of the held-out replies' projections, positive minus negative). Steering uses a 
 of blocks chosen from those measurements (`choose_band`), never block 0 (llama.cpp cannot
 steer it) nor the last quarter.
 
-Block i's output in torch is `hidden_states[i + 1]`; llama.cpp adds `direction.i` to the same
-place (`tests/test_steering.py` checks the two agree).
+Block outputs are read with forward hooks on the blocks (transformers' `hidden_states[i + 1]`
+for every block but the last, whose entry there is already normalised); llama.cpp adds
+`direction.i` to the same place (`tests/test_steering.py` checks the two agree).
 """
 
 from __future__ import annotations

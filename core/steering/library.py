@@ -104,14 +104,18 @@ def mix(
     used = [(available[name], value) for name, value in chosen.items() if value]
     if not used:
         return None
-    total = np.zeros_like(used[0][0].rows, dtype=np.float64)
-    limit = np.zeros(len(total))
+    widths = {v.rows.shape[1] for v, _ in used}
+    if len(widths) > 1:
+        raise ValueError(f"these vectors have different widths {sorted(widths)}")
+    blocks = max(len(v.rows) for v, _ in used)  # a file holds rows up to its last band block
+    total = np.zeros((blocks, widths.pop()))
+    limit = np.zeros(blocks)
     for v, value in used:
-        if v.rows.shape != total.shape:
-            raise ValueError(f"{v.path}: its shape {v.rows.shape} differs from the other vectors")
-        total += v.calibration.strength(value) * v.rows
+        rows = np.zeros_like(total)
+        rows[: len(v.rows)] = v.rows
+        total += v.calibration.strength(value) * rows
         edge = max(v.calibration.positive, v.calibration.negative)
-        limit = np.maximum(limit, edge * np.linalg.norm(v.rows, axis=1))
+        limit = np.maximum(limit, edge * np.linalg.norm(rows, axis=1))
     lengths = np.linalg.norm(total, axis=1)
     over = np.where(limit > 0, lengths / np.maximum(limit, 1e-12), 0.0)
     if over.max() > 1:

@@ -331,3 +331,34 @@ class MemoryBuilt(Message):
     def __init__(self, report: Any) -> None:
         super().__init__()
         self.report = report
+
+
+# -- steering -------------------------------------------------------------------------------
+
+
+class SteeringLoaded(Message):
+    """The persona's steering vectors (`core.steering.Vector`s, by name) and a line for each
+    vector file that could not be used (another model's, damaged)."""
+
+    def __init__(self, vectors: list[Any], problems: list[str]) -> None:
+        super().__init__()
+        self.vectors = vectors
+        self.problems = problems
+
+
+class SteerBuildProgress(Message):
+    """One `core.steering.BuildEvent` of the vector being built."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class SteerBuildEnded(Message):
+    """Building a vector ended: `vector` (a `core.steering.Vector`) when it was saved, else
+    `error` says why not (stopped, a bad name or pole, ...)."""
+
+    def __init__(self, vector: Any | None, error: str | None) -> None:
+        super().__init__()
+        self.vector = vector
+        self.error = error

@@ -1,7 +1,9 @@
 """Chat: you type as yourself, the persona streams its reply; autocomplete drafts your own
 next message; forever mode lets both sides talk; the sampling panel tunes generation; F6 opens
 the memory panel of the persona's chat and F7 turns memory off for replies, to compare
-(`chat_memory.py`: the facts each reply is given, and what the chat teaches).
+(`chat_memory.py`: the facts each reply is given, and what the chat teaches); F8 opens the
+steering panel (`steering.py`: sliders whose mix the next reply is steered with, shown in the
+status line).
 
 One `Engine` per screen, used by one job at a time (`self.busy` lock). Replies, forever turns,
 autocomplete and transcript files run in `@work` thread workers that report with the messages
@@ -41,6 +43,7 @@ from convsim.tui.app.screens.chat_memory import MemoryActions
 from convsim.tui.app.screens.chat_persona import Persona, persona_from_base, persona_from_model
 from convsim.tui.app.screens.chat_transcripts import TranscriptActions
 from convsim.tui.app.screens.chat_widgets import Bubble, EditDialog, OpenDialog, SamplingPanel
+from convsim.tui.app.screens.steering import SteeringActions, SteeringPanel
 from convsim.tui.app.widgets import GhostInput
 
 AUTOCOMPLETE_DELAY = 0.15  # seconds of no typing before a completion is asked for
@@ -59,7 +62,7 @@ def _close_engine(screen: ChatScreen) -> None:
         screen.close_memory()
 
 
-class ChatScreen(TranscriptActions, MemoryActions, Screen[None]):
+class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]):
     BINDINGS = [
         Binding("ctrl+r", "regenerate", "Regen"),
         Binding("ctrl+o", "continue_reply", "More", show=False),
@@ -69,6 +72,7 @@ class ChatScreen(TranscriptActions, MemoryActions, Screen[None]):
         Binding("f3", "toggle_autocomplete", "Autocomplete", show=False),
         Binding("f6", "memory", "Memory"),
         Binding("f7", "toggle_memory", "Memory on/off", show=False),
+        Binding("f8", "steering", "Steer", show=False),
         Binding("ctrl+s", "save", "Save", show=False),
         Binding("ctrl+l", "load", "Open", show=False),
         Binding("escape", "stop", "Stop", show=False),
@@ -91,7 +95,9 @@ class ChatScreen(TranscriptActions, MemoryActions, Screen[None]):
         self.completions = 0  # autocomplete results shown, for the status line and tests
         self.autocomplete_on = True
         self._streamed: list[Bubble] = []  # the bubbles of the reply being streamed
+        self._status_text = READY
         self._init_memory()
+        self._init_steering()
 
     def compose(self) -> ComposeResult:
         from convsim.core.inference.engine import Sampling
@@ -106,6 +112,7 @@ class ChatScreen(TranscriptActions, MemoryActions, Screen[None]):
                     yield Label("forever", classes="inline")
                     yield Switch(id="forever")
             yield SamplingPanel(Sampling(max_tokens=48))
+            yield SteeringPanel()
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -117,6 +124,7 @@ class ChatScreen(TranscriptActions, MemoryActions, Screen[None]):
     def on_unmount(self) -> None:
         self.cancel.set()
         self._complete_cancel.set()
+        self.stop_steering_build()
         # On the app, not this screen: the screen's own workers end with it.
         self.app.run_worker(
             lambda: _close_engine(self), thread=True,
@@ -128,7 +136,13 @@ class ChatScreen(TranscriptActions, MemoryActions, Screen[None]):
         return self.query_one(SamplingPanel).sampling
 
     def _status(self, text: str) -> None:
-        self.query_one("#chat-status", Static).update(text)
+        self._status_text = text
+        self.refresh_status()
+
+    def refresh_status(self) -> None:
+        """The status line: the latest news, then the steering mix (when a slider is moved)."""
+        line = " · ".join(p for p in (self._status_text, self.steering_note()) if p)
+        self.query_one("#chat-status", Static).update(line)
 
     # -- the message list ---------------------------------------------------------------------
 
@@ -176,6 +190,7 @@ class ChatScreen(TranscriptActions, MemoryActions, Screen[None]):
             pending: list[str] = []
             sent = 0.0
             post(self, MemoriesUsed(self.memory_for_reply(turns)))
+            self.steering_for_reply()
             stream = engine.simulate(
                 turns, speaker, sampling, self.cancel, max_messages=MAX_MESSAGES
             )
@@ -297,6 +312,7 @@ class ChatScreen(TranscriptActions, MemoryActions, Screen[None]):
         engine = self.persona.engine
         try:
             with reporting(self, "Forever mode failed", "forever"), self.busy:
+                self.steering_for_reply()
                 for speaker, text in engine.forever(turns, speakers, sampling, None, self.cancel):
                     post(self, ForeverTurn(speaker, text))
         finally:

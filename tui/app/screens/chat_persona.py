@@ -18,6 +18,8 @@ class Persona:
     title: str
     model_id: str | None = None
     chat_id: int | None = None  # the chat it was trained on: its memory
+    model_path: Path | None = None  # the persona's folder: its steering vectors live there
+    plain_base: bool = False  # the untrained default base (its vectors: `steering.base_folder`)
 
 
 def persona_from_model(app: Any, model_id: str) -> Persona:
@@ -36,14 +38,17 @@ def persona_from_model(app: Any, model_id: str) -> Persona:
     engine = Engine(Path(record.base), [(adapter, 1.0)])
     engine.set_tags(tags)
     title = f"{record.person} ({model_id})"
-    return Persona(engine, record.person, me, title, model_id, record.chat_id)
+    return Persona(engine, record.person, me, title, model_id, record.chat_id, Path(record.path))
 
 
 def persona_from_base(app: Any) -> Persona:
     """The plain default base model as a stranger called Friend."""
     from convsim.core.bases.prepare import default_base
     from convsim.core.inference.engine import Engine
+    from convsim.core.steering.build import base_folder
 
     with app.workspace() as ws:
         path = default_base(ws.locations)
-    return Persona(Engine(path), "Friend", "You", "Friend (base model, untrained)")
+        folder = base_folder(ws)  # its steering vectors
+    title = "Friend (base model, untrained)"
+    return Persona(Engine(path), "Friend", "You", title, model_path=folder, plain_base=True)
