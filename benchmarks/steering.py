@@ -74,10 +74,19 @@ def metric(axis: str, text: str, vader: Any) -> float:
     return form / 2 - casual / n
 
 
+def ranks(values: list[float]) -> np.ndarray:
+    """Ranks from 0, ties sharing their average rank."""
+    v = np.asarray(values, dtype=float)
+    out = np.empty(len(v))
+    for value in np.unique(v):
+        where = np.flatnonzero(v == value)
+        out[where] = np.mean(np.argsort(np.argsort(v, kind="stable"))[where])
+    return out
+
+
 def spearman(x: list[float], y: list[float]) -> float:
-    rx = np.argsort(np.argsort(x)).astype(float)
-    ry = np.argsort(np.argsort(y)).astype(float)
-    if ry.std() == 0:
+    rx, ry = ranks(x), ranks(y)
+    if ry.std() == 0 or rx.std() == 0:
         return 0.0
     return float(np.corrcoef(rx, ry)[0, 1])
 
@@ -273,6 +282,37 @@ def parity(ws: Any, record: Any, llm: Any, v: Any, contexts: list[Any]) -> dict[
     return {k: float(np.min(x)) for k, x in result.items()} | {"contexts": len(contexts)}
 
 
+def slider_latency(ws: Any, record: Any, v: Any) -> dict[str, float]:
+    """Time to the first token of a reply at the end of a ~1,900-token conversation: with the
+    sliders unchanged, right after a slider change (only the reply's tag is evaluated again),
+    and re-reading the whole prompt (what a cache reset on every change would cost)."""
+    from convsim.core import training
+    from convsim.core.inference.engine import Engine, Sampling
+    from convsim.core.steering import mix
+
+    engine = Engine(Path(record.base), [(training.adapter_gguf(ws, record.id), 1.0)])
+    engine.set_tags(training.speaker_tags(ws, record))
+    turns = [(m.sender or "?", m.text) for m in ws.store.messages(record.chat_id) if m.text]
+    while len(engine.tokens("".join(f"[{a}] {b}\n" for a, b in turns))) > 1900:
+        turns = turns[len(turns) // 10 :]
+    one = Sampling(seed=0, max_tokens=1)
+
+    def first_token_ms(reset: bool = False) -> float:
+        if reset:
+            engine.model.reset()
+        return 1000 * float(engine.simulate(turns, record.person, one).result().first_token_s)
+
+    out = {"prompt_tokens": float(len(engine.tokens("".join(f"[{a}] {b}\n" for a, b in turns))))}
+    first_token_ms()  # fills the cache
+    out["unchanged_ms"] = first_token_ms()
+    for value in (0.5, 1.0):
+        engine.set_steering(*mix({v.name: value}, {v.name: v}))  # type: ignore[misc]
+        out[f"after_change_to_{value}_ms"] = first_token_ms()
+    out["whole_prompt_ms"] = first_token_ms(reset=True)
+    engine.close()
+    return out
+
+
 def plot(reports: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -301,6 +341,7 @@ def main() -> int:
     ap.add_argument("--contexts", type=int, default=50)
     ap.add_argument("--axes", default="happy,warm,formal,brief,excited")
     ap.add_argument("--compare", default="happy", help="axes to compare with cvector-generator")
+    ap.add_argument("--latency", action="store_true", help="time a reply after a change")
     ap.add_argument("--parity", type=int, default=8, help="contexts for the torch parity check")
     ap.add_argument("--plot", type=Path, default=Path(__file__).with_name("steering.svg"))
     ap.add_argument("--json", action="store_true")
@@ -351,13 +392,18 @@ def main() -> int:
         print(f"parity torch vs llama.cpp ({first.name} at +1), lowest correlation over "
               f"{checked['contexts']} contexts: steered {checked['steered']:.4f}, "
               f"unsteered {checked['unsteered']:.4f}", flush=True)  # fmt: skip
+    latency = {}
+    if args.latency and found:
+        first = found.get("happy") or next(iter(found.values()))
+        latency = slider_latency(ws, record, first)
+        print(f"first token after a slider change: {json.dumps(latency)}", flush=True)
     if reports:
         plot(reports, args.plot)
         print(f"plot: {args.plot}", file=sys.stderr)
     if args.json:
         summary = {"model": record.id, "contexts": len(contexts), "build_seconds": builds}
-        print(json.dumps({**summary, "axes": reports, "together": together,
-                          "compare": comparisons, "parity": checked}))  # fmt: skip
+        extra = {"compare": comparisons, "parity": checked, "latency": latency}
+        print(json.dumps({**summary, "axes": reports, "together": together, **extra}))
     return 0
 
 
