@@ -93,10 +93,9 @@ def spearman(x: list[float], y: list[float]) -> float:
 
 def held_out(ws: Any, record: Any, n: int) -> list[Any]:
     """Held-out contexts the build used neither for pairs nor for calibration."""
-    from convsim.core.steering import build, pairs
+    from convsim.core.steering import build
 
-    train, validation, _ = ws.dataset_files(record.dataset_id)
-    _, held = pairs.split(pairs.contexts([*train, *validation]), build.HELD_OUT)
+    _, held = build.split_contexts(build.target(ws, record.id))
     rest = held[build.CALIBRATION_CONTEXTS :]
     return rest[:n] if len(rest) >= n else held[-n:]
 
@@ -168,7 +167,7 @@ def cvgen_vector(ws: Any, record: Any, axis: str) -> np.ndarray:
     from convsim.core.steering.directions import decoder_layers
 
     t = build.target(ws, record.id)
-    early, _ = pairs.split(pairs.contexts(t.examples), build.HELD_OUT)
+    early, _ = build.split_contexts(t)
     chosen = pairs.contrast_pairs(early, BUILT_IN[axis], pairs.MIN_PAIRS)
     model, tok = build.load_persona(ws, t)
     layers = decoder_layers(model)
@@ -205,11 +204,10 @@ def cvgen_vector(ws: Any, record: Any, axis: str) -> np.ndarray:
 
 
 def compare(ws: Any, record: Any, llm: Any, v: Any, contexts: list[Any], vader: Any) -> Any:
-    from convsim.core.steering import build, calibrate, pairs
+    from convsim.core.steering import build, calibrate
 
     rows = cvgen_vector(ws, record, v.name)
-    train, validation, _ = ws.dataset_files(record.dataset_id)
-    _, held = pairs.split(pairs.contexts([*train, *validation]), build.HELD_OUT)
+    _, held = build.split_contexts(build.target(ws, record.id))
     grid = (1, 2, 4, 8, 16, 32, 64, 128, 256)
     band = (1, len(rows) - 1)
     cal = calibrate.calibrate(llm, held[: build.CALIBRATION_CONTEXTS], rows[1:], band, grid=grid)

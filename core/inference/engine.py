@@ -91,7 +91,6 @@ class Engine:
         # prompt that starts with the same turns starts there too, so the trimmed window (and
         # the cache) survives the following turns.
         self._kept_prefix: list[Turn] = []
-        self._steer_at = 0  # where the last prompt's tail (the reply's tag) starts
 
     def close(self) -> None:
         self.model.close()
@@ -147,14 +146,12 @@ class Engine:
         turns = [(self.tag(name), text) for name, text in transcript]
         start = self._start(turns)
         tokens = self.tokens(self._head + render(turns[start:]) + tail)
-        self._steer_at = len(tokens) - len(self.model.tokenize(tail, bos=False))
         if len(tokens) + budget > self.n_ctx and start < len(turns):
             excess = len(tokens) + budget + self.trim_margin - self.n_ctx
             while excess > 0 and start < len(turns):
                 excess -= len(self.model.tokenize(render(turns[start : start + 1]), bos=False))
                 start += 1
             tokens = self.tokens(self._head + render(turns[start:]) + tail)
-            self._steer_at = len(tokens) - len(self.model.tokenize(tail, bos=False))
         # Only a trimmed window is remembered: an untrimmed prompt starts at the first turn.
         self._kept_prefix = turns[: start + 1] if 0 < start < len(turns) else []
         if len(tokens) >= self.n_ctx:
@@ -167,9 +164,15 @@ class Engine:
     # -- the token loop ----------------------------------------------------------------------
 
     def _pieces(
-        self, tokens: list[int], s: Sampling, p: Progress, cancel: threading.Event | None
+        self,
+        tokens: list[int],
+        s: Sampling,
+        p: Progress,
+        cancel: threading.Event | None,
+        steer_from: int = 0,
     ) -> Generator[str, None, None]:
-        """Decoded text of each generated token (may be "" while a UTF-8 character is split)."""
+        """Decoded text of each generated token (may be "" while a UTF-8 character is split);
+        a control vector steers the prompt from `steer_from` on (the reply's tag)."""
         model = self.model
         if cancel is not None and cancel.is_set():
             return
@@ -185,7 +188,7 @@ class Engine:
             repeat_penalty=s.repeat_penalty,
             presence_penalty=s.presence_penalty,
             frequency_penalty=s.frequency_penalty,
-            steer_from=self._steer_at,
+            steer_from=steer_from,
         )
         try:
             for token in gen:
@@ -226,7 +229,9 @@ class Engine:
             trimmed_turns=trimmed,
             cap=min(cap, self.n_ctx - len(tokens)),
         )
-        pieces = self._pieces(tokens, s, progress, cancel)
+        # Steering starts at the tail: the reply's tag (and, for autocomplete, the draft).
+        steer_from = len(tokens) - len(self.model.tokenize(tail, bos=False))
+        pieces = self._pieces(tokens, s, progress, cancel, steer_from)
         return Stream(pieces, progress, speaker, max_messages, lstrip, cancel)
 
     # -- public surfaces ---------------------------------------------------------------------

@@ -114,19 +114,30 @@ def base_target(ws: Workspace) -> Target:
 
     base = default_base(ws.locations)
     digest = sha256_file(base, ws.locations)
-    folder = base_folder(ws)
     (chat,) = parse_export(SAMPLE_CHAT)
     messages = [StoredMessage(i, m.timestamp, m.sender, m.text, m.kind)
                 for i, m in enumerate(chat.messages, 1)]  # fmt: skip
     data = build_dataset(messages, DatasetConfig(target="Sam"))
-    return Target(BASE_ID, base, None, None, [*data.train, *data.validation], folder, digest)
+    examples = [*data.train, *data.validation]
+    return Target(BASE_ID, base, None, None, examples, _base_folder(ws, digest), digest)
 
 
 def base_folder(ws: Workspace) -> Path:
     """Where the plain default base's vectors live (their files are in its `steering/`)."""
     from convsim.core.bases.prepare import default_base, sha256_file
 
-    return ws.locations.home / "bases" / sha256_file(default_base(ws.locations), ws.locations)[:16]
+    return _base_folder(ws, sha256_file(default_base(ws.locations), ws.locations))
+
+
+def _base_folder(ws: Workspace, digest: str) -> Path:
+    return ws.locations.home / "bases" / digest[:16]
+
+
+def split_contexts(t: Target) -> tuple[list[pairs.Context], list[pairs.Context]]:
+    """(earlier, held-out) contexts of the target, as every build splits them: pairs come
+    from the earlier ones; sign, separation and calibration (its first
+    `CALIBRATION_CONTEXTS`) from the held-out ones."""
+    return pairs.split(pairs.contexts(t.examples), HELD_OUT)
 
 
 def target(ws: Workspace, model_id: str) -> Target:
@@ -169,7 +180,7 @@ def build_vector(
             raise Cancelled(f"building {spec.name!r} was stopped; nothing was saved")
 
     started = time.perf_counter()
-    early, held = pairs.split(pairs.contexts(t.examples), HELD_OUT)
+    early, held = split_contexts(t)
     train_pairs = _pairs(axis, early, spec.n_pairs)
     held_pairs = _pairs(axis, held, pairs.MIN_PAIRS)[: max(HELD_OUT, len(held))]
     emit(BuildEvent("pairs", 1, 1, f"{len(train_pairs)} pairs, {len(held_pairs)} held out"))
@@ -203,7 +214,6 @@ def build_vector(
         cal = calibrate.calibrate(
             llm, contexts, found.vectors[1:], found.band, progress=calibrating
         )
-        arch, n_embd, n_blocks = _facts(llm)
     finally:
         llm.close()
     check()
@@ -226,12 +236,7 @@ def build_vector(
         "seconds": round(time.perf_counter() - started, 1),
     }
     path = library.vector_path(t.folder, spec.name)
-    library.save(path, ControlVector(arch, found.vectors, meta))
+    fits = library.model_fits(t.base)
+    library.save(path, ControlVector(fits[0], found.vectors, meta))
     emit(BuildEvent("saved", 1, 1, str(path)))
-    return library.load(path, (arch, n_embd, n_blocks))
-
-
-def _facts(llm: Any) -> tuple[str, int, int]:
-    from convsim.convert.gguf_info import read_info
-
-    return read_info(llm.path).arch, llm.n_embd(), llm.n_layers()
+    return library.load(path, fits)

@@ -42,6 +42,15 @@ class Vector:
         return str(self.meta.get("positive", "+")), str(self.meta.get("negative", "-"))
 
 
+def model_fits(model: Path) -> tuple[str, int, int]:
+    """(architecture, width, blocks) of a model GGUF, from its header: what `load` checks a
+    vector against."""
+    from convsim.convert.gguf_info import read_info
+
+    info = read_info(model)
+    return info.arch, info.n_embd, info.n_layers
+
+
 def check_name(name: str) -> str:
     if not NAME.match(name):
         raise ValueError(

@@ -155,14 +155,14 @@ def apply_steer(engine: Any, record: Any, text: str | None) -> dict[str, float]:
     """Set `engine`'s steering from a `--steer` value; the slider positions used."""
     if not text:
         return {}
-    from convsim.convert.gguf_info import read_info
     from convsim.core import steering
+    from convsim.core.steering.library import model_fits
 
     try:
         chosen = steering.parse_mix(text)
     except ValueError as e:
         raise CliError(f"--steer: {e}") from None
-    fits = (read_info(record.base).arch, engine.model.n_embd(), engine.model.n_layers())
+    fits = model_fits(Path(record.base))
     try:
         available = {v.name: v for v in steering.vectors(Path(record.path), fits)}
     except ValueError as e:

@@ -281,15 +281,13 @@ class SteeringActions:
 
     @work(thread=True, exit_on_error=False, group="steer-load", description="read the sliders")
     def _load_vectors(self, model_path: Path, model_file: Path) -> None:
-        from convsim.convert.gguf_info import read_info
         from convsim.core.steering import library
 
         found: list[Any] = []
         problems: list[str] = []
         fits: tuple[str, int, int] | None = None
         try:
-            info = read_info(model_file)
-            fits = (info.arch, info.n_embd, info.n_layers)
+            fits = library.model_fits(model_file)
         except (OSError, ValueError) as e:
             problems.append(f"the model's sizes are unknown ({e})")
         try:
