@@ -376,3 +376,98 @@ def test_a_dataset_folder_in_the_old_format_still_trains(dataset, tokenizer, tmp
         losses.append([e.loss for e in events if e.kind in ("step", "eval")])
     assert files.version == 2 and len(losses[0]) == 4
     assert losses[0] == losses[1]  # the same texts train the same, whatever the format
+
+
+@pytest.mark.parametrize("softcap", [None, 3.0])
+@pytest.mark.parametrize("bias", [False, True])
+def test_chunked_lm_head_loss_equals_plain_cross_entropy(softcap, bias) -> None:
+    """`memory.lm_head_loss` (logits a chunk at a time, gradients worked out in the forward
+    pass) gives F.cross_entropy's loss and gradients, with and without Gemma's softcapping."""
+    from convsim.core.training.memory import lm_head_loss
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=bias)
+    hidden = torch.randn(11, 16, requires_grad=True)
+    targets = torch.randint(0, 50, (11,))
+
+    def plain():
+        logits = head(hidden).float()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+
+    expected = plain()
+    want = torch.autograd.grad(expected * 0.7, [hidden, *head.parameters()])
+    loss = lm_head_loss(hidden, head, targets, softcap, chunk=4)  # 3 chunks, the last short
+    got = torch.autograd.grad(loss * 0.7, [hidden, *head.parameters()])
+    assert torch.allclose(loss, expected, rtol=1e-6, atol=1e-5)
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape and torch.allclose(g, w, rtol=1e-5, atol=1e-6)
+    # A frozen head (LoRA): the hidden states' gradient only. Without grad mode: the loss.
+    head.requires_grad_(False)
+    (g_hidden,) = torch.autograd.grad(lm_head_loss(hidden, head, targets, softcap, 4), hidden)
+    assert torch.allclose(g_hidden, torch.autograd.grad(plain(), hidden)[0], atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(lm_head_loss(hidden, head, targets, softcap, 4), expected)
+
+
+def test_next_message_loss_is_the_full_logits_cross_entropy(dataset, tokenizer) -> None:
+    """The objective's loss (chunked LM head, softcapped for gemma3) is the cross-entropy of
+    the model's own logits at the target positions."""
+    from peft import LoraConfig, get_peft_model
+
+    from convsim.core.training.objectives import NextMessage, Setup
+
+    model = tiny_model(len(tokenizer), "gemma3")
+    model.config.final_logit_softcapping = 5.0
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    setup = Setup(tokenizer, config(seq_len=64), "cpu", torch.float32)
+    rows = NextMessage().prepare(dataset.train[:8], setup, training=False)[:2]
+    summed = NextMessage().loss(peft_model, rows, setup)
+    expected = 0.0
+    for row in rows:
+        logits = peft_model(
+            input_ids=torch.tensor([row.ids]),
+            position_ids=torch.tensor([row.positions]),
+            attention_mask={
+                "full_attention": block_causal_mask([row], len(row.ids)),
+                "sliding_attention": block_causal_mask([row], len(row.ids), 16),
+            },
+        ).logits[0]  # softcapped by the model itself
+        sel = torch.tensor(row.loss, dtype=torch.bool)
+        targets = torch.roll(torch.tensor(row.ids), -1)[sel]
+        expected = expected + torch.nn.functional.cross_entropy(
+            logits[sel], targets, reduction="sum"
+        )
+    assert summed.count == sum(row.loss_tokens for row in rows)
+    assert torch.allclose(summed.total, expected, rtol=1e-5)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    got = torch.autograd.grad(summed.total, params)
+    want = torch.autograd.grad(expected, params)
+    assert all(torch.allclose(g, w, rtol=1e-4, atol=1e-6) for g, w in zip(got, want, strict=True))
+
+
+def test_micro_batches_make_the_same_steps_and_peak_memory_is_recorded(
+    dataset, tokenizer, tmp_path
+) -> None:
+    """A step run one row at a time (the CPU default, to bound memory) is the step run on the
+    whole batch at once; the run records its peak memory."""
+    results = []
+    for micro in (1, 4):
+        events: list[TrainEvent] = []
+        result = Trainer(
+            tiny_model(len(tokenizer)), tokenizer, dataset.train, [],
+            config(steps=3, dropout=0.0, micro_batch_size=micro, checkpoint_every=0),
+            tmp_path / f"micro-{micro}", on_event=events.append,
+        ).run()  # fmt: skip
+        results.append((result, [e.loss for e in events if e.kind == "step"]))
+    (one, losses_one), (four, losses_four) = results
+    assert losses_one == pytest.approx(losses_four, rel=1e-5)
+    from safetensors.torch import load_file
+
+    weights = [load_file(r.adapter_dir / "adapter_model.safetensors") for r in (one, four)]
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-5) for k in weights[0])
+    metrics = json.loads((tmp_path / "micro-1" / "metrics.json").read_text())
+    assert 50 * 2**20 < metrics["peak_rss_bytes"] < 2**40 and metrics["peak_gpu_bytes"] is None
+    with pytest.raises(ValueError, match="micro_batch_size"):
+        TrainConfig(micro_batch_size=0)

@@ -3,13 +3,15 @@
 Contract: an `Objective` turns dataset examples into items (`prepare`), scores a batch of items
 (`loss`: a loss *summed* over `count` units, so the loop averages a step, or a whole validation
 pass, by dividing the sums), and may show what the model now writes (`samples`). The loop in
-`trainer.py` knows nothing else: it batches `config.batch_size` items per step, steps the
-optimiser, evaluates, checkpoints and resumes. A preference objective (DPO, KTO) is another
+`trainer.py` knows nothing else: it batches `config.batch_size` items per step (scored
+`micro_batch_size` items at a time, gradients accumulated), steps the optimiser, evaluates,
+checkpoints and resumes. A preference objective (DPO, KTO) is another
 class here with the same three methods.
 
 `NextMessage` is the persona objective: learn to write the target person's next message after
 its context. Examples are packed (see `core/data/packing.py`) and the vocabulary projection,
-which dominates a 262k-vocabulary model, is computed only at positions that carry loss.
+which dominates a 262k-vocabulary model, is computed only at positions that carry loss, a
+chunk of them at a time (`memory.lm_head_loss`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from convsim.core.data.packing import PackedRow, example_fields, pack, tokenize_examples
 from convsim.core.data.turns import tag_of
+from convsim.core.training.memory import lm_head_loss
 
 if TYPE_CHECKING:
     from convsim.core.training.trainer import TrainConfig
@@ -124,16 +127,21 @@ class NextMessage:
         causal_lm = model.get_base_model()
         text_config = getattr(causal_lm.config, "get_text_config", lambda: causal_lm.config)()
         masks = _masks(rows, length, text_config, device)
+        softcap = getattr(text_config, "final_logit_softcapping", None)
+        head = causal_lm.lm_head
         with torch.autocast(device, dtype=setup.dtype, enabled=device == "cuda"):
             hidden = causal_lm.model(
                 input_ids=ids, position_ids=pos, attention_mask=masks
             ).last_hidden_state
-            # The expensive vocabulary projection, only where a token is predicted for loss.
-            logits = causal_lm.lm_head(hidden[sel]).float()
-        softcap = getattr(text_config, "final_logit_softcapping", None)
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        loss = F.cross_entropy(logits, targets, reduction="sum")
+            # The expensive vocabulary projection, only where a token is predicted for loss,
+            # and a chunk of positions at a time (`memory.lm_head_loss`).
+            if isinstance(head, torch.nn.Linear):
+                loss = lm_head_loss(hidden[sel], head, targets, softcap)
+            else:  # an adapted or unusual head: all logits at once
+                logits = head(hidden[sel]).float()
+                if softcap:
+                    logits = torch.tanh(logits / softcap) * softcap
+                loss = F.cross_entropy(logits, targets, reduction="sum")
         return LossSum(loss, int(sel.sum()), sum(len(r.ids) for r in rows))
 
     def samples(self, model: Any, examples: Sequence[Any], setup: Setup) -> list[str]:

@@ -10,7 +10,9 @@ exactly where it stopped. With `config.init_adapter` the LoRA starts from a fini
 adapter instead of zero (an update), with a fresh optimiser and learning-rate warm-up.
 
 The loop knows only what the `Objective` protocol says: items, batches of `batch_size` of them,
-and summed losses. It owns the optimiser, schedule, evaluation passes, checkpoints and events.
+and summed losses. It owns the optimiser, schedule, evaluation passes, checkpoints and events,
+and runs a step in micro-batches to bound its memory (`memory.py`); `TrainResult.metrics`
+records the run's peak memory (`peak_rss_bytes`, and `peak_gpu_bytes` on CUDA).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from convsim.core.config import Config
 from convsim.core.data.packing import batches
 from convsim.core.files import publishing, write_json
 from convsim.core.system.devices import choose_device
+from convsim.core.training.memory import PeakMemory, backward_in_parts
 from convsim.core.training.objectives import Objective, Setup, block_causal_mask, objective_named
 
 __all__ = [
@@ -65,6 +68,9 @@ class TrainConfig(Config):
     epochs: float = 1.0  # passes over the training rows when `steps` is None
     seq_len: int = 512  # tokens per packed row (the model's context window in training)
     batch_size: int = 4  # packed rows per step
+    # Rows per forward/backward pass (gradients accumulate over the batch: the same step, with
+    # one pass's activations in memory). None = 1 on CPU and MPS, the whole batch on CUDA.
+    micro_batch_size: int | None = None
     loss_on: str = "target"  # "target": the person's turn only; "all": every token
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -93,6 +99,8 @@ class TrainConfig(Config):
             raise ValueError("rank and batch_size must be >= 1 and seq_len >= 8")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, not {self.steps}")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size must be >= 1, not {self.micro_batch_size}")
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,10 @@ class Trainer:
         self.objective = objective or objective_named(config.objective)
         self.device, self.dtype = choose_device(config.device)
         self.setup = Setup(tokenizer, config, self.device, self.dtype)
+        self.micro_batch_size = config.micro_batch_size or (
+            config.batch_size if self.device == "cuda" else 1
+        )
+        self.peak_memory = PeakMemory(self.device)
         self.validation_examples = list(validation)
         self.train_rows = self.objective.prepare(train, self.setup, training=True)
         self.val_rows = self.objective.prepare(validation, self.setup, training=False)[
@@ -236,6 +248,7 @@ class Trainer:
         if resume:
             step = self._load_checkpoint(optimizer, scheduler)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.peak_memory.start()
         self._emit("start", step, message=f"{len(self.train_rows)} packed rows on {self.device}")
 
         tokens = 0
@@ -251,17 +264,17 @@ class Trainer:
             order = batches(self.train_rows, c.batch_size, c.seed, epoch)
             batch = [self.train_rows[i] for i in order[index]]
             started = time.perf_counter()
-            summed = self.objective.loss(self.model, batch, self.setup)
-            loss = summed.total / max(1, summed.count)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            total, count, batch_tokens = backward_in_parts(
+                self.objective, self.model, batch, self.setup, self.micro_batch_size, params
+            )
             torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
             optimizer.step()
             scheduler.step()
             busy += time.perf_counter() - started
-            tokens += summed.tokens
+            tokens += batch_tokens
             step += 1
-            loss_value = float(loss.detach())
+            loss_value = total / max(1, count)
             self.history["loss"].append([step, loss_value])
             rate = tokens / busy if busy else None
             eta = busy / step * (self.total_steps - step) if step else None
@@ -292,6 +305,8 @@ class Trainer:
             "tokens_per_s": tokens / busy if busy else None,
             "train_rows": len(self.train_rows),
             "val_rows": len(self.val_rows),
+            # Since `run()` started (the process's, on Linux; see memory.PeakMemory), bytes.
+            **self.peak_memory.read(),
             "history": self.history,
         }
 

@@ -23,6 +23,7 @@ from textual.widgets import Button, Footer, Header, Label, ProgressBar, RichLog,
 from textual.worker import get_current_worker
 
 from convsim.convert import QUANT_KINDS
+from convsim.core.training.memory import peak_memory_text
 from convsim.tui.app.messages import (
     BaseProgress,
     Exported,
@@ -182,6 +183,8 @@ class TrainingScreen(Screen[None]):
         self.state = "done"
         val = outcome.result.metrics.get("val_loss")
         val_text = f", validation loss {val:.3f}" if val is not None else ""
+        peak = peak_memory_text(outcome.result.metrics)
+        val_text += f", {peak}" if peak else ""
         self._title(
             Content.from_markup(
                 "Done: persona [b]$model[/b]$val.", model=self.model_id, val=val_text
