@@ -56,3 +56,25 @@ def adapter(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
             tensors[f"blk.{layer}.{name}.weight"] = (a, b)
     out = tmp_path_factory.mktemp("tiny-adapter") / "adapter.gguf"
     return write_lora_adapter(LoraWeights("gemma3", 4.0, tensors), tiny.gguf_path, out)
+
+
+# Settings that train a tiny persona in seconds (two steps of small rows).
+TINY_TRAINING = {"steps": 2, "seq_len": 64, "batch_size": 2, "rank": 4, "alpha": 8.0,
+                 "eval_every": 0, "eval_rows": 2, "samples": 0, "checkpoint_every": 0}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_persona(tiny: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A home with the sample chat and a persona of Sam trained on the tiny model: (home,
+    model id)."""
+    pytest.importorskip("peft")
+    from convsim.core.training import train_person
+    from convsim.core.workspace import SAMPLE_CHAT, Workspace
+
+    home = tmp_path_factory.mktemp("persona-home")
+    with Workspace.open(home) as ws:
+        (report,) = ws.import_export(SAMPLE_CHAT)
+        run = train_person(
+            ws, report.chat_id, "Sam", base=str(tiny.gguf_path), overrides=TINY_TRAINING
+        )
+    return home, run.model.id

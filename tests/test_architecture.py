@@ -80,7 +80,7 @@ MAY_IMPORT = {
     "bases": set(),
     "training": {"chats", "store", "data", "bases", "system", "convert"},
     "inference": {"data", "convert"},
-    "evaluation": {"data", "inference", "training"},
+    "evaluation": {"chats", "store", "data", "inference", "training"},
     "system": {"store", "bases", "inference"},
     "memory": {"chats", "store", "data", "inference"},
     "steering": {"chats", "store", "data", "bases", "training", "inference", "convert"},

@@ -236,6 +236,45 @@ def test_embeddings_are_deterministic_and_tell_texts_apart(model: LlamaModel) ->
     assert model.evaluated - before == 1
 
 
+def test_mean_states_are_the_personas_last_hidden_states(tiny: TinyModel, adapter: Path) -> None:
+    """`mean_states`: the mean over tokens[first:] of the last hidden state (after the final
+    norm), with the model's LoRA adapters. Times the tied output matrix it must give the mean
+    of the logits the chat context predicts at those positions, with and without the adapter
+    (so the adapter acts on the states context as on the chat context)."""
+    from convsim.core.inference.llama import EMBED_CTX
+
+    output = tiny.model.get_input_embeddings().weight.detach().numpy()
+    found = []
+    for adapters in ([], [(adapter, 1.0)]):
+        m = LlamaModel(tiny.gguf_path, adapters, n_ctx=256, threads=2)
+        try:
+            tokens = m.tokenize(TEXT)
+            states = m.mean_states([(tokens, 3)])
+            assert states.shape == (1, 64) and states.dtype == np.float32
+            rows = [m.next_logits(tokens[: i + 1]) for i in range(3, len(tokens))]
+            expected = np.mean(rows, axis=0)
+            assert np.abs(states[0] @ output.T - expected).max() < 1e-2 * np.abs(expected).max()
+            found.append(states[0])
+            # Lists packed into one decode equal each list alone: nothing padded, nothing seen
+            # across lists; a list longer than the context keeps its last tokens.
+            items = [(tokens, 3), (m.tokenize("the the the"), 1), (tokens, 5)] * 12
+            items.append(([*tokens] * (EMBED_CTX // len(tokens) + 2), 0))
+            together = m.mean_states(items)
+            alone = np.stack([m.mean_states([item])[0] for item in items])
+            assert np.abs(together - alone).max() < 2e-3  # batch shapes round differently
+            with pytest.raises(ValueError, match="no tokens from 30"):
+                m.mean_states([(tokens, 30)])
+            # The states context is separate: the chat context's cache is untouched.
+            m.next_logits(tokens)
+            m.mean_states([(tokens, 3)])
+            before = m.evaluated
+            m.next_logits(tokens)
+            assert m.evaluated - before == 1
+        finally:
+            m.close()
+    assert np.abs(found[0] - found[1]).max() > 1e-3
+
+
 def test_token_logprobs_match_next_logits(model: LlamaModel) -> None:
     tokens = model.tokenize(TEXT)
     logprobs = model.token_logprobs(tokens, 3)

@@ -69,13 +69,16 @@ def test_train_export_eval_on_the_default_base(home: Path, chat_id: int) -> None
     )
     assert reply and "\n" not in reply and not reply.startswith("[")
 
-    report = last_json(convsim("eval", model_id, "--max-examples", "6", "--json").stdout)
-    conditions = report["conditions"]
-    assert set(conditions) == {"base", "base_prompted", "tuned"}
-    tokens = {c["tokens"] for c in conditions.values()}
-    assert len(tokens) == 1 and tokens.pop() > 10  # every condition scores the same tokens
-    assert all(1 < c["perplexity"] < 10_000 for c in conditions.values())
-    assert (folder / "eval.json").exists()
+    args = ["--items", "3", "--best-of", "2", "--forever-turns", "4", "--json"]
+    report = last_json(convsim("eval", model_id, *args).stdout)
+    variants = [report[v] for v in ("base", "in_context", "tuned", "best_of_n")]
+    tokens = {v["counts"]["perplexity_tokens"] for v in variants}
+    assert len(tokens) == 1 and tokens.pop() > 10  # every variant scores the same tokens
+    assert all(1 < v["perplexity"] < 10_000 for v in variants)
+    assert all(v["counts"]["generated_replies"] == 3 for v in variants)
+    # Prompting with their messages makes their real replies less surprising on the real base.
+    assert report["in_context"]["perplexity"] < report["base"]["perplexity"]
+    assert (folder / "eval.json").exists() and (folder / "report.html").exists()
 
 
 def test_killed_run_resumes_from_its_checkpoint(home: Path, chat_id: int) -> None:

@@ -246,3 +246,19 @@ def test_chat_steering_panel(snap_compare, stocked: Path, tiny: TinyModel) -> No
         await settle(pilot, lambda: "happy -0.5" in str(chat.query_one("#chat-status").render()))
 
     assert snap_compare(ConvsimApp(stocked), terminal_size=SMALL, run_before=steering)
+
+
+def test_evaluate(snap_compare, stocked: Path) -> None:
+    """The Evaluate screen on a saved report (a real `convsim eval --quick` of the sample
+    chat's persona, kept as a fixture): a chart per figure, style and forever lines."""
+    folder = stocked / "models" / "sam-1"
+    folder.mkdir(parents=True, exist_ok=True)
+    report = Path(__file__).parent / "fixtures" / "eval_report.json"
+    (folder / "eval.json").write_text(report.read_text())
+
+    async def open_screen(pilot) -> None:
+        await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+        await pilot.press("e")
+        await settle(pilot, lambda: getattr(pilot.app.screen, "report", None) is not None)
+
+    assert snap_compare(ConvsimApp(stocked), terminal_size=LARGE, run_before=open_screen)

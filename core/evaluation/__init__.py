@@ -1,10 +1,47 @@
-"""How good is a persona? Held-out perplexity of the person's real messages under the base,
-the base with a prompt of their messages, and the tuned model (`perplexity`).
+""" "Is it really them?": how well a persona imitates its person, measured on the GGUFs users
+run (llama.cpp) over the held-out latest sessions of its dataset; and why did it say that?
 
-Contract: measures on the GGUFs users run (llama.cpp); results are plain dicts, saved beside
-the model.
+`suite.run` measures four variants (base, base prompted with the person's messages, tuned,
+tuned best-of-N): held-out perplexity and next-reply ranking (`ranking`), style match,
+authorship and a real-or-generated detector on generated replies (`imitation`, `classify`),
+forever-conversation health (`health`), with bootstrap intervals (`stats`); `report` writes
+`eval.json` and a self-contained `report.html` beside the model. `explain` finds the person's
+real training messages closest to a reply.
+
+Contract: results are plain JSON-able dicts, saved beside the model; deterministic for a seed;
+no network, no model downloads. Explanations read the model's dataset and keep their index in
+the model's folder.
 """
 
-from convsim.core.evaluation.perplexity import evaluate, evaluate_model
+from convsim.core.evaluation.explain import (
+    SIGNALS,
+    Explainer,
+    ExplainEvent,
+    ExplainStopped,
+    Explanation,
+    Match,
+    Said,
+    TextEmbedder,
+    explain,
+    surrounding,
+)
+from convsim.core.evaluation.suite import FULL, QUICK, VARIANTS, SuiteEvent, SuiteStopped, run
 
-__all__ = ["evaluate", "evaluate_model"]
+__all__ = [
+    "FULL",
+    "QUICK",
+    "SIGNALS",
+    "VARIANTS",
+    "ExplainEvent",
+    "ExplainStopped",
+    "Explainer",
+    "Explanation",
+    "Match",
+    "Said",
+    "SuiteEvent",
+    "SuiteStopped",
+    "TextEmbedder",
+    "explain",
+    "run",
+    "surrounding",
+]

@@ -25,6 +25,8 @@ Contracts:
   on; the conversation before it is evaluated and cached without it. A new vector therefore
   costs the reply's few tokens, not the conversation, and a reply steered in an earlier turn is
   evaluated again, unsteered, once it becomes part of the conversation.
+- Best-of-N (`Sampling.best_of`, persona replies only): N candidates are generated in full and
+  the best one streams at once (see `best_of`); its first token comes after all N.
 - The engine is not thread-safe: one generation at a time per Engine.
 """
 
@@ -39,6 +41,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from convsim.core.data.style import Profile
 from convsim.core.data.turns import Turn, render, safe_name, speaker_tail
 from convsim.core.inference.llama import LlamaModel
 from convsim.core.inference.reply import Progress, Reply, Stream
@@ -59,6 +62,7 @@ class Sampling:
     frequency_penalty: float = 0.0  # penalty growing with how often a token appeared
     seed: int | None = None  # None = a fresh random seed per call
     max_tokens: int = 64  # length cap of one message, in tokens
+    best_of: int = 1  # persona replies: sample this many and keep the best (see `best_of`)
 
 
 class Engine:
@@ -81,6 +85,11 @@ class Engine:
             model, adapters, n_ctx=n_ctx, threads=threads, n_batch=n_batch, gpu_layers=gpu_layers
         )
         self.n_ctx = n_ctx
+        # How to open a second context on the same weights (mapped, not copied) for best-of-N's
+        # scores without the conversation; opened on first use.
+        self._loading = (Path(model), tuple(adapters), threads, gpu_layers)
+        self._neutral: LlamaModel | None = None
+        self.styles: dict[str, Profile] = {}  # tag -> that person's style, for best-of-N
         # Trim this many tokens beyond what is needed, so trimming (which costs a re-evaluation
         # of the conversation) happens once every few turns, not on every turn.
         self.trim_margin = n_ctx // 4 if trim_margin is None else trim_margin
@@ -93,7 +102,20 @@ class Engine:
         self._kept_prefix: list[Turn] = []
 
     def close(self) -> None:
+        if self._neutral is not None:
+            self._neutral.close()
         self.model.close()
+
+    def neutral_model(self) -> LlamaModel:
+        """The same persona in a second, small context that never holds the conversation: it
+        scores a reply with no conversation before it (best-of-N), leaving the main cache."""
+        if self._neutral is None:
+            path, adapters, threads, gpu_layers = self._loading
+            self._neutral = LlamaModel(
+                path, adapters, n_ctx=self.n_ctx // 2 + 256, threads=threads,
+                gpu_layers=gpu_layers,
+            )  # fmt: skip
+        return self._neutral
 
     # -- prompts -----------------------------------------------------------------------------
 
@@ -118,6 +140,14 @@ class Engine:
         """Steer every reply from now on with a control vector (rows x n_embd: row i is added
         to block i + 1's output, for blocks `layer_start`..`layer_end`); None stops steering."""
         self.model.set_control_vector(data, layer_start, layer_end)
+
+    def set_style(self, speaker: str, profile: Profile | None) -> None:
+        """`speaker`'s style (their real messages' `data.style.Profile`), which best-of-N
+        weighs beside the ranking score for their replies; None: the ranking score alone."""
+        if profile is None:
+            self.styles.pop(self.tag(speaker), None)
+        else:
+            self.styles[self.tag(speaker)] = profile
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Name -> the tag the model learned for that person (a dataset's renames, e.g.
@@ -207,6 +237,17 @@ class Engine:
         finally:
             gen.close()
 
+    def reply_prompt(
+        self, transcript: Sequence[Turn], tail: str, cap: int
+    ) -> tuple[list[int], int, int]:
+        """The prompt of a reply of at most `cap` tokens after `transcript` and `tail`: its
+        tokens, the turns left out, and where steering starts (the tail: the reply's tag and,
+        for autocomplete, the draft)."""
+        # A reply may take at most half the context: a larger cap must not push the whole
+        # conversation out of the prompt (generation then stops where the context ends).
+        tokens, trimmed = self._prompt(transcript, tail, min(cap + 8, self.n_ctx // 2))
+        return tokens, trimmed, len(tokens) - len(self.model.tokenize(tail, bos=False))
+
     def _stream(
         self,
         transcript: Sequence[Turn],
@@ -219,9 +260,7 @@ class Engine:
     ) -> Stream:
         started = time.perf_counter()
         cap = s.max_tokens * max_messages
-        # A reply may take at most half the context: a larger cap must not push the whole
-        # conversation out of the prompt (generation then stops where the context ends).
-        tokens, trimmed = self._prompt(transcript, tail, min(cap + 8, self.n_ctx // 2))
+        tokens, trimmed, steer_from = self.reply_prompt(transcript, tail, cap)
         progress = Progress(
             started=started,
             prompt_tokens=len(tokens),
@@ -229,8 +268,6 @@ class Engine:
             trimmed_turns=trimmed,
             cap=min(cap, self.n_ctx - len(tokens)),
         )
-        # Steering starts at the tail: the reply's tag (and, for autocomplete, the draft).
-        steer_from = len(tokens) - len(self.model.tokenize(tail, bos=False))
         pieces = self._pieces(tokens, s, progress, cancel, steer_from)
         return Stream(pieces, progress, speaker, max_messages, lstrip, cancel)
 
@@ -249,6 +286,10 @@ class Engine:
         `.result()` for the `Reply`. With `max_messages > 1` the model may send several
         messages in a row; they stream separated by "\\n"."""
         s = sampling or Sampling()
+        if s.best_of > 1:
+            from convsim.core.inference import best_of
+
+            return best_of.simulate(self, transcript, speaker, s, cancel, max_messages)
         speaker = self.tag(speaker)
         tail = speaker_tail(speaker)
         return self._stream(transcript, speaker, tail, s, cancel, max_messages, lstrip=True)

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from convsim.core.data.turns import split_reply
 
@@ -42,6 +42,8 @@ class Progress:
     generated_tokens: int = 0
     capped: bool = False  # the length cap ended the generation
     first_token_s: float | None = None  # from the call to the first sampled token
+    # Best-of-N: every candidate's text and score, best first (empty for a single sample).
+    candidates: list[tuple[str, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Reply:
     cancelled: bool  # the cancel event was set when it ended
     first_token_s: float | None  # None when no token was sampled
     total_s: float
+    candidates: tuple[tuple[str, float], ...] = ()  # best-of-N: (text, score), best first
 
     @property
     def text(self) -> str:
@@ -160,5 +163,6 @@ class Stream(Iterator[str]):
             cancelled=self._cancel is not None and self._cancel.is_set(),
             first_token_s=p.first_token_s,
             total_s=time.perf_counter() - p.started,
+            candidates=tuple(p.candidates),
         )
         return self._reply

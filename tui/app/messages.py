@@ -362,3 +362,63 @@ class SteerBuildEnded(Message):
         super().__init__()
         self.vector = vector
         self.error = error
+
+
+# -- evaluate -------------------------------------------------------------------------------
+
+
+class EvalLoaded(Message):
+    """The persona's last saved suite report (`eval.json`), None when it was never evaluated;
+    `folder` is the model's folder, where the report files live."""
+
+    def __init__(self, report: dict[str, Any] | None, folder: Path) -> None:
+        super().__init__()
+        self.report = report
+        self.folder = folder
+
+
+class EvalProgress(Message):
+    """A stage of the suite moved on: a `core.evaluation.SuiteEvent` (stage, done, total)."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class EvalEnded(Message):
+    """The suite ended: its `report` (saved beside the model), or None when it was stopped."""
+
+    def __init__(self, report: dict[str, Any] | None) -> None:
+        super().__init__()
+        self.report = report
+
+
+# -- explain --------------------------------------------------------------------------------
+
+
+class ExplainProgress(Message):
+    """Building the persona's index of training messages (first use): a
+    `core.evaluation.ExplainEvent` (stage, done, total)."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class ExplainFound(Message):
+    """The person's real messages closest to the reply: a `core.evaluation.Explanation`."""
+
+    def __init__(self, explanation: Any) -> None:
+        super().__init__()
+        self.explanation = explanation
+
+
+class ExplainContext(Message):
+    """A match in its chat: the messages around `message_id` (`core.evaluation.Said`s, in
+    chat order) of chat `chat_id`."""
+
+    def __init__(self, message_id: int, chat_id: int, lines: list[Any]) -> None:
+        super().__init__()
+        self.message_id = message_id
+        self.chat_id = chat_id
+        self.lines = lines

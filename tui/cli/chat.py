@@ -31,25 +31,35 @@ def read_transcript(path: Path | None) -> list[tuple[str, str]]:
 def _sampling(args: argparse.Namespace) -> Any:
     from convsim.core.inference.engine import Sampling
 
-    return Sampling(seed=args.seed, temperature=args.temperature, max_tokens=args.max_tokens)
+    return Sampling(
+        seed=args.seed, temperature=args.temperature, max_tokens=args.max_tokens,
+        best_of=args.best_of,
+    )  # fmt: skip
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     """The model's Engine (base + its adapter) and its store record (`base`: the plain
     default base, as "Friend")."""
+    if args.best_of < 1:
+        raise CliError(f"--best-of must be 1 or more, not {args.best_of}")
     from convsim.core import training
+    from convsim.core.data.style import Profile
+    from convsim.core.evaluation.heldout import trained_texts
     from convsim.core.inference.engine import Engine
     from convsim.core.steering.build import BASE_ID
     from convsim.tui.cli.models import explain
 
     with workspace() as ws:
         try:
+            texts: list[str] = []
             if args.model_id == BASE_ID:
                 record, adapters, tags = base_record(ws), [], {}
             else:
                 record = ws.store.model(args.model_id)
                 adapters = [(training.adapter_gguf(ws, args.model_id), 1.0)]
                 tags = training.speaker_tags(ws, record)
+                if args.best_of > 1:
+                    texts = trained_texts(ws, args.model_id)
         except (KeyError, ValueError) as e:
             raise CliError(explain(e)) from None
     try:
@@ -63,6 +73,8 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from None
     engine.set_tags(tags)
+    if texts:
+        engine.set_style(record.person, Profile.of(texts))
     apply_steer(engine, record, args.steer)
     return engine, record
 
@@ -245,6 +257,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="sampling seed (default: random)")
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--max-tokens", type=int, default=64, help="length cap of one message")
+    p.add_argument(
+        "--best-of", type=int, default=1, metavar="N",
+        help="sample N replies and keep the one that fits best (default 1; slower)",
+    )  # fmt: skip
     p.add_argument("--ctx", type=int, default=2048, help="context size in tokens")
     p.add_argument("--threads", type=int, help="CPU threads (default: this machine's cores)")
     p.add_argument(

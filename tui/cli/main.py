@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from convsim.tui.cli import chat as cli_chat
 from convsim.tui.cli import chats as cli_chats
 from convsim.tui.cli import doctor as cli_doctor
+from convsim.tui.cli import evaluate as cli_evaluate
+from convsim.tui.cli import explain as cli_explain
 from convsim.tui.cli import forget as cli_forget
 from convsim.tui.cli import memory as cli_memory
 from convsim.tui.cli import models as cli_models
@@ -92,11 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_app)
 
     cli_models.add_commands(sub)
+    cli_evaluate.add_commands(sub)
     cli_doctor.add_commands(sub)
     cli_chat.add_commands(sub)
     cli_forget.add_commands(sub)
     cli_memory.add_commands(sub)
     cli_steer.add_commands(sub)
+    cli_explain.add_commands(sub)
     return parser
 
 

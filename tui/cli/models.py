@@ -1,4 +1,4 @@
-"""Command-line commands for persona models: train, models, export, eval, bases."""
+"""Command-line commands for persona models: train, models, export, bases."""
 
 from __future__ import annotations
 
@@ -152,7 +152,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         m = result["metrics"]
         val = f"{m['val_loss']:.3f}" if m.get("val_loss") is not None else "n/a"
         print(f"Model {out.model.id} ready: {out.adapter_gguf}")
-        print(f"  {m['steps']} steps, validation loss {val}, {m['tokens_per_s']:.0f} tokens/s")
+        from convsim.core.training.memory import peak_memory_text
+
+        peak = peak_memory_text(m)  # "peak memory 3.1 GB"; None for runs from before
+        print(
+            f"  {m['steps']} steps, validation loss {val}, {m['tokens_per_s']:.0f} tokens/s"
+            + (f", {peak}" if peak else "")
+        )
         print(f"  Next: convsim eval {out.model.id}   |   convsim export {out.model.id}")
     return 1 if out.result.cancelled and args.json else 0
 
@@ -186,34 +192,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         print(f"Exported {args.model_id} ({args.quant}): {path}")
         print("  Load it in LM Studio, Ollama (FROM <path>) or llama.cpp (-m <path>).")
-    return 0
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from convsim.core import evaluation
-
-    def say(text: str) -> None:
-        if not args.json:
-            print(text, file=sys.stderr)
-
-    with workspace() as ws:
-        try:
-            report = evaluation.evaluate_model(
-                ws, args.model_id, max_examples=args.max_examples, progress=say
-            )
-        except (KeyError, ValueError) as e:
-            raise CliError(explain(e)) from None
-    if args.json:
-        print_json(report)
-        return 0
-    names = {
-        "base": "base model",
-        "base_prompted": f"base + {report['prompt_tokens']}-token prompt of their messages",
-        "tuned": f"tuned ({args.model_id})",
-    }
-    print(f"Held-out perplexity over {report['examples']} messages (lower is better):")
-    for key, score in report["conditions"].items():
-        print(f"  {names[key]:<48} {score['perplexity']:>8.2f}  ({score['tokens']} tokens)")
     return 0
 
 
@@ -275,12 +253,6 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--quant", choices=QUANT_KINDS, default="q8_0")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("eval", help="held-out perplexity: base vs prompted base vs tuned")
-    p.add_argument("model_id")
-    p.add_argument("--max-examples", type=int, help="score at most this many messages")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bases", help="list GGUF models found on this machine")
     p.add_argument("--json", action="store_true")

@@ -19,6 +19,9 @@ KV cache, and what llama.cpp can do with it:
   which of its tokens were steered by which vector, so a new vector re-evaluates only those;
 - `embed`: mean-pooled embeddings of texts, from a second llama.cpp context on the same loaded
   weights, without adapters or control vector (`embedding`, with its measured cost).
+- `mean_states`: the persona's own last hidden states (with its LoRA adapters, no control
+  vector) averaged over a chosen suffix of each token list, from a third context on the same
+  weights (`embedding.open_states_context`); token lists are packed into few decodes.
 
 Not thread-safe: one call at a time per model. Nothing here knows about chats or people.
 """

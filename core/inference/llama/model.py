@@ -81,6 +81,8 @@ class LlamaModel:
             seed=seed,
         )
         self._embedder: Any = None
+        self._states: Any = None  # the hidden-state context, with the adapters (`mean_states`)
+        self._lora: tuple[Any, Any, int] | None = None  # (handles, scales, count) as set
         self._steering = steer.Steering(self._llm._ctx.ctx, self.n_embd())
         try:
             if adapters:
@@ -111,6 +113,7 @@ class LlamaModel:
             scales = (ctypes.c_float * n)(*(float(scale) for _, scale in adapters))
             if llama_cpp.llama_set_adapters_lora(self._llm._ctx.ctx, handles, n, scales):
                 raise ValueError("llama.cpp refused the LoRA adapters for this model")
+        self._lora = (handles, scales, n)
 
     def __del__(self) -> None:
         # The embedding context must go before the model the Llama frees when collected; at
@@ -122,9 +125,12 @@ class LlamaModel:
         if getattr(self, "_embedder", None) is not None:
             embedding.free_context(self._embedder)
             self._embedder = None
+        if getattr(self, "_states", None) is not None:
+            embedding.free_context(self._states)
+            self._states = None
 
     def close(self) -> None:
-        self._free_embedder()  # before the model it runs on
+        self._free_embedder()  # before the model they run on
         self._llm.close()
 
     # -- facts ---------------------------------------------------------------------------------
@@ -400,3 +406,22 @@ class LlamaModel:
                 self._llm._model.model, self._threads, self.path
             )
         return embedding.embed(self._embedder, [self.tokenize(t) for t in texts], self.n_embd())
+
+    def mean_states(self, items: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
+        """For each (tokens, first): the mean over tokens[first:] of the model's last hidden
+        state (after the final norm, before the output projection), each token seen after all
+        the tokens before it; len(items) x n_embd float32, not normalised. Unlike `embed`, the
+        states are the persona's: computed with this model's LoRA adapters (no control vector),
+        in a third context that opens on first use (`embedding.open_states_context`). Lists
+        longer than `embedding.EMBED_CTX` tokens lose their first tokens."""
+        import llama_cpp
+
+        if self._states is None:
+            ctx = embedding.open_states_context(self._llm._model.model, self._threads, self.path)
+            if self._lora is not None:
+                handles, scales, n = self._lora
+                if llama_cpp.llama_set_adapters_lora(ctx, handles, n, scales):
+                    embedding.free_context(ctx)
+                    raise ValueError("llama.cpp refused the LoRA adapters on the states context")
+            self._states = ctx
+        return embedding.mean_states(self._states, items, self.n_embd())

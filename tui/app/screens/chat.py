@@ -73,6 +73,7 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]
         Binding("f6", "memory", "Memory"),
         Binding("f7", "toggle_memory", "Memory on/off", show=False),
         Binding("f8", "steering", "Steer", show=False),
+        Binding("f9", "explain", "Why?", show=False),
         Binding("ctrl+s", "save", "Save", show=False),
         Binding("ctrl+l", "load", "Open", show=False),
         Binding("escape", "stop", "Stop", show=False),
@@ -279,6 +280,23 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]
                 self._redraw()
 
         self.app.push_screen(EditDialog(self.turns[-1][1]), edited)
+
+    def action_explain(self) -> None:
+        """Why did it say that? The focused persona message, else the latest one."""
+        from convsim.tui.app.screens.explain import ExplainScreen
+
+        bubbles = list(self.query_one("#messages").query(Bubble))
+        focused = self.focused if isinstance(self.focused, Bubble) else None
+        theirs: list[int | None] = [
+            i for i, b in enumerate(bubbles) if b.speaker == self.persona.speaker
+        ]
+        index = bubbles.index(focused) if focused in bubbles else (theirs or [None])[-1]
+        if index is None or self.generating or index >= len(self.turns):
+            self.notify("Why? works on a message the persona has finished writing.")
+            return
+        self.app.push_screen(
+            ExplainScreen(self.persona.model_id, self.turns[index][1], self.turns[:index])
+        )
 
     # -- forever ------------------------------------------------------------------------------
 

@@ -23,8 +23,11 @@ class Persona:
 
 
 def persona_from_model(app: Any, model_id: str) -> Persona:
-    """Load a trained persona (base + its adapter)."""
+    """Load a trained persona (base + its adapter), with the style of the messages it was
+    trained on for best-of-N replies."""
     from convsim.core import training
+    from convsim.core.data.style import Profile
+    from convsim.core.evaluation.heldout import trained_texts
     from convsim.core.inference.engine import Engine
 
     with app.workspace() as ws:
@@ -32,11 +35,14 @@ def persona_from_model(app: Any, model_id: str) -> Persona:
         adapter = training.adapter_gguf(ws, model_id)
         tags = training.speaker_tags(ws, record)
         people = ws.store.participants(record.chat_id) if record.chat_id is not None else []
+        texts = trained_texts(ws, model_id)
     others = [p for p in people if p.name != record.person]
     mine = [p for p in others if p.is_me] or others
     me = mine[0].name if mine else "You"
     engine = Engine(Path(record.base), [(adapter, 1.0)])
     engine.set_tags(tags)
+    if texts:
+        engine.set_style(record.person, Profile.of(texts))
     title = f"{record.person} ({model_id})"
     return Persona(engine, record.person, me, title, model_id, record.chat_id, Path(record.path))
 

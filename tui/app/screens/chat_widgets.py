@@ -20,7 +20,8 @@ from textual.widgets import Button, Input, Label, OptionList
 
 
 class Bubble(Widget):
-    """One message: the speaker's name, then the text, coloured by who sent it."""
+    """One message: the speaker's name, then the text, coloured by who sent it. The persona's
+    messages take focus (click or Tab), so that F9 can ask why one of them was said."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"bubble--speaker"}
 
@@ -28,6 +29,7 @@ class Bubble(Widget):
         super().__init__(classes="bubble " + ("mine" if mine else "theirs"))
         self.speaker = speaker
         self.text = text
+        self.can_focus = not mine
 
     def append(self, piece: str) -> None:
         self.text += piece
@@ -70,11 +72,13 @@ class SamplingPanel(Vertical):
         try:
             if name == "seed":
                 value: Any = int(text) if text else None
-            elif name in ("top_k", "max_tokens"):
+            elif name in ("top_k", "max_tokens", "best_of"):
                 value = int(text)
             else:
                 value = float(text)
-            if (value is not None and value < 0) or (name == "max_tokens" and value < 1):
+            if (value is not None and value < 0) or (
+                name in ("max_tokens", "best_of") and value < 1
+            ):
                 raise ValueError
         except (ValueError, TypeError):
             event.input.add_class("-invalid")

@@ -62,6 +62,7 @@ class HomeScreen(Screen[None]):
         Binding("b", "base_chat", "Base"),
         Binding("r", "resume", "Resume", show=False),
         Binding("m", "memory", "Memory"),
+        Binding("e", "evaluate", "Evaluate"),
         Binding("x", "forget", "Forget"),
         Binding("f4", "reload", "Refresh", show=False),
     ]
@@ -159,11 +160,12 @@ class HomeScreen(Screen[None]):
             return
         self.app.push_screen(ImportWizard(chat_id=int(chat_id)))
 
-    def action_open_chat(self) -> None:
+    def _ready_persona(self) -> Any:
+        """The selected persona's record if it has finished training; else None, said."""
         model_id = self._selected("#personas")
         if model_id is None:
             self.notify("No personas yet: select a chat and press t to train one.")
-            return
+            return None
         record = self._models[model_id]
         if record.status != "ready":
             self.notify(
@@ -171,8 +173,13 @@ class HomeScreen(Screen[None]):
                 severity="warning",
                 markup=False,
             )
-            return
-        self._open_persona(model_id)
+            return None
+        return record
+
+    def action_open_chat(self) -> None:
+        record = self._ready_persona()
+        if record is not None:
+            self._open_persona(record.id)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="open",
           description="load a persona")  # fmt: skip
@@ -211,6 +218,14 @@ class HomeScreen(Screen[None]):
             self.notify(f"{model_id} has finished training.", markup=False)
             return
         self.app.push_screen(TrainingScreen(resume=model_id))
+
+    def action_evaluate(self) -> None:
+        """Is it really them? The selected persona's evaluation suite, as charts."""
+        from convsim.tui.app.screens.evaluate import EvaluateScreen
+
+        record = self._ready_persona()
+        if record is not None:
+            self.app.push_screen(EvaluateScreen(record.id, record.person))
 
     def action_memory(self) -> None:
         """The memory panel of the selected chat: what convsim knows about its people."""

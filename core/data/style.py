@@ -1,0 +1,106 @@
+"""How a person writes, as numbers: per-message style features and a profile that scores text.
+
+Contract: pure functions over message texts. `features(text)` measures one message (see
+`FEATURES`); `turn_sizes(senders, person)` counts the person's messages per turn (a run of their
+consecutive messages). `Profile.of(texts)` learns the person's distribution of bucketed features
+from their real messages and `Profile.log_prob(text)` scores how typical a new message is for
+them (a sum of smoothed log-frequencies, one per feature), which best-of-N replies use beside
+the model's own ranking score. The evaluation suite compares features of generated and real
+messages with a two-sample KS statistic.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["FEATURES", "Profile", "features", "turn_sizes"]
+
+FEATURES = ("length", "emoji", "lowercase", "punctuation", "laughter", "question")
+"""Per message: `length` in words; `emoji`, emoji per message; `lowercase`, 1 when the message
+has letters and none is upper case; `punctuation`, marks per 10 characters; `laughter`, 1 when it
+laughs (haha, lol, lmao, 😂...); `question`, 1 when it asks (a "?"). Messages per turn is counted
+over turns (`turn_sizes`), not messages."""
+
+# Emoji and pictographs, dingbats, flags (regional indicators), and the variation selector.
+_EMOJI = re.compile(
+    "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\U0001f1e6-\U0001f1ff\u2300-\u23ff]"
+)
+_LAUGH = re.compile(
+    r"\b(?:a?(?:ha){2,}h?|(?:he){2,}|(?:hi){2,}|l+o+l+\w*|lmf?ao+|rofl|xd+|jaja\w*|kkk+)\b|[😂🤣😆😹]",
+    re.IGNORECASE,
+)
+_PUNCT = re.compile(r"[.,;:!?…'\"()\-]")
+
+# Bucket edges per feature for the profile (upper bounds, inclusive); the last bucket is open.
+_BUCKETS: dict[str, tuple[float, ...]] = {
+    "length": (1, 2, 4, 8, 16, 32),
+    "emoji": (0, 1, 2),
+    "lowercase": (0,),
+    "punctuation": (0, 0.5, 1, 2),
+    "laughter": (0,),
+    "question": (0,),
+}
+
+
+def features(text: str) -> dict[str, float]:
+    """The style features of one message (see `FEATURES`)."""
+    letters = [c for c in text if c.isalpha()]
+    chars = max(len(text), 1)
+    return {
+        "length": float(len(text.split())),
+        "emoji": float(len(_EMOJI.findall(text))),
+        "lowercase": float(bool(letters) and not any(c.isupper() for c in letters)),
+        "punctuation": 10.0 * len(_PUNCT.findall(text)) / chars,
+        "laughter": float(bool(_LAUGH.search(text))),
+        "question": float("?" in text),
+    }
+
+
+def turn_sizes(senders: Iterable[str], person: str) -> list[int]:
+    """Lengths of the runs of `person`'s consecutive messages in a sequence of senders."""
+    sizes: list[int] = []
+    run = 0
+    for sender in senders:
+        if sender == person:
+            run += 1
+        elif run:
+            sizes.append(run)
+            run = 0
+    if run:
+        sizes.append(run)
+    return sizes
+
+
+def _bucket(name: str, value: float) -> int:
+    edges = _BUCKETS[name]
+    return next((i for i, edge in enumerate(edges) if value <= edge), len(edges))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A person's distribution of bucketed style features, learnt from their real messages."""
+
+    counts: dict[str, dict[int, int]]
+    total: int
+
+    @classmethod
+    def of(cls, texts: Sequence[str]) -> Profile:
+        counts: dict[str, Counter[int]] = {name: Counter() for name in _BUCKETS}
+        for text in texts:
+            for name, value in features(text).items():
+                counts[name][_bucket(name, value)] += 1
+        return cls({k: dict(v) for k, v in counts.items()}, len(texts))
+
+    def log_prob(self, text: str) -> float:
+        """How typical `text` is of the person: the sum over features of the log of its
+        bucket's frequency among their messages (add-one smoothed). Higher is more typical."""
+        total = 0.0
+        for name, value in features(text).items():
+            seen = self.counts.get(name, {})
+            buckets = len(_BUCKETS[name]) + 1
+            total += math.log((seen.get(_bucket(name, value), 0) + 1) / (self.total + buckets))
+        return total

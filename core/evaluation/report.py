@@ -1,0 +1,193 @@
+"""The suite's report as files a user can open or share: `eval.json` and `report.html`.
+
+The HTML page is self-contained (inline CSS and SVG charts, no script, nothing fetched): one
+grouped bar chart per question, with the bootstrap intervals as whiskers and the issue's goals
+as dashed lines, then every figure in a table. It holds no chat text, only numbers.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from convsim.core.files import write_json, write_text
+
+__all__ = ["CHARTS", "LABELS", "render", "save"]
+
+LABELS = {
+    "base": "base model",
+    "in_context": "base + their messages as a prompt",
+    "tuned": "tuned persona",
+    "best_of_n": "tuned, best of N",
+}
+COLOURS = {"base": "#9aa5b1", "in_context": "#e0a458", "tuned": "#3d7dca", "best_of_n": "#2a9d8f"}
+
+# (title, [(figure, label)], goal line or None, axis maximum or None = from the data)
+CHARTS: list[tuple[str, list[tuple[str, str]], float | None, float | None]] = [
+    ("Picks their real reply out of 20 (Hits@1, higher is better)",
+     [("hits_at_1_others", "vs other people"),
+      ("hits_at_1_same_person", "vs their other moments")], None, 1.0),
+    ("Reads like them (authorship: 0 = others, 1 = them)", [("authorship", "authorship")],
+     0.5, None),
+    ("Told apart from the real thing (detector accuracy, 0.5 = can't)",
+     [("detector_accuracy", "accuracy")], 0.65, 1.0),
+    ("Surprise at their real replies (perplexity, lower is better)", [("perplexity", "perplexity")],
+     None, None),
+]  # fmt: skip
+
+
+def save(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+    """Write `eval.json` and `report.html` into `folder` (atomically); their paths."""
+    json_path, html_path = folder / "eval.json", folder / "report.html"
+    write_json(json_path, report)
+    write_text(html_path, render(report))
+    return json_path, html_path
+
+
+def _variants(report: dict[str, Any]) -> list[str]:
+    return [v for v in LABELS if isinstance(report.get(v), dict)]
+
+
+def bars(
+    groups: Sequence[tuple[str, Sequence[tuple[str, float | None, Sequence[Any]]]]],
+    goal: float | None,
+    top: float | None,
+    width: int = 640,
+) -> str:
+    """An SVG grouped bar chart: per group (label, [(variant, value, [low, high])])."""
+    values = [v for _, series in groups for _, v, _ in series if v is not None]
+    highs = [ci[1] for _, series in groups for _, _, ci in series if ci and ci[1] is not None]
+    top = top or max([*values, *highs, goal or 0, 1e-9]) * 1.1
+    height, left, plot_h = 190, 40, 150
+    slot = (width - left - 10) / max(len(groups), 1)
+    out = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">']
+    for k in range(5):
+        y = 10 + plot_h * (1 - k / 4)
+        out.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        out.append(f'<text x="{left - 4}" y="{y + 4:.1f}" class="tick">{top * k / 4:.2g}</text>')
+    for g, (label, series) in enumerate(groups):
+        x0 = left + g * slot + slot * 0.1
+        bw = slot * 0.8 / max(len(series), 1)
+        for s, (variant, value, ci) in enumerate(series):
+            if value is None:
+                continue
+            h = plot_h * min(value / top, 1.0)
+            x = x0 + s * bw
+            out.append(
+                f'<rect x="{x:.1f}" y="{10 + plot_h - h:.1f}" width="{bw * 0.9:.1f}" '
+                f'height="{h:.1f}" fill="{COLOURS[variant]}"><title>{LABELS[variant]}: '
+                f"{value:.3g}</title></rect>"
+            )
+            if ci and None not in ci:
+                y_lo = 10 + plot_h * (1 - min(ci[0] / top, 1.0))
+                y_hi = 10 + plot_h * (1 - min(ci[1] / top, 1.0))
+                cx = x + bw * 0.45
+                out.append(
+                    f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y_lo:.1f}" y2="{y_hi:.1f}" '
+                    'class="ci"/>'
+                )
+        out.append(
+            f'<text x="{x0 + slot * 0.4:.1f}" y="{height - 12}" class="label">'
+            f"{html.escape(label)}</text>"
+        )
+    if goal is not None:
+        y = 10 + plot_h * (1 - goal / top)
+        out.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" class="goal"/>')
+        out.append(f'<text x="{width - 12}" y="{y - 3:.1f}" class="goaltext">goal {goal:g}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _series(report: dict[str, Any], figure: str) -> list[tuple[str, float | None, Sequence[Any]]]:
+    return [
+        (v, report[v].get(figure), report[v].get("intervals", {}).get(figure, []))
+        for v in _variants(report)
+    ]
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report page (see the module docstring)."""
+    variants = _variants(report)
+    who = html.escape(str(report.get("person", "")))
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Is it really {who}? ({html.escape(str(report.get('model_id')))})</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Is it really {who}?</h1>",
+        f"<p>Persona <b>{html.escape(str(report.get('model_id')))}</b>, measured on "
+        f"{report.get('items')} held-out moments (the chat's latest sessions, never trained on)"
+        f"{' in quick mode' if report.get('quick') else ''}, in {report.get('seconds')} s. "
+        "Whiskers are bootstrap 95% intervals.</p>",
+        "<p class='legend'>"
+        + " ".join(
+            f"<span><i style='background:{COLOURS[v]}'></i>{LABELS[v]}</span>" for v in variants
+        )
+        + "</p>",
+    ]
+    for title, figures, goal, top in CHARTS:
+        groups = [(label, _series(report, fig)) for fig, label in figures]
+        parts.append(f"<h2>{html.escape(title)}</h2>{bars(groups, goal, top)}")
+    features = list(report[variants[0]].get("style_ks", {})) if variants else []
+    groups = [(f, [(v, report[v]["style_ks"].get(f), []) for v in variants]) for f in features]
+    parts.append(
+        "<h2>Style: KS distance of each feature to their real messages (lower is better)</h2>"
+        + bars(groups, 0.10, 1.0, width=max(640, 90 * len(features)))
+    )
+    parts.append(_table(report, variants))
+    forever = report.get("forever") or {}
+    if forever.get("seeds"):
+        rows = "".join(
+            f"<tr><td>{name.replace('_', ' ')}</td><td>{_fmt(forever.get(name))}</td>"
+            f"<td>{_fmt(forever.get('real_' + name))}</td></tr>"
+            for name in ("distinct_2", "exact_repeats", "loop_rate")
+        )
+        parts.append(
+            f"<h2>Forever conversation ({forever.get('turns')} turns x {forever.get('seeds')} "
+            "seeds, per 100 messages)</h2><table><tr><th></th><th>persona</th><th>real chat"
+            f"</th></tr>{rows}</table>"
+        )
+    parts.append(
+        f"<details><summary>Raw figures (eval.json)</summary><pre>"
+        f"{html.escape(json.dumps(report, indent=1))}</pre></details></body></html>"
+    )
+    return "\n".join(parts)
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.3g}" if isinstance(x, float) else html.escape(str(x))
+
+
+def _table(report: dict[str, Any], variants: list[str]) -> str:
+    names = [
+        "perplexity", "hits_at_1_others", "hits_at_1_same_person", "mrr_others",
+        "mrr_same_person", "authorship", "detector_accuracy", "first_message_s",
+    ]  # fmt: skip
+    head = "".join(f"<th>{LABELS[v]}</th>" for v in variants)
+    rows = []
+    for name in names:
+        cells = ""
+        for v in variants:
+            ci = report[v].get("intervals", {}).get(name)
+            extra = (
+                f" <small>({_fmt(ci[0])}-{_fmt(ci[1])})</small>" if ci and None not in ci else ""
+            )
+            cells += f"<td>{_fmt(report[v].get(name))}{extra}</td>"
+        rows.append(f"<tr><td>{name.replace('_', ' ')}</td>{cells}</tr>")
+    return f"<h2>All figures</h2><table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+h2{font-size:1.05rem;margin-top:2rem} svg{display:block;max-width:100%;height:auto}
+.grid{stroke:#e3e6ea}.ci{stroke:#222;stroke-width:1.5}.goal{stroke:#c0392b;stroke-dasharray:5 4}
+.tick{font-size:10px;text-anchor:end;fill:#666}.label{font-size:11px;text-anchor:middle}
+.goaltext{font-size:10px;text-anchor:end;fill:#c0392b}
+.legend span{margin-right:1.2rem}.legend i{display:inline-block;width:.8rem;height:.8rem;
+margin-right:.3rem;vertical-align:middle}
+table{border-collapse:collapse;margin-top:.5rem}td,th{border-bottom:1px solid #e3e6ea;
+padding:.25rem .6rem;text-align:right}td:first-child{text-align:left}small{color:#777}
+pre{font-size:11px;background:#f6f7f9;padding:.6rem;overflow:auto}
+"""

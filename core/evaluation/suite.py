@@ -1,0 +1,304 @@
+""" "Is it really them?": the imitation-quality suite of one persona.
+
+Four variants, measured on the same held-out moments (the dataset's latest sessions):
+`base` (the base model), `in_context` (the base after a prompt of the person's trained-on
+messages: "just ask an LLM to write like them"), `tuned` (base + the persona's LoRA) and
+`best_of_n` (tuned, each reply the best of N, `inference.best_of`). Each gets:
+
+- `perplexity` of the person's real replies, and next-reply ranking (`ranking`): Hits@1 and
+  MRR among 20, against other people's messages (`*_others`) and the person's own at other
+  moments (`*_same_person`). Ranking scores the real replies, not generated ones, so
+  `best_of_n` repeats `tuned`'s figures (`ranking_from: "tuned"`);
+- on one generated reply per moment (`imitation`): `style_ks` and `style_relative_error` per
+  feature, `authorship` (0 = other people, 1 = the person's held-out messages) and
+  `detector_accuracy` (real vs generated, cross-validated; 0.5 = indistinguishable), and
+  `first_message_s`, the mean time to a reply's first token on this machine;
+- `intervals`: bootstrap 95% intervals of each figure; `counts`: what the figures cover.
+
+`forever` holds the forever-conversation health of the tuned persona (`health`).
+
+Contract: `run(ws, model_id, ...)` returns the report as plain JSON-able data and saves it as
+`eval.json` and a self-contained `report.html` (`report`) in the model's folder. `--quick`
+sizes (`QUICK`) keep a run to minutes on a 2-core laptop; `FULL` is the measurement.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from convsim.core.data.style import Profile
+from convsim.core.evaluation import health, heldout, imitation, ranking, stats
+
+if TYPE_CHECKING:
+    from convsim.core.workspace import Workspace
+
+__all__ = [
+    "FULL",
+    "QUICK",
+    "VARIANTS",
+    "Sizes",
+    "SuiteEvent",
+    "SuiteStopped",
+    "persona_head",
+    "run",
+]
+
+VARIANTS = ("base", "in_context", "tuned", "best_of_n")
+PROMPT_HEADER = "Messages written by {name}:\n"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    items: int  # held-out moments ranked and replied to
+    forever_turns: int
+    forever_seeds: int
+
+
+QUICK = Sizes(items=24, forever_turns=100, forever_seeds=1)
+FULL = Sizes(items=80, forever_turns=500, forever_seeds=3)
+
+
+class SuiteStopped(Exception):
+    """The `cancel` event stopped the suite; nothing was saved."""
+
+
+@dataclass(frozen=True)
+class SuiteEvent:
+    """Progress: `stage` ("ranking tuned", "replies base"...), `done` of `total` in it."""
+
+    stage: str
+    done: int
+    total: int
+
+
+def persona_head(texts: list[str], name: str, count: Callable[[str], int], budget: int) -> str:
+    """A prompt of the person's messages, newest last, as many as fit in `budget` tokens."""
+    header = PROMPT_HEADER.format(name=name)
+    lines: list[str] = []
+    used = count(header)
+    for text in reversed(texts):
+        line = f"[{name}] {text}\n"
+        cost = count(line)
+        if used + cost > budget:
+            break
+        lines.append(line)
+        used += cost
+    return header + "".join(reversed(lines))
+
+
+def run(
+    ws: Workspace,
+    model_id: str,
+    *,
+    quick: bool = False,
+    best_of: int = 4,
+    seed: int = 0,
+    threads: int | None = None,
+    prompt_tokens: int = 768,
+    items: int | None = None,
+    forever_turns: int | None = None,
+    cancel: threading.Event | None = None,
+    progress: Callable[[SuiteEvent], None] | None = None,
+) -> dict[str, Any]:
+    """The suite's report for `model_id` (see the module docstring); saved beside the model.
+    `items` and `forever_turns` override the size's moments and forever turns (0: none).
+    Setting `cancel` stops it soon after (`SuiteStopped`, nothing saved)."""
+    from convsim.core.evaluation import report as html
+    from convsim.core.inference.engine import Engine, Sampling
+    from convsim.core.training import adapter_gguf
+
+    started = time.perf_counter()
+    sizes = QUICK if quick else FULL
+    if items is not None:
+        sizes = Sizes(items, sizes.forever_turns, sizes.forever_seeds)
+    if forever_turns is not None:
+        sizes = Sizes(sizes.items, forever_turns, sizes.forever_seeds if forever_turns else 0)
+    record = ws.store.model(model_id)
+    if record.dataset_id is None:
+        raise ValueError(f"model {model_id} has no dataset to evaluate on")
+    adapter = adapter_gguf(ws, model_id)
+    train, validation, _ = ws.dataset_files(record.dataset_id)
+    m = heldout.material(train, validation, limit=sizes.items, seed=seed)
+    say = progress or (lambda e: None)
+
+    def stage(name: str) -> Callable[[int, int], None]:
+        return lambda done, total: say(SuiteEvent(name, done, total))
+
+    sampling = Sampling(seed=seed)
+    ranked: dict[str, list[ranking.Ranked]] = {}
+    replies: dict[str, tuple[list[list[str]], list[float]]] = {}
+
+    def measure(engine: Engine, variant: str, head: str, s: Sampling, rank: bool) -> None:
+        engine.set_head(head)
+        if rank:
+            ranked[variant] = ranking.rank(
+                engine.model, engine.head, m.items, m.tag, cancel=cancel,
+                progress=stage(f"ranking {variant}"),
+            )  # fmt: skip
+        replies[variant] = _generate(engine, m, s, cancel, stage(f"replies {variant}"))
+
+    base = Engine(Path(record.base), n_ctx=2048, threads=threads)
+    try:
+        measure(base, "base", "", sampling, True)
+        count = lambda text: len(base.model.tokenize(text, bos=False))  # noqa: E731
+        head = persona_head(m.train_texts, m.tag, count, prompt_tokens)
+        measure(base, "in_context", head, sampling, True)
+    finally:
+        base.close()
+    tuned = Engine(Path(record.base), [(adapter, 1.0)], n_ctx=2048, threads=threads)
+    try:
+        measure(tuned, "tuned", "", sampling, True)
+        tuned.set_style(m.tag, Profile.of(m.train_texts))
+        best = Sampling(seed=seed, best_of=best_of)
+        measure(tuned, "best_of_n", "", best, False)
+        forever = health.forever_health(
+            tuned, m.items[0].turns, [m.tag, *(m.other_tags[:1] or ["Friend"])], sampling,
+            _chat_texts(ws, record.chat_id), turns=sizes.forever_turns,
+            seeds=sizes.forever_seeds, cancel=cancel, progress=stage("forever conversation"),
+        )  # fmt: skip
+    finally:
+        tuned.close()
+    if cancel is not None and cancel.is_set():
+        raise SuiteStopped(f"the evaluation of {model_id} was stopped")
+    ranked["best_of_n"] = ranked["tuned"]
+    author = _authorship(ws, record.person, record.chat_id, m)
+    out: dict[str, Any] = {
+        "model_id": model_id,
+        "person": record.person,
+        "quick": quick,
+        "seed": seed,
+        "best_of": best_of,
+        "items": len(m.items),
+    }
+    for variant in VARIANTS:
+        out[variant] = _figures(ranked[variant], *replies[variant], m, author, seed)
+    out["best_of_n"]["ranking_from"] = "tuned"
+    out["best_of_n"]["n"] = best_of
+    out["forever"] = {k: _clean(v) if isinstance(v, float) else v for k, v in forever.items()}
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    folder = Path(record.path)
+    html.save(out, folder)
+    return out
+
+
+def _generate(
+    engine: Any, m: heldout.Material, s: Any, cancel: Any, progress: Any
+) -> tuple[list[list[str]], list[float]]:
+    from dataclasses import replace
+
+    turns, firsts = [], []
+    for i, item in enumerate(m.items):
+        if cancel is not None and cancel.is_set():
+            break
+        reply = engine.simulate(
+            item.turns, m.tag, replace(s, seed=s.seed + i), cancel,
+            max_messages=imitation.MAX_MESSAGES,
+        ).result()  # fmt: skip
+        turns.append([x for x in reply.messages if x.strip()])
+        if reply.first_token_s is not None:
+            firsts.append(reply.first_token_s)
+        progress(i + 1, len(m.items))
+    return turns, firsts
+
+
+def _chat_texts(ws: Workspace, chat_id: int | None) -> list[str]:
+    from convsim.core.chats.messages import TEXT
+
+    if chat_id is None or not ws.store.has_chat(chat_id):
+        return []
+    return [msg.text for msg in ws.store.messages(chat_id) if msg.kind == TEXT and msg.text]
+
+
+def _authorship(
+    ws: Workspace, person: str, chat_id: int | None, m: heldout.Material, cap: int = 20000
+) -> imitation.Authorship:
+    """The person's messages against everyone else's in the store, held-out ones left out."""
+    from convsim.core.chats.messages import TEXT
+
+    mine: list[str] = []
+    theirs: list[str] = []
+    for chat in ws.store.chats():
+        for msg in ws.store.messages(chat.id):
+            if msg.kind != TEXT or not msg.text or msg.id in m.heldout_ids:
+                continue
+            (mine if msg.sender == person else theirs).append(msg.text)
+    rng = np.random.default_rng(0)
+    mine, theirs = (
+        [t[i] for i in sorted(rng.choice(len(t), min(cap, len(t)), replace=False))]
+        for t in (mine, theirs)
+    )
+    if not mine or not theirs:
+        mine, theirs = m.train_texts, [t for item in m.items for t in item.others]
+    return imitation.Authorship.fit(mine, theirs, m.heldout_replies, m.heldout_others)
+
+
+def _figures(
+    ranked: list[ranking.Ranked],
+    turns: list[list[str]],
+    firsts: list[float],
+    m: heldout.Material,
+    author: imitation.Authorship,
+    seed: int,
+) -> dict[str, Any]:
+    nll = np.array([r.nll for r in ranked])
+    tok = np.array([r.tokens for r in ranked])
+    pools = {
+        "others": np.array([r.rank_others for r in ranked], dtype=float),
+        "same_person": np.array([r.rank_same_person for r in ranked], dtype=float),
+    }
+    figures: dict[str, Any] = {}
+    intervals: dict[str, list[float | None]] = {}
+
+    def put(name: str, value: float, interval: tuple[float, float]) -> None:
+        figures[name] = _clean(value)
+        intervals[name] = [_clean(interval[0]), _clean(interval[1])]
+
+    def ppl(idx: np.ndarray) -> float:
+        return math.exp(nll[idx].sum() / max(tok[idx].sum(), 1))
+
+    def mean(values: Any) -> float:
+        return float(np.mean(values)) if len(values) else math.nan
+
+    everything = np.arange(len(ranked))
+    put("perplexity", ppl(everything) if len(ranked) else math.nan,
+        stats.bootstrap(len(ranked), ppl, seed=seed))  # fmt: skip
+    for pool, ranks in pools.items():
+        hits, rr = (ranks == 1).astype(float), 1.0 / ranks
+        put(f"hits_at_1_{pool}", mean(hits), stats.mean_interval(hits, seed))
+        put(f"mrr_{pool}", mean(rr), stats.mean_interval(rr, seed))
+    messages = [x for t in turns for x in t]
+    scores = author.scores(messages)
+    put("authorship", mean(scores), stats.mean_interval(scores, seed))
+    right = imitation.detector(m.heldout_replies, messages, seed) if messages else []
+    put("detector_accuracy", mean(right), stats.mean_interval(right, seed))
+    style = imitation.style_match(turns, m.heldout_replies, m.real_turn_sizes)
+    figures["style_ks"] = {k: _clean(v["ks"]) for k, v in style.items()}
+    figures["style_relative_error"] = {k: _clean(v["relative_error"]) for k, v in style.items()}
+    figures["style_means"] = {
+        k: {"generated": _clean(v["generated_mean"]), "real": _clean(v["real_mean"])}
+        for k, v in style.items()
+    }
+    figures["first_message_s"] = _clean(float(np.mean(firsts))) if firsts else None
+    figures["intervals"] = intervals
+    figures["counts"] = {
+        "ranked": len(ranked),
+        "perplexity_tokens": int(tok.sum()),
+        "generated_replies": len(turns),
+        "generated_messages": len(messages),
+        "real_messages": len(m.heldout_replies),
+        "detector_texts": len(right),
+    }
+    return figures
+
+
+def _clean(x: float) -> float | None:
+    """A JSON-safe number: NaN and infinities become null."""
+    return round(float(x), 4) if x is not None and math.isfinite(float(x)) else None

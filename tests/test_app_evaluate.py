@@ -1,0 +1,123 @@
+"""The Evaluate screen, driven with Textual's pilot: a real quick run of the suite on a tiny
+persona trained on the sample chat (real SQLite, llama.cpp and files), stopping a run, and the
+charts read back from the saved report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from test_app import SIZE, notifications, wait_for
+from tinymodels import TinyModel
+
+from convsim.tui.app import ConvsimApp
+
+OPTIONS = {"best_of": 2, "items": 8, "forever_turns": 6, "threads": 2}
+
+
+@pytest.fixture(scope="module")
+def persona(tiny_persona: tuple[Path, str]) -> tuple[Path, str]:
+    return tiny_persona
+
+
+async def open_screen(pilot, model_id: str):
+    from convsim.tui.app.screens.evaluate import EvaluateScreen
+    from convsim.tui.app.screens.home import HomeScreen
+
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.loaded)
+    await app.push_screen(EvaluateScreen(model_id, "Sam", OPTIONS))
+    screen = app.screen
+    await wait_for(pilot, lambda: screen.folder is not None)
+    return screen
+
+
+def test_a_quick_run_shows_charts_and_saves_the_report(persona) -> None:
+    from convsim.tui.app.screens.evaluate_widgets import FigureBars
+
+    home, model_id = persona
+    report_file = home / "models" / model_id / "eval.json"
+    report_file.unlink(missing_ok=True)
+
+    async def go() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_screen(pilot, model_id)
+            assert screen.report is None and "Not evaluated yet" in str(
+                screen.query_one("#eval-status").render()
+            )
+            await pilot.press("q")
+            await wait_for(pilot, lambda: screen.running)
+            await wait_for(pilot, lambda: not screen.running, timeout=600)
+            assert screen.report is not None, notifications(app)
+            assert report_file.is_file()
+            assert json.loads(report_file.read_text()) == screen.report
+            chart = screen.query_one("#chart-hits_at_1_others", FigureBars)
+            shown = str(chart.render())
+            assert "tuned" in shown and "best-of-N" in shown
+            value = screen.report["tuned"]["hits_at_1_others"]
+            assert f"{value:.2f}" in shown
+            assert "messages_per_turn" in str(screen.query_one("#eval-style").render())
+            assert "Evaluated: Saved" in " ".join(notifications(app))
+
+    asyncio.run(go())
+
+
+def test_stopping_a_run_keeps_the_last_report(persona) -> None:
+    home, model_id = persona
+    report_file = home / "models" / model_id / "eval.json"
+    before = report_file.read_text() if report_file.is_file() else None
+
+    async def go() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_screen(pilot, model_id)
+            await pilot.press("f")
+            await wait_for(pilot, lambda: "ranking base" in str(
+                screen.query_one("#eval-status").render()))  # fmt: skip
+            await pilot.press("ctrl+x")
+            await wait_for(pilot, lambda: not screen.running, timeout=300)
+            assert "Stopped" in str(screen.query_one("#eval-status").render())
+
+    asyncio.run(go())
+    after = report_file.read_text() if report_file.is_file() else None
+    assert after == before
+
+
+def test_f9_asks_why_of_the_focused_persona_message(persona, tiny: TinyModel) -> None:
+    from convsim.core.inference.engine import Engine
+    from convsim.tui.app.screens.chat import Bubble, ChatScreen, Persona
+    from convsim.tui.app.screens.explain import ExplainScreen
+    from convsim.tui.app.screens.home import HomeScreen
+
+    home, model_id = persona
+    turns = [("Riya", "run club thursday?"), ("Sam", "ya im in"), ("Riya", "6pm?"),
+             ("Sam", "see u there")]  # fmt: skip
+
+    async def go() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
+            engine = Engine(tiny.gguf_path, n_ctx=512)
+            chat = ChatScreen(Persona(engine, "Sam", "Riya", "Sam (test)", model_id))
+            await app.push_screen(chat)
+            chat.turns = list(turns)
+            chat._redraw()
+            await pilot.pause()
+            bubbles = list(chat.query(Bubble))
+            assert [b.can_focus for b in bubbles] == [False, True, False, True]
+            bubbles[1].focus()
+            await pilot.press("f9")
+            await wait_for(pilot, lambda: isinstance(app.screen, ExplainScreen))
+            why = app.screen
+            assert (why.reply, why.turns) == ("ya im in", turns[:1])
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is chat)
+            chat.set_focus(None)
+            await pilot.press("f9")  # nothing focused: the latest persona message
+            await wait_for(pilot, lambda: isinstance(app.screen, ExplainScreen))
+            assert (app.screen.reply, app.screen.turns) == ("see u there", turns[:3])
+
+    asyncio.run(go())

@@ -1,0 +1,225 @@
+"""The "is it really them?" suite: its statistics and classifiers, ranking on llama.cpp checked
+against the model's own logits, best-of-N, and `convsim eval` end to end on a tiny persona
+trained on the sample chat (real SQLite, real llama.cpp, real files)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tinymodels import TinyModel
+
+from convsim.core.data.dataset import Example
+from convsim.core.data.style import Profile, features, turn_sizes
+from convsim.core.evaluation import classify, heldout, ranking, stats
+from convsim.core.evaluation.imitation import Authorship, detector, style_match
+from convsim.core.inference.engine import Engine, Sampling
+from convsim.core.inference.llama import LlamaModel
+from convsim.tui.cli import main
+
+# ---------------------------------------------------------------- statistics and style
+
+
+def test_ks_statistic_and_bootstrap_intervals() -> None:
+    assert stats.ks_statistic([1, 2, 3], [1, 2, 3]) == 0.0
+    assert stats.ks_statistic([1, 2, 3], [10, 11]) == 1.0
+    assert stats.ks_statistic([0, 0, 1, 1], [0, 1, 1, 1]) == pytest.approx(0.25)
+    values = np.random.default_rng(0).normal(5.0, 1.0, 400)
+    low, high = stats.mean_interval(values)
+    assert low < values.mean() < high and high - low < 0.4
+    assert stats.mean_interval([]) == (pytest.approx(math.nan, nan_ok=True),) * 2
+    assert stats.distinct_2(["a b a b", "a b"]) == pytest.approx(2 / 4)
+
+
+def test_style_features_and_profile() -> None:
+    f = features("haha ok are you coming?? 😂")
+    assert f["length"] == 6 and f["emoji"] == 1 and f["laughter"] == 1 and f["question"] == 1
+    assert f["lowercase"] == 1 and features("Okay then")["lowercase"] == 0
+    assert turn_sizes(["A", "S", "S", "A", "S"], "S") == [2, 1]
+    lower_short = Profile.of(["ok", "ya", "lol sure", "nah", "omw", "k"] * 5)
+    assert lower_short.log_prob("ya lol") > lower_short.log_prob(
+        "Good evening. I would be delighted to attend the event on Saturday, thank you."
+    )
+
+
+def test_naive_bayes_tells_styles_apart_and_not_one_style_from_itself() -> None:
+    rng = np.random.default_rng(1)
+    words = ["ok", "ya", "lol", "nah", "omw", "sure", "haha", "yep"]
+    shouty = ["WHAT!!", "NO WAY!!", "OMG YES!!", "STOP IT!!", "HELLO!!"]
+    casual = [" ".join(rng.choice(words, 3)) for _ in range(60)]
+    loud = [" ".join(rng.choice(shouty, 2)) for _ in range(60)]
+    model = classify.NaiveBayes().fit(casual[:40], loud[:40])
+    assert all(model.log_odds(t) > 0 for t in casual[40:])
+    assert all(model.log_odds(t) < 0 for t in loud[40:])
+    right_a, right_b = classify.cross_validated(casual, loud)
+    assert np.mean(right_a + right_b) > 0.95
+    more_casual = [" ".join(rng.choice(words, 3)) for _ in range(60)]
+    assert np.mean(detector(casual, more_casual)) < 0.75  # one style: near chance
+    author = Authorship.fit(casual[:40], loud[:40], casual[40:], loud[40:])
+    scores = author.scores(casual[40:])
+    assert np.mean(scores) == pytest.approx(1.0)
+    assert np.mean(author.scores(loud[40:])) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_style_match_compares_generated_with_real() -> None:
+    real = ["ok", "ya sure", "lol", "no"] * 5
+    same = style_match([["ok", "ya sure"], ["lol", "no"]] * 5, real, [2, 2, 2])
+    other = style_match([["Good evening, my friend. How are you today?"]] * 10, real, [2, 2])
+    assert same["length"]["ks"] == 0 and same["messages_per_turn"]["ks"] == 0
+    assert other["length"]["ks"] == 1 and other["messages_per_turn"]["ks"] == 1
+    assert other["lowercase"]["relative_error"] == pytest.approx(1.0)
+
+
+def _example(context: str, target: str, session: int, ids: tuple[int, ...], tid: int) -> Example:
+    return Example(context, target, session, "2024-01-01T10:00", ids, tid)
+
+
+def test_material_holds_out_only_validation_and_never_leaks_the_answer() -> None:
+    train = [_example(f"[Riya] train {i}\n", f"[Sam] old reply {i}\n", 0, (i * 2,), i * 2 + 1)
+             for i in range(30)]  # fmt: skip
+    validation = [
+        _example(f"[Riya] question {i}\n[Sam] same {i}\n", f"[Sam] answer {i}\n", 1,
+                 (100 + 3 * i, 101 + 3 * i), 102 + 3 * i)
+        for i in range(25)
+    ]  # fmt: skip
+    m = heldout.material(train, validation, limit=10)
+    assert m.tag == "Sam" and len(m.items) == 10 and m.other_tags == ["Riya"]
+    assert m.train_texts[0] == "old reply 0" and len(m.heldout_replies) == 25
+    assert 101 in m.heldout_ids and 1 not in m.heldout_ids
+    for item in m.items:
+        assert len(item.others) == len(item.same_person) == heldout.DISTRACTORS
+        context_texts = {t for _, t in item.turns}
+        assert item.reply not in item.others + item.same_person
+        assert not context_texts & set(item.others + item.same_person)
+    with pytest.raises(ValueError, match="no held-out"):
+        heldout.material(train, [])
+
+
+# ---------------------------------------------------------------- llama.cpp
+
+
+def _direct(model: LlamaModel, prefix: str, reply: str) -> float:
+    """log p(" reply\\n" | prefix) from next_logits alone, one token at a time."""
+    ids = model.tokenize(prefix)
+    cont = model.tokenize(f" {reply}\n", bos=False)
+    total = 0.0
+    for tok in cont:
+        logits = model.next_logits(ids).astype(np.float64)
+        top = logits.max()
+        total += logits[tok] - top - np.log(np.exp(logits - top).sum())
+        ids = [*ids, tok]
+    return float(total)
+
+
+def test_ranking_scores_match_the_logits(tiny: TinyModel) -> None:
+    model = LlamaModel(tiny.gguf_path, n_ctx=512, threads=2)
+    others = tuple(f"other {i} sea" for i in range(19))
+    same = tuple(f"we are {i}" for i in range(19))
+    item = heldout.Item("[Riya] hey are we going\n", "yes we are", "t", others, same)
+    (ranked,) = ranking.rank(model, "", [item], "Sam")
+    direct = _direct(model, item.context + "[Sam]", "yes we are")
+    assert ranked.nll == pytest.approx(-direct, rel=1e-3)
+    scores = {
+        t: _direct(model, item.context + "[Sam]", t) - _direct(model, "[Sam]", t)
+        for t in (item.reply, *others)
+    }
+    expected = 1 + sum(scores[t] >= scores[item.reply] for t in others)
+    assert ranked.rank_others == expected
+    assert 1 <= ranked.rank_same_person <= 20
+    model.close()
+
+
+def test_best_of_n_returns_the_best_scored_candidate(tiny: TinyModel) -> None:
+    engine = Engine(tiny.gguf_path, n_ctx=512, threads=2)
+    engine.set_style("Sam", Profile.of(["ok", "ya sure", "lol"]))
+    chat = [("Riya", "hey are we going"), ("Sam", "yes we are"), ("Riya", "the place")]
+    s = Sampling(seed=3, max_tokens=10, best_of=4)
+    reply = engine.simulate(chat, "Sam", s).result()
+    texts = [t for t, _ in reply.candidates]
+    scores = [score for _, score in reply.candidates]
+    assert len(reply.candidates) == 4 and scores == sorted(scores, reverse=True)
+    assert reply.text == texts[0] and reply.first_token_s is not None
+    singles = {
+        engine.simulate(chat, "Sam", Sampling(seed=3 + 7919 * i, max_tokens=10)).result().text
+        for i in range(4)
+    }
+    assert set(texts) == singles  # the candidates are the N seeded samples
+    assert engine.simulate(chat, "Sam", s).result().candidates == reply.candidates
+    assert "".join(engine.simulate(chat, "Sam", s)) == reply.text  # it streams the same
+    engine.close()
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def persona(tiny_persona: tuple[Path, str]) -> tuple[Path, str]:
+    return tiny_persona
+
+
+FIGURES = {"perplexity", "hits_at_1_others", "hits_at_1_same_person", "mrr_others",
+           "mrr_same_person", "detector_accuracy", "authorship", "style_ks"}  # fmt: skip
+
+
+def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) -> None:
+    home, model_id = persona
+    monkeypatch.setenv("CONVSIM_HOME", str(home))
+    quick = ["eval", model_id, "--quick", "--items", "10", "--best-of", "2", "--forever-turns",
+             "12", "--threads", "2"]  # fmt: skip
+    assert main([*quick, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for variant in ("base", "in_context", "tuned", "best_of_n"):
+        v = report[variant]
+        assert set(v) >= FIGURES, variant
+        assert set(v["style_ks"]) == {"length", "emoji", "lowercase", "punctuation",
+                                      "laughter", "question", "messages_per_turn"}  # fmt: skip
+        assert 0 <= v["hits_at_1_others"] <= 1 and v["perplexity"] > 1
+        assert v["counts"]["ranked"] == report["items"] == 10
+        assert v["counts"]["generated_replies"] == 10
+        lo, hi = v["intervals"]["mrr_others"]
+        assert lo <= v["mrr_others"] <= hi
+    assert report["best_of_n"]["ranking_from"] == "tuned" and report["best_of_n"]["n"] == 2
+    assert report["best_of_n"]["hits_at_1_others"] == report["tuned"]["hits_at_1_others"]
+    # Different models, different numbers: nothing here is a constant.
+    assert report["base"]["perplexity"] != report["tuned"]["perplexity"]
+    assert report["forever"]["turns"] == 12 and report["forever"]["seeds"] == 1
+    assert 0 <= report["forever"]["exact_repeats"] <= 1
+    assert 0 < report["forever"]["real_distinct_2"] <= 1
+    folder = home / "models" / model_id
+    assert json.loads((folder / "eval.json").read_text()) == report
+    page = (folder / "report.html").read_text()
+    assert page.count("<svg") == 5 and "Sam" in page and "http" not in page.split("<pre>")[0]
+    # The terminal table reads the saved figures.
+    assert main(["eval", model_id, "--last"]) == 0
+    out = capsys.readouterr().out
+    assert "Hits@1 vs other people" in out and "report.html" in out
+    assert f"{report['tuned']['hits_at_1_others']:.2f}" in out and "forever" in out
+
+
+def test_eval_refuses_bad_input(persona, monkeypatch, capsys) -> None:
+    home, model_id = persona
+    monkeypatch.setenv("CONVSIM_HOME", str(home))
+    assert main(["eval", "nobody-9", "--quick"]) == 2
+    assert "nobody-9" in capsys.readouterr().err
+    assert main(["eval", model_id, "--best-of", "1"]) == 2
+    assert "--best-of" in capsys.readouterr().err
+    (home / "models" / model_id / "eval.json").write_text("{broken")
+    assert main(["eval", model_id, "--last"]) == 2
+    assert "eval.json: not a report" in capsys.readouterr().err
+
+
+def test_simulate_best_of_n_on_the_command_line(persona, monkeypatch, capsys, tmp_path) -> None:
+    home, model_id = persona
+    monkeypatch.setenv("CONVSIM_HOME", str(home))
+    transcript = tmp_path / "t.txt"
+    transcript.write_text("[Riya] are you coming tonight?\n")
+    args = ["simulate", model_id, "--transcript", str(transcript), "--turns", "1", "--seed", "2",
+            "--max-tokens", "8", "--threads", "2", "--json"]  # fmt: skip
+    assert main([*args, "--best-of", "3"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["speaker"] == "Sam" and best["text"]
+    assert main([*args, "--best-of", "0"]) == 2
+    assert "--best-of must be 1 or more" in capsys.readouterr().err
