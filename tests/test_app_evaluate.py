@@ -119,5 +119,7 @@ def test_f9_asks_why_of_the_focused_persona_message(persona, tiny: TinyModel) ->
             await pilot.press("f9")  # nothing focused: the latest persona message
             await wait_for(pilot, lambda: isinstance(app.screen, ExplainScreen))
             assert (app.screen.reply, app.screen.turns) == ("see u there", turns[:3])
+            await pilot.press("escape")  # stops its index build
+            await wait_for(pilot, lambda: app.screen is chat)
 
     asyncio.run(go())

@@ -200,6 +200,10 @@ class ExplainScreen(ModalScreen[None]):
         self.cancel.set()  # stops an index build still running
         self.dismiss(None)
 
+    def on_unmount(self) -> None:
+        # Closed with the app: the worker's thread must not go on building the index.
+        self.cancel.set()
+
 
 def match_text(match: Any) -> Text:
     """A match as two lines: rank, score, similarities, time and their message; then what it
