@@ -121,22 +121,32 @@ def rank_of(scores: np.ndarray, row: int) -> int:
 
 
 def train(home: Path, phrases: list[str], steps: int, say: Any) -> tuple[str, float]:
-    from convsim.core.training import train_person
+    """A persona of Sam on the planted chat in `home`: trained now, or finished from its last
+    checkpoint when an earlier run of this script (`--keep`) was stopped, or reused."""
+    from convsim.core.training import resume_training, train_person
     from convsim.core.workspace import SAMPLE_CHAT, Workspace
 
-    chat = planted_chat(SAMPLE_CHAT, phrases, home.parent / "planted_whatsapp.txt")
     overrides = {"steps": steps, "seq_len": 128, "batch_size": 4, "eval_every": 0,
-                 "samples": 0, "checkpoint_every": 0}  # fmt: skip
+                 "samples": 0, "checkpoint_every": 5}  # fmt: skip
+
+    def step(e: Any) -> None:
+        if e.kind == "step" and (e.step % 5 == 0 or e.step == e.total_steps):
+            say(f"  step {e.step}/{e.total_steps}, loss {e.loss:.3f}")
+
     started = time.perf_counter()
     with Workspace.open(home) as ws:
-        (report,) = ws.import_export(chat)
-        say(f"training Sam on the default base, {steps} steps (planted chat {report.chat_id})")
-
-        def step(e: Any) -> None:
-            if e.kind == "step" and (e.step % 10 == 0 or e.step == e.total_steps):
-                say(f"  step {e.step}/{e.total_steps}, loss {e.loss:.3f}")
-
-        run = train_person(ws, report.chat_id, "Sam", overrides=overrides, on_event=step)
+        earlier = [m for m in ws.store.models() if m.person == "Sam"]
+        if earlier and earlier[-1].status == "ready":
+            say(f"reusing {earlier[-1].id} from an earlier run")
+            return earlier[-1].id, 0.0
+        if earlier:
+            say(f"resuming {earlier[-1].id} from its last checkpoint")
+            run = resume_training(ws, earlier[-1].id, on_event=step)
+        else:
+            chat = planted_chat(SAMPLE_CHAT, phrases, home.parent / "planted_whatsapp.txt")
+            (report,) = ws.import_export(chat)
+            say(f"training Sam on the default base, {steps} steps (planted chat {report.chat_id})")
+            run = train_person(ws, report.chat_id, "Sam", overrides=overrides, on_event=step)
     return run.model.id, time.perf_counter() - started
 
 
