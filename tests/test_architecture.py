@@ -84,6 +84,16 @@ MAY_IMPORT = {
     "system": {"store", "bases", "inference"},
     "memory": {"chats", "store", "data", "inference"},
     "steering": {"chats", "store", "data", "bases", "training", "inference", "convert"},
+    "learning": {
+        "store",
+        "data",
+        "bases",
+        "training",
+        "inference",
+        "evaluation",
+        "memory",
+        "convert",
+    },
     "convert": set(),
 }
 SHARED = {"locations", "workspace", "files", "config"}

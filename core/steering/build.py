@@ -98,7 +98,7 @@ def persona_target(ws: Workspace, model_id: str) -> Target:
     if record.dataset_id is None:
         raise ValueError(f"model {model_id} has no dataset to take chat contexts from")
     train, validation, _ = ws.dataset_files(record.dataset_id)
-    peft = Path(record.path) / "adapter"
+    peft = adapter.parent / "adapter"  # the current version's (training.versions)
     return Target(model_id, Path(record.base), adapter, peft, [*train, *validation],
                   Path(record.path), record.base_sha256)  # fmt: skip
 

@@ -24,7 +24,7 @@ from convsim.core.store.records import ModelRecord
 
 # Tables whose rows hang off a model and are derived from its training data; each has a
 # `model_id` column. Later subsystems add theirs here.
-_DERIVED: tuple[str, ...] = ()
+_DERIVED: tuple[str, ...] = ("feedback", "model_versions")
 
 
 @dataclass

@@ -146,6 +146,35 @@ STEPS: list[str] = [
         vec BLOB NOT NULL
     );
     """,
+    # v4: learning (core/learning). Feedback on a persona's messages, kept with the transcript
+    # before them and the candidates; the versions of a persona that updates made.
+    """
+    CREATE TABLE feedback (
+        id INTEGER PRIMARY KEY,
+        model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        speaker TEXT NOT NULL,
+        transcript TEXT NOT NULL,
+        reply TEXT NOT NULL,
+        better TEXT,
+        candidates TEXT NOT NULL DEFAULT '[]',
+        origin TEXT NOT NULL,
+        created TEXT NOT NULL,
+        used_in INTEGER
+    );
+    CREATE INDEX feedback_by_model ON feedback (model_id);
+    CREATE TABLE model_versions (
+        model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        created TEXT NOT NULL,
+        status TEXT NOT NULL,
+        kept INTEGER NOT NULL DEFAULT 0,
+        path TEXT NOT NULL,
+        record TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (model_id, version)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 VERSION = len(STEPS)

@@ -17,12 +17,15 @@ if TYPE_CHECKING:
 
 
 def adapter_gguf(ws: Workspace, model_id: str) -> Path:
-    """The runtime LoRA adapter GGUF of a finished model. Raises KeyError for an unknown id,
-    `ModelNotReady` while it is unfinished, `AdapterMissing` when its file is gone."""
+    """The runtime LoRA adapter GGUF of a finished model's current version (`versions`).
+    Raises KeyError for an unknown id, `ModelNotReady` while it is unfinished,
+    `AdapterMissing` when its file is gone."""
+    from convsim.core.training.versions import current
+
     record = ws.store.model(model_id)
-    path = Path(record.path) / "adapter.gguf"
     if record.status != "ready":
         raise ModelNotReady(model_id, record.status)
+    path = current(ws.store, model_id).adapter_gguf  # the newest kept version (`versions`)
     if not path.is_file():
         raise AdapterMissing(path, model_id, record.chat_id, record.person)
     return path

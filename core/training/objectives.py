@@ -5,8 +5,8 @@ Contract: an `Objective` turns dataset examples into items (`prepare`), scores a
 pass, by dividing the sums), and may show what the model now writes (`samples`). The loop in
 `trainer.py` knows nothing else: it batches `config.batch_size` items per step (scored
 `micro_batch_size` items at a time, gradients accumulated), steps the optimiser, evaluates,
-checkpoints and resumes. A preference objective (DPO, KTO) is another
-class here with the same three methods.
+checkpoints and resumes. The update objective (next messages, replay, DPO and KTO:
+`preference.Update`) is another class with the same three methods.
 
 `NextMessage` is the persona objective: learn to write the target person's next message after
 its context. Examples are packed (see `core/data/packing.py`) and the vocabulary projection,
@@ -184,8 +184,11 @@ OBJECTIVES: dict[str, type[Objective]] = {NextMessage.name: NextMessage}
 
 
 def objective_named(name: str) -> Objective:
+    # The update objective builds on this module's pieces, so it registers lazily.
+    from convsim.core.training.preference import Update
+
     try:
-        return OBJECTIVES[name]()
+        return {**OBJECTIVES, Update.name: Update}[name]()
     except KeyError:
         raise ValueError(
             f"unknown training objective {name!r} (choose from {', '.join(OBJECTIVES)})"

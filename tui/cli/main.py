@@ -16,6 +16,7 @@ from convsim.tui.cli import doctor as cli_doctor
 from convsim.tui.cli import evaluate as cli_evaluate
 from convsim.tui.cli import explain as cli_explain
 from convsim.tui.cli import forget as cli_forget
+from convsim.tui.cli import learn as cli_learn
 from convsim.tui.cli import memory as cli_memory
 from convsim.tui.cli import models as cli_models
 from convsim.tui.cli import steer as cli_steer
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_chat.add_commands(sub)
     cli_forget.add_commands(sub)
     cli_memory.add_commands(sub)
+    cli_learn.add_commands(sub)
     cli_steer.add_commands(sub)
     cli_explain.add_commands(sub)
     return parser

@@ -244,9 +244,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("models", help="list trained models")
+    p = sub.add_parser("models", help="list trained models; their versions; rollback")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+    from convsim.tui.cli.learn import add_version_commands
+
+    add_version_commands(p)
 
     p = sub.add_parser("export", help="merge a model into its base and quantise to one GGUF")
     p.add_argument("model_id")

@@ -1,0 +1,268 @@
+"""The update objective: next messages, replay and preferences in every batch.
+
+An update ("sleep", `core/learning`) continues a persona's adapter on three kinds of example,
+given to `prepare` as dicts:
+
+- text: `{"context", "target"}` (and `"replay": True` for an example the persona learnt
+  before): next-message cross-entropy on the target turn, as in `objectives.NextMessage`;
+- pair: `{"context", "chosen", "rejected", "weight"}`, target turns: DPO,
+  -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), and the chosen turn is also learnt
+  as a next message;
+- unpaired: `{"context", "reply", "desirable", "weight"}`: KTO, weight * (1 - sigmoid(beta *
+  (r - z))) for a desirable reply and (1 - sigmoid(beta * (z - r))) for an undesirable one,
+  with r = pi - ref and z the batch's mean reward, clamped at 0 and detached.
+
+pi is the summed log-probability of the turn's words under the model being trained, ref under
+the model before the update: `reference()` computes those once, before the first step (the
+job saves them beside the run, so a resumed update uses the same ones).
+
+Every item the loop batches is one *unit* of new material (a text, or a few preference
+examples) together with `replay` share of examples learnt before, packed into one row; so a
+share of every batch is replay, whatever the loop's order. An item's loss is its mean
+next-message loss per token plus its mean preference loss, counted as one unit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from convsim.core.data.packing import TokenizedExample, tokenize_examples
+from convsim.core.training.memory import lm_head_loss
+from convsim.core.training.objectives import LossSum, Setup, _masks
+
+__all__ = ["MixItem", "Segment", "Update"]
+
+PREFERENCES_PER_UNIT = 4
+
+
+@dataclass(frozen=True)
+class Segment:
+    ids: tuple[int, ...]
+    loss_start: int  # first token whose log-probability counts
+    lm_weight: float  # weight of its next-message loss (0: a preference side only)
+    key: str  # identifies its tokens, for the reference log-probability
+
+
+@dataclass(frozen=True)
+class MixItem:
+    segments: tuple[Segment, ...]
+    pairs: tuple[tuple[int, int, float], ...] = ()  # (chosen, rejected, weight), segment indices
+    unpaired: tuple[tuple[int, bool, float], ...] = ()  # (segment, desirable, weight)
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(s.ids) for s in self.segments)
+
+
+class Update:
+    """See the module docstring. `replay`: the share of each item's rows that is replay
+    (0 = none); `beta`: the preference losses' temperature; `preference_weight`: their weight
+    beside the next-message loss."""
+
+    name = "update"
+
+    def __init__(
+        self, replay: float = 0.5, beta: float = 0.1, preference_weight: float = 1.0
+    ) -> None:
+        if not 0 <= replay < 1:
+            raise ValueError(f"replay must be a share from 0 to below 1, not {replay}")
+        self.replay = replay
+        self.beta = beta
+        self.preference_weight = preference_weight
+        self.ref: dict[str, float] = {}
+
+    # -- items ----------------------------------------------------------------------------------
+
+    def prepare(self, examples: Sequence[Any], setup: Setup, *, training: bool) -> list[Any]:
+        tok, seq_len = setup.tokenizer, setup.config.seq_len
+        fresh: list[list[Segment]] = []
+        replayed: list[Segment] = []
+        preferences: list[tuple[str, list[Segment], bool | None, float]] = []
+        for ex in examples:
+            kind = ex.get("type", "text")
+            if kind == "text":
+                text = _segments(tok, ex["context"], [ex["target"]], seq_len, 1.0)
+                if text and ex.get("replay"):
+                    replayed.append(text[0])
+                elif text:
+                    fresh.append(text)
+            elif kind == "pair":
+                segs = _segments(tok, ex["context"], [ex["chosen"], ex["rejected"]], seq_len)
+                if len(segs) == 2:
+                    chosen = Segment(segs[0].ids, segs[0].loss_start, 1.0, segs[0].key)
+                    preferences.append(("pair", [chosen, segs[1]], None, ex.get("weight", 1.0)))
+            elif kind == "unpaired":
+                segs = _segments(tok, ex["context"], [ex["reply"]], seq_len)
+                if segs:
+                    weight = ex.get("weight", 1.0)
+                    preferences.append(("unpaired", segs, bool(ex["desirable"]), weight))
+            else:
+                raise ValueError(f"unknown update example type {kind!r}")
+        units: list[MixItem] = [MixItem(tuple(s)) for s in fresh]
+        for start in range(0, len(preferences), PREFERENCES_PER_UNIT):
+            units.append(_unit(preferences[start : start + PREFERENCES_PER_UNIT]))
+        if not training:
+            return units + [MixItem((s,)) for s in replayed]
+        rng = random.Random(setup.config.seed)
+        rng.shuffle(units)
+        rng.shuffle(replayed)
+        if not self.replay or not replayed:
+            return units
+        # Each unit takes replay until replay is `self.replay` of its tokens.
+        out, r = [], 0
+        for unit in units:
+            segments = list(unit.segments)
+            own = unit.tokens
+            added = 0
+            while added < self.replay / (1 - self.replay) * own:
+                segments.append(replayed[r % len(replayed)])
+                added += len(replayed[r % len(replayed)].ids)
+                r += 1
+            out.append(MixItem(tuple(segments), unit.pairs, unit.unpaired))
+        return out
+
+    # -- scoring --------------------------------------------------------------------------------
+
+    def logprobs(self, model: Any, item: MixItem, setup: Setup) -> tuple[list[Any], list[int]]:
+        """Per segment of `item`: the summed log-probability of its scored tokens (a tensor,
+        with a graph when gradients are on) and how many tokens that is."""
+        import torch
+
+        from convsim.core.data.packing import PackedRow
+
+        ids: list[int] = []
+        positions: list[int] = []
+        lengths: list[int] = []
+        for seg in item.segments:
+            ids.extend(seg.ids)
+            positions.extend(range(len(seg.ids)))
+            lengths.append(len(seg.ids))
+        row = PackedRow(ids, positions, [0] * len(ids), lengths)
+        device = setup.device
+        causal_lm = model.get_base_model()
+        text_config = getattr(causal_lm.config, "get_text_config", lambda: causal_lm.config)()
+        masks = _masks([row], len(ids), text_config, device)
+        softcap = getattr(text_config, "final_logit_softcapping", None)
+        tensor = torch.tensor([ids], dtype=torch.long, device=device)
+        pos = torch.tensor([positions], dtype=torch.long, device=device)
+        out, counts, offset = [], [], 0
+        with torch.autocast(device, dtype=setup.dtype, enabled=device == "cuda"):
+            hidden = causal_lm.model(
+                input_ids=tensor, position_ids=pos, attention_mask=masks
+            ).last_hidden_state[0]
+            for seg in item.segments:
+                start, end = offset + seg.loss_start - 1, offset + len(seg.ids) - 1
+                targets = tensor[0, start + 1 : end + 1]
+                out.append(-lm_head_loss(hidden[start:end], causal_lm.lm_head, targets, softcap))
+                counts.append(end - start)
+                offset += len(seg.ids)
+        return out, counts
+
+    def reference(self, model: Any, items: Sequence[MixItem], setup: Setup) -> dict[str, float]:
+        """The log-probabilities of every preference segment under `model` as it is now (the
+        model before the update), kept as this objective's reference and returned."""
+        import torch
+
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for item in items:
+                    wanted = [item.segments[i] for i in _preference_segments(item)]
+                    wanted = [s for s in wanted if s.key not in self.ref]
+                    if not wanted:
+                        continue
+                    # Only the preference segments: replay needs no reference.
+                    logps, _ = self.logprobs(model, MixItem(tuple(wanted)), setup)
+                    for seg, logp in zip(wanted, logps, strict=True):
+                        self.ref[seg.key] = float(logp)
+        finally:
+            model.train(was_training)
+        return dict(self.ref)
+
+    def loss(self, model: Any, batch: Sequence[Any], setup: Setup) -> LossSum:
+        import torch
+        import torch.nn.functional as F
+
+        total = torch.zeros((), device=setup.device)
+        tokens = 0
+        for item in batch:
+            logps, counts = self.logprobs(model, item, setup)
+            tokens += item.tokens
+            lm = [(s.lm_weight, lp, n) for s, lp, n in zip(item.segments, logps, counts,
+                                                           strict=True) if s.lm_weight]  # fmt: skip
+            if lm:
+                total = total - sum(w * lp for w, lp, _ in lm) / max(1, sum(n for *_, n in lm))
+            losses = []
+            reward = {i: logps[i] - self._ref(item.segments[i]) for i in
+                      _preference_segments(item)}  # fmt: skip
+            for chosen, rejected, weight in item.pairs:
+                margin = reward[chosen] - reward[rejected]
+                losses.append(-weight * F.logsigmoid(self.beta * margin))
+            if item.unpaired:
+                z = torch.stack([reward[i] for i, _, _ in item.unpaired]).mean()
+                z = z.detach().clamp(min=0)
+                for i, desirable, weight in item.unpaired:
+                    sign = 1 if desirable else -1
+                    losses.append(weight * (1 - torch.sigmoid(sign * self.beta * (reward[i] - z))))
+            if losses:
+                total = total + self.preference_weight * torch.stack(losses).mean()
+        return LossSum(total, len(batch), tokens)
+
+    def _ref(self, segment: Segment) -> float:
+        try:
+            return self.ref[segment.key]
+        except KeyError:
+            raise RuntimeError(
+                "the update's reference log-probabilities were not computed (call reference())"
+            ) from None
+
+    def samples(self, model: Any, examples: Sequence[Any], setup: Setup) -> list[str]:
+        return []
+
+
+def _segments(
+    tokenizer: Any, context: str, targets: list[str], seq_len: int, lm_weight: float = 0.0
+) -> list[Segment]:
+    """One segment per target turn after `context` (clipped to `seq_len`, oldest context
+    first); none when a target has no words."""
+    tokenized = tokenize_examples(
+        [{"context": context, "target": t} for t in targets], tokenizer, "target"
+    )
+    if len(tokenized) != len(targets):
+        return []
+    return [_segment(_clip(t, seq_len), lm_weight) for t in tokenized]
+
+
+def _clip(ex: TokenizedExample, seq_len: int) -> TokenizedExample:
+    if len(ex.ids) <= seq_len:
+        return ex
+    cut = len(ex.ids) - seq_len
+    start = max(1, ex.loss_start - cut)
+    return TokenizedExample((ex.ids[0], *ex.ids[cut + 1 :]), start)
+
+
+def _segment(ex: TokenizedExample, lm_weight: float) -> Segment:
+    digest = hashlib.sha1(repr((ex.ids, ex.loss_start)).encode()).hexdigest()[:20]
+    return Segment(ex.ids, max(1, ex.loss_start), lm_weight, digest)
+
+
+def _unit(preferences: list[tuple[str, list[Segment], bool | None, float]]) -> MixItem:
+    segments: list[Segment] = []
+    pairs, unpaired = [], []
+    for kind, segs, desirable, weight in preferences:
+        at = len(segments)
+        segments.extend(segs)
+        if kind == "pair":
+            pairs.append((at, at + 1, weight))
+        else:
+            unpaired.append((at, bool(desirable), weight))
+    return MixItem(tuple(segments), tuple(pairs), tuple(unpaired))
+
+
+def _preference_segments(item: MixItem) -> list[int]:
+    return sorted({i for c, r, _ in item.pairs for i in (c, r)} | {i for i, _, _ in item.unpaired})
