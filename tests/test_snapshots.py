@@ -262,3 +262,73 @@ def test_evaluate(snap_compare, stocked: Path) -> None:
         await settle(pilot, lambda: getattr(pilot.app.screen, "report", None) is not None)
 
     assert snap_compare(ConvsimApp(stocked), terminal_size=LARGE, run_before=open_screen)
+
+
+def test_feedback_view(snap_compare, stocked: Path) -> None:
+    """The feedback view (F10 in the chat) on three fixed items: a thumbs up, an edit with
+    markup-like text (shown as typed), and a dismissed suggestion an update already learnt."""
+    from convsim.core.learning.feedback import Feedback
+
+    turns = [("Riya", "are you coming to the gig on friday?")]
+    with Workspace.open(stocked) as ws:
+        feedback = Feedback(ws.store)
+        feedback.add("sam-1", "good", turns, "yesss wouldn't miss it")
+        feedback.add("sam-1", "better", turns, "Yes, I will attend.", better="ya [b]def[/b]")
+        done = feedback.add("sam-1", "dismissed", turns[:0], "see you at 8", speaker="Riya")
+        feedback.mark_used([done.id], 2)
+        with ws.store.transaction() as conn:
+            conn.execute("UPDATE feedback SET created = '2026-11-28T10:3' || id || ':00'")
+
+    async def open_view(pilot) -> None:
+        from convsim.tui.app.screens.feedback import FeedbackScreen
+
+        await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+        view = FeedbackScreen("sam-1", "Sam")
+        await pilot.app.push_screen(view)
+        await settle(pilot, lambda: view.items is not None)
+        await pilot.press("down")
+
+    assert snap_compare(ConvsimApp(stocked), terminal_size=SMALL, run_before=open_view)
+
+
+def test_learn_not_promoted(snap_compare, stocked: Path) -> None:
+    """The learn screen after an update that was not promoted: the loss it trained with, the
+    verdict, the forgetting table (one slice over the limit), Keep anyway, and the versions.
+    The screen reads nothing: it is fed fixed versions, training events and outcome."""
+    from convsim.core.learning import LearnEvent, LearnOutcome, SliceScore
+    from convsim.core.training.versions import Version
+    from convsim.tui.app.messages import LearnLoaded, LearnProgress
+    from convsim.tui.app.screens.learn import LearnScreen
+
+    folder = stocked / "models" / "sam-1"
+    reason = "the 2026-09 slice's perplexity rose 4.1% (limit 3%)"
+    versions = [
+        Version("sam-1", 1, "2026-11-22T10:00:00", "done", True, folder,
+                {"promoted": True, "reason": "first training"}),
+        Version("sam-1", 2, "2026-11-29T21:14:00", "done", True, folder / "versions" / "2",
+                {"promoted": True, "reason": "within the limits on every slice"}),
+        Version("sam-1", 3, "2026-12-02T09:30:00", "done", False, folder / "versions" / "3",
+                {"promoted": False, "reason": reason}),
+    ]  # fmt: skip
+    table = [
+        SliceScore("2026-06", 16, 41.2, 40.8, 0.3125, 0.3125, True),
+        SliceScore("2026-09", 16, 38.0, 39.56, 0.25, 0.25, False),
+        SliceScore("2026-11", 16, 44.9, 42.1, 0.1875, 0.25, True),
+    ]
+    counts = {"feedback": 24, "pairs": 9, "unpaired": 15, "judged": 0, "new_messages": 0,
+              "replay_pool": 180}  # fmt: skip
+    outcome = LearnOutcome("sam-1", 3, "done", False, reason, table, counts, 95.0, 2)
+
+    async def learnt(pilot) -> None:
+        await settle(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+        screen = LearnScreen("sam-1", "Sam", autoload=False)
+        await pilot.app.push_screen(screen)
+        screen.post_message(LearnLoaded([], versions, 2))
+        events = [LearnEvent("train", train=e) for e in fixed_events(24, 24)]
+        for event in events:
+            screen.post_message(LearnProgress(event))
+        await settle(pilot, lambda: screen.last_event is events[-1] and screen.loaded)
+        screen.show_outcome(outcome.to_json())
+        await pilot.pause()
+
+    assert snap_compare(ConvsimApp(stocked), terminal_size=LARGE, run_before=learnt)

@@ -422,3 +422,71 @@ class ExplainContext(Message):
         self.message_id = message_id
         self.chat_id = chat_id
         self.lines = lines
+
+
+# -- learning: feedback and updates ---------------------------------------------------------
+
+
+class FeedbackSaved(Message):
+    """A feedback item (`core.learning.FeedbackItem`) was stored; `turn` is the index of the
+    chat turn it is about (None: an autocomplete suggestion, which is no turn yet)."""
+
+    def __init__(self, item: Any, turn: int | None) -> None:
+        super().__init__()
+        self.item = item
+        self.turn = turn
+
+
+class FeedbackListed(Message):
+    """A persona's feedback items, oldest first, for the feedback view."""
+
+    def __init__(self, items: list[Any]) -> None:
+        super().__init__()
+        self.items = items
+
+
+class FeedbackRemoved(Message):
+    """Feedback items were deleted (their ids)."""
+
+    def __init__(self, ids: list[int]) -> None:
+        super().__init__()
+        self.ids = ids
+
+
+class LearnLoaded(Message):
+    """What the learn screen shows before an update: the feedback no update has learnt yet
+    (`FeedbackItem`s), every version (`core.training.versions.Version`s, oldest first) and the
+    number of the one the chat uses."""
+
+    def __init__(self, unused: list[Any], versions: list[Any], current: int) -> None:
+        super().__init__()
+        self.unused = unused
+        self.versions = versions
+        self.current = current
+
+
+class LearnProgress(Message):
+    """One `core.learning.LearnEvent` of the running update."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class LearnEnded(Message):
+    """The update returned: its `core.learning.LearnOutcome` (done or cancelled), or None with
+    `nothing` saying why there was nothing to learn."""
+
+    def __init__(self, outcome: Any | None, nothing: str | None = None) -> None:
+        super().__init__()
+        self.outcome = outcome
+        self.nothing = nothing
+
+
+class VersionUsed(Message):
+    """The chat now uses `version` (a rollback, or an update kept anyway)."""
+
+    def __init__(self, version: int, kept: bool) -> None:
+        super().__init__()
+        self.version = version
+        self.kept = kept

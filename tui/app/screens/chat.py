@@ -3,7 +3,8 @@ next message; forever mode lets both sides talk; the sampling panel tunes genera
 the memory panel of the persona's chat and F7 turns memory off for replies, to compare
 (`chat_memory.py`: the facts each reply is given, and what the chat teaches); F8 opens the
 steering panel (`steering.py`: sliders whose mix the next reply is steered with, shown in the
-status line).
+status line); + and - rate a persona message, and edits, regenerations and autocomplete are
+recorded as feedback for the persona's next update (`chat_feedback.py`; F10 lists it).
 
 One `Engine` per screen, used by one job at a time (`self.busy` lock). Replies, forever turns,
 autocomplete and transcript files run in `@work` thread workers that report with the messages
@@ -39,6 +40,7 @@ from convsim.tui.app.messages import (
     post,
     reporting,
 )
+from convsim.tui.app.screens.chat_feedback import FeedbackActions
 from convsim.tui.app.screens.chat_memory import MemoryActions
 from convsim.tui.app.screens.chat_persona import Persona, persona_from_base, persona_from_model
 from convsim.tui.app.screens.chat_transcripts import TranscriptActions
@@ -62,7 +64,7 @@ def _close_engine(screen: ChatScreen) -> None:
         screen.close_memory()
 
 
-class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]):
+class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, FeedbackActions, Screen[None]):
     BINDINGS = [
         Binding("ctrl+r", "regenerate", "Regen"),
         Binding("ctrl+o", "continue_reply", "More", show=False),
@@ -74,6 +76,9 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]
         Binding("f7", "toggle_memory", "Memory on/off", show=False),
         Binding("f8", "steering", "Steer", show=False),
         Binding("f9", "explain", "Why?", show=False),
+        Binding("plus", "feedback_good", "Good", show=False),
+        Binding("minus", "feedback_bad", "Bad", show=False),
+        Binding("f10", "feedback", "Feedback", show=False),
         Binding("ctrl+s", "save", "Save", show=False),
         Binding("ctrl+l", "load", "Open", show=False),
         Binding("escape", "stop", "Stop", show=False),
@@ -99,6 +104,7 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]
         self._status_text = READY
         self._init_memory()
         self._init_steering()
+        self._init_feedback()
 
     def compose(self) -> ComposeResult:
         from convsim.core.inference.engine import Sampling
@@ -159,6 +165,7 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]
         messages.remove_children()
         messages.mount_all(Bubble(s, t, mine=s == self.persona.me) for s, t in self.turns)
         messages.scroll_end(animate=False)
+        self.show_marks()
 
     # -- sending and replies ------------------------------------------------------------------
 
@@ -171,6 +178,7 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]
             self.notify("Wait for the reply, or press Esc to stop it.", severity="warning")
             return
         event.input.value = ""
+        self.suggestion_sent(text)
         self.turns.append((self.persona.me, text))
         self._bubble(self.persona.me, text)
         self._reply()
@@ -218,6 +226,7 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]
     def _reply_done(self, message: ReplyDone) -> None:
         reply, speaker, bubbles = message.reply, self.persona.speaker, self._streamed
         self.generating = False
+        self.note_reply(len(self.turns), reply)
         self.turns.extend((speaker, m) for m in reply.messages)
         # The final messages are what the conversation keeps (the engine trims a capped
         # message to its last whole word): show exactly those.
@@ -258,6 +267,7 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]
         if start == len(self.turns):
             self.notify("No reply to regenerate yet.")
             return
+        self.feedback_regenerate(start)
         del self.turns[start:]
         self._redraw()
         self._reply()
@@ -274,8 +284,11 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]
             self.notify("Edit works on the persona's latest message.")
             return
 
+        index, old = len(self.turns) - 1, self.turns[-1][1]
+
         def edited(text: str | None) -> None:
             if text:
+                self.feedback_edit(index, old, text)
                 self.turns[-1] = (self.persona.speaker, text)
                 self._redraw()
 
@@ -285,13 +298,8 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]
         """Why did it say that? The focused persona message, else the latest one."""
         from convsim.tui.app.screens.explain import ExplainScreen
 
-        bubbles = list(self.query_one("#messages").query(Bubble))
-        focused = self.focused if isinstance(self.focused, Bubble) else None
-        theirs: list[int | None] = [
-            i for i, b in enumerate(bubbles) if b.speaker == self.persona.speaker
-        ]
-        index = bubbles.index(focused) if focused in bubbles else (theirs or [None])[-1]
-        if index is None or self.generating or index >= len(self.turns):
+        index = self._persona_turn()
+        if index is None or self.generating:
             self.notify("Why? works on a message the persona has finished writing.")
             return
         self.app.push_screen(
@@ -352,6 +360,7 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]
     @on(Input.Changed, "#draft")
     def _typed(self, event: Input.Changed) -> None:
         self._complete_cancel.set()
+        self.draft_changed(event.value)
         if self._complete_timer is not None:
             self._complete_timer.stop()
         if event.value.strip() and self.autocomplete_on and not self.generating:
@@ -388,6 +397,7 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, Screen[None]
             message.partial, message.completion
         ):
             self.completions += 1
+            self.suggestion_shown(message.partial, message.completion)
 
     # -- panels, transcripts ------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ class HomeScreen(Screen[None]):
         Binding("r", "resume", "Resume", show=False),
         Binding("m", "memory", "Memory"),
         Binding("e", "evaluate", "Evaluate"),
+        Binding("l", "learn", "Learn", show=False),
         Binding("x", "forget", "Forget"),
         Binding("f4", "reload", "Refresh", show=False),
     ]
@@ -226,6 +227,14 @@ class HomeScreen(Screen[None]):
         record = self._ready_persona()
         if record is not None:
             self.app.push_screen(EvaluateScreen(record.id, record.person))
+
+    def action_learn(self) -> None:
+        """The persona keeps learning: updates from feedback and new messages, versions."""
+        from convsim.tui.app.screens.learn import LearnScreen
+
+        record = self._ready_persona()
+        if record is not None:
+            self.app.push_screen(LearnScreen(record.id, record.person))
 
     def action_memory(self) -> None:
         """The memory panel of the selected chat: what convsim knows about its people."""
