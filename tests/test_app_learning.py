@@ -7,9 +7,13 @@ then feedback, then the updates that learn it, then a rollback."""
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from test_app import SIZE, notifications, run, wait_for
@@ -160,7 +164,9 @@ def test_thumbs_edits_and_regenerations_are_stored_with_their_context(persona) -
                 assert item.reply == chat.turns[index][1] and item.version == 1
                 assert item.speaker == "Sam" and item.origin == "chat"
             assert chat.feedback_marks[index] == ("bad", chat.turns[index][1])
-            assert list(chat.query(Bubble))[index].has_class("-rated-bad")
+            rated = list(chat.query(Bubble))[index]
+            assert rated.has_class("-rated-bad") and not rated.has_class("-rated-good")
+            assert rated.mark == "👎" and str(rated.render()).endswith("  👎")
             assert "👎 Noted" in " ".join(notifications(app))
 
             # Regenerate: the reply it replaces, as a whole, with its best-of-N candidates.
@@ -190,7 +196,9 @@ def test_thumbs_edits_and_regenerations_are_stored_with_their_context(persona) -
             assert better.kind == "better" and better.reply == original
             assert better.better == "ya see you there"
             assert better.transcript == chat.turns[:-1]
-            assert list(chat.query(Bubble))[-1].has_class("-rated-better")
+            edited = list(chat.query(Bubble))[-1]
+            assert edited.has_class("-rated-better") and edited.mark == "✎"
+            assert all(b.mark == "" for b in list(chat.query(Bubble))[:-1])
 
             # The same text again is no edit: nothing stored.
             await pilot.press("ctrl+t")
@@ -400,3 +408,136 @@ def test_rollback_and_keep_anyway_choose_the_version_the_chat_uses(persona) -> N
     with Workspace.open(home) as ws:
         assert current(ws.store, model_id).version == 2
         assert [v.kept for v in versions(ws.store, model_id)][:3] == [True, True, False]
+
+
+# ------------------------------------------------------------------------ the judge
+
+RULES = "Sam never shouts.\nSam runs on Thursdays."
+
+
+def test_the_constitution_is_written_in_its_dialog_and_the_judge_needs_an_endpoint(
+    persona,
+) -> None:
+    from textual.widgets import Switch, TextArea
+
+    from convsim.core.learning import constitution
+    from convsim.core.workspace import Workspace
+    from convsim.tui.app.screens.constitution import ConstitutionDialog
+
+    home, model_id = persona
+
+    async def go() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_learn(pilot, model_id)
+            switch = screen.query_one("#learn-judge", Switch)
+            assert switch.disabled and not switch.value and screen.endpoint is None
+            hint = str(screen.query_one("#learn-judge-hint").render())
+            assert "convsim memory endpoint URL" in hint
+            await pilot.press("j")  # refused, with the same hint
+            assert not switch.value and "convsim memory endpoint" in " ".join(notifications(app))
+
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConstitutionDialog))
+            dialog = app.screen
+            await wait_for(pilot, lambda: dialog.loaded)
+            editor = dialog.query_one("#constitution-text", TextArea)
+            assert editor.text == ""
+            await wait_for(pilot, lambda: editor.has_focus)
+            editor.load_text("\n".join(f"line {i}" for i in range(41)))
+            await pilot.press("ctrl+s")  # too long: refused, the dialog stays with the text
+            await wait_for(pilot, lambda: "Constitution not saved" in " ".join(notifications(app)))
+            await wait_for(pilot, lambda: not dialog.query_one("#constitution-save").disabled)
+            assert app.screen is dialog and "at most 40" in " ".join(notifications(app))
+            editor.load_text("Sam never shouts.\n")
+            editor.move_cursor(editor.document.end)
+            await pilot.press(*"Sam", "space", *"runs", "space", *"on", "space", *"Thursdays.")
+            await pilot.click("#constitution-save")
+            await wait_for(pilot, lambda: app.screen is screen)
+            assert screen.has_constitution and "2 lines kept" in " ".join(notifications(app))
+
+            await pilot.press("c")  # opens on the stored text; Escape keeps it
+            await wait_for(pilot, lambda: isinstance(app.screen, ConstitutionDialog))
+            again = app.screen
+            await wait_for(pilot, lambda: again.loaded)
+            assert again.query_one("#constitution-text", TextArea).text == RULES + "\n"
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is screen)
+
+    run(go())
+    with Workspace.open(home) as ws:
+        assert constitution(ws, model_id) == RULES + "\n"
+
+
+class Judge(BaseHTTPRequestHandler):
+    """An OpenAI-compatible judge that prefers replies without an exclamation mark (the
+    pattern of tests/test_learning.py)."""
+
+    asked: ClassVar[list[str]] = []
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][1]["content"]
+        Judge.asked.append(prompt)
+        first = prompt.split("\nA: ", 1)[1].split("\nB: ", 1)[0]
+        better = "B" if "!" in first else "A"
+        answer = {"choices": [{"message": {"content": json.dumps({"better": better})}}]}
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def save_endpoint(home: Path, url: str) -> None:
+    from convsim.core.memory import save_endpoint
+    from convsim.core.workspace import Workspace
+
+    with Workspace.open(home) as ws:
+        save_endpoint(ws.store, url, "judge")
+
+
+def test_with_the_judge_on_an_update_learns_the_pairs_it_made(persona) -> None:
+    from textual.widgets import Switch
+
+    home, model_id = persona
+    with socket.socket() as s:  # a port nobody answers on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    save_endpoint(home, f"http://127.0.0.1:{dead}/v1")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+
+    async def go() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_learn(pilot, model_id)
+            switch = screen.query_one("#learn-judge", Switch)
+            assert not switch.disabled and f":{dead}/v1 (judge)" in str(screen.endpoint)
+            assert "which of two replies" in str(screen.query_one("#learn-judge-hint").render())
+            versions_before = len(screen.versions)
+            await pilot.press("j")
+            assert switch.value
+            await pilot.press("s")  # the endpoint does not answer: a line, no new version
+            await wait_for(pilot, lambda: screen.state != "running", timeout=300)
+            assert screen.state == "failed" and "The judge could not be asked" in status(screen)
+            assert screen.query_one("#learn-status").has_class("-failure")
+
+            save_endpoint(home, f"http://127.0.0.1:{httpd.server_address[1]}/v1")
+            await pilot.press("s")
+            await wait_for(pilot, lambda: screen.state != "running", timeout=600)
+            assert screen.state == "done", (status(screen), notifications(app))
+            outcome = screen.outcome
+            assert outcome is not None and outcome["counts"]["judged"] > 0
+            assert outcome["version"] == versions_before + 1
+            assert "pairs the judge made" in str(screen.query_one("#learn-learnt").render())
+
+    try:
+        run(go())
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert Judge.asked and all(RULES.split("\n")[0] in p for p in Judge.asked)

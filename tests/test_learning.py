@@ -9,6 +9,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -234,7 +235,7 @@ def test_every_training_item_carries_replay_and_the_reference_is_the_model_befor
 
     from convsim.core.bases import load_for_training
     from convsim.core.locations import Locations
-    from convsim.core.training.preference import Update
+    from convsim.core.training.preference import MixItem, Update
     from convsim.core.training.trainer import TrainConfig, Trainer
 
     config = TrainConfig(rank=4, alpha=8.0, seq_len=64, batch_size=2, eval_every=0, samples=0)
@@ -255,8 +256,8 @@ def test_every_training_item_carries_replay_and_the_reference_is_the_model_befor
     replayed, longest = {s.key for s in segments}, max(len(s.ids) for s in segments)
     assert len(trainer.train_rows) == 7
     for item in trainer.train_rows:
-        own = sum(len(s.ids) for s in item.segments if s.key not in replayed)
-        again = sum(len(s.ids) for s in item.segments if s.key in replayed)
+        own = sum(s.tokens for s in item.segments if s.key not in replayed)
+        again = sum(s.tokens for s in item.segments if s.key in replayed)
         assert own <= again < own + longest  # half of the item, give or take one example
     # Before any step the model is its own reference: every DPO margin is 0, so a pair's
     # loss is log 2, beside the chosen reply's next-message loss.
@@ -270,6 +271,15 @@ def test_every_training_item_carries_replay_and_the_reference_is_the_model_befor
           if s.lm_weight]  # fmt: skip
     next_message = -sum(lp for lp, _ in lm) / sum(n for _, n in lm)
     assert total == pytest.approx(next_message + math.log(2), abs=1e-4)
+    # A rejected reply shares its chosen twin's context in the row, and scores exactly as
+    # when it is computed alone.
+    forked = [s for s in paired.segments if s.shared]
+    assert len(forked) == 3 and all(s.shared > 3 for s in forked)
+    with torch.no_grad():
+        for i, seg in enumerate(paired.segments):
+            alone = MixItem((replace(seg, shared=0),))
+            (logp,), _ = objective.logprobs(trainer.model, alone, trainer.setup)
+            assert float(logp) == pytest.approx(float(logps[i]), abs=1e-4)
 
 
 # -- the command line -----------------------------------------------------------------------------

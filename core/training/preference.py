@@ -32,7 +32,7 @@ from typing import Any
 
 from convsim.core.data.packing import TokenizedExample, tokenize_examples
 from convsim.core.training.memory import lm_head_loss
-from convsim.core.training.objectives import LossSum, Setup, _masks
+from convsim.core.training.objectives import LossSum, Setup
 
 __all__ = ["MixItem", "Segment", "Update"]
 
@@ -45,6 +45,13 @@ class Segment:
     loss_start: int  # first token whose log-probability counts
     lm_weight: float  # weight of its next-message loss (0: a preference side only)
     key: str  # identifies its tokens, for the reference log-probability
+    # Leading tokens it shares with the segment before it in its item (a pair's rejected reply
+    # shares the chosen one's context): computed once, attended to by both.
+    shared: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return len(self.ids) - self.shared
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class MixItem:
 
     @property
     def tokens(self) -> int:
-        return sum(len(s.ids) for s in self.segments)
+        return sum(s.tokens for s in self.segments)
 
 
 class Update:
@@ -93,8 +100,7 @@ class Update:
             elif kind == "pair":
                 segs = _segments(tok, ex["context"], [ex["chosen"], ex["rejected"]], seq_len)
                 if len(segs) == 2:
-                    chosen = Segment(segs[0].ids, segs[0].loss_start, 1.0, segs[0].key)
-                    preferences.append(("pair", [chosen, segs[1]], None, ex.get("weight", 1.0)))
+                    preferences.append(("pair", _pair(*segs), None, ex.get("weight", 1.0)))
             elif kind == "unpaired":
                 segs = _segments(tok, ex["context"], [ex["reply"]], seq_len)
                 if segs:
@@ -120,7 +126,7 @@ class Update:
             added = 0
             while added < self.replay / (1 - self.replay) * own:
                 segments.append(replayed[r % len(replayed)])
-                added += len(replayed[r % len(replayed)].ids)
+                added += replayed[r % len(replayed)].tokens
                 r += 1
             out.append(MixItem(tuple(segments), unit.pairs, unit.unpaired))
         return out
@@ -132,34 +138,33 @@ class Update:
         with a graph when gradients are on) and how many tokens that is."""
         import torch
 
-        from convsim.core.data.packing import PackedRow
-
         ids: list[int] = []
         positions: list[int] = []
-        lengths: list[int] = []
+        rows: list[list[int]] = []  # per segment: the row index of each of its tokens
         for seg in item.segments:
-            ids.extend(seg.ids)
-            positions.extend(range(len(seg.ids)))
-            lengths.append(len(seg.ids))
-        row = PackedRow(ids, positions, [0] * len(ids), lengths)
+            at = list(rows[-1][: seg.shared]) if seg.shared else []
+            at += range(len(ids), len(ids) + seg.tokens)
+            ids.extend(seg.ids[seg.shared :])
+            positions.extend(range(seg.shared, len(seg.ids)))
+            rows.append(at)
         device = setup.device
         causal_lm = model.get_base_model()
         text_config = getattr(causal_lm.config, "get_text_config", lambda: causal_lm.config)()
-        masks = _masks([row], len(ids), text_config, device)
+        masks = _fork_masks(rows, positions, text_config, device)
         softcap = getattr(text_config, "final_logit_softcapping", None)
         tensor = torch.tensor([ids], dtype=torch.long, device=device)
         pos = torch.tensor([positions], dtype=torch.long, device=device)
-        out, counts, offset = [], [], 0
+        out, counts = [], []
         with torch.autocast(device, dtype=setup.dtype, enabled=device == "cuda"):
             hidden = causal_lm.model(
                 input_ids=tensor, position_ids=pos, attention_mask=masks
             ).last_hidden_state[0]
-            for seg in item.segments:
-                start, end = offset + seg.loss_start - 1, offset + len(seg.ids) - 1
-                targets = tensor[0, start + 1 : end + 1]
-                out.append(-lm_head_loss(hidden[start:end], causal_lm.lm_head, targets, softcap))
-                counts.append(end - start)
-                offset += len(seg.ids)
+            for seg, at in zip(item.segments, rows, strict=True):
+                # Token u is predicted from the hidden state of token u - 1.
+                index = torch.tensor(at[seg.loss_start - 1 : -1], device=device)
+                targets = torch.tensor(seg.ids[seg.loss_start :], device=device)
+                out.append(-lm_head_loss(hidden[index], causal_lm.lm_head, targets, softcap))
+                counts.append(len(targets))
         return out, counts
 
     def reference(self, model: Any, items: Sequence[MixItem], setup: Setup) -> dict[str, float]:
@@ -225,6 +230,29 @@ class Update:
         return []
 
 
+def _fork_masks(rows: list[list[int]], positions: list[int], text_config: Any, device: str) -> Any:
+    """The attention mask of one item's row: each segment sees its own earlier tokens, which
+    for a segment that shares a prefix include the tokens of the segment before it; none sees
+    another segment otherwise. Sliding-window layers (gemma3) get the window too."""
+    import torch
+
+    length = len(positions)
+    allowed = torch.zeros(length, length, dtype=torch.bool)
+    for at in rows:
+        index = torch.tensor(at)
+        allowed[index[:, None], index[None, :]] = torch.ones(len(at), len(at)).tril().bool()
+    full = allowed[None, None].to(device)
+    window = getattr(text_config, "sliding_window", None)
+    if "sliding_attention" in set(getattr(text_config, "layer_types", None) or ()) and window:
+        pos = torch.tensor(positions)
+        near = (pos[:, None] - pos[None, :]) < window
+        return {
+            "full_attention": full,
+            "sliding_attention": (allowed & near)[None, None].to(device),
+        }
+    return full
+
+
 def _segments(
     tokenizer: Any, context: str, targets: list[str], seq_len: int, lm_weight: float = 0.0
 ) -> list[Segment]:
@@ -249,6 +277,21 @@ def _clip(ex: TokenizedExample, seq_len: int) -> TokenizedExample:
 def _segment(ex: TokenizedExample, lm_weight: float) -> Segment:
     digest = hashlib.sha1(repr((ex.ids, ex.loss_start)).encode()).hexdigest()[:20]
     return Segment(ex.ids, max(1, ex.loss_start), lm_weight, digest)
+
+
+def _pair(chosen: Segment, rejected: Segment) -> list[Segment]:
+    """A pair's segments: the chosen reply also learnt as a next message, the rejected one
+    sharing its context (the tokens both start with, up to where either's words begin)."""
+    common = 0
+    while common < min(len(chosen.ids), len(rejected.ids)) and (
+        chosen.ids[common] == rejected.ids[common]
+    ):
+        common += 1
+    shared = min(common, chosen.loss_start, rejected.loss_start)
+    return [
+        Segment(chosen.ids, chosen.loss_start, 1.0, chosen.key),
+        Segment(rejected.ids, rejected.loss_start, 0.0, rejected.key, shared),
+    ]
 
 
 def _unit(preferences: list[tuple[str, list[Segment], bool | None, float]]) -> MixItem:

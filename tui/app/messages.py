@@ -490,3 +490,38 @@ class VersionUsed(Message):
         super().__init__()
         self.version = version
         self.kept = kept
+
+
+class JudgeLoaded(Message):
+    """What the learn screen's judge needs: the configured endpoint ("url (model)", None when
+    there is none) and whether the persona has a constitution."""
+
+    def __init__(self, endpoint: str | None, has_constitution: bool) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+        self.has_constitution = has_constitution
+
+
+class LearnRefused(Message):
+    """The update could not start or gather its material: `reason` is the line to show (the
+    judge's endpoint failed, no constitution to judge by)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class ConstitutionRead(Message):
+    """A persona's constitution as stored ("" when none is written)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class ConstitutionSaved(Message):
+    """The constitution was written (`text` as stored; "" when it was removed)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text

@@ -3,8 +3,9 @@ next message; forever mode lets both sides talk; the sampling panel tunes genera
 the memory panel of the persona's chat and F7 turns memory off for replies, to compare
 (`chat_memory.py`: the facts each reply is given, and what the chat teaches); F8 opens the
 steering panel (`steering.py`: sliders whose mix the next reply is steered with, shown in the
-status line); + and - rate a persona message, and edits, regenerations and autocomplete are
-recorded as feedback for the persona's next update (`chat_feedback.py`; F10 lists it).
+status line); + and - rate a persona message, and edits (Ctrl+T), regenerations (Ctrl+R) and
+autocomplete are recorded as feedback for the persona's next update (`chat_feedback.py`, which
+holds the edit and regenerate actions too; F10 lists it).
 
 One `Engine` per screen, used by one job at a time (`self.busy` lock). Replies, forever turns,
 autocomplete and transcript files run in `@work` thread workers that report with the messages
@@ -44,7 +45,7 @@ from convsim.tui.app.screens.chat_feedback import FeedbackActions
 from convsim.tui.app.screens.chat_memory import MemoryActions
 from convsim.tui.app.screens.chat_persona import Persona, persona_from_base, persona_from_model
 from convsim.tui.app.screens.chat_transcripts import TranscriptActions
-from convsim.tui.app.screens.chat_widgets import Bubble, EditDialog, OpenDialog, SamplingPanel
+from convsim.tui.app.screens.chat_widgets import Bubble, OpenDialog, SamplingPanel
 from convsim.tui.app.screens.steering import SteeringActions, SteeringPanel
 from convsim.tui.app.widgets import GhostInput
 
@@ -253,46 +254,12 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, FeedbackActi
             self.generating = False
             self._status(READY)
 
-    def _last_reply_start(self) -> int:
-        """Index of the first turn of the persona's latest reply (len(turns) if none)."""
-        i = len(self.turns)
-        while i and self.turns[i - 1][0] == self.persona.speaker:
-            i -= 1
-        return i
-
-    def action_regenerate(self) -> None:
-        if self.generating:
-            return
-        start = self._last_reply_start()
-        if start == len(self.turns):
-            self.notify("No reply to regenerate yet.")
-            return
-        self.feedback_regenerate(start)
-        del self.turns[start:]
-        self._redraw()
-        self._reply()
-
     def action_continue_reply(self) -> None:
         if not self.generating:
             self._reply()
 
     def action_stop(self) -> None:
         self.cancel.set()
-
-    def action_edit_reply(self) -> None:
-        if self.generating or not self.turns or self.turns[-1][0] != self.persona.speaker:
-            self.notify("Edit works on the persona's latest message.")
-            return
-
-        index, old = len(self.turns) - 1, self.turns[-1][1]
-
-        def edited(text: str | None) -> None:
-            if text:
-                self.feedback_edit(index, old, text)
-                self.turns[-1] = (self.persona.speaker, text)
-                self._redraw()
-
-        self.app.push_screen(EditDialog(self.turns[-1][1]), edited)
 
     def action_explain(self) -> None:
         """Why did it say that? The focused persona message, else the latest one."""

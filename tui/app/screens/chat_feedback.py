@@ -12,8 +12,10 @@ message was a whole best-of-N reply, that reply's candidates. F10 opens the feed
 Items are written by a worker (one transaction each, one at a time) that posts
 `FeedbackSaved`; a refused item (`FeedbackError`: an empty edit, a model that is gone...)
 comes back as `JobFailed` and becomes a notification with its reason. A message with explicit
-feedback gets a coloured mark (a CSS class on its bubble, kept across redraws); implicit
-feedback is only listed in the view, so regenerating or typing stays quiet. A chat that is not
+feedback gets a coloured edge (a CSS class on its bubble) and its mark (👍, 👎, ✎) at its end,
+both kept across redraws; implicit feedback is only listed in the view, so regenerating or
+typing stays quiet. The edit (Ctrl+T) and regenerate (Ctrl+R) actions live here too: each is
+feedback as well as a change to the conversation. A chat that is not
 a trained persona (the plain base) stores nothing.
 Handlers are `on_<message>` methods: Textual finds those on mixins, not `@on` ones.
 """
@@ -29,12 +31,13 @@ from textual import events, work
 
 from convsim.tui.app.messages import FeedbackSaved, post, reporting
 
-# Explicit kinds: the bubble's class, the notification, and the bubble's tooltip.
+# Explicit kinds: the bubble's class, the notification, the bubble's tooltip and its mark.
 MARKS = {
-    "good": ("-rated-good", "👍 Noted: more like this.", "👍 you liked this"),
-    "bad": ("-rated-bad", "👎 Noted: less like this.", "👎 you disliked this"),
-    "better": ("-rated-better", "✎ Your edit is kept as the better reply.", "✎ you edited this"),
-}
+    "good": ("-rated-good", "👍 Noted: more like this.", "👍 you liked this", "👍"),
+    "bad": ("-rated-bad", "👎 Noted: less like this.", "👎 you disliked this", "👎"),
+    "better": ("-rated-better", "✎ Your edit is kept as the better reply.", "✎ you edited this",
+               "✎"),
+}  # fmt: skip
 NO_PERSONA = "Feedback is for a trained persona: this chat is not one."
 
 
@@ -52,17 +55,20 @@ class Suggestion:
 
 class FeedbackActions:
     """Needs from the screen: `app`, `persona` (its `model_id`, `speaker`, `me`), `turns`,
-    `notify`, `query_one`, `query`, `focused`. The screen calls `note_reply` when a reply ends,
-    `feedback_edit`/`feedback_regenerate` from its edit and regenerate actions,
-    `suggestion_shown`/`draft_changed`/`suggestion_sent` from autocomplete and sending, and
-    `show_marks` after it redraws the messages."""
+    `generating`, `notify`, `query_one`, `query`, `focused`, `_redraw` and `_reply`. The
+    screen calls `note_reply` when a reply ends, `suggestion_shown`/`draft_changed`/
+    `suggestion_sent` from autocomplete and sending, and `show_marks` after it redraws the
+    messages."""
 
     app: Any
     persona: Any
     turns: list[tuple[str, str]]
+    generating: bool
     notify: Any
     query_one: Any
     focused: Any
+    _redraw: Any
+    _reply: Any
 
     def _init_feedback(self) -> None:
         # turn index -> (explicit kind, the text it was about): shown while the text is there
@@ -84,16 +90,44 @@ class FeedbackActions:
         if candidates and reply.messages:
             self._reply_candidates[start] = (reply.text, candidates)
 
-    def feedback_edit(self, index: int, old: str, new: str) -> None:
-        """The user rewrote persona message `index` (from `old` to `new`): "better"."""
-        if new.strip() != old.strip():
-            self._feedback("better", index, old, better=new)
+    def action_edit_reply(self) -> None:
+        """Ctrl+T: rewrite the persona's latest message; a changed text is stored as the better
+        reply ("better") and the conversation continues from it."""
+        from convsim.tui.app.screens.chat_widgets import EditDialog
 
-    def feedback_regenerate(self, start: int) -> None:
-        """The reply `turns[start:]` is about to be replaced: "regenerate" (a mild negative)."""
+        if self.generating or not self.turns or self.turns[-1][0] != self.persona.speaker:
+            self.notify("Edit works on the persona's latest message.")
+            return
+        index, old = len(self.turns) - 1, self.turns[-1][1]
+
+        def edited(text: str | None) -> None:
+            if text:
+                if text.strip() != old.strip():
+                    self._feedback("better", index, old, better=text)
+                self.turns[-1] = (self.persona.speaker, text)
+                self._redraw()
+
+        self.app.push_screen(EditDialog(old), edited)
+
+    def action_regenerate(self) -> None:
+        """Ctrl+R: draw the persona's latest reply again; the one it replaces is stored as
+        "regenerate" (a mild negative)."""
+        if self.generating:
+            return
+        start = self._last_reply_start()
+        if start == len(self.turns):
+            self.notify("No reply to regenerate yet.")
+            return
         reply = "\n".join(text for _, text in self.turns[start:])
         self._feedback("regenerate", start, reply, quiet=True)
         self._forget_from(start)
+        del self.turns[start:]
+        self._redraw()
+        self._reply()
+
+    def _last_reply_start(self) -> int:
+        """Index of the first turn of the persona's latest reply (len(turns) if none)."""
+        return self._reply_start(len(self.turns))
 
     def show_marks(self) -> None:
         """Put the explicit-feedback marks on the bubbles (after the messages are redrawn)."""
@@ -102,12 +136,12 @@ class FeedbackActions:
         bubbles = list(self.query_one("#messages").query(Bubble))
         for i, bubble in enumerate(bubbles):
             kind, text = self.feedback_marks.get(i, ("", ""))
-            for cls, _, _ in MARKS.values():
-                bubble.remove_class(cls)
             # A transcript opened (Ctrl+L) replaces the turns: old marks fit no message there.
-            if kind in MARKS and i < len(self.turns) and self.turns[i][1] == text:
-                bubble.add_class(MARKS[kind][0])
-                bubble.tooltip = MARKS[kind][2]
+            shown = kind in MARKS and i < len(self.turns) and self.turns[i][1] == text
+            for other, (cls, _, _, _) in MARKS.items():
+                bubble.set_class(shown and other == kind, cls)
+            bubble.tooltip = MARKS[kind][2] if shown else None
+            bubble.set_mark(MARKS[kind][3] if shown else "")
 
     def _forget_from(self, start: int) -> None:
         """Turns from `start` on are gone: so are their marks and candidates."""

@@ -21,7 +21,8 @@ from textual.widgets import Button, Input, Label, OptionList
 
 class Bubble(Widget):
     """One message: the speaker's name, then the text, coloured by who sent it. The persona's
-    messages take focus (click or Tab), so that F9 can ask why one of them was said."""
+    messages take focus (click or Tab), so that F9 can ask why one of them was said. `mark`:
+    the user's feedback on it (👍, 👎 or ✎), shown at its end ("" for none)."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"bubble--speaker"}
 
@@ -29,7 +30,13 @@ class Bubble(Widget):
         super().__init__(classes="bubble " + ("mine" if mine else "theirs"))
         self.speaker = speaker
         self.text = text
+        self.mark = ""
         self.can_focus = not mine
+
+    def set_mark(self, mark: str) -> None:
+        if mark != self.mark:
+            self.mark = mark
+            self.refresh(layout=True)
 
     def append(self, piece: str) -> None:
         self.text += piece
@@ -42,7 +49,8 @@ class Bubble(Widget):
     def render(self) -> Content:
         # Built at each render, so a theme change recolours the name too.
         name_style = self.get_visual_style("bubble--speaker", partial=True)
-        return Content.assemble((self.speaker, name_style), "  ", self.text or "…")
+        content = Content.assemble((self.speaker, name_style), "  ", self.text or "…")
+        return (content + f"  {self.mark}") if self.mark else content
 
 
 class SamplingPanel(Vertical):

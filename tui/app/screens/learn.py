@@ -13,6 +13,13 @@ makes the highlighted version the one the chat uses (both `versions.use_version`
 `VersionUsed`). Nothing to learn is a line on the screen, not an error. Which buttons show
 follows `state` (a class on the screen). A screen built with `autoload=False` reads nothing:
 it only shows the messages it is sent (for snapshots).
+
+The judge (part 6 of learning): `c` opens the constitution dialog (`constitution.py`), and the
+"Use the judge" switch (`j`) makes the next Start ask the configured endpoint for preference
+pairs (`LearnSettings(judge=True)`). The switch is enabled only with an endpoint (`JudgeLoaded`,
+read with the rest); without one a hint says how to configure it, and nothing goes online. A
+judge that fails, or has no constitution to judge by, ends the Start as a line on the screen
+(`LearnRefused`), never half an update: the chat keeps its version.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBar, Static
+from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBar, Static, Switch
 
 from convsim.tui.app.messages import (
     BaseProgress,
@@ -35,10 +42,11 @@ from convsim.tui.app.messages import (
     LearnEnded,
     LearnLoaded,
     LearnProgress,
-    VersionUsed,
+    LearnRefused,
     post,
     reporting,
 )
+from convsim.tui.app.screens.learn_actions import NO_ENDPOINT, LearnActions
 from convsim.tui.app.screens.learn_widgets import (
     FORGETTING_COLUMNS,
     VERSION_COLUMNS,
@@ -56,15 +64,18 @@ from convsim.tui.cli.common import duration
 STATES = ("idle", "running", "cancelled", "done", "failed")
 READY = "Start an update: minutes on a CPU. The chat keeps its version until the update is kept."
 FORGETTING = "Forgetting, on held-out messages of every period learnt (before → after):"
+NO_RULES = "The judge needs a constitution to judge by: press c to write one, or turn it off."
 
 
-class LearnScreen(Screen[None]):
+class LearnScreen(LearnActions, Screen[None]):
     """Updates of persona `model_id` (who writes as `person`). `settings`: a
     `core.learning.LearnSettings` for the updates started here (None: the defaults)."""
 
     BINDINGS = [
         Binding("s", "start", "Start"),
         Binding("ctrl+x", "stop", "Stop"),
+        Binding("c", "constitution", "Constitution"),
+        Binding("j", "toggle_judge", "Judge", show=False),
         Binding("f10", "feedback", "Feedback"),
         Binding("escape", "leave", "Back"),
     ]
@@ -86,6 +97,8 @@ class LearnScreen(Screen[None]):
         self.outcome: dict[str, Any] | None = None  # the last update's to_json()
         self.nothing: str | None = None  # why the last Start had nothing to learn
         self.last_event: Any = None
+        self.endpoint: str | None = None  # the judge's endpoint, "url (model)"
+        self.has_constitution = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -108,6 +121,11 @@ class LearnScreen(Screen[None]):
                 yield Button("Resume", variant="primary", id="learn-resume")
                 yield Button("Keep anyway", variant="warning", id="learn-keep")
                 yield Button("Feedback…", id="learn-feedback")
+                yield Button("Constitution…", id="learn-constitution")
+            with Horizontal(id="learn-judge-row"):
+                yield Switch(id="learn-judge", disabled=True)
+                yield Label("Use the judge", classes="inline")
+                yield Static(NO_ENDPOINT, id="learn-judge-hint", markup=False)
             yield Label("Versions", classes="section-title")
             yield DataTable(id="learn-versions", cursor_type="row", zebra_stripes=True)
             yield Button("Use the highlighted version (rollback)", id="learn-rollback")
@@ -148,6 +166,7 @@ class LearnScreen(Screen[None]):
         with reporting(self, "Could not read the persona", "learn-load"), app.workspace() as ws:
             unused = Feedback(ws.store).items(self.model_id, unused=True)
             known = versions(ws.store, self.model_id)
+            self._read_judge(ws)  # first: once `loaded`, the judge's state is known too
             post(self, LearnLoaded(unused, known, current(ws.store, self.model_id).version))
 
     @on(LearnLoaded)
@@ -188,13 +207,15 @@ class LearnScreen(Screen[None]):
             chart.refresh()
             self.remove_class("-trained")
         self._status("Resuming the update…" if resume else "Gathering what to learn…")
-        self._learn(resume)
+        judge = not resume and self.query_one("#learn-judge", Switch).value
+        self._learn(resume, judge)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="learn",
           description="update a persona")  # fmt: skip
-    def _learn(self, resume: bool) -> None:
-        from convsim.core.learning import learn
+    def _learn(self, resume: bool, judge: bool = False) -> None:
+        from convsim.core.learning import LearnSettings, constitution, learn
         from convsim.core.learning.sleep import NothingToLearn
+        from convsim.core.memory.endpoint import EndpointError
 
         def on_event(event: Any) -> None:
             if not post(self, LearnProgress(event)):
@@ -204,14 +225,30 @@ class LearnScreen(Screen[None]):
             post(self, BaseProgress(event.message + "…"))
 
         app: Any = self.app
+        settings = self.settings
+        if judge:
+            settings = (settings or LearnSettings()).with_overrides(judge=True)
         with reporting(self, "The update failed", "learn"), app.workspace() as ws:
+            if judge and not constitution(ws, self.model_id).strip():
+                post(self, LearnRefused(NO_RULES))
+                return
             try:
                 outcome = learn(
-                    ws, self.model_id, settings=self.settings, resume=resume,
+                    ws, self.model_id, settings=settings, resume=resume,
                     on_event=on_event, cancel=self.cancel, progress=on_base,
                 )  # fmt: skip
             except NothingToLearn as e:
                 post(self, LearnEnded(None, str(e)))
+                return
+            except EndpointError as e:
+                why = str(e).rstrip(".")
+                post(self, LearnRefused(f"The judge could not be asked: {why}. Check the "
+                                        "endpoint, or turn the judge off."))  # fmt: skip
+                return
+            except ValueError as e:  # the judge's own refusals (no constitution)
+                if not judge:
+                    raise
+                post(self, LearnRefused(f"The judge could not run: {str(e).rstrip('.')}."))
                 return
             post(self, LearnEnded(outcome))
 
@@ -266,6 +303,11 @@ class LearnScreen(Screen[None]):
             else "Stopped with a checkpoint: Resume continues, Start begins again."
         )
 
+    @on(LearnRefused)
+    def _refused(self, message: LearnRefused) -> None:
+        self.state = "failed"
+        self._status(f"{message.reason} The chat keeps its version.", failure=True)
+
     @on(JobFailed)
     def _failed(self, message: JobFailed) -> None:
         if message.group == "learn":
@@ -278,45 +320,6 @@ class LearnScreen(Screen[None]):
         if self.state == "running":
             self.cancel.set()
             self._status("Stopping after this step and saving a checkpoint…")
-
-    # -- versions -----------------------------------------------------------------------------
-
-    @on(Button.Pressed, "#learn-keep")
-    def action_keep(self) -> None:
-        if self.outcome is not None and self.has_class("-not-promoted"):
-            self._use(self.outcome["version"], True)
-
-    @on(Button.Pressed, "#learn-rollback")
-    def action_rollback(self) -> None:
-        table = self.query_one("#learn-versions", DataTable)
-        if self.state == "running" or not table.row_count:
-            return
-        key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        version = int(key.value or 0)
-        if version == self.current:
-            self.notify(f"Version {version} is already the one the chat uses.")
-            return
-        self._use(version, False)
-
-    @work(thread=True, exit_on_error=False, group="learn-use", description="use a version")
-    def _use(self, version: int, keep: bool) -> None:
-        from convsim.core.training.versions import use_version
-
-        app: Any = self.app
-        with reporting(self, f"Could not use version {version}", "learn-use"):
-            with app.workspace() as ws:
-                now = use_version(ws.store, self.model_id, version)
-            post(self, VersionUsed(now.version, keep))
-
-    @on(VersionUsed)
-    def _used(self, message: VersionUsed) -> None:
-        self.current = message.version
-        if message.kept:
-            self.remove_class("-not-promoted")
-        self.notify(f"The chat now uses version {message.version}.", title="Version",
-                    markup=False)  # fmt: skip
-        if self.autoload:
-            self._load()
 
     # -- leaving ------------------------------------------------------------------------------
 
