@@ -7,15 +7,13 @@ then feedback, then the updates that learn it, then a rollback."""
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
+from judge_server import Judge, judging
 from test_app import SIZE, notifications, run, wait_for
 
 from convsim.tui.app import ConvsimApp
@@ -469,29 +467,6 @@ def test_the_constitution_is_written_in_its_dialog_and_the_judge_needs_an_endpoi
         assert constitution(ws, model_id) == RULES + "\n"
 
 
-class Judge(BaseHTTPRequestHandler):
-    """An OpenAI-compatible judge that prefers replies without an exclamation mark (the
-    pattern of tests/test_learning.py)."""
-
-    asked: ClassVar[list[str]] = []
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][1]["content"]
-        Judge.asked.append(prompt)
-        first = prompt.split("\nA: ", 1)[1].split("\nB: ", 1)[0]
-        better = "B" if "!" in first else "A"
-        answer = {"choices": [{"message": {"content": json.dumps({"better": better})}}]}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 def save_endpoint(home: Path, url: str) -> None:
     from convsim.core.memory import save_endpoint
     from convsim.core.workspace import Workspace
@@ -508,8 +483,6 @@ def test_with_the_judge_on_an_update_learns_the_pairs_it_made(persona) -> None:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
     save_endpoint(home, f"http://127.0.0.1:{dead}/v1")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
 
     async def go() -> None:
         app = ConvsimApp(home)
@@ -526,7 +499,7 @@ def test_with_the_judge_on_an_update_learns_the_pairs_it_made(persona) -> None:
             assert screen.state == "failed" and "The judge could not be asked" in status(screen)
             assert screen.query_one("#learn-status").has_class("-failure")
 
-            save_endpoint(home, f"http://127.0.0.1:{httpd.server_address[1]}/v1")
+            save_endpoint(home, url)
             await pilot.press("s")
             await wait_for(pilot, lambda: screen.state != "running", timeout=600)
             assert screen.state == "done", (status(screen), notifications(app))
@@ -535,9 +508,6 @@ def test_with_the_judge_on_an_update_learns_the_pairs_it_made(persona) -> None:
             assert outcome["version"] == versions_before + 1
             assert "pairs the judge made" in str(screen.query_one("#learn-learnt").render())
 
-    try:
+    with judging() as url:
         run(go())
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     assert Judge.asked and all(RULES.split("\n")[0] in p for p in Judge.asked)

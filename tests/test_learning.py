@@ -10,12 +10,12 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from conftest import TINY_TRAINING
+from judge_server import Judge, judging
 
 from convsim.core.learning import Feedback, FeedbackError, LearnSettings, learn
 from convsim.core.learning.sleep import NothingToLearn
@@ -343,28 +343,6 @@ def test_the_command_line_adds_lists_learns_and_rolls_back(
     assert cli(capsys, "models", "--json")[0] == 0  # plain `models` still lists
 
 
-class Judge(BaseHTTPRequestHandler):
-    """An OpenAI-compatible judge that prefers replies without an exclamation mark."""
-
-    asked: ClassVar[list[str]] = []
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][1]["content"]
-        Judge.asked.append(prompt)
-        first = prompt.split("\nA: ", 1)[1].split("\nB: ", 1)[0]
-        better = "B" if "!" in first else "A"
-        answer = {"choices": [{"message": {"content": json.dumps({"better": better})}}]}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 def test_with_a_constitution_and_an_endpoint_the_judge_makes_the_pairs(
     persona: tuple[Workspace, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -380,15 +358,9 @@ def test_with_a_constitution_and_an_endpoint_the_judge_makes_the_pairs(
     rules.write_text("Sam never shouts.\nSam runs on Thursdays.\n", encoding="utf-8")
     code, out, _ = cli(capsys, "feedback", "constitution", model_id, "--file", str(rules))
     assert code == 0 and "Sam never shouts." in out
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        save_endpoint(ws.store, f"http://127.0.0.1:{httpd.server_address[1]}/v1", "judge")
+    with judging() as url:
+        save_endpoint(ws.store, url, "judge")
         out = learn(ws, model_id, settings=FAST.with_overrides(judge=True, new_messages=False))
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     assert out.counts["judged"] > 0 and out.counts["pairs"] == out.counts["judged"]
     assert Judge.asked and all("Sam never shouts." in p for p in Judge.asked)
     assert cli(capsys, "feedback", "constitution", model_id, "--clear")[0] == 0

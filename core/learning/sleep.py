@@ -53,7 +53,7 @@ class LearnSettings(Config):
     beta: float = 0.1  # temperature of the preference losses (DPO, KTO)
     preference_weight: float = 1.0  # weight of the preference loss beside next messages
     epochs: float = 1.0  # passes over the new material
-    learning_rate: float | None = None  # None: the first training's rate
+    learning_rate: float | None = None  # None: a quarter of the first training's rate
     warmup_steps: int = 4  # the learning rate warms up again from zero
     batch_size: int = 4  # items per step (each: new material plus its replay)
     seq_len: int = 256  # tokens per item row
@@ -111,6 +111,9 @@ class LearnOutcome:
         }
 
 
+# An update's learning rate against the first training's: it refines a persona, on little
+# material, and must not undo what the first training learnt.
+UPDATE_RATE = 0.25
 MATERIAL_FILE = "material.json"
 REFERENCE_FILE = "reference.json"
 SCORES_FILE = "scores.json"
@@ -243,7 +246,7 @@ def _train(
     first = TrainConfig.from_json(json.loads((Path(record.path) / "run.json").read_text())["train"])
     config = TrainConfig(
         rank=first.rank, alpha=first.alpha, target_modules=first.target_modules,
-        learning_rate=settings.learning_rate or first.learning_rate,
+        learning_rate=settings.learning_rate or first.learning_rate * UPDATE_RATE,
         warmup_steps=settings.warmup_steps, epochs=settings.epochs, seq_len=settings.seq_len,
         batch_size=settings.batch_size, eval_every=0, checkpoint_every=25, samples=0,
         seed=settings.seed, device=first.device, threads=settings.threads, objective="update",
