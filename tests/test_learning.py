@@ -271,10 +271,13 @@ def test_every_training_item_carries_replay_and_the_reference_is_the_model_befor
           if s.lm_weight]  # fmt: skip
     next_message = -sum(lp for lp, _ in lm) / sum(n for _, n in lm)
     assert total == pytest.approx(next_message + math.log(2), abs=1e-4)
-    # A rejected reply shares its chosen twin's context in the row, and scores exactly as
-    # when it is computed alone.
-    forked = [s for s in paired.segments if s.shared]
-    assert len(forked) == 3 and all(s.shared > 3 for s in forked)
+    # A pair is the chosen reply, what the edit changed ("ya" for "yes": next-message tokens),
+    # and the rejected reply; the last two share the chosen one's context in the row, and
+    # every segment scores exactly as when it is computed alone.
+    edits = [s for s in paired.segments if s.shared and s.lm_weight]
+    rejected = [s for s in paired.segments if s.shared and not s.lm_weight]
+    assert len(edits) == len(rejected) == 3 and all(s.shared > 3 for s in edits + rejected)
+    assert all(0 < s.tokens <= 2 for s in edits)
     with torch.no_grad():
         for i, seg in enumerate(paired.segments):
             alone = MixItem((replace(seg, shared=0),))

@@ -49,7 +49,7 @@ class LearnSettings(Config):
 
     setting_kind: ClassVar[str] = "learning"
 
-    replay: float = 0.5  # share of every batch drawn from what was learnt before (0 = none)
+    replay: float = 0.4  # share of every batch drawn from what was learnt before (0 = none)
     beta: float = 0.1  # temperature of the preference losses (DPO, KTO)
     preference_weight: float = 1.0  # weight of the preference loss beside next messages
     epochs: float = 1.0  # passes over the new material
@@ -57,7 +57,7 @@ class LearnSettings(Config):
     warmup_steps: int = 4  # the learning rate warms up again from zero
     batch_size: int = 4  # items per step (each: new material plus its replay)
     seq_len: int = 256  # tokens per item row
-    context_turns: int = 6  # turns of transcript kept before a feedback message
+    context_turns: int = 3  # turns of context kept before each message learnt
     new_messages: bool = True  # learn the chat's sessions newer than what was learnt
     slice_items: int = 16  # held-out moments per frozen slice
     max_perplexity_rise: float = 0.03  # promote only if no slice's perplexity rises more

@@ -6,8 +6,8 @@ given to `prepare` as dicts:
 - text: `{"context", "target"}` (and `"replay": True` for an example the persona learnt
   before): next-message cross-entropy on the target turn, as in `objectives.NextMessage`;
 - pair: `{"context", "chosen", "rejected", "weight"}`, target turns: DPO,
-  -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), and the chosen turn is also learnt
-  as a next message;
+  -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), and what the chosen turn changed
+  in the rejected one (an edit) is also learnt as next-message tokens;
 - unpaired: `{"context", "reply", "desirable", "weight"}`: KTO, weight * (1 - sigmoid(beta *
   (r - z))) for a desirable reply and (1 - sigmoid(beta * (z - r))) for an undesirable one,
   with r = pi - ref and z the batch's mean reward, clamped at 0 and detached.
@@ -73,7 +73,7 @@ class Update:
     name = "update"
 
     def __init__(
-        self, replay: float = 0.5, beta: float = 0.1, preference_weight: float = 1.0
+        self, replay: float = 0.4, beta: float = 0.1, preference_weight: float = 1.0
     ) -> None:
         if not 0 <= replay < 1:
             raise ValueError(f"replay must be a share from 0 to below 1, not {replay}")
@@ -280,18 +280,29 @@ def _segment(ex: TokenizedExample, lm_weight: float) -> Segment:
 
 
 def _pair(chosen: Segment, rejected: Segment) -> list[Segment]:
-    """A pair's segments: the chosen reply also learnt as a next message, the rejected one
-    sharing its context (the tokens both start with, up to where either's words begin)."""
-    common = 0
-    while common < min(len(chosen.ids), len(rejected.ids)) and (
-        chosen.ids[common] == rejected.ids[common]
+    """A pair's segments, in this order: the chosen reply; what the user changed in it,
+    learnt as next-message tokens (the chosen reply's tokens that the rejected one does not
+    have at its start or end: the rest is the persona's own words, and learning those again
+    would only make it surer of itself); the rejected reply. The last two share the chosen
+    one's context rather than computing it again."""
+    a, b = chosen.ids, rejected.ids
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    end = len(a)
+    while (
+        end > start
+        and len(b) - (len(a) - end) > start
+        and a[end - 1] == b[end - 1 - len(a) + len(b)]
     ):
-        common += 1
-    shared = min(common, chosen.loss_start, rejected.loss_start)
-    return [
-        Segment(chosen.ids, chosen.loss_start, 1.0, chosen.key),
-        Segment(rejected.ids, rejected.loss_start, 0.0, rejected.key, shared),
-    ]
+        end -= 1
+    start = max(start, chosen.loss_start)
+    end = max(end, min(start + 1, len(a)))  # a deletion: learn the token after it
+    out = [Segment(a, chosen.loss_start, 0.0, chosen.key)]
+    if start < end:
+        out.append(Segment(a[:end], start, 1.0, chosen.key + "+edit", start))
+    shared = min(start, chosen.loss_start, rejected.loss_start)
+    return [*out, Segment(b, rejected.loss_start, 0.0, rejected.key, shared)]
 
 
 def _unit(preferences: list[tuple[str, list[Segment], bool | None, float]]) -> MixItem:
@@ -301,7 +312,7 @@ def _unit(preferences: list[tuple[str, list[Segment], bool | None, float]]) -> M
         at = len(segments)
         segments.extend(segs)
         if kind == "pair":
-            pairs.append((at, at + 1, weight))
+            pairs.append((at, at + len(segs) - 1, weight))  # chosen, [its edit,] rejected
         else:
             unpaired.append((at, bool(desirable), weight))
     return MixItem(tuple(segments), tuple(pairs), tuple(unpaired))

@@ -19,6 +19,16 @@ from typing import Any
 
 from convsim.tui.cli.common import CliError, print_json, workspace
 
+COUNTS = {
+    "feedback": "feedback items",
+    "pairs": "preference pairs",
+    "unpaired": "liked or disliked replies",
+    "judged": "pairs the judge made",
+    "new_messages": "new messages",
+    "new_held_out": "new messages held out",
+    "replay_pool": "earlier examples to replay",
+}
+
 
 def cmd_feedback_add(args: argparse.Namespace) -> int:
     from convsim.core.learning import Feedback, FeedbackError
@@ -152,7 +162,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     if out.status == "cancelled":
         print(f"stopped; continue with: convsim learn {args.model_id} --resume")
         return 0
-    what = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in out.counts.items() if n)
+    what = ", ".join(f"{n} {COUNTS.get(k, k)}" for k, n in out.counts.items() if n)
     print(f"{args.model_id} version {out.version}: learnt from {what} in {out.seconds:.0f} s")
     print_forgetting([row.to_json() for row in out.table])
     if out.promoted:
@@ -267,7 +277,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("model_id")
     p.add_argument("--resume", action="store_true", help="continue a stopped update")
     p.add_argument("--no-replay", action="store_true", help="learn without replaying the past")
-    p.add_argument("--replay", type=float, help="share of each batch replayed (default 0.5)")
+    p.add_argument("--replay", type=float, help="share of each batch replayed (default 0.4)")
     p.add_argument("--no-new-messages", action="store_true", help="learn feedback only")
     p.add_argument("--judge", action="store_true", help="pairs from the endpoint's judgement")
     p.add_argument("--epochs", type=float, help="passes over the new material (default 1)")
