@@ -8,7 +8,8 @@
 # Steps: --version, doctor, the README and licence notices, import of the sample chat bundled in
 # the app (`import --sample`), dataset, a 2-step training run on the bundled default base,
 # export, memory search and a pinned fact added, one simulated reply (given that fact), a
-# steering vector built and calibrated (torch + llama.cpp) and a steered reply, the TUI
+# steering vector built and calibrated (torch + llama.cpp) and a steered reply, feedback and an
+# update (a new version, scored on llama.cpp), the TUI
 # started and quit headless (app --smoke), doctor again,
 # then `forget` of the chat (everything made from it goes) and the empty chat list.
 # Every step runs even when an earlier one failed; the summary names the failed ones and the
@@ -93,6 +94,12 @@ step "steer build" "$APP" steer build sam-1 --axis happy --threads 2 # pairs, to
 expect "steer build" "^Vector 'happy'"
 step "steer simulate" "$APP" simulate sam-1 --turns 1 --max-tokens 16 --seed 0 --steer happy=1 --json
 expect "steer simulate" '"speaker": "Sam"'
+step feedback "$APP" feedback add sam-1 --reply "u coming later?" --better "you coming later?"
+expect feedback "better on sam-1 version 1"
+step learn "$APP" learn sam-1 --json --slice-items 2 --max-perplexity-rise 10 --max-hits-drop 1
+expect learn '"version": 2, "status": "done", "promoted": true'
+step versions "$APP" models versions sam-1
+expect versions '^\* v2'
 if ! step "app --smoke" "$APP" app --smoke; then
     echo "!! the TUI did not start and quit headless (convsim app --smoke); see its output above"
 fi
