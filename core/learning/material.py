@@ -69,9 +69,10 @@ def gather(
     train, validation, _ = ws.dataset_files(record.dataset_id)
     tag = config.tag_for(record.person)
 
-    # Feedback an update learnt counts as used while that update is kept.
-    numbers = {v.version for v in kept}
-    items = [i for i in Feedback(ws.store).items(model_id) if i.used_in not in numbers]
+    # Feedback counts as learnt while an update that learnt it is kept (any of them: a rolled
+    # back update may have learnt it again since).
+    learnt = {i for v in kept for i in v.record.get("feedback_ids", ())}
+    items = [i for i in Feedback(ws.store).items(model_id) if i.id not in learnt]
     speakers = {record.person: tag, model_id: tag}
     examples = [_from_feedback(item, speakers, context_turns) for item in items]
     examples += list(judged)

@@ -205,7 +205,7 @@ def _begin(
             " newer messages in its chat (give feedback in the chat, or import a newer export)"
         )
     record = {"parent": parent.version, "settings": settings.to_json(), "counts": m.counts,
-              "learned_upto": m.learned_upto}  # fmt: skip
+              "learned_upto": m.learned_upto, "feedback_ids": m.feedback_ids}  # fmt: skip
     version = add_version(ws.store, model_id, record)
     saved = {"examples": m.examples, "validation": m.validation[:VALIDATION_ITEMS],
              "learned": m.learned, "feedback_ids": m.feedback_ids, "counts": m.counts,
