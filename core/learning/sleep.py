@@ -190,7 +190,6 @@ def _begin(
 ) -> tuple[Version, dict[str, Any]]:
     """Gather the material and open a new version for it (its folder holds the material, so
     a stopped update resumes on exactly the same examples)."""
-
     parent = current(ws.store, model_id)
     every = versions(ws.store, model_id)
     kept = [v for v in every if v.kept and v.status == "done" and v.version <= parent.version]
