@@ -71,8 +71,8 @@ def gather(
 
     # Feedback counts as learnt while an update that learnt it is kept (any of them: a rolled
     # back update may have learnt it again since).
-    learnt = {i for v in kept for i in v.record.get("feedback_ids", ())}
-    items = [i for i in Feedback(ws.store).items(model_id) if i.id not in learnt]
+    learnt_ids = {i for v in kept for i in v.record.get("feedback_ids", ())}
+    items = [i for i in Feedback(ws.store).items(model_id) if i.id not in learnt_ids]
     speakers = {record.person: tag, model_id: tag}
     examples = [_from_feedback(item, speakers, context_turns) for item in items]
     examples += list(judged)
