@@ -178,10 +178,10 @@ class Update:
             with torch.no_grad():
                 for item in items:
                     wanted = [item.segments[i] for i in _preference_segments(item)]
-                    wanted = [s for s in wanted if s.key not in self.ref]
-                    if not wanted:
+                    if all(s.key in self.ref for s in wanted):
                         continue
-                    # Only the preference segments: replay needs no reference.
+                    # Only the preference segments (replay needs no reference), all of them:
+                    # a rejected reply is computed on its chosen twin's context.
                     logps, _ = self.logprobs(model, MixItem(tuple(wanted)), setup)
                     for seg, logp in zip(wanted, logps, strict=True):
                         self.ref[seg.key] = float(logp)
