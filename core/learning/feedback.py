@@ -146,11 +146,17 @@ class Feedback:
         return self.add_many(model_id, rows, "import")
 
     def items(self, model_id: str, *, unused: bool = False) -> list[FeedbackItem]:
-        """The model's feedback, oldest first (`unused`: only what no update learnt yet)."""
-        sql = f"SELECT {_COLUMNS} FROM feedback WHERE model_id = ?"
-        if unused:
-            sql += " AND used_in IS NULL"
-        return [_item(r) for r in self.store.conn.execute(sql + " ORDER BY id", (model_id,))]
+        """The model's feedback, oldest first. `unused`: only what no kept update learnt (an
+        update records the items it learnt; a rolled-back one no longer counts)."""
+        from convsim.core.training.versions import versions
+
+        sql = f"SELECT {_COLUMNS} FROM feedback WHERE model_id = ? ORDER BY id"
+        items = [_item(r) for r in self.store.conn.execute(sql, (model_id,))]
+        if not unused:
+            return items
+        kept = [v for v in versions(self.store, model_id) if v.kept and v.status == "done"]
+        learnt = {i for v in kept for i in v.record.get("feedback_ids", ())}
+        return [item for item in items if item.id not in learnt]
 
     def get(self, item_id: int) -> FeedbackItem:
         row = self.store.conn.execute(

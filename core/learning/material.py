@@ -69,10 +69,7 @@ def gather(
     train, validation, _ = ws.dataset_files(record.dataset_id)
     tag = config.tag_for(record.person)
 
-    # Feedback counts as learnt while an update that learnt it is kept (any of them: a rolled
-    # back update may have learnt it again since).
-    learnt_ids = {i for v in kept for i in v.record.get("feedback_ids", ())}
-    items = [i for i in Feedback(ws.store).items(model_id) if i.id not in learnt_ids]
+    items = Feedback(ws.store).items(model_id, unused=True)
     speakers = {record.person: tag, model_id: tag}
     examples = [_from_feedback(item, speakers, context_turns) for item in items]
     examples += list(judged)
