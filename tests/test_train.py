@@ -410,6 +410,23 @@ def test_chunked_lm_head_loss_equals_plain_cross_entropy(softcap, bias) -> None:
     with torch.no_grad():
         assert torch.allclose(lm_head_loss(hidden, head, targets, softcap, 4), expected)
 
+    # Per row (one call for many segments): each row's loss, and gradients row by row.
+    def plain_rows():
+        logits = head(hidden).float()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+
+    rows = lm_head_loss(hidden, head, targets, softcap, 4, per_row=True)
+    assert rows.shape == (11,) and torch.allclose(rows, plain_rows(), rtol=1e-6, atol=1e-5)
+    weights = torch.rand(11)
+    (got_rows,) = torch.autograd.grad((rows * weights).sum(), hidden)
+    (want_rows,) = torch.autograd.grad((plain_rows() * weights).sum(), hidden)
+    assert torch.allclose(got_rows, want_rows, atol=1e-6)
+    head.requires_grad_(True)
+    with pytest.raises(ValueError, match="frozen head"):
+        lm_head_loss(hidden, head, targets, softcap, 4, per_row=True)
+
 
 def test_next_message_loss_is_the_full_logits_cross_entropy(dataset, tokenizer) -> None:
     """The objective's loss (chunked LM head, softcapped for gemma3) is the cross-entropy of

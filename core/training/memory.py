@@ -15,6 +15,7 @@ Contract:
   `F.cross_entropy(softcap(head(hidden).float()), targets, reduction="sum")` and its gradients
   (to float rounding), computed `chunk` rows at a time. The gradient is worked out in the
   forward pass, chunk by chunk, so nothing is recomputed and only (rows x hidden) is kept.
+  `per_row=True` returns the (rows,) cross-entropies, for a frozen head.
 - `backward_in_parts(objective, model, batch, setup, size, params)`: a step's backward pass
   in micro-batches of `size` items, gradients accumulated (any objective: losses are sums).
 - `PeakMemory`: `start()` forgets earlier peaks where the OS allows (Linux; CUDA), `read()`
@@ -44,30 +45,41 @@ CHUNK_BYTES = 128 * 2**20
 
 
 def lm_head_loss(
-    hidden: Any, head: Any, targets: Any, softcap: float | None = None, chunk: int | None = None
+    hidden: Any,
+    head: Any,
+    targets: Any,
+    softcap: float | None = None,
+    chunk: int | None = None,
+    *,
+    per_row: bool = False,
 ) -> Any:
     """Summed cross-entropy of the linear layer `head` (an `nn.Linear`, e.g. a tied LM head)
     applied to `hidden` (N, H), against `targets` (N,), without ever holding (N, vocabulary)
-    logits: `chunk` rows at a time (default: `CHUNK_BYTES` of float32 logits)."""
+    logits: `chunk` rows at a time (default: `CHUNK_BYTES` of float32 logits). `per_row`: the
+    (N,) cross-entropies instead of their sum, for a frozen head (gradients to `hidden` only).
+    One call for many rows is much faster than a call per few: each reads the whole head."""
     import torch
 
     weight, bias = head.weight, head.bias
     if chunk is None:
         chunk = max(1, CHUNK_BYTES // (4 * weight.shape[0]))
     needs = [t is not None and t.requires_grad for t in (hidden, weight, bias)]
+    if per_row and (needs[1] or needs[2]) and torch.is_grad_enabled():
+        raise ValueError("per-row losses need a frozen head")
     if torch.is_grad_enabled() and any(needs):
-        return _function().apply(hidden, weight, bias, targets, softcap, chunk, needs)
-    total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        return _function().apply(hidden, weight, bias, targets, softcap, chunk, needs, per_row)
+    rows = []
     with torch.no_grad():
         for start in range(0, hidden.shape[0], chunk):
             end = start + chunk
-            total += _chunk(hidden[start:end], weight, bias, targets[start:end], softcap, None)
-    return total
+            rows.append(_chunk(hidden[start:end], weight, bias, targets[start:end], softcap, None))
+    losses = torch.cat(rows) if rows else torch.zeros(0, device=hidden.device)
+    return losses if per_row else losses.sum()
 
 
 def _chunk(h: Any, weight: Any, bias: Any, targets: Any, softcap: float | None, grads: Any) -> Any:
-    """The summed loss of one chunk; with `grads` (grad_h slice, grad_w, grad_b: tensors to
-    fill or accumulate into, or None where not wanted), the chunk's gradients as well."""
+    """The loss of each row of one chunk; with `grads` (grad_h slice, grad_w, grad_b: tensors
+    to fill or accumulate into, or None where not wanted), the chunk's gradients as well."""
     import torch
     import torch.nn.functional as F
 
@@ -77,7 +89,7 @@ def _chunk(h: Any, weight: Any, bias: Any, targets: Any, softcap: float | None, 
         tanh = torch.tanh(logits / softcap)
         logits = tanh * softcap
     lse = torch.logsumexp(logits, dim=-1)
-    loss = (lse - logits.gather(1, targets[:, None])[:, 0]).sum()
+    loss = lse - logits.gather(1, targets[:, None])[:, 0]
     if grads is None:
         return loss
     # d loss / d logits = softmax - one_hot(target), built in place in the logits' buffer.
@@ -104,7 +116,8 @@ def _function() -> Any:
 
     class LinearCrossEntropy(torch.autograd.Function):
         """Forward computes the loss and, chunk by chunk, the gradients it will need; backward
-        only scales them. Nothing of size (rows x vocabulary) outlives a chunk."""
+        only scales them (row by row for per-row losses). Nothing of size (rows x vocabulary)
+        outlives a chunk."""
 
         @staticmethod
         def forward(  # type: ignore[override]
@@ -116,27 +129,33 @@ def _function() -> Any:
             softcap: float | None,
             chunk: int,
             needs: list[bool],
+            per_row: bool,
         ) -> Any:
             grad_h = torch.empty_like(hidden) if needs[0] else None
             grad_w = torch.zeros_like(weight, dtype=torch.float32) if needs[1] else None
             grad_b = torch.zeros_like(bias, dtype=torch.float32) if needs[2] else None
-            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            rows = []
             for start in range(0, hidden.shape[0], chunk):
                 end = start + chunk
                 grads = (grad_h[start:end] if grad_h is not None else None, grad_w, grad_b)
-                total += _chunk(hidden[start:end], weight, bias, targets[start:end], softcap, grads)
+                rows.append(_chunk(hidden[start:end], weight, bias, targets[start:end], softcap,
+                                   grads))  # fmt: skip
             ctx.grads = (grad_h, grad_w, grad_b)
             ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
-            return total
+            ctx.per_row = per_row
+            losses = torch.cat(rows) if rows else torch.zeros(0, device=hidden.device)
+            return losses if per_row else losses.sum()
 
         @staticmethod
         def backward(ctx: Any, grad_out: Any) -> Any:  # type: ignore[override]
             grads, ctx.grads = ctx.grads, None
+            if ctx.per_row:  # the head is frozen: the hidden states' gradient, row by row
+                grad_out = grad_out[:, None]
             scaled = [
                 None if g is None else (g * grad_out).to(dtype)
                 for g, dtype in zip(grads, ctx.dtypes, strict=True)
             ]
-            return (*scaled, None, None, None, None)
+            return (*scaled, None, None, None, None, None)
 
     return LinearCrossEntropy
 

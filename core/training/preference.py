@@ -6,8 +6,9 @@ given to `prepare` as dicts:
 - text: `{"context", "target"}` (and `"replay": True` for an example the persona learnt
   before): next-message cross-entropy on the target turn, as in `objectives.NextMessage`;
 - pair: `{"context", "chosen", "rejected", "weight"}`, target turns: DPO,
-  -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), and what the chosen turn changed
-  in the rejected one (an edit) is also learnt as next-message tokens;
+  -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))) on what the chosen turn changed in
+  the rejected one (an edit: from their first different token to their last, `_pair`), and
+  the chosen side of that change is also learnt as next-message tokens;
 - unpaired: `{"context", "reply", "desirable", "weight"}`: KTO, weight * (1 - sigmoid(beta *
   (r - z))) for a desirable reply and (1 - sigmoid(beta * (z - r))) for an undesirable one,
   with r = pi - ref and z the batch's mean reward, clamped at 0 and detached.
@@ -19,7 +20,8 @@ job saves them beside the run, so a resumed update uses the same ones).
 Every item the loop batches is one *unit* of new material (a text, or a few preference
 examples) together with `replay` share of examples learnt before, packed into one row; so a
 share of every batch is replay, whatever the loop's order. An item's loss is its mean
-next-message loss per token plus its mean preference loss, counted as one unit.
+next-message loss per token (replay tokens weighted `replay_weight`: the pull back to what the
+persona said before) plus its mean preference loss, counted as one unit.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from convsim.core.data.packing import TokenizedExample, tokenize_examples
@@ -68,16 +70,21 @@ class MixItem:
 class Update:
     """See the module docstring. `replay`: the share of each item's rows that is replay
     (0 = none); `beta`: the preference losses' temperature; `preference_weight`: their weight
-    beside the next-message loss."""
+    beside the next-message loss; `replay_weight`: a replay token's weight in it."""
 
     name = "update"
 
     def __init__(
-        self, replay: float = 0.4, beta: float = 0.1, preference_weight: float = 1.0
+        self,
+        replay: float = 0.4,
+        beta: float = 0.1,
+        preference_weight: float = 1.0,
+        replay_weight: float = 1.0,
     ) -> None:
         if not 0 <= replay < 1:
             raise ValueError(f"replay must be a share from 0 to below 1, not {replay}")
         self.replay = replay
+        self.replay_weight = replay_weight
         self.beta = beta
         self.preference_weight = preference_weight
         self.ref: dict[str, float] = {}
@@ -94,7 +101,7 @@ class Update:
             if kind == "text":
                 text = _segments(tok, ex["context"], [ex["target"]], seq_len, 1.0)
                 if text and ex.get("replay"):
-                    replayed.append(text[0])
+                    replayed.append(replace(text[0], lm_weight=self.replay_weight))
                 elif text:
                     fresh.append(text)
             elif kind == "pair":
@@ -154,17 +161,24 @@ class Update:
         softcap = getattr(text_config, "final_logit_softcapping", None)
         tensor = torch.tensor([ids], dtype=torch.long, device=device)
         pos = torch.tensor([positions], dtype=torch.long, device=device)
-        out, counts = [], []
+        counts: list[int] = []
         with torch.autocast(device, dtype=setup.dtype, enabled=device == "cuda"):
             hidden = causal_lm.model(
                 input_ids=tensor, position_ids=pos, attention_mask=masks
             ).last_hidden_state[0]
+            # Token u is predicted from the hidden state of token u - 1. One call to the
+            # vocabulary projection for the whole item: each call reads all of the head.
+            index: list[int] = []
+            targets: list[int] = []
             for seg, at in zip(item.segments, rows, strict=True):
-                # Token u is predicted from the hidden state of token u - 1.
-                index = torch.tensor(at[seg.loss_start - 1 : -1], device=device)
-                targets = torch.tensor(seg.ids[seg.loss_start :], device=device)
-                out.append(-lm_head_loss(hidden[index], causal_lm.lm_head, targets, softcap))
-                counts.append(len(targets))
+                index += at[seg.loss_start - 1 : -1]
+                targets += seg.ids[seg.loss_start :]
+                counts.append(len(seg.ids) - seg.loss_start)
+            losses = lm_head_loss(hidden[torch.tensor(index, dtype=torch.long, device=device)],
+                                  causal_lm.lm_head,
+                                  torch.tensor(targets, dtype=torch.long, device=device),
+                                  softcap, per_row=True)  # fmt: skip
+            out = [-part.sum() for part in losses.split(counts)]
         return out, counts
 
     def reference(self, model: Any, items: Sequence[MixItem], setup: Setup) -> dict[str, float]:
@@ -256,20 +270,24 @@ def _fork_masks(rows: list[list[int]], positions: list[int], text_config: Any, d
 def _segments(
     tokenizer: Any, context: str, targets: list[str], seq_len: int, lm_weight: float = 0.0
 ) -> list[Segment]:
-    """One segment per target turn after `context` (clipped to `seq_len`, oldest context
-    first); none when a target has no words."""
+    """One segment per target turn after `context`, all clipped by as many of the oldest
+    context tokens as the longest needs to fit `seq_len` (so a pair's replies keep the same
+    context, unless a target alone is longer); none when a target has no words."""
     tokenized = tokenize_examples(
         [{"context": context, "target": t} for t in targets], tokenizer, "target"
     )
     if len(tokenized) != len(targets):
         return []
-    return [_segment(_clip(t, seq_len), lm_weight) for t in tokenized]
+    cut = max(len(t.ids) for t in tokenized) - seq_len
+    if any(cut >= t.loss_start for t in tokenized):  # a target alone is too long: each its own
+        return [_segment(_clip(t, len(t.ids) - seq_len), lm_weight) for t in tokenized]
+    return [_segment(_clip(t, cut), lm_weight) for t in tokenized]
 
 
-def _clip(ex: TokenizedExample, seq_len: int) -> TokenizedExample:
-    if len(ex.ids) <= seq_len:
+def _clip(ex: TokenizedExample, cut: int) -> TokenizedExample:
+    """`ex` without `cut` tokens after its first (BOS), taken from its context first."""
+    if cut <= 0:
         return ex
-    cut = len(ex.ids) - seq_len
     start = max(1, ex.loss_start - cut)
     return TokenizedExample((ex.ids[0], *ex.ids[cut + 1 :]), start)
 
@@ -280,29 +298,24 @@ def _segment(ex: TokenizedExample, lm_weight: float) -> Segment:
 
 
 def _pair(chosen: Segment, rejected: Segment) -> list[Segment]:
-    """A pair's segments, in this order: the chosen reply; what the user changed in it,
-    learnt as next-message tokens (the chosen reply's tokens that the rejected one does not
-    have at its start or end: the rest is the persona's own words, and learning those again
-    would only make it surer of itself); the rejected reply. The last two share the chosen
-    one's context rather than computing it again."""
+    """A pair's two segments: the tokens the user changed, from the first token where the
+    replies differ to the last, in the chosen reply (learnt as next-message tokens too) and in
+    the rejected one, which shares the chosen one's context and first words. The words before
+    the change are equal in both; the words after it are the persona's own, and learning them
+    again would only make it surer of itself. A deletion scores the token after it."""
     a, b = chosen.ids, rejected.ids
-    start = 0
-    while start < min(len(a), len(b)) and a[start] == b[start]:
+    if chosen.loss_start != rejected.loss_start or a[: chosen.loss_start] != b[: chosen.loss_start]:
+        return [chosen, rejected]  # clipped apart (a reply longer than a row): whole replies
+    start = chosen.loss_start
+    while start < min(len(a), len(b)) - 1 and a[start] == b[start]:
         start += 1
-    end = len(a)
-    while (
-        end > start
-        and len(b) - (len(a) - end) > start
-        and a[end - 1] == b[end - 1 - len(a) + len(b)]
-    ):
-        end -= 1
-    start = max(start, chosen.loss_start)
-    end = max(end, min(start + 1, len(a)))  # a deletion: learn the token after it
-    out = [Segment(a, chosen.loss_start, 0.0, chosen.key)]
-    if start < end:
-        out.append(Segment(a[:end], start, 1.0, chosen.key + "+edit", start))
-    shared = min(start, chosen.loss_start, rejected.loss_start)
-    return [*out, Segment(b, rejected.loss_start, 0.0, rejected.key, shared)]
+    same = 0  # tokens both end with
+    while min(len(a), len(b)) - same > start + 1 and a[-1 - same] == b[-1 - same]:
+        same += 1
+    return [
+        Segment(a[: len(a) - same], start, 1.0, chosen.key + "@change"),
+        Segment(b[: len(b) - same], start, 0.0, rejected.key + "@change", start),
+    ]
 
 
 def _unit(preferences: list[tuple[str, list[Segment], bool | None, float]]) -> MixItem:
