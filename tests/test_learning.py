@@ -275,18 +275,34 @@ def test_every_training_item_carries_replay_and_the_reference_is_the_model_befor
           if s.lm_weight]  # fmt: skip
     next_message = -sum(lp for lp, _ in lm) / sum(n for _, n in lm)
     assert total == pytest.approx(next_message + math.log(2), abs=1e-4)
-    # A pair is the chosen reply, what the edit changed ("ya" for "yes": next-message tokens),
-    # and the rejected reply; the last two share the chosen one's context in the row, and
+    # A pair is what the edit changed ("ya" for "yes") in the chosen reply (next-message
+    # tokens too) and in the rejected one, which shares the chosen one's context in the row;
     # every segment scores exactly as when it is computed alone.
-    edits = [s for s in paired.segments if s.shared and s.lm_weight]
-    rejected = [s for s in paired.segments if s.shared and not s.lm_weight]
-    assert len(edits) == len(rejected) == 3 and all(s.shared > 3 for s in edits + rejected)
-    assert all(0 < s.tokens <= 2 for s in edits)
+    sides = [(paired.segments[c], paired.segments[r]) for c, r, _ in paired.pairs]
+    assert len(sides) == 3
+    for chosen, rejected in sides:
+        assert (chosen.lm_weight, rejected.lm_weight) == (1.0, 0.0)
+        assert rejected.shared == chosen.loss_start > 3 and chosen.shared == 0
+        assert 0 < len(chosen.ids) - chosen.loss_start <= 2
     with torch.no_grad():
         for i, seg in enumerate(paired.segments):
             alone = MixItem((replace(seg, shared=0),))
             (logp,), _ = objective.logprobs(trainer.model, alone, trainer.setup)
             assert float(logp) == pytest.approx(float(logps[i]), abs=1e-4)
+    # Only the change is scored: the words before it and after it are the persona's own. A
+    # deletion scores the token after it.
+    decode = trainer.setup.tokenizer.decode
+    for chosen_text, rejected_text, change in (
+        ("ok you there", "ok u there", ("you", "u")),
+        ("ok", "ok!!", ("", "!!")),
+    ):
+        pair = {"type": "pair", "context": "[Riya] ok?\n", "chosen": f"[Sam] {chosen_text}\n",
+                "rejected": f"[Sam] {rejected_text}\n"}  # fmt: skip
+        (item,) = objective.prepare([pair], trainer.setup, training=False)
+        chosen, rejected = item.segments
+        assert rejected.shared == chosen.loss_start and item.pairs == ((0, 1, 1.0),)
+        scored = [decode(s.ids[s.loss_start :]).strip() for s in (chosen, rejected)]
+        assert tuple(scored) == change and chosen.tokens > chosen.loss_start
 
 
 # -- the command line -----------------------------------------------------------------------------

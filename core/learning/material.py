@@ -11,8 +11,9 @@
 - replay: examples learnt before (the first training's, and each earlier kept update's new
   ones, `learned.jsonl` in its folder), drawn with a seed.
 
-Contexts are cut to their last `context_turns` turns: an update is short and every token of
-context costs training time.
+Contexts are cut to their last `context_turns` turns (`replay_turns` for replay): an update is
+short and every token of context costs training time. Replay keeps less of it, so that the same
+time replays more of what the person said.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def gather(
     kept: list[Version],
     *,
     context_turns: int,
+    replay_turns: int,
     new_messages: bool,
     replay: bool,
     seed: int,
@@ -93,7 +95,7 @@ def gather(
 
     pool = list(learnt)
     random.Random(seed).shuffle(pool)
-    replayed = [{**_text(ex, context_turns), "replay": True} for ex in pool[:REPLAY_POOL]]
+    replayed = [{**_text(ex, replay_turns), "replay": True} for ex in pool[:REPLAY_POOL]]
     if replay:
         examples += replayed
     counts["replay_pool"] = len(replayed) if replay else 0

@@ -50,14 +50,16 @@ class LearnSettings(Config):
     setting_kind: ClassVar[str] = "learning"
 
     replay: float = 0.4  # share of every batch drawn from what was learnt before (0 = none)
-    beta: float = 0.1  # temperature of the preference losses (DPO, KTO)
+    beta: float = 0.5  # temperature of the preference losses (DPO, KTO)
     preference_weight: float = 1.0  # weight of the preference loss beside next messages
+    replay_weight: float = 4.0  # weight of a replay token beside a new one (the pull back)
     epochs: float = 1.0  # passes over the new material
     learning_rate: float | None = None  # None: a quarter of the first training's rate
     warmup_steps: int = 4  # the learning rate warms up again from zero
     batch_size: int = 4  # items per step (each: new material plus its replay)
     seq_len: int = 256  # tokens per item row
-    context_turns: int = 3  # turns of context kept before each message learnt
+    context_turns: int = 2  # turns of context kept before each message learnt
+    replay_turns: int = 0  # ... and before each message replayed (0: the message alone)
     new_messages: bool = True  # learn the chat's sessions newer than what was learnt
     slice_items: int = 16  # held-out moments per frozen slice
     max_perplexity_rise: float = 0.03  # promote only if no slice's perplexity rises more
@@ -71,6 +73,8 @@ class LearnSettings(Config):
             raise ValueError(f"replay must be a share from 0 to below 1, not {self.replay}")
         if self.epochs <= 0 or self.batch_size < 1 or self.seq_len < 32:
             raise ValueError("epochs must be > 0, batch_size >= 1 and seq_len >= 32")
+        if self.replay_weight < 0 or self.context_turns < 0 or self.replay_turns < 0:
+            raise ValueError("replay_weight, context_turns and replay_turns must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -196,8 +200,8 @@ def _begin(
     say(LearnEvent("material", "gathering feedback, new messages and replay"))
     judged = _judged(ws, model_id, parent, settings, say, cancel) if settings.judge else []
     m = gather(ws, model_id, kept, context_turns=settings.context_turns,
-               new_messages=settings.new_messages, replay=settings.replay > 0,
-               seed=settings.seed, judged=judged)  # fmt: skip
+               replay_turns=settings.replay_turns, new_messages=settings.new_messages,
+               replay=settings.replay > 0, seed=settings.seed, judged=judged)  # fmt: skip
     if not (m.counts["feedback"] or m.counts["new_messages"] or judged):
         raise NothingToLearn(
             f"nothing new to learn for {model_id}: no feedback since the last update and no"
@@ -252,15 +256,15 @@ def _train(
         init_adapter=str(parent.adapter_dir),
     )  # fmt: skip
     model, tokenizer = bases.load_for_training(Path(record.base), ws.locations, progress=progress)
-    objective = Update(settings.replay, settings.beta, settings.preference_weight)
+    objective = Update(settings.replay, settings.beta, settings.preference_weight,
+                       settings.replay_weight)  # fmt: skip
     trainer = Trainer(model, tokenizer, m["examples"], m["validation"], config, version.path,
                       lambda e: say(LearnEvent("train", train=e)), cancel, objective)  # fmt: skip
     reference = version.path / REFERENCE_FILE
-    if resume and reference.is_file():
+    if resume and reference.is_file():  # computed before the stop: only what is missing
         objective.ref = json.loads(reference.read_text(encoding="utf-8"))
-    else:
-        say(LearnEvent("reference", "scoring the feedback with the current version"))
-        write_json(reference, objective.reference(trainer.model, trainer.train_rows, trainer.setup))
+    say(LearnEvent("reference", "scoring the feedback with the current version"))
+    write_json(reference, objective.reference(trainer.model, trainer.train_rows, trainer.setup))
     result = trainer.run(resume=resume and (version.path / "checkpoint").exists())
     if result.cancelled or result.adapter_dir is None:
         return None

@@ -120,6 +120,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
     overrides = {
         "replay": 0.0 if args.no_replay else args.replay,
+        "replay_weight": args.replay_weight,
         "epochs": args.epochs,
         "learning_rate": args.lr,
         "new_messages": False if args.no_new_messages else None,
@@ -278,6 +279,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue a stopped update")
     p.add_argument("--no-replay", action="store_true", help="learn without replaying the past")
     p.add_argument("--replay", type=float, help="share of each batch replayed (default 0.4)")
+    p.add_argument("--replay-weight", type=float,
+                   help="a replay token's weight beside a new one (default 4)")  # fmt: skip
     p.add_argument("--no-new-messages", action="store_true", help="learn feedback only")
     p.add_argument("--judge", action="store_true", help="pairs from the endpoint's judgement")
     p.add_argument("--epochs", type=float, help="passes over the new material (default 1)")
