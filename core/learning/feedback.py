@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -146,17 +146,19 @@ class Feedback:
         return self.add_many(model_id, rows, "import")
 
     def items(self, model_id: str, *, unused: bool = False) -> list[FeedbackItem]:
-        """The model's feedback, oldest first. `unused`: only what no kept update learnt (an
-        update records the items it learnt; a rolled-back one no longer counts)."""
+        """The model's feedback, oldest first, each with `used_in` the newest kept version
+        that learnt it (an update records the items it learnt; one not kept, or rolled back,
+        does not count). `unused`: only the items no kept version learnt."""
         from convsim.core.training.versions import versions
 
         sql = f"SELECT {_COLUMNS} FROM feedback WHERE model_id = ? ORDER BY id"
-        items = [_item(r) for r in self.store.conn.execute(sql, (model_id,))]
-        if not unused:
-            return items
-        kept = [v for v in versions(self.store, model_id) if v.kept and v.status == "done"]
-        learnt = {i for v in kept for i in v.record.get("feedback_ids", ())}
-        return [item for item in items if item.id not in learnt]
+        rows = self.store.conn.execute(sql, (model_id,)).fetchall()
+        learnt: dict[int, int] = {}
+        for v in versions(self.store, model_id):  # oldest first: the newest kept one wins
+            if v.kept and v.status == "done":
+                learnt.update((i, v.version) for i in v.record.get("feedback_ids", ()))
+        items = [replace(_item(r), used_in=learnt.get(r[0])) for r in rows]
+        return [i for i in items if i.used_in is None] if unused else items
 
     def get(self, item_id: int) -> FeedbackItem:
         row = self.store.conn.execute(
