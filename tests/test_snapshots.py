@@ -268,6 +268,7 @@ def test_feedback_view(snap_compare, stocked: Path) -> None:
     """The feedback view (F10 in the chat) on three fixed items: a thumbs up, an edit with
     markup-like text (shown as typed), and a dismissed suggestion an update already learnt."""
     from convsim.core.learning.feedback import Feedback
+    from convsim.core.training.versions import add_version, finish_version
 
     turns = [("Riya", "are you coming to the gig on friday?")]
     with Workspace.open(stocked) as ws:
@@ -275,7 +276,9 @@ def test_feedback_view(snap_compare, stocked: Path) -> None:
         feedback.add("sam-1", "good", turns, "yesss wouldn't miss it")
         feedback.add("sam-1", "better", turns, "Yes, I will attend.", better="ya [b]def[/b]")
         done = feedback.add("sam-1", "dismissed", turns[:0], "see you at 8", speaker="Riya")
-        feedback.mark_used([done.id], 2)
+        update = {"feedback_ids": [done.id], "promoted": True, "reason": "promoted"}
+        add_version(ws.store, "sam-1", update)
+        finish_version(ws.store, "sam-1", 2, "done", update, kept=True)
         with ws.store.transaction() as conn:
             conn.execute("UPDATE feedback SET created = '2026-11-28T10:3' || id || ':00'")
 

@@ -75,8 +75,9 @@ class FeedbackItem:
         }
 
 
+# The table's `used_in` column is no longer read or written: `items` derives it from the versions.
 _COLUMNS = ("id, model_id, version, kind, speaker, transcript, reply, better, candidates, origin,"
-            " created, used_in")  # fmt: skip
+            " created")  # fmt: skip
 
 
 class Feedback:
@@ -177,12 +178,6 @@ class Feedback:
         with self.store.transaction() as conn:
             conn.executemany("DELETE FROM feedback WHERE id = ?", [(i,) for i in item_ids])
         return len(item_ids)
-
-    def mark_used(self, item_ids: Sequence[int], version: int) -> None:
-        with self.store.transaction() as conn:
-            conn.executemany(
-                "UPDATE feedback SET used_in = ? WHERE id = ?", [(version, i) for i in item_ids]
-            )
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -301,9 +296,9 @@ def _parse_line(path: Path, n: int, line: str) -> dict[str, Any]:
 
 
 def _item(row: Sequence[Any]) -> FeedbackItem:
-    id_, model_id, version, kind, speaker, transcript, reply, better, cands, origin, at, used = row
+    id_, model_id, version, kind, speaker, transcript, reply, better, cands, origin, at = row
     turns = [(s, t) for s, t in json.loads(transcript)]
     return FeedbackItem(
         id_, model_id, version, kind, speaker, turns, reply, better, json.loads(cands), origin,
-        at, used,
+        at, None,
     )  # fmt: skip

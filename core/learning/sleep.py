@@ -29,7 +29,6 @@ from typing import Any, ClassVar
 
 from convsim.core.config import Config
 from convsim.core.files import write_json
-from convsim.core.learning.feedback import Feedback
 from convsim.core.learning.forgetting import SliceScore, frozen_slices, score_slices, verdict
 from convsim.core.learning.material import gather
 from convsim.core.training import TrainEvent
@@ -178,7 +177,6 @@ def learn(
     done = {**version.record, "promoted": promoted, "reason": reason, "metrics": result,
             "forgetting": rows, "seconds": round(seconds, 1)}  # fmt: skip
     finish_version(ws.store, model_id, version.version, "done", done, kept=promoted)
-    Feedback(ws.store).mark_used(m["feedback_ids"], version.version)
     now = current(ws.store, model_id).version
     say(LearnEvent("done", reason))
     return LearnOutcome(model_id, version.version, "done", promoted, reason, table,
