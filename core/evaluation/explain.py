@@ -18,38 +18,43 @@ near copy that stands far above the rest in either signal comes first (`benchmar
 explain_attribution.py` measures it against each signal alone on planted phrases).
 
 The per-model index of the training messages' vectors is cached in the model's folder
-(`explain/index.npz`) and rebuilt when the dataset, the adapter, the base or the settings
-change. It goes when the model does: forgetting a chat or a person removes the models trained
-on it, folders included (`Workspace.forget_plan`).
+(`explain/index.npz`, see `explain_index`) and rebuilt when the dataset, the adapter, the base
+or the settings change. It goes when the model does: forgetting a chat or a person removes
+the models trained on it, folders included (`Workspace.forget_plan`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from convsim.core.data.packing import example_fields
-from convsim.core.data.turns import parse, render, render_turn, safe_name, tag
+from convsim.core.data.turns import render, safe_name
+from convsim.core.evaluation.explain_index import (
+    INDEX_FORMAT,
+    Candidate,
+    Index,
+    candidates,
+    index_dir,
+    read_index,
+    sha256_file,
+    state_item,
+    unit,
+    write_index,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from convsim.core.inference.llama import LlamaModel
     from convsim.core.workspace import Workspace
 
 SIGNALS = ("embedding", "hidden")
 CONTEXT_TURNS = 1  # turns read before a message (and before the reply) for its hidden states
 REPLIED_TO = 3  # context messages shown with a match: the latest before it
 BATCH = 64  # messages per step of the index build (progress, stopping)
-INDEX_FORMAT = 1
-INDEX_FOLDER = "explain"
 
 
 class TextEmbedder(Protocol):
@@ -130,77 +135,6 @@ class Explanation:
         }
 
 
-@dataclass
-class _Candidate:
-    id: int  # the store id of the person's message
-    context_ids: tuple[int, ...]
-    body: str  # the message as trained on (scrubbed when the dataset was)
-    before: str  # the last CONTEXT_TURNS context turns, rendered
-
-
-@dataclass
-class Index:
-    """The training messages' vectors (rows in `ids` order); `hidden_mean` centres `hidden`."""
-
-    ids: np.ndarray
-    context_ids: list[tuple[int, ...]]
-    vectors: dict[str, np.ndarray]  # per signal, unit rows
-    hidden_mean: np.ndarray | None
-    key: dict[str, Any] = field(default_factory=dict)
-
-
-def index_dir(model_path: Path | str) -> Path:
-    return Path(model_path) / INDEX_FOLDER
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _unit(rows: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
-    return (rows / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def _candidates(train: Sequence[Any], context_turns: int) -> list[_Candidate]:
-    out = []
-    for ex in train:
-        target_id = getattr(ex, "target_id", None)
-        if target_id is None:
-            continue
-        context, target = example_fields(ex)
-        turns = parse(target)
-        if not turns:
-            continue
-        before = render(parse(context)[-context_turns:]) if context_turns and context else ""
-        out.append(_Candidate(target_id, tuple(ex.context_ids), turns[0][1], before))
-    return out
-
-
-def _state_item(
-    model: LlamaModel, before: str, speaker_tag: str, body: str
-) -> tuple[list[int], int]:
-    """Tokens of `before` + `[Tag] body` (the turn without its closing line break) and the
-    index of the body's first token: the first one that ends past the tag."""
-    head = before + tag(speaker_tag)
-    tokens = model.tokenize(before + render_turn(speaker_tag, body).removesuffix("\n"))
-    # Usually the head's own tokens begin the list, and the body starts right after them;
-    # `piece_ends` (quadratic in the length) settles the cases where a token spans the tag.
-    head_tokens = model.tokenize(head)
-    if len(head_tokens) < len(tokens) and tokens[: len(head_tokens)] == head_tokens:
-        return tokens, len(head_tokens)
-    boundary = len(head.encode("utf-8"))
-    ends = model.piece_ends(tokens)
-    first = next((i for i, end in enumerate(ends) if end > boundary), len(tokens) - 1)
-    return tokens, first
-
-
 class Explainer:
     """Answers "why did it say that?" for one persona: opens its model (base + adapter) and its
     index (built and cached on first use), then `explain` ranks the person's training messages
@@ -252,7 +186,7 @@ class Explainer:
         return {
             "format": INDEX_FORMAT,
             "dataset_sha256": dataset_sha,
-            "adapter_sha256": _sha256(adapter),
+            "adapter_sha256": sha256_file(adapter),
             "base_sha256": self.record.base_sha256,
             "context_turns": self.context_turns,
             "signals": self.signals,
@@ -269,22 +203,22 @@ class Explainer:
         train, _, dataset_sha = self.ws.dataset_files(self.record.dataset_id)
         key = self._key(adapter, dataset_sha)
         path = index_dir(self.record.path) / "index.npz"
-        cached = _read_index(path, key)
+        cached = read_index(path, key)
         if cached is not None:
             return cached, False
-        found = _candidates(train, self.context_turns)
+        found = candidates(train, self.context_turns)
         if not found:
             raise ValueError(
                 f"dataset {self.record.dataset_id} keeps no message ids (it predates them): "
                 f"train the model again to explain its replies"
             )
         index = self._build(found, key, progress, cancel)
-        _write_index(path, index)
+        write_index(path, index)
         return index, True
 
     def _build(
         self,
-        found: list[_Candidate],
+        found: list[Candidate],
         key: dict[str, Any],
         progress: Callable[[ExplainEvent], None] | None,
         cancel: threading.Event | None,
@@ -304,7 +238,7 @@ class Explainer:
                     assert self.embedder is not None
                     rows = self.embedder.embed([c.body for c in chunk])
                 else:
-                    items = [_state_item(self.model, c.before, self.speaker_tag, c.body)
+                    items = [state_item(self.model, c.before, self.speaker_tag, c.body)
                              for c in chunk]  # fmt: skip
                     rows = self.model.mean_states(items)
                 parts[stage].append(np.asarray(rows, dtype=np.float32))
@@ -315,8 +249,8 @@ class Explainer:
             mean = vectors["hidden"].mean(axis=0)
             vectors["hidden"] = vectors["hidden"] - mean
         ids = np.array([c.id for c in found], dtype=np.int64)
-        unit = {k: _unit(v) for k, v in vectors.items()}
-        return Index(ids, [c.context_ids for c in found], unit, mean, key)
+        units = {k: unit(v) for k, v in vectors.items()}
+        return Index(ids, [c.context_ids for c in found], units, mean, key)
 
     # -- the question ---------------------------------------------------------------------------
 
@@ -334,16 +268,16 @@ class Explainer:
         if "embedding" in self.signals:
             assert self.embedder is not None
             q = np.asarray(self.embedder.embed([body])[0], dtype=np.float32)
-            out["embedding"] = self.index.vectors["embedding"] @ _unit(q)
+            out["embedding"] = self.index.vectors["embedding"] @ unit(q)
         if "hidden" in self.signals:
             before = ""
             if self.context_turns and turns:
                 kept = turns[-self.context_turns :]
                 before = render([(self.tags.get(n) or safe_name(n), t) for n, t in kept])
-            item = _state_item(self.model, before, self.speaker_tag, body)
+            item = state_item(self.model, before, self.speaker_tag, body)
             q = self.model.mean_states([item])[0]
             assert self.index.hidden_mean is not None
-            out["hidden"] = self.index.vectors["hidden"] @ _unit(q - self.index.hidden_mean)
+            out["hidden"] = self.index.vectors["hidden"] @ unit(q - self.index.hidden_mean)
         return out
 
     def explain(
@@ -451,54 +385,3 @@ def _messages(ws: Workspace, ids: Sequence[int]) -> dict[int, Said]:
         )
         out.update({i: Said(i, ts, name, text) for i, ts, name, text in rows})
     return out
-
-
-# -- the cached index ------------------------------------------------------------------------
-
-
-def _write_index(path: Path, index: Index) -> None:
-    import numpy as np
-
-    from convsim.core.files import replacing
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flat = [c for ctx in index.context_ids for c in ctx]
-    lengths = [len(ctx) for ctx in index.context_ids]
-    arrays: dict[str, Any] = {
-        "key": np.array(json.dumps(index.key, sort_keys=True)),
-        "ids": index.ids,
-        "context_flat": np.array(flat, dtype=np.int64),
-        "context_len": np.array(lengths, dtype=np.int64),
-    }
-    for name, rows in index.vectors.items():
-        arrays[f"vec_{name}"] = rows.astype(np.float16)
-    if index.hidden_mean is not None:
-        arrays["hidden_mean"] = index.hidden_mean.astype(np.float32)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    with replacing(path) as tmp:
-        tmp.write_bytes(buffer.getvalue())
-
-
-def _read_index(path: Path, key: dict[str, Any]) -> Index | None:
-    """The cached index when it was built with `key`, else None (absent, stale or unreadable:
-    it is rebuilt)."""
-    import numpy as np
-
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if json.loads(str(data["key"])) != json.loads(json.dumps(key, sort_keys=True)):
-                return None
-            ids = data["ids"]
-            flat, lengths = data["context_flat"].tolist(), data["context_len"].tolist()
-            vectors = {s: data[f"vec_{s}"].astype(np.float32) for s in key["signals"]}
-            mean = data["hidden_mean"] if "hidden_mean" in data.files else None
-    except (OSError, ValueError, KeyError):
-        return None
-    context_ids, at = [], 0
-    for n in lengths:
-        context_ids.append(tuple(flat[at : at + n]))
-        at += n
-    return Index(ids, context_ids, vectors, mean, key)
