@@ -149,6 +149,56 @@ def test_embedding_search_finds_what_the_words_miss(ws: Workspace) -> None:
         assert ids_of(ws, "little dog")[0] in [i for h in found for i in h.message_ids], mode
 
 
+TRIP = """\
+02/05/2025, 19:00 - Alex: booked the holiday!! tokyo and osaka, three weeks in october
+02/05/2025, 19:01 - Sam: jealous. send me snacks
+09/05/2025, 08:10 - Sam: running late, save me a seat
+09/05/2025, 08:12 - Alex: already on the bus, the driver is singing again
+14/05/2025, 21:40 - Sam: did u watch the match
+14/05/2025, 21:41 - Alex: no, fell asleep on the sofa by nine
+03/11/2025, 22:15 - Alex: osaka > tokyo, fight me
+03/11/2025, 22:16 - Sam: the ramen pics were unreal
+"""
+
+
+def test_the_second_round_finds_the_other_half_of_an_answer(
+    home: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """ "osaka > tokyo" shares no word with the question and means little alone; the best first
+    hit names the same places, so the second round (the best hit's rarest words) brings it up."""
+    from convsim.core.memory import search
+
+    with Workspace.open(home) as ws:
+        ws.import_export(write(tmp_path, TRIP))
+        booked, later = (ids_of(ws, "booked the holiday")[0], ids_of(ws, "osaka > tokyo")[0])
+        searcher = open_searcher(ws.store, 1, "hybrid")
+        found = [h.message_ids[0] for h in searcher.search("where did Alex go on holiday?", 2)]
+        assert found == [booked, later]
+        monkeypatch.setitem(search.WEIGHTS, "feedback", 0.0)
+        monkeypatch.setitem(search.WEIGHTS, "feedback_vector", 0.0)
+        alone = [h.message_ids[0] for h in searcher.search("where did Alex go on holiday?", 2)]
+        assert alone[0] == booked and later not in alone
+
+
+def test_a_text_sent_again_is_one_hit_and_an_emoji_alone_none(home: Path, tmp_path: Path) -> None:
+    repeated = (
+        CHAT
+        + "".join(
+            f"0{d}/03/2025, 23:0{d} - Alex: night x\n0{d}/03/2025, 23:1{d} - Sam: Night  X\n"
+            for d in range(1, 4)
+        )
+        + "04/03/2025, 07:00 - Sam: 🙃\n"
+    )
+    with Workspace.open(home) as ws:
+        ws.import_export(write(tmp_path, repeated))
+        assert len(ids_of(ws, "night x")) == 3 and len(ids_of(ws, "Night  X")) == 3
+        for mode, others in (("keyword", 0), ("hybrid", 4)):
+            hits = open_searcher(ws.store, 1, mode).search("night", k=5)
+            texts = [" ".join(h.text.split("] ", 1)[1].lower().split()) for h in hits]
+            assert texts.count("night x") == 1 and len(texts) == 1 + others, (mode, texts)
+            assert "🙃" not in texts
+
+
 def test_an_empty_or_system_only_chat_has_an_empty_memory(home: Path, tmp_path: Path) -> None:
     notice = "13/01/2025, 09:00 - Messages and calls are end-to-end encrypted.\n"
     with Workspace.open(home) as ws:

@@ -8,14 +8,19 @@ Three modes, so each can be measured against the others (`benchmarks/memory_reca
   (`lexicon.RELATED`, at a discount), fused by weighted reciprocal rank (RRF). The names of the
   chat's people are taken out of the query and lift that person's messages and facts instead;
   recency lifts newer messages, more when the query asks about "now", not at all for "before".
+  Then a second round (pseudo-relevance feedback) adds the rarest words of the best message
+  and the query's vector moved towards its vector as two more rankings, and fuses again.
+  Measured on the labelled set's questions: the second round +3.5 points of recall@10, one hit
+  per repeated text +3.2 (each on both halves of the questions, to check it is not the set).
   (Tried and dropped, measured on the labelled set: lending a message's score to its
-  neighbours, and embeddings of message windows.)
+  neighbours, embeddings of message windows, and words that occur near the query's words.)
 
 Contract: `Searcher.search(query, k)` returns at most `k` `Hit`s, best first. A message hit
-points at that one message (`message_ids` = [its id]); a fact hit carries the fact id and the
-ids of its source messages. Facts shown are active or pinned; pinned facts get a lift. Search
-needs no language model, and the query is the only thing embedded at search time: the chat's
-vectors are loaded once per `Searcher` (50,000 messages: ~40 MB as float32).
+points at that one message (`message_ids` = [its id]), and a text sent more than once is one
+hit; a fact hit carries the fact id and the ids of its source messages. Facts shown are active
+or pinned; pinned facts get a lift. Search needs no language model, and the query is the only
+thing embedded at search time: the chat's vectors are loaded once per `Searcher` (50,000
+messages: ~40 MB as float32).
 """
 
 from __future__ import annotations
@@ -37,13 +42,19 @@ CANDIDATES = 100  # per ranking, before fusion
 KEYWORD_WEIGHTS = (1.0, 0.3, 0.2)  # text, context, sender
 # Of each ranking in the fusion; these and the boosts were tuned on benchmarks/memory_set.py.
 # A fact hit points at all its sources at once; "fact" weighs its ranking.
-WEIGHTS = {"keyword": 0.7, "related": 0.8, "embedding": 1.0, "fact": 0.5}
+WEIGHTS = {"keyword": 0.7, "related": 0.8, "embedding": 1.0, "fact": 0.5, "feedback": 0.5,
+           "feedback_vector": 0.5}  # fmt: skip
 NAME_BOOST = 1.0  # x score, for a message written by someone the query names
 RECENCY_BOOST = 0.02  # x score, for the newest message, falling linearly to 0 for the oldest
 # (tripled when the query asks about now, none when it asks about before)
 NOW_WORDS = frozenset({"now", "currently", "current", "still", "nowadays", "latest", "new"})
 BEFORE_WORDS = frozenset({"before", "previous", "previously", "used", "old", "former", "first"})
 PINNED_BOOST = 0.25
+# Pseudo-relevance feedback: a second round searches with the rarest words of the first
+# round's best message, and with the query's vector moved towards its vector. An answer told
+# over two messages seldom shares the question's words with both, but its halves share words.
+FEEDBACK_DOCS = 1  # best message hits of the first round that feed the second
+FEEDBACK_TERMS = 4  # their rarest words searched
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words that carry no topic in a question to a chat (English; other languages go through).
 _STOP = """a an the and or but if of to in on at for from by with about as is are was were be been
@@ -148,6 +159,12 @@ class Searcher:
             ).fetchall()
             self._ids = [i for i, _ in vectors]
             self._matrix = from_blobs([b for _, b in vectors])
+        self._rows = {mid: i for i, mid in enumerate(self._ids)}
+        self._words = {mid: set(_WORD.findall(d.text.lower())) for mid, d in self._docs.items()}
+        self._df: dict[str, int] = {}
+        for words in self._words.values():
+            for w in words:
+                self._df[w] = self._df.get(w, 0) + 1
 
     # -- the query ----------------------------------------------------------------------------
 
@@ -183,13 +200,17 @@ class Searcher:
         found.sort()
         return [i for _, i in found[:CANDIDATES] if i in self._docs]
 
-    def _embedding(self, text: str) -> list[int]:
+    def _query_vector(self, text: str) -> Any:
         if self._matrix is None or not self._ids:
+            return None
+        assert self.embedder is not None
+        return self.embedder.embed([text])[0]
+
+    def _embedding(self, q: Any) -> list[int]:
+        if q is None or self._matrix is None:
             return []
         import numpy as np
 
-        assert self.embedder is not None
-        q = self.embedder.embed([text])[0]
         sims = self._matrix @ q
         top = min(CANDIDATES, len(sims))
         best = np.argpartition(-sims, top - 1)[:top]
@@ -208,12 +229,26 @@ class Searcher:
     def search(self, query: str, k: int = 10) -> list[Hit]:
         q = self._prepare(query)
         rankings: list[tuple[float, list[int]]] = []
+        vector = self._query_vector(q.text) if self.mode != "keyword" else None
         if self.mode in ("keyword", "hybrid"):
             rankings.append((WEIGHTS["keyword"], self._keyword(q.terms)))
             if self.mode == "hybrid":
                 rankings.append((WEIGHTS["related"], self._keyword(q.related)))
         if self.mode in ("embedding", "hybrid"):
-            rankings.append((WEIGHTS["embedding"], self._embedding(q.text)))
+            rankings.append((WEIGHTS["embedding"], self._embedding(vector)))
+        hits = self._message_hits(q, rankings)
+        if self.mode == "hybrid" and hits:
+            rankings += self._feedback(q, vector, hits[:FEEDBACK_DOCS])
+            hits = self._message_hits(q, rankings)
+        hits += self._fact_hits(q)
+        hits.sort(key=lambda h: -h.score)
+        return hits[:k]
+
+    def _message_hits(self, q: _Query, rankings: list[tuple[float, list[int]]]) -> list[Hit]:
+        """The messages of the rankings fused (weighted RRF) and lifted, best first. A text
+        sent more than once ("night x") is one hit, its best-scoring message: repeats would
+        take the places of other messages. A message without a word ("🙃") answers nothing:
+        it is found only through the message before it (embedded together), never shown."""
         scores: dict[int, float] = {}
         for weight, ranking in rankings:
             for rank, mid in enumerate(ranking):
@@ -229,17 +264,52 @@ class Searcher:
                 lift += recency * doc.order
             hits.append(Hit(score * lift, f"[{doc.sender}] {doc.text}", [mid], None, doc.ts,
                             doc.sender))  # fmt: skip
+        hits.sort(key=lambda h: -h.score)
+        seen: set[str] = set()
+        unique = []
+        for hit in hits:
+            text = " ".join(self._docs[hit.message_ids[0]].text.lower().split())
+            if text not in seen and _WORD.search(text):
+                seen.add(text)
+                unique.append(hit)
+        return unique
+
+    def _feedback(self, q: _Query, vector: Any, best: list[Hit]) -> list[tuple[float, list[int]]]:
+        """The second round's rankings: the rarest words of the `best` first-round messages
+        (the earlier ones count more), and the query vector moved to the mean of theirs."""
+        import math
+
+        known = set(q.terms) | set(q.related) | {p for n in self._names for p in _name_parts(n)}
+        n = max(len(self._docs), 1)
+        weight: dict[str, float] = {}
+        for rank, hit in enumerate(best):
+            for w in self._words.get(hit.message_ids[0], ()):
+                df = self._df.get(w, 1)  # a word no other message holds finds nothing new
+                if df > 1 and len(w) > 2 and w not in STOPWORDS and w not in known:
+                    idf = math.log(n / df)
+                    weight[w] = weight.get(w, 0.0) + idf / (rank + 1)
+        terms = sorted(weight, key=lambda w: -weight[w])[:FEEDBACK_TERMS]
+        out = [(WEIGHTS["feedback"], self._keyword(terms))]
+        rows = [self._rows[h.message_ids[0]] for h in best if h.message_ids[0] in self._rows]
+        if vector is not None and rows and self._matrix is not None:
+            moved = vector + self._matrix[rows].mean(axis=0)
+            out.append(
+                (WEIGHTS["feedback_vector"], self._embedding(moved / (moved @ moved) ** 0.5))
+            )
+        return out
+
+    def _fact_hits(self, q: _Query) -> list[Hit]:
         found: dict[int, tuple[float, Fact]] = {}
         share = WEIGHTS["fact"]
         for weight, terms in ((share, q.terms), (share * WEIGHTS["related"], q.related)):
             for rank, fact in enumerate(self._facts(terms)):
                 before = found.get(fact.id, (0.0, fact))[0]
                 found[fact.id] = (before + weight / (RRF_K + rank + 1), fact)
+        hits = []
         for score, fact in found.values():
             lift = 1.0 + (PINNED_BOOST if fact.status == "pinned" else 0.0)
             if self.mode == "hybrid" and fact.person in q.named:
                 lift += NAME_BOOST
             hits.append(Hit(score * lift, fact.text, fact.sources, fact.id, fact.last_seen,
                             fact.person))  # fmt: skip
-        hits.sort(key=lambda h: -h.score)
-        return hits[:k]
+        return hits
