@@ -1,6 +1,6 @@
 """Planted-phrase attribution: does "why did it say that?" find the message a reply came from?
 
-    python benchmarks/explain_attribution.py [--phrases 28] [--steps 30] [--threads N]
+    python benchmarks/explain_attribution.py [--phrases 28] [--steps 20] [--threads N]
                                              [--keep DIR] [--home DIR --model MODEL_ID] [--json]
 
 Unique phrases (28 by default, at least 20) are planted as Sam's messages in the bundled sample
