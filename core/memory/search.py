@@ -160,10 +160,9 @@ class Searcher:
             self._ids = [i for i, _ in vectors]
             self._matrix = from_blobs([b for _, b in vectors])
         self._rows = {mid: i for i, mid in enumerate(self._ids)}
-        self._words = {mid: set(_WORD.findall(d.text.lower())) for mid, d in self._docs.items()}
-        self._df: dict[str, int] = {}
-        for words in self._words.values():
-            for w in words:
+        self._df: dict[str, int] = {}  # word -> messages holding it
+        for doc in self._docs.values():
+            for w in set(_WORD.findall(doc.text.lower())):
                 self._df[w] = self._df.get(w, 0) + 1
 
     # -- the query ----------------------------------------------------------------------------
@@ -283,7 +282,7 @@ class Searcher:
         n = max(len(self._docs), 1)
         weight: dict[str, float] = {}
         for rank, hit in enumerate(best):
-            for w in self._words.get(hit.message_ids[0], ()):
+            for w in set(_WORD.findall(self._docs[hit.message_ids[0]].text.lower())):
                 df = self._df.get(w, 1)  # a word no other message holds finds nothing new
                 if df > 1 and len(w) > 2 and w not in STOPWORDS and w not in known:
                     idf = math.log(n / df)
