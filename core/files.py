@@ -15,6 +15,8 @@ Contract:
   `final` already names is replaced: it is moved to `<final>.old` first and removed after, so a
   crash between the two renames leaves the previous version there (the checkpoint reader falls
   back on it; other readers rebuild what is missing).
+- `read_text(path, error)` reads a UTF-8 file the user named, raising `error(message)` with a
+  message that names the file and what is wrong (missing, unreadable, not UTF-8).
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ class DiskFullError(OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+def read_text(path: Path | str, error: Callable[[str], Exception]) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise error(f"{path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text") from None
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from convsim.core.data.turns import Turn, parse_line
-from convsim.core.files import write_jsonl
+from convsim.core.files import read_text, write_jsonl
 from convsim.core.locations import make_private_dir
 
 
@@ -33,12 +33,7 @@ def save(folder: Path, name: str, turns: Sequence[Turn], when: datetime | None =
 def load(path: Path) -> list[Turn]:
     """The turns of a transcript file: JSON Lines {"speaker", "text"} (what `save` writes), or
     `[Name] message` lines, or a mix. Raises TranscriptError naming the file and line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise TranscriptError(f"{path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise TranscriptError(f"{path}: not UTF-8 text") from None
+    lines = read_text(path, TranscriptError).splitlines()
     turns = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():

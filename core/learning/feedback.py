@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from convsim.core.data.turns import Turn, parse
+from convsim.core.files import read_text
 from convsim.core.store import Store
 
 __all__ = ["KINDS", "WEIGHTS", "Feedback", "FeedbackError", "FeedbackItem"]
@@ -135,12 +136,7 @@ class Feedback:
         {"speaker", "text"}, of [speaker, text], or `[Name] message` lines as one string),
         `reply`, and `rating` 1 (good), -1 (bad) or "better" with `better` the better text.
         All lines are stored, or none: a broken line raises naming its number."""
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as e:
-            raise FeedbackError(f"{path}: {e.strerror or e}") from None
-        except UnicodeDecodeError:
-            raise FeedbackError(f"{path}: not UTF-8 text") from None
+        lines = read_text(path, FeedbackError).splitlines()
         rows = [_parse_line(path, n, line) for n, line in enumerate(lines, 1) if line.strip()]
         if not rows:
             raise FeedbackError(f"{path}: no feedback in the file (expected JSON lines)")

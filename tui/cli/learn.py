@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from convsim.core.files import read_text
 from convsim.tui.cli.common import CliError, print_json, workspace
 
 COUNTS = {
@@ -101,7 +102,7 @@ def cmd_constitution(args: argparse.Namespace) -> int:
     with workspace() as ws:
         _known(ws, args.model_id)
         if args.clear or args.file:
-            text = "" if args.clear else _read(Path(args.file))
+            text = "" if args.clear else read_text(Path(args.file), CliError)
             try:
                 set_constitution(ws, args.model_id, text)
             except ValueError as e:
@@ -226,15 +227,6 @@ def _known(ws: Any, model_id: str) -> None:
         ws.store.model(model_id)
     except KeyError:
         raise CliError(f"no model {model_id!r} (see convsim models)") from None
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise CliError(f"{path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise CliError(f"{path}: not UTF-8 text") from None
 
 
 def _short(text: str, width: int) -> str:
