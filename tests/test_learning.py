@@ -378,6 +378,12 @@ def test_with_a_constitution_and_an_endpoint_the_judge_makes_the_pairs(
     with pytest.raises(ValueError, match="has no constitution to judge by"):
         learn(ws, model_id, settings=FAST.with_overrides(judge=True))
     rules = tmp_path / "sam.txt"
+    for bad, why in ((rules, "No such file"), (tmp_path, "Is a directory")):
+        code, _, err = cli(capsys, "feedback", "constitution", model_id, "--file", str(bad))
+        assert code != 0 and f"{bad}: {why}" in err
+    rules.write_bytes(b"Sam \xff\n")
+    code, _, err = cli(capsys, "feedback", "constitution", model_id, "--file", str(rules))
+    assert code != 0 and f"{rules}: not UTF-8 text" in err and constitution(ws, model_id) == ""
     rules.write_text("Sam never shouts.\nSam runs on Thursdays.\n", encoding="utf-8")
     code, out, _ = cli(capsys, "feedback", "constitution", model_id, "--file", str(rules))
     assert code == 0 and "Sam never shouts." in out
