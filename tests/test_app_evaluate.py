@@ -60,7 +60,7 @@ def test_a_quick_run_shows_charts_and_saves_the_report(persona) -> None:
             value = screen.report["tuned"]["hits_at_1_others"]
             assert f"{value:.2f}" in shown
             assert "messages_per_turn" in str(screen.query_one("#eval-style").render())
-            assert "Evaluated: Saved" in " ".join(notifications(app))
+            await wait_for(pilot, lambda: "Evaluated: Saved" in " ".join(notifications(app)))
 
     asyncio.run(go())
 

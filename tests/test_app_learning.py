@@ -165,7 +165,7 @@ def test_thumbs_edits_and_regenerations_are_stored_with_their_context(persona) -
             rated = list(chat.query(Bubble))[index]
             assert rated.has_class("-rated-bad") and not rated.has_class("-rated-good")
             assert rated.mark == "👎" and str(rated.render()).endswith("  👎")
-            assert "👎 Noted" in " ".join(notifications(app))
+            await wait_for(pilot, lambda: "👎 Noted" in " ".join(notifications(app)))
 
             # Regenerate: the reply it replaces, as a whole, with its best-of-N candidates.
             start = chat._last_reply_start()
@@ -297,7 +297,7 @@ def test_the_feedback_view_lists_and_removes_items(persona) -> None:
             await pilot.press("delete")
             await wait_for(pilot, lambda: len(view.items or []) == len(before) - 1)
             assert table.row_count == len(before) - 1
-            assert "Removed" in " ".join(notifications(app))
+            await wait_for(pilot, lambda: "Removed" in " ".join(notifications(app)))
             await pilot.press("escape")
             await wait_for(pilot, lambda: app.screen is chat)
 
@@ -392,7 +392,7 @@ def test_rollback_and_keep_anyway_choose_the_version_the_chat_uses(persona) -> N
             await pilot.click("#learn-rollback")
             await wait_for(pilot, lambda: screen.current == 1)
             await wait_for(pilot, lambda: "▶" in str(table.get_row_at(table.row_count - 1)[0]))
-            assert "now uses version 1" in " ".join(notifications(app))
+            await wait_for(pilot, lambda: "now uses version 1" in " ".join(notifications(app)))
             # Keep anyway: an update that was not promoted becomes the one in use.
             screen.show_outcome({"status": "done", "version": 2, "promoted": False,
                                  "reason": "a slice got worse", "current": 1,
@@ -433,7 +433,8 @@ def test_the_constitution_is_written_in_its_dialog_and_the_judge_needs_an_endpoi
             hint = str(screen.query_one("#learn-judge-hint").render())
             assert "convsim memory endpoint URL" in hint
             await pilot.press("j")  # refused, with the same hint
-            assert not switch.value and "convsim memory endpoint" in " ".join(notifications(app))
+            assert not switch.value
+            await wait_for(pilot, lambda: "convsim memory endpoint" in " ".join(notifications(app)))
 
             await pilot.press("c")
             await wait_for(pilot, lambda: isinstance(app.screen, ConstitutionDialog))
@@ -452,7 +453,8 @@ def test_the_constitution_is_written_in_its_dialog_and_the_judge_needs_an_endpoi
             await pilot.press(*"Sam", "space", *"runs", "space", *"on", "space", *"Thursdays.")
             await pilot.click("#constitution-save")
             await wait_for(pilot, lambda: app.screen is screen)
-            assert screen.has_constitution and "2 lines kept" in " ".join(notifications(app))
+            assert screen.has_constitution
+            await wait_for(pilot, lambda: "2 lines kept" in " ".join(notifications(app)))
 
             await pilot.press("c")  # opens on the stored text; Escape keeps it
             await wait_for(pilot, lambda: isinstance(app.screen, ConstitutionDialog))

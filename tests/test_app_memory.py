@@ -281,7 +281,7 @@ def test_a_conflict_is_flagged_and_resolved(remembered: Path) -> None:
             assert history(remembered, job.id)[-1] == "resolved"
             assert "waiting to hear back after an interview" in values(screen)
             await pilot.press("c")
-            assert "No conflicts to settle." in notifications(app)[-1]
+            await wait_for(pilot, lambda: "No conflicts to settle." in " ".join(notifications(app)))
 
     run(drive())
 
@@ -395,7 +395,7 @@ def test_build_fills_an_empty_memory_from_the_chat(home: Path) -> None:
             await wait_for(pilot, lambda: screen.facts)
             assert values(screen) == ["offered the job"]
             assert not screen.query_one("#memory-progress").display
-            assert any("1 facts added" in n for n in notifications(app)), notifications(app)
+            await wait_for(pilot, lambda: any("1 facts added" in n for n in notifications(app)))
             assert not screen.query_one("#memory-empty").display
 
     run(drive())
@@ -498,7 +498,8 @@ def test_replies_carry_memories_and_the_chat_teaches_new_ones(
             assert "· remembered " in status and "Sam's pet" in status
             (learned,) = chat.learned
             assert (learned.person, learned.value, learned.origin) == ("Riya", "Leeds", "live")
-            assert any("Learned: Riya, lives in: Leeds" in n for n in notifications(app))
+            learnt = "Learned: Riya, lives in: Leeds"
+            await wait_for(pilot, lambda: any(learnt in n for n in notifications(app)))
             # The next reply knows it; with memory off (F7), the prompt has no head at all.
             draft.value = "where do I live now?"  # type: ignore[attr-defined]
             await pilot.press("enter")
