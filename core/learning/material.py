@@ -41,7 +41,6 @@ REPLAY_POOL = 2000  # at most this many earlier examples are candidates for repl
 class Material:
     examples: list[dict[str, Any]]  # new material and replay, for `Update.prepare`
     validation: list[dict[str, Any]]  # the first training's held-out examples
-    first: tuple[list[Any], list[Any]]  # the first training's (train, validation)
     new_period: tuple[list[Any], list[Any]] | None  # (all learnt, new held-out) or None
     learned: list[dict[str, Any]]  # the new sessions' examples this update learns
     feedback_ids: list[int]
@@ -52,6 +51,7 @@ class Material:
 def gather(
     ws: Workspace,
     model_id: str,
+    first: tuple[list[Any], list[Any]],
     kept: list[Version],
     *,
     context_turns: int,
@@ -61,14 +61,14 @@ def gather(
     seed: int,
     judged: list[dict[str, Any]] = (),  # type: ignore[assignment]
 ) -> Material:
-    """The material of the next update of `model_id`, whose kept versions are `kept` (oldest
-    first). Reads only."""
+    """The material of the next update of `model_id`, whose first training's (train,
+    validation) examples are `first` and whose kept versions are `kept` (oldest first). Reads
+    only."""
     record = ws.store.model(model_id)
-    if record.dataset_id is None:
-        raise ValueError(f"model {model_id} has no dataset: an update needs its examples")
+    assert record.dataset_id is not None  # the caller read its files
     stored = ws.store.dataset(record.dataset_id)
     config = DatasetConfig.from_json(stored["config"])
-    train, validation, _ = ws.dataset_files(record.dataset_id)
+    train, validation = first
     tag = config.tag_for(record.person)
 
     items = Feedback(ws.store).items(model_id, unused=True)
@@ -104,7 +104,6 @@ def gather(
     return Material(
         examples=examples,
         validation=[_text(ex, context_turns) for ex in validation],
-        first=(list(train), list(validation)),
         new_period=([*learnt, *fresh], held) if held else None,
         learned=learned,
         feedback_ids=[i.id for i in items],

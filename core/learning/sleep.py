@@ -145,14 +145,15 @@ def learn(
     record = ws.store.model(model_id)
     if record.status != "ready":
         raise ModelNotReady(model_id, record.status)
+    first = _first(ws, model_id)  # the dataset files, read once for the whole update
     if resume:
         version, settings, m = _stopped(ws, model_id)
     else:
         settings = settings or LearnSettings()
-        version, m = _begin(ws, model_id, settings, say, cancel)
+        version, m = _begin(ws, model_id, first, settings, say, cancel)
     parent = versions(ws.store, model_id)[version.record["parent"] - 1]
     try:
-        slices = frozen_slices(Path(record.path), _first(ws, model_id), settings.slice_items,
+        slices = frozen_slices(Path(record.path), first, settings.slice_items,
                                _period(m.get("new_period")), settings.seed)  # fmt: skip
         before = _scores(ws, model_id, parent, slices, settings, say, cancel)
         result = _train(ws, model_id, version, parent, settings, m, resume, say, cancel, progress)
@@ -186,6 +187,7 @@ def learn(
 def _begin(
     ws: Workspace,
     model_id: str,
+    first: tuple[list[Any], list[Any]],
     settings: LearnSettings,
     say: Callable[[LearnEvent], None],
     cancel: threading.Event,
@@ -196,8 +198,10 @@ def _begin(
     every = versions(ws.store, model_id)
     kept = [v for v in every if v.kept and v.status == "done" and v.version <= parent.version]
     say(LearnEvent("material", "gathering feedback, new messages and replay"))
-    judged = _judged(ws, model_id, parent, settings, say, cancel) if settings.judge else []
-    m = gather(ws, model_id, kept, context_turns=settings.context_turns,
+    judged: list[dict[str, Any]] = []
+    if settings.judge:
+        judged = _judged(ws, model_id, first[0], parent, settings, say, cancel)
+    m = gather(ws, model_id, first, kept, context_turns=settings.context_turns,
                replay_turns=settings.replay_turns, new_messages=settings.new_messages,
                replay=settings.replay > 0, seed=settings.seed, judged=judged)  # fmt: skip
     if not (m.counts["feedback"] or m.counts["new_messages"] or judged):
@@ -313,7 +317,8 @@ class _Stopped(Exception):
 
 def _first(ws: Workspace, model_id: str) -> tuple[list[Any], list[Any]]:
     record = ws.store.model(model_id)
-    assert record.dataset_id is not None
+    if record.dataset_id is None:
+        raise ValueError(f"model {model_id} has no dataset: an update needs its examples")
     train, validation, _ = ws.dataset_files(record.dataset_id)
     return train, validation
 
@@ -337,6 +342,7 @@ def _period(saved: Any) -> tuple[list[Any], list[Any]] | None:
 def _judged(
     ws: Workspace,
     model_id: str,
+    train: list[Any],
     parent: Version,
     settings: LearnSettings,
     say: Callable[[LearnEvent], None],
@@ -350,7 +356,6 @@ def _judged(
     from convsim.core.learning.judge import judge_pairs
 
     record = ws.store.model(model_id)
-    train, _ = _first(ws, model_id)
     picked = random.Random(settings.seed).sample(list(train), min(JUDGED_MOMENTS, len(train)))
     moments = []
     for ex in picked:
