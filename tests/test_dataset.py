@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -145,9 +146,18 @@ def test_examples_for_the_small_chat() -> None:
         timestamp="2020-01-17T09:02:00",
         context_ids=(1,),
         target_id=2,
+        next_tag="[Riya]",
     )
     # Sam opens session 1: an empty context, nothing from session 0.
-    assert second == Example("", "[Sam] home safe?\n", 1, "2020-01-17T14:05:00", (), 5)
+    assert second == Example("", "[Sam] home safe?\n", 1, "2020-01-17T14:05:00", (), 5, "[Riya]")
+
+
+def test_next_tag_says_who_writes_the_turn_after_the_target() -> None:
+    chat = Chat().say("A", "hi").say("A", "you there?").say("B", "yes").say("A", "cool")
+    chat = chat.wait(300).say("A", "new day")
+    dataset = build(chat.messages, DatasetConfig(target="A", validation_fraction=0))
+    # Another message of A's, a hand-over to B, the session's last turn, a session alone.
+    assert [e.next_tag for e in dataset.train] == ["[A]", "[B]", "", ""]
 
 
 def test_window_lengths_vary_within_bounds_and_stay_in_session() -> None:
@@ -256,7 +266,9 @@ def test_appending_messages_keeps_earlier_windows() -> None:
     config = DatasetConfig(target="Ana", validation_fraction=0)
     before = build(messages[:30], config).train
     after = build(messages, config).train
-    assert after[: len(before)] == before
+    assert after[: len(before) - 1] == before[:-1]
+    # The last window too; only who writes after it may be known now.
+    assert replace(after[len(before) - 1], next_tag="") == replace(before[-1], next_tag="")
 
 
 # --- media, system, scrubbing ------------------------------------------------------------

@@ -71,11 +71,29 @@ def test_write_then_read_gives_the_same_dataset(tmp_path: Path) -> None:
     folder = tmp_path / "ds"
     folder.mkdir()
     stats = write_dataset(folder, dataset)
-    assert json.loads((folder / "format.json").read_text())["version"] == FORMAT_VERSION == 2
+    assert json.loads((folder / "format.json").read_text())["version"] == FORMAT_VERSION == 3
     files = read_dataset(folder)
-    assert files.version == 2 and files.config == dataset.config and files.stats == stats
+    assert files.version == 3 and files.config == dataset.config and files.stats == stats
     assert files.train == dataset.train and files.validation == dataset.validation
     assert dataset.validation and all(e.target_id is not None for e in files.train)
+    assert [e.next_tag for e in files.train] == ["[Riya]", ""]
+
+
+def test_a_version_2_folder_loads_without_next_tags(tmp_path: Path) -> None:
+    dataset = build(small_chat(), DatasetConfig(target="Sam", validation_fraction=0.4))
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    write_dataset(folder, dataset)
+    (folder / "format.json").write_text(json.dumps({"format": "convsim-dataset", "version": 2}))
+    for split in ("train", "validation"):
+        path = folder / f"{split}.jsonl"
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        for row in rows:
+            del row["next_tag"]  # as format 2 wrote them
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    files = read_dataset(folder)
+    assert files.version == 2 and all(e.next_tag == "" for e in files.train + files.validation)
+    assert [e.target_id for e in files.train] == [e.target_id for e in dataset.train]
 
 
 def test_a_version_1_folder_still_loads(tmp_path: Path) -> None:
@@ -153,6 +171,7 @@ def set_field(key: str, value: object):
         (set_field("target", 5), r"train.jsonl, line 2: field 'target' must be a string, not 5"),
         (set_field("context_ids", [1, "x"]), r"line 2: field 'context_ids' must hold integer"),
         (set_field("target_id", None), r"line 2: field 'target_id' must be an integer"),
+        (set_field("next_tag", "Sam"), r"line 2: field 'next_tag' must be a turn's tag like"),
         (lambda line: line[:-3], r"train.jsonl, line 2: not valid JSON"),
         (lambda line: "[1, 2]", r"line 2: expected a JSON object, got list"),
     ],
@@ -180,8 +199,8 @@ def test_a_newer_format_is_refused_and_newer_config_keys_are_ignored(folder: Pat
     (folder / "config.json").write_text(json.dumps({**config, "emoji_policy": "keep"}))
     files = read_dataset(folder)
     assert files.config.ignored_keys == ("emoji_policy",) and files.config.target == "Sam"
-    (folder / "format.json").write_text(json.dumps({"format": "convsim-dataset", "version": 3}))
-    with pytest.raises(DatasetFileError, match=r"format\.json: dataset format version 3 was"):
+    (folder / "format.json").write_text(json.dumps({"format": "convsim-dataset", "version": 4}))
+    with pytest.raises(DatasetFileError, match=r"format\.json: dataset format version 4 was"):
         read_dataset(folder)
 
 

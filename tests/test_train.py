@@ -92,7 +92,8 @@ def test_loss_only_on_target_words(dataset, tokenizer) -> None:
     ex = dataset.train[5]
     (tok,) = tokenize_examples([ex], tokenizer, "target")
     text = tokenizer.decode(tok.ids[tok.loss_start :])
-    assert text.strip() == ex.target[len("[Sam]") :].strip()
+    # The words, then who writes next: another message of Sam's or someone else's turn.
+    assert ex.next_tag and text.strip() == (ex.target[len("[Sam]") :] + ex.next_tag).strip()
     (all_,) = tokenize_examples([ex], tokenizer, "all")
     assert all_.loss_start == 1 and tok.ids == all_.ids
 
@@ -358,15 +359,21 @@ def test_an_adapter_of_another_shape_is_refused(dataset, tokenizer, tmp_path) ->
 
 
 def test_a_dataset_folder_in_the_old_format_still_trains(dataset, tokenizer, tmp_path) -> None:
+    from dataclasses import replace
+
     from test_dataset_files import write_v1
 
-    from convsim.core.data.dataset_files import read_dataset, write_dataset
+    from convsim.core.data.dataset_files import FORMAT_VERSION, read_dataset, write_dataset
 
     write_v1(tmp_path / "v1", dataset)
-    (tmp_path / "v2").mkdir()
-    write_dataset(tmp_path / "v2", dataset)
+    (tmp_path / "new").mkdir()
+    # The old format knew no next tags: the same examples without them train the same.
+    train, validation = ([replace(e, next_tag="") for e in split]
+                         for split in (dataset.train, dataset.validation))  # fmt: skip
+    untagged = replace(dataset, train=train, validation=validation)
+    write_dataset(tmp_path / "new", untagged)
     losses = []
-    for version in ("v1", "v2"):
+    for version in ("v1", "new"):
         files = read_dataset(tmp_path / version)
         events: list[TrainEvent] = []
         Trainer(
@@ -374,7 +381,7 @@ def test_a_dataset_folder_in_the_old_format_still_trains(dataset, tokenizer, tmp
             config(steps=3, eval_every=0), tmp_path / f"run-{version}", on_event=events.append,
         ).run()  # fmt: skip
         losses.append([e.loss for e in events if e.kind in ("step", "eval")])
-    assert files.version == 2 and len(losses[0]) == 4
+    assert files.version == FORMAT_VERSION and len(losses[0]) == 4
     assert losses[0] == losses[1]  # the same texts train the same, whatever the format
 
 

@@ -3,7 +3,9 @@
 Contract: `build(messages, config)` is pure and deterministic. The messages are one chat in
 chronological order; the result holds one `Example` per turn written by `config.target`, whose
 context is the 1..N messages before that turn in the same session (empty only when the turn opens
-its session). It knows nothing of the store, tokenizers or training.
+its session), and whose `next_tag` says who wrote the turn after it (so training also learns
+when the person goes on with another message and when they hand over). It knows nothing of the
+store, tokenizers or training.
 
 Turn format (`turns`): every message is one turn `[Tag] body\\n`, escape included. Consecutive
 messages by one sender stay separate turns under their own tag.
@@ -26,7 +28,7 @@ from typing import ClassVar
 from convsim.core.chats.messages import CALL, DELETED, MEDIA, STICKER, SYSTEM, TEXT, StoredMessage
 from convsim.core.config import Config
 from convsim.core.data.scrub import scrub
-from convsim.core.data.turns import check_name, render_turn, safe_name
+from convsim.core.data.turns import check_name, render_turn, safe_name, tag_of
 
 __all__ = [
     "SYSTEM_TAG",
@@ -122,6 +124,10 @@ class Example:
     (format 1); tell those apart by `target_id`."""
     target_id: int | None = None
     """Store id of the target message; None for datasets written before ids were kept."""
+    next_tag: str = ""
+    """The `[Tag]` of the turn after the target in its session: the person's own when they
+    send another message, someone else's when they hand over. "" when the target ends its
+    session, and for datasets written before it was kept (format 2 and earlier)."""
 
 
 @dataclass
@@ -290,6 +296,7 @@ def _windows(session: int, turns: list[_Turn], config: DatasetConfig) -> list[Ex
             continue
         length = _context_length(turn.message.id, min(config.max_context, position), config.seed)
         window = turns[position - length : position]
+        after = turns[position + 1].text if position + 1 < len(turns) else ""
         examples.append(
             Example(
                 context="".join(t.text for t in window),
@@ -298,6 +305,7 @@ def _windows(session: int, turns: list[_Turn], config: DatasetConfig) -> list[Ex
                 timestamp=turn.message.timestamp,
                 context_ids=tuple(t.message.id for t in window),
                 target_id=turn.message.id,
+                next_tag=tag_of(after) if after else "",
             )
         )
     return examples

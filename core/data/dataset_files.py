@@ -2,12 +2,13 @@
 
 Folder layout:
 - `train.jsonl`, `validation.jsonl`: one example per line, `{"context", "target", "session",
-  "timestamp", "context_ids", "target_id"}` (see `dataset.Example`);
+  "timestamp", "context_ids", "target_id", "next_tag"}` (see `dataset.Example`);
 - `config.json`: the `DatasetConfig` that built it; `stats.json`: `Dataset.stats()`;
-- `format.json`: `{"format": "convsim-dataset", "version": 2}`.
+- `format.json`: `{"format": "convsim-dataset", "version": 3}`.
 
 Versions: 1 is the format before source ids were kept (no `format.json`, rows without
-`context_ids`/`target_id`); it still loads, its examples with `target_id` None. 2 adds the ids.
+`context_ids`/`target_id`); it still loads, its examples with `target_id` None. 2 adds the ids;
+3 adds `next_tag` (earlier versions load with `next_tag` "").
 A folder from a newer format version is refused, naming the version, since its rows may mean
 something this reader does not know. Keys a row has beyond the known ones are ignored.
 
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "convsim-dataset"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 SPLITS = ("train", "validation")
 
 
@@ -179,6 +180,10 @@ def _example(path: Path, line: int, text: str, version: int) -> Example:
         target_id = field("target_id", int, "an integer message id")
     else:
         context_ids, target_id = [], None  # format 1 kept no ids
+    next_tag = field("next_tag", str, 'a turn\'s tag like "[Sam]", or ""') if version >= 3 else ""
+    if next_tag and not (next_tag.startswith("[") and next_tag.endswith("]")):
+        problem = f'field \'next_tag\' must be a turn\'s tag like "[Sam]", or "", not {next_tag!r}'
+        raise DatasetFileError(path, problem[:300], line)
     return Example(
         context=field("context", str, "a string"),
         target=field("target", str, "a string"),
@@ -186,4 +191,5 @@ def _example(path: Path, line: int, text: str, version: int) -> Example:
         timestamp=field("timestamp", str, "an ISO 8601 timestamp string"),
         context_ids=tuple(context_ids),
         target_id=target_id,
+        next_tag=next_tag,
     )

@@ -7,8 +7,10 @@ is computed exactly as if it were alone (checked in the tests). An example longe
 `seq_len` loses its oldest context tokens, never its target.
 
 Loss positions: with `loss_on="target"` only the tokens of the target turn after its `[Tag]`
-(the words and the closing newline) carry loss; with `"all"`, every token after BOS does.
-The trainer computes the vocabulary projection only at those positions.
+(the words and the closing newline) carry loss, and the tag of the turn after it when the
+example knows it (`next_tag`): that is where the model learns whether the person sends another
+message or hands over, which the words alone never teach. With `"all"`, every token after BOS
+does. The trainer computes the vocabulary projection only at those positions.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def tokenize_examples(
     out = []
     for ex in examples:
         context, target = example_fields(ex)
-        text = context + target
+        text = context + target + _next_tag(ex)
         enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
         ids = enc["input_ids"]
         if loss_on == "all":
@@ -73,6 +75,11 @@ def example_fields(ex: Any) -> tuple[str, str]:
     if isinstance(ex, dict):
         return ex["context"], ex["target"]
     return ex.context, ex.target
+
+
+def _next_tag(ex: Any) -> str:
+    """The tag of the turn after the target ("" when unknown): an `Example` or its dict."""
+    return str(ex.get("next_tag", "") if isinstance(ex, dict) else getattr(ex, "next_tag", ""))
 
 
 def _clip(ex: TokenizedExample, seq_len: int) -> TokenizedExample:
