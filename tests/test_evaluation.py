@@ -132,6 +132,31 @@ def test_ranking_scores_match_the_logits(tiny: TinyModel) -> None:
     model.close()
 
 
+def test_ranking_priors_per_pool(tiny: TinyModel) -> None:
+    """Other people's messages are scored against the reference (the base model's prior),
+    the person's own against the model's own prior, head included; `prior` keeps the latter."""
+    model = LlamaModel(tiny.gguf_path, n_ctx=512, threads=2)
+    others = tuple(f"sea {i} other" for i in range(19))
+    same = tuple(f"we {i} are" for i in range(19))
+    item = heldout.Item("[Riya] hey are we going\n", "yes we are", "t", others, same)
+    # A made-up reference that puts the true reply above every other-people text.
+    reference = {t: 0.0 for t in others} | {item.reply: -1000.0}
+    head = "Sam writes: we are we are\n"
+    prior: dict[str, float] = {}
+    (ranked,) = ranking.rank(model, head, [item], "Sam", reference=reference, prior=prior)
+    assert ranked.rank_others == 1
+    assert set(prior) == {item.reply, *same}  # others need no own prior then
+    for t in (item.reply, *same[:3]):
+        assert prior[t] == pytest.approx(_direct(model, head + "[Sam]", t), abs=1e-3)
+    in_context = {t: _direct(model, head + item.context + "[Sam]", t) for t in prior}
+    score = {t: in_context[t] - prior[t] for t in prior}
+    assert ranked.rank_same_person == 1 + sum(score[t] >= score[item.reply] for t in same)
+    below = reference | {item.reply: 1000.0}  # and one that puts it below all of them
+    assert ranking.rank(model, head, [item], "Sam", reference=below)[0].rank_others == 20
+    assert ranking.rank(model, head, [item], "Sam", reference={}) == []  # no reference: left out
+    model.close()
+
+
 def test_best_of_n_returns_the_best_scored_candidate(tiny: TinyModel) -> None:
     engine = Engine(tiny.gguf_path, n_ctx=512, threads=2)
     engine.set_style("Sam", Profile.of(["ok", "ya sure", "lol"]))

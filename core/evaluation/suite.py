@@ -6,9 +6,11 @@ messages: "just ask an LLM to write like them"), `tuned` (base + the persona's L
 `best_of_n` (tuned, each reply the best of N, `inference.best_of`). Each gets:
 
 - `perplexity` of the person's real replies, and next-reply ranking (`ranking`): Hits@1 and
-  MRR among 20, against other people's messages (`*_others`) and the person's own at other
-  moments (`*_same_person`). Ranking scores the real replies, not generated ones, so
-  `best_of_n` repeats `tuned`'s figures (`ranking_from: "tuned"`);
+  MRR among 20, against other people's messages (`*_others`, scored against the base model's
+  prior: what the variant knows of the person's style counts) and the person's own at other
+  moments (`*_same_person`, against the variant's own prior: only the fit to the moment).
+  Ranking scores the real replies, not generated ones, so `best_of_n` repeats `tuned`'s
+  figures (`ranking_from: "tuned"`);
 - on one generated reply per moment (`imitation`): `style_ks` and `style_relative_error` per
   feature, `authorship` (0 = other people, 1 = the person's held-out messages) and
   `detector_accuracy` (real vs generated, cross-validated; 0.5 = indistinguishable), and
@@ -136,12 +138,17 @@ def run(
     ranked: dict[str, list[ranking.Ranked]] = {}
     replies: dict[str, tuple[list[list[str]], list[float]]] = {}
 
+    # log p(text | the person's tag) on the base model: the prior of the other-people pool of
+    # every variant, filled while the base model (no head) is ranked.
+    reference: dict[str, float] = {}
+
     def measure(engine: Engine, variant: str, head: str, s: Sampling, rank: bool) -> None:
         engine.set_head(head)
         if rank:
+            own = {"prior": reference} if variant == "base" else {"reference": reference}
             ranked[variant] = ranking.rank(
                 engine.model, engine.head, m.items, m.tag, cancel=cancel,
-                progress=stage(f"ranking {variant}"),
+                progress=stage(f"ranking {variant}"), **own,
             )  # fmt: skip
         replies[variant] = _generate(engine, m, s, cancel, stage(f"replies {variant}"))
 
