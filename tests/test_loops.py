@@ -1,6 +1,7 @@
 """Loop detection (`inference.loops`): which messages count as repeats of the recent ones.
 
-Pure functions, no model: forever-chat itself is tested in test_engine.py.
+Pure functions, no model: forever-chat itself is tested in test_engine.py, but for its retry
+policy, checked here on scripted replies.
 """
 
 from __future__ import annotations
@@ -9,7 +10,17 @@ import time
 
 import pytest
 
-from convsim.core.inference.loops import is_loop, loop_rate, normalise, squeeze
+from convsim.core.inference.engine import Sampling
+from convsim.core.inference.loops import (
+    REPEAT_WINDOW,
+    WINDOW,
+    forever,
+    is_loop,
+    loop_rate,
+    normalise,
+    repeats,
+    squeeze,
+)
 
 
 def test_squeeze_cuts_elongations_to_one_character() -> None:
@@ -103,3 +114,42 @@ def test_is_loop_stays_cheap() -> None:
             is_loop(history, message)
     per_call = (time.perf_counter() - start) / 900
     assert per_call < 0.005, f"{per_call * 1e6:.0f} µs per message"  # ~0.2 ms here
+
+
+def test_repeats_look_further_back_than_loops() -> None:
+    history = ["I'll be there at 9."] + [f"something new {i} about {i * 7}" for i in range(20)]
+    assert not is_loop(history, "I'll be there at 9")  # 21 messages back: beyond WINDOW
+    assert repeats(history, "i'll be there at 9!")  # the same normalised text
+    assert not repeats(history, "I'll be there at 10.")
+    assert not repeats(history, "I'll be there at 9.", window=len(history) - 1)
+    assert REPEAT_WINDOW > len(history) > WINDOW
+
+
+class _Scripted:
+    """Stands in for the engine in `forever`: each simulate() returns the next scripted text."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = iter(texts)
+        self.temperatures: list[float] = []
+
+    def simulate(self, history, speaker, s, cancel):  # type: ignore[no-untyped-def]
+        self.temperatures.append(s.temperature)
+        text = next(self.texts)
+        return type("Stream", (), {"result": lambda _: type("R", (), {"text": text})()})()
+
+
+def test_forever_resamples_a_repeat_hotter_and_keeps_the_last_try() -> None:
+    start = [("A", "I'll be there at 9.")] + [("B", f"new {i} thing {i * 3}") for i in range(9)]
+    s = Sampling(temperature=0.8, seed=0)
+    engine = _Scripted(["I'll be there at 9.", "I'll be there at 10."])
+    ((who, text),) = forever(engine, start, ["A"], s, turns=1)  # type: ignore[arg-type]
+    assert (who, text) == ("A", "I'll be there at 10.") and engine.temperatures[1] > 0.8
+    stubborn = _Scripted(["I'll be there at 9."] * 4)  # every try repeats: the last is kept
+    assert list(forever(stubborn, start, ["A"], s, turns=1, retries=3)) == [  # type: ignore[arg-type]
+        ("A", "I'll be there at 9.")
+    ]
+    assert len(stubborn.temperatures) == 4
+    plain = _Scripted(["I'll be there at 9."])
+    assert list(forever(plain, start, ["A"], s, turns=1, break_loops=False)) == [  # type: ignore[arg-type]
+        ("A", "I'll be there at 9.")
+    ]

@@ -11,11 +11,16 @@ phrases. A message is a *loop* when, against the last `window` messages,
   "ahhahahaha" both have the trigrams {"hah", "aha"}. Sets, not counts, so laughter of any length
   matches, while different short replies ("ok" / "sure", "yes" / "no idea", "no" / "nope") don't.
 
+A forever conversation also refuses a message that *repeats* one of the last `REPEAT_WINDOW`
+messages (the same normalised text): a persona can cycle through a handful of sentences with a
+period longer than the loop window (measured: half of a 100-turn conversation were such repeats,
+where the real chat has 0-1%).
+
 `forever` picks speakers in the given order (round robin) rather than letting the model choose
 the next tag: a base model left to choose often hands the turn to the same speaker forever,
-and a fixed order is what a user watching two personas talk expects. When a reply is a loop
-(or empty), it is re-sampled hotter (`engine.hotter`: higher temperature and presence penalty,
-another seed), at most `retries` times; if every try loops, the last try is kept.
+and a fixed order is what a user watching two personas talk expects. When a reply is a loop,
+a repeat (or empty), it is re-sampled hotter (`engine.hotter`: higher temperature and presence
+penalty, another seed), at most `retries` times; if every try loops, the last try is kept.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
     from convsim.core.inference.engine import Engine, Sampling
 
 WINDOW = 6  # messages looked back at
+REPEAT_WINDOW = 50  # messages looked back at for the same text again
 SIMILAR = 0.9  # difflib ratio of normalised texts counted as "the same message"
 NGRAM_RATIO = 0.6  # share of a message's trigrams already seen counted as repetition
 CHAR_RATIO = 0.6  # character-trigram Jaccard of two short messages counted as "the same"
@@ -95,6 +101,12 @@ def is_loop(
     return len(grams & seen) / len(grams) >= ngram_ratio
 
 
+def repeats(history: Sequence[str], message: str, window: int = REPEAT_WINDOW) -> bool:
+    """Whether `message`'s normalised text is that of one of the last `window` of `history`."""
+    text = normalise(message)
+    return window > 0 and any(normalise(old) == text for old in history[-window:])
+
+
 def loop_rate(messages: Sequence[str], window: int = WINDOW) -> float:
     """Share of messages (after the first) that are loops of the messages before them."""
     if len(messages) < 2:
@@ -129,7 +141,11 @@ def forever(
         said = [text for _, text in history]
         text = engine.simulate(history, speaker, s, cancel).result().text
         attempt = 0
-        while break_loops and attempt < retries and (not text or is_loop(said, text, window)):
+        while (
+            break_loops
+            and attempt < retries
+            and (not text or is_loop(said, text, window) or repeats(said, text))
+        ):
             if cancel is not None and cancel.is_set():
                 break
             attempt += 1
