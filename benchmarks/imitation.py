@@ -8,6 +8,12 @@ the base model prompted with the person's own messages ("in_context"), which is 
 gets without training. Best-of-N's price is the time to the first token of a reply, against
 a single sample, on this machine.
 
+The default recipe is measured on two chats: the sample chat (`convsim train 1 --as Sam` after
+`convsim import` of `core/chats/samples/sample_whatsapp.txt`) and a second one written for this
+benchmark, `benchmarks/chats/marco_lena_whatsapp.txt` (773 messages over four months; Marco
+writes in full sentences with capitals and full stops, Lena in short lower-case messages with
+emoji): `convsim import` it, `convsim train CHAT_ID --as Marco`, then run this on the persona.
+
 Targets (issue 14):
 - Hits@1 against other people's messages >= 0.60 for tuned, and >= 10 points over in_context;
 - Hits@1 against the person's own other messages >= 0.25;
