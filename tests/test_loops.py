@@ -123,6 +123,7 @@ def test_repeats_look_further_back_than_loops() -> None:
     assert not repeats(history, "I'll be there at 10.")
     assert not repeats(history, "I'll be there at 9.", window=len(history) - 1)
     assert REPEAT_WINDOW > len(history) > WINDOW
+    assert not repeats(["😂", *history], "👍")  # no words: nothing to compare
 
 
 class _Scripted:

@@ -102,9 +102,10 @@ def is_loop(
 
 
 def repeats(history: Sequence[str], message: str, window: int = REPEAT_WINDOW) -> bool:
-    """Whether `message`'s normalised text is that of one of the last `window` of `history`."""
+    """Whether `message`'s normalised text is that of one of the last `window` of `history`.
+    A message without a word ("😂", "!!") never repeats: every such message normalises to ""."""
     text = normalise(message)
-    return window > 0 and any(normalise(old) == text for old in history[-window:])
+    return bool(text) and window > 0 and any(normalise(old) == text for old in history[-window:])
 
 
 def loop_rate(messages: Sequence[str], window: int = WINDOW) -> float:
