@@ -7,6 +7,7 @@ policy, checked here on scripted replies.
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -135,8 +136,8 @@ class _Scripted:
 
     def simulate(self, history, speaker, s, cancel):  # type: ignore[no-untyped-def]
         self.temperatures.append(s.temperature)
-        text = next(self.texts)
-        return type("Stream", (), {"result": lambda _: type("R", (), {"text": text})()})()
+        reply = SimpleNamespace(text=next(self.texts))
+        return SimpleNamespace(result=lambda: reply)
 
 
 def test_forever_resamples_a_repeat_hotter_and_keeps_the_last_try() -> None:
