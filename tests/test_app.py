@@ -205,9 +205,15 @@ def test_wizard_imports_trains_and_opens_a_chat(home: Path, tiny: TinyModel) -> 
             await pilot.press("ctrl+n")
             assert wizard.query_one("#wizard").current == "settings"
             await wait_for(pilot, lambda: "tokens/s" in str(wizard.query_one("#estimate").render()))
+            # Epochs left empty: the recipe picks the length from the data size (recipe.py).
+            assert wizard.query_one("#epochs", Input).value == ""
+            assert "steps (small chat: " in str(wizard.query_one("#estimate").render())
             wizard.query_one("#base", Select).value = "custom"
             wizard.query_one("#base-path", Input).value = str(tiny.gguf_path)
             wizard.query_one("#epochs", Input).value = "2"
+            await wait_for(
+                pilot, lambda: "passes as set" in str(wizard.query_one("#estimate").render())
+            )
             await pilot.press("ctrl+n")
             await wait_for(pilot, lambda: isinstance(app.screen, TrainingScreen))
             training = app.screen

@@ -495,3 +495,56 @@ def test_micro_batches_make_the_same_steps_and_peak_memory_is_recorded(
     assert 50 * 2**20 < metrics["peak_rss_bytes"] < 2**40 and metrics["peak_gpu_bytes"] is None
     with pytest.raises(ValueError, match="micro_batch_size"):
         TrainConfig(micro_batch_size=0)
+
+
+def test_the_default_length_comes_from_the_data_size() -> None:
+    from convsim.core.training import recipe
+    from convsim.core.training.recipe import plan_steps
+
+    # A small chat is passed over until the run has MIN_STEPS steps, at most MAX_PASSES times.
+    small = plan_steps(60, 4, 512, "cpu")  # 15 steps a pass
+    assert small.steps == recipe.MIN_STEPS and small.passes == pytest.approx(40 / 15)
+    assert "small chat" in small.why
+    tiny = plan_steps(20, 4, 512, "cpu")  # 5 steps a pass
+    assert tiny.steps == 15 and tiny.passes == recipe.MAX_PASSES
+    # A large one gets one pass on a GPU; on the CPU it stops at the token budget, which
+    # counts tokens, so shorter rows give more steps.
+    assert plan_steps(410, 4, 512, "cuda").steps == 103
+    capped = plan_steps(410, 4, 512, "cpu")
+    assert capped.steps == recipe.CPU_TOKEN_BUDGET // 2048 < 103 and "budget" in capped.why
+    assert plan_steps(410, 4, 256, "cpu").steps == recipe.CPU_TOKEN_BUDGET // 1024
+    # What the user sets wins.
+    assert plan_steps(410, 4, 512, "cpu", steps=7).steps == 7
+    assert plan_steps(410, 4, 512, "cpu", epochs=2.0).steps == 206
+    with pytest.raises(ValueError, match="epochs must be > 0"):
+        TrainConfig(epochs=0)
+
+
+def test_a_run_of_the_default_length_keeps_it_when_resumed(
+    dataset, tokenizer, tmp_path, monkeypatch
+) -> None:
+    from convsim.core.training import recipe
+
+    cancel = threading.Event()
+    events: list[TrainEvent] = []
+
+    def stop_after_two(e: TrainEvent) -> None:
+        events.append(e)
+        if e.kind == "step" and e.step == 2:
+            cancel.set()
+
+    settings = config(steps=None, seq_len=512, eval_every=0, checkpoint_every=0)
+    first = Trainer(tiny_model(len(tokenizer)), tokenizer, dataset.train, [], settings,
+                    tmp_path / "r", on_event=stop_after_two, cancel=cancel)  # fmt: skip
+    per_pass = -(-len(first.train_rows) // 4)
+    assert per_pass < recipe.MIN_STEPS  # the sample chat is a small chat
+    planned = min(recipe.MIN_STEPS, round(recipe.MAX_PASSES * per_pass))
+    assert first.total_steps == planned and first.run().cancelled
+    assert f"{planned} steps (small chat" in events[0].message
+    # The recipe changes (a new version of convsim, another device): the run keeps its length.
+    monkeypatch.setattr(recipe, "MIN_STEPS", 2)
+    second = Trainer(tiny_model(len(tokenizer)), tokenizer, dataset.train, [], settings,
+                     tmp_path / "r")  # fmt: skip
+    assert second.total_steps == per_pass
+    result = second.run(resume=True)
+    assert not result.cancelled and result.steps == planned

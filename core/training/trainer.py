@@ -22,16 +22,16 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from convsim.core.config import Config
 from convsim.core.data.packing import batches
 from convsim.core.files import publishing, write_json
 from convsim.core.system.devices import choose_device
 from convsim.core.training.memory import PeakMemory, backward_in_parts
 from convsim.core.training.objectives import Objective, Setup, block_causal_mask, objective_named
+from convsim.core.training.recipe import TrainConfig, plan_steps
 
 __all__ = [
     "TrainConfig",
@@ -40,67 +40,6 @@ __all__ = [
     "Trainer",
     "block_causal_mask",
 ]
-
-
-def _lora_targets() -> list[str]:
-    # convert.names owns the list (it maps each to its GGUF name); imported here, not at the
-    # top, because it brings gguf and numpy in.
-    from convsim.convert.names import LORA_TARGETS
-
-    return list(LORA_TARGETS)
-
-
-@dataclass
-class TrainConfig(Config):
-    """How a LoRA is trained. Saved as JSON beside every run (`run.json`)."""
-
-    setting_kind: ClassVar[str] = "training"
-
-    rank: int = 16  # LoRA rank r
-    alpha: float = 32.0  # LoRA alpha; the update is scaled by alpha / rank
-    dropout: float = 0.05  # dropout on the LoRA input
-    # Linear layers that get a LoRA (leaf names, shared by gemma3, llama, mistral and qwen).
-    target_modules: list[str] = field(default_factory=_lora_targets)
-    learning_rate: float = 2e-4
-    schedule: str = "cosine"  # "cosine", "linear" or "constant", after a linear warm-up
-    warmup_steps: int = 10
-    steps: int | None = None  # total optimiser steps; None = derived from `epochs`
-    epochs: float = 1.0  # passes over the training rows when `steps` is None
-    seq_len: int = 512  # tokens per packed row (the model's context window in training)
-    batch_size: int = 4  # packed rows per step
-    # Rows per forward/backward pass (gradients accumulate over the batch: the same step, with
-    # one pass's activations in memory). None = 1 on CPU and MPS, the whole batch on CUDA.
-    micro_batch_size: int | None = None
-    loss_on: str = "target"  # "target": the person's turn only; "all": every token
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    eval_every: int = 50  # steps between validation passes (0 = only at the end)
-    eval_rows: int = 32  # at most this many validation rows per pass
-    samples: int = 2  # sample generations per validation pass
-    sample_tokens: int = 32  # new tokens per sample generation
-    checkpoint_every: int = 50  # steps between checkpoints (0 = only at the end)
-    seed: int = 0
-    device: str = "auto"  # "auto", "cpu", "cuda", "mps"
-    threads: int | None = None  # CPU threads for torch; None = torch's default
-    objective: str = "next_message"  # what is learnt (see objectives.OBJECTIVES)
-    # A PEFT adapter folder (a finished run's `adapter/`) to start from instead of a fresh
-    # LoRA; its rank, alpha and target modules must match these settings.
-    init_adapter: str | None = None
-
-    def __post_init__(self) -> None:
-        self.check()
-
-    def check(self) -> None:
-        if self.schedule not in ("cosine", "linear", "constant"):
-            raise ValueError(f"schedule must be cosine, linear or constant, not {self.schedule!r}")
-        if self.loss_on not in ("target", "all"):
-            raise ValueError(f"loss_on must be 'target' or 'all', not {self.loss_on!r}")
-        if self.rank < 1 or self.batch_size < 1 or self.seq_len < 8:
-            raise ValueError("rank and batch_size must be >= 1 and seq_len >= 8")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be >= 1, not {self.steps}")
-        if self.micro_batch_size is not None and self.micro_batch_size < 1:
-            raise ValueError(f"micro_batch_size must be >= 1, not {self.micro_batch_size}")
 
 
 @dataclass(frozen=True)
@@ -163,7 +102,9 @@ class Trainer:
             raise ValueError("no training examples: the dataset has no turns by this person")
         self.model = self._wrap(model)
         self.steps_per_epoch = math.ceil(len(self.train_rows) / config.batch_size)
-        self.total_steps = config.steps or max(1, round(config.epochs * self.steps_per_epoch))
+        self.plan = plan_steps(len(self.train_rows), config.batch_size, config.seq_len,
+                               self.device, steps=config.steps, epochs=config.epochs)  # fmt: skip
+        self.total_steps = self.plan.steps
         self.history: dict[str, list[Any]] = {"loss": [], "val_loss": []}
 
     # -- model --------------------------------------------------------------------------------
@@ -249,7 +190,8 @@ class Trainer:
             step = self._load_checkpoint(optimizer, scheduler)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.peak_memory.start()
-        self._emit("start", step, message=f"{len(self.train_rows)} packed rows on {self.device}")
+        rows = f"{len(self.train_rows)} packed rows on {self.device}"
+        self._emit("start", step, message=f"{rows}; {self.total_steps} steps ({self.plan.why})")
 
         tokens = 0
         busy = 0.0
@@ -299,6 +241,7 @@ class Trainer:
         val = self.history["val_loss"]
         return {
             "steps": self.history["loss"][-1][0] if self.history["loss"] else 0,
+            "plan": self.plan.why,  # why this many steps (recipe.py)
             "train_loss": self.history["loss"][-1][1] if self.history["loss"] else None,
             "val_loss": val[-1][1] if val else None,
             "val_perplexity": math.exp(val[-1][1]) if val else None,
@@ -380,7 +323,8 @@ class Trainer:
                 buffer,
             )
             (tmp / "state.pt").write_bytes(buffer.getvalue())
-            meta = {"step": step, "history": self.history, "config": self.config.to_json()}
+            meta = {"step": step, "total_steps": self.total_steps, "history": self.history,
+                    "config": self.config.to_json()}  # fmt: skip
             write_json(tmp / "trainer.json", meta)
             publish(self.run_dir / "checkpoint")
         self._emit("checkpoint", step)
@@ -406,4 +350,7 @@ class Trainer:
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.history = meta["history"]
+        if self.config.steps is None and self.config.epochs is None:
+            # The recipe's length depends on the device: a run resumed elsewhere keeps its own.
+            self.total_steps = int(meta.get("total_steps", self.total_steps))
         return int(meta["step"])

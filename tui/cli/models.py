@@ -155,8 +155,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         from convsim.core.training.memory import peak_memory_text
 
         peak = peak_memory_text(m)  # "peak memory 3.1 GB"; None for runs from before
+        plan = f" ({m['plan']})" if m.get("plan") else ""
         print(
-            f"  {m['steps']} steps, validation loss {val}, {m['tokens_per_s']:.0f} tokens/s"
+            f"  {m['steps']} steps{plan}, validation loss {val}, {m['tokens_per_s']:.0f} tokens/s"
             + (f", {peak}" if peak else "")
         )
         print(f"  Next: convsim eval {out.model.id}   |   convsim export {out.model.id}")
@@ -225,7 +226,9 @@ def add_commands(sub: Any) -> None:
     )
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="optimiser steps")
-    length.add_argument("--epochs", type=float, help="passes over the data (default 1)")
+    length.add_argument(
+        "--epochs", type=float, help="passes over the data (default: from its size, see README)"
+    )
     p.add_argument("--rank", type=int)
     p.add_argument("--alpha", type=float)
     p.add_argument("--lr", type=float, help="learning rate")

@@ -335,12 +335,17 @@ class ImportWizard(Screen[None]):
         self._update_estimate()
 
     @on(Input.Changed, "#epochs")
+    @on(Select.Changed, "#seq-len")
     def _epochs_changed(self) -> None:
         self._update_estimate()
 
-    def _epochs(self) -> float:
+    def _epochs(self) -> float | None:
+        """None (the field left empty): the recipe picks the length from the data size."""
+        text = self.query_one("#epochs", Input).value.strip()
+        if not text:
+            return None
         try:
-            value = float(self.query_one("#epochs", Input).value)
+            value = float(text)
         except ValueError:
             raise ValueError("epochs must be a number, like 1 or 2.5") from None
         if not 0 < value <= 50:
@@ -360,7 +365,8 @@ class ImportWizard(Screen[None]):
         estimate.remove_class("-failure")
         tokens = self.dataset.stats["train_token_estimate"]
         default = self.query_one("#base", Select).value == DEFAULT_BASE
-        estimate.update(estimate_text(self.device, tokens, epochs, self.rate, default))
+        seq_len = int(self.query_one("#seq-len", Select).value)  # type: ignore[arg-type]
+        estimate.update(estimate_text(self.device, tokens, epochs, seq_len, self.rate, default))
 
     def _base_spec(self) -> str | None:
         base = self.query_one("#base", Select).value

@@ -4,6 +4,7 @@ wizard's workers make. Nothing here touches a widget."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -48,8 +49,12 @@ def chat_report(ws: Any, chat_id: int) -> Any:
     )
 
 
-def estimate_seconds(tokens: int, epochs: float, rate: float) -> float:
-    return tokens * epochs / max(rate, 1e-6)
+def planned(tokens: int, epochs: float | None, seq_len: int, device: str) -> Any:
+    """The recipe's `Plan` for a dataset of about `tokens` training tokens."""
+    from convsim.core.training.recipe import TrainConfig, plan_steps
+
+    rows = max(1, math.ceil(tokens / seq_len))
+    return plan_steps(rows, TrainConfig.batch_size, seq_len, device, epochs=epochs)
 
 
 def rough_duration(seconds: float) -> str:
@@ -78,18 +83,27 @@ def dataset_text(record: Any) -> Content:
 
 
 def estimate_text(
-    device: str, tokens: int, epochs: float, rate: float | None, default_base: bool
+    device: str,
+    tokens: int,
+    epochs: float | None,
+    seq_len: int,
+    rate: float | None,
+    default_base: bool,
 ) -> Content:
-    """How long training would take: from this machine's last run (`rate`) or a typical CPU."""
+    """How long training would take: from this machine's last run (`rate`) or a typical CPU.
+    `epochs` None: as long as the recipe plans for this much data on `device`."""
     speed = rate or CPU_TOKENS_PER_S_PER_CORE * (os.cpu_count() or 2)
     note = "" if default_base else " (for the default base; larger bases are slower)"
     source = "a typical CPU" if rate is None else "this machine's last run"
+    plan = planned(tokens, epochs, seq_len, device)
     return Content.from_markup(
-        "Training on [b]$device[/b]: $tokens tokens, $time at $speed tokens/s (from $source)"
-        "$note. You can stop and resume at any time.",
+        "Training on [b]$device[/b]: $steps steps ($why), $tokens tokens, $time at $speed "
+        "tokens/s (from $source)$note. You can stop and resume at any time.",
         device=device,
-        tokens=f"{tokens * epochs:,.0f}",
-        time=rough_duration(estimate_seconds(tokens, epochs, speed)),
+        steps=str(plan.steps),
+        why=plan.why,
+        tokens=f"{tokens * plan.passes:,.0f}",
+        time=rough_duration(tokens * plan.passes / max(speed, 1e-6)),
         speed=f"{speed:.0f}",
         source=source,
         note=note,

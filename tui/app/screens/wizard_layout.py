@@ -87,11 +87,11 @@ def wizard_steps() -> ComposeResult:
                 )
                 with Horizontal(classes="row"):
                     yield Label("Epochs:", classes="inline")
-                    yield Input("1", id="epochs", type="number")
+                    yield Input("", placeholder="auto", id="epochs", type="number")
                     yield Label("Context tokens:", classes="inline")
                     yield Select(
                         [("256", 256), ("512", 512)],
-                        value=256,
+                        value=512,
                         allow_blank=False,
                         id="seq-len",
                     )
