@@ -133,25 +133,51 @@ class _Scripted:
     def __init__(self, texts: list[str]) -> None:
         self.texts = iter(texts)
         self.temperatures: list[float] = []
+        self.prompts: list[list[str]] = []  # the messages each call was shown
 
     def simulate(self, history, speaker, s, cancel):  # type: ignore[no-untyped-def]
         self.temperatures.append(s.temperature)
+        self.prompts.append([text for _, text in history])
         reply = SimpleNamespace(text=next(self.texts))
         return SimpleNamespace(result=lambda: reply)
 
 
-def test_forever_resamples_a_repeat_hotter_and_keeps_the_last_try() -> None:
+def test_forever_resamples_a_repeat_hotter() -> None:
     start = [("A", "I'll be there at 9.")] + [("B", f"new {i} thing {i * 3}") for i in range(9)]
     s = Sampling(temperature=0.8, seed=0)
     engine = _Scripted(["I'll be there at 9.", "I'll be there at 10."])
     ((who, text),) = forever(engine, start, ["A"], s, turns=1)  # type: ignore[arg-type]
     assert (who, text) == ("A", "I'll be there at 10.") and engine.temperatures[1] > 0.8
-    stubborn = _Scripted(["I'll be there at 9."] * 4)  # every try repeats: the last is kept
-    assert list(forever(stubborn, start, ["A"], s, turns=1, retries=3)) == [  # type: ignore[arg-type]
-        ("A", "I'll be there at 9.")
-    ]
-    assert len(stubborn.temperatures) == 4
+    assert engine.prompts == [[t for _, t in start]] * 2
     plain = _Scripted(["I'll be there at 9."])
     assert list(forever(plain, start, ["A"], s, turns=1, break_loops=False)) == [  # type: ignore[arg-type]
         ("A", "I'll be there at 9.")
     ]
+
+
+def test_a_conversation_that_runs_dry_starts_a_new_session() -> None:
+    start = [("A", "good night"), ("B", "good night, too")]
+    s = Sampling(temperature=0.8, seed=0)
+    # Every try says good night again (a loop); then a try shown no earlier message opens a
+    # topic. In the third turn a repeat of the start is still refused: it was said, if no
+    # longer shown.
+    dry = ["good night, too"] * 4 + ["did you see the match", "yes what a goal"]
+    dry += ["good night, too", "see you at the next one"]
+    engine = _Scripted(dry)
+    said = list(forever(engine, start, ["A", "B"], s, turns=3, retries=3))  # type: ignore[arg-type]
+    assert said == [("A", "did you see the match"), ("B", "yes what a goal"),
+                    ("A", "see you at the next one")]  # fmt: skip
+    assert engine.prompts[:4] == [["good night", "good night, too"]] * 4
+    assert engine.prompts[4] == [] and engine.temperatures[4] == 0.8  # not hotter: a new start
+    assert engine.prompts[5] == ["did you see the match"]
+    assert engine.prompts[6:] == [["did you see the match", "yes what a goal"]] * 2
+
+
+def test_a_message_that_loops_even_in_a_new_session_is_kept() -> None:
+    start = [("A", "I'll be there at 9.")]
+    stubborn = _Scripted(["I'll be there at 9."] * 5)
+    s = Sampling(temperature=0.8, seed=0)
+    assert list(forever(stubborn, start, ["A"], s, turns=1, retries=3)) == [  # type: ignore[arg-type]
+        ("A", "I'll be there at 9.")
+    ]
+    assert len(stubborn.prompts) == 5 and stubborn.prompts[-1] == []
