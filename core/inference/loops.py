@@ -24,7 +24,8 @@ penalty, another seed), at most `retries` times. If every try loops, the talk ha
 persona trained longer on a small chat said "Good night, too." 80 times in 100 turns, both
 sides, however hot it sampled: the words on screen outweigh the temperature). Then the speaker
 starts a new session, as the chat's own sessions start: prompted without the earlier messages,
-which stay out of the prompt from then on (they still count as what was said). That message
+which stay out of the prompt from then on (they still count as what was said), sampled at
+0.7 or hotter (greedy decoding would open every new session with the same words). That message
 is kept whatever it is.
 """
 
@@ -161,7 +162,8 @@ def forever(
             text = engine.simulate(prompt, speaker, hotter(s, attempt), cancel).result().text
         if stuck(text, said) and history[session:] and not (cancel and cancel.is_set()):
             session = len(history)  # run dry: a new session, the way the chat's sessions start
-            opener = replace(s, seed=None if s.seed is None else s.seed + 104_729 * (n + 1))
+            seed = None if s.seed is None else s.seed + 104_729 * (n + 1)
+            opener = replace(s, temperature=max(s.temperature, 0.7), seed=seed)  # not greedy
             text = engine.simulate([], speaker, opener, cancel).result().text
         if cancel is not None and cancel.is_set():
             return
