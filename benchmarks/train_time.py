@@ -70,9 +70,10 @@ def train(home: Path, *extra: str) -> dict:
 
 def line(label: str, run: dict) -> str:
     from convsim.core.training.memory import peak_memory_text
+    from convsim.core.training.recipe import TrainConfig
 
     m = run["metrics"]
-    per_pass = -(-m["train_rows"] // 4)  # rows / batch size, rounded up
+    per_pass = -(-m["train_rows"] // TrainConfig.batch_size)  # the default's, rounded up
     return (
         f"{label}: {run['wall_s'] / 60:.1f} min, {m['steps']} steps (one pass: {per_pass}; "
         f"{m.get('plan')}), "

@@ -152,15 +152,15 @@ def forever(
     while turns is None or n < turns:
         speaker = speakers[n % len(speakers)]
         said = [text for _, text in history]
-        text = engine.simulate(history[session:], speaker, s, cancel).result().text
+        shown = history[session:]
+        text = engine.simulate(shown, speaker, s, cancel).result().text
         attempt = 0
         while attempt < retries and stuck(text, said):
             if cancel is not None and cancel.is_set():
                 break
             attempt += 1
-            prompt = history[session:]
-            text = engine.simulate(prompt, speaker, hotter(s, attempt), cancel).result().text
-        if stuck(text, said) and history[session:] and not (cancel and cancel.is_set()):
+            text = engine.simulate(shown, speaker, hotter(s, attempt), cancel).result().text
+        if stuck(text, said) and shown and not (cancel and cancel.is_set()):
             session = len(history)  # run dry: a new session, the way the chat's sessions start
             seed = None if s.seed is None else s.seed + 104_729 * (n + 1)
             opener = replace(s, temperature=max(s.temperature, 0.7), seed=seed)  # not greedy

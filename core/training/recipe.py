@@ -98,6 +98,7 @@ class TrainConfig(Config):
 class Plan:
     steps: int
     passes: float  # over the training rows
+    per_pass: int  # steps in one pass
     why: str  # for the training log, e.g. "small chat: 2.1 passes"
 
 
@@ -113,9 +114,9 @@ def plan_steps(
     """The steps for `rows` packed training rows of `seq_len` tokens, `batch_size` a step."""
     per_pass = max(1, math.ceil(rows / batch_size))
     if steps is not None:
-        return Plan(steps, steps / per_pass, "steps as set")
+        return Plan(steps, steps / per_pass, per_pass, "steps as set")
     if epochs is not None:
-        return Plan(max(1, round(epochs * per_pass)), epochs, "passes as set")
+        return Plan(max(1, round(epochs * per_pass)), epochs, per_pass, "passes as set")
     if per_pass < MIN_STEPS:
         planned = min(MIN_STEPS, round(MAX_PASSES * per_pass))
         why = "small chat"
@@ -125,4 +126,4 @@ def plan_steps(
         budget = max(1, CPU_TOKEN_BUDGET // (batch_size * seq_len))
         if planned > budget:
             planned, why = budget, f"CPU time budget of {CPU_TOKEN_BUDGET:,} tokens"
-    return Plan(planned, planned / per_pass, f"{why}: {planned / per_pass:.2g} passes")
+    return Plan(planned, planned / per_pass, per_pass, f"{why}: {planned / per_pass:.2g} passes")

@@ -101,9 +101,9 @@ class Trainer:
         if not self.train_rows:
             raise ValueError("no training examples: the dataset has no turns by this person")
         self.model = self._wrap(model)
-        self.steps_per_epoch = math.ceil(len(self.train_rows) / config.batch_size)
         self.plan = plan_steps(len(self.train_rows), config.batch_size, config.seq_len,
                                self.device, steps=config.steps, epochs=config.epochs)  # fmt: skip
+        self.steps_per_epoch = self.plan.per_pass
         self.total_steps = self.plan.steps
         self.history: dict[str, list[Any]] = {"loss": [], "val_loss": []}
 
