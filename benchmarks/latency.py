@@ -112,8 +112,9 @@ def decode_speed(base: Path, threads: int) -> None:
     from llama_cpp import Llama
 
     from convsim.convert.llama_logs import quiet_llama_logs
+    from convsim.core.inference.llama.machine import model_params_without_amx
 
-    with quiet_llama_logs():
+    with quiet_llama_logs(), model_params_without_amx():  # as convsim loads it
         raw = Llama(str(base), n_ctx=512, n_threads=threads, verbose=False)
     engine = Engine(base, n_ctx=512, threads=threads)
     engine.set_head(HEAD)

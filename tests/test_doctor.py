@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from convsim.core.inference.llama.machine import ENV_AMX
 from convsim.core.locations import Locations, make_private_dir
 from convsim.core.store import VERSION
 from convsim.core.system import doctor, sysinfo
@@ -107,6 +108,17 @@ def test_store_from_a_newer_convsim_fails(locations: Locations) -> None:
 def test_cpu_features_come_from_llama_cpp_system_info() -> None:
     info = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 0 | FMA = 1 | NEON = 0 | OPENMP = 1"
     assert sysinfo.cpu_features(info) == ["AVX", "FMA"]
+
+
+def test_the_cpu_check_says_whether_llama_cpp_may_use_amx(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    info = "CPU : AVX = 1 | AVX2 = 1 | AMX_INT8 = 1 | OPENMP = 1"
+    monkeypatch.delenv(ENV_AMX, raising=False)
+    assert "AMX path is off" in doctor.check_cpu(info).detail
+    monkeypatch.setenv(ENV_AMX, "1")
+    assert "AMX path is on" in doctor.check_cpu(info).detail
+    assert "AMX" not in doctor.check_cpu("CPU : AVX = 1 | AVX2 = 1").detail
 
 
 def test_worst_status_decides() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from tinymodels import TinyModel
 
-from convsim.core.inference.llama import LlamaModel
+from convsim.core.inference.llama import LlamaModel, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "[Sam] hey we are going"
@@ -296,6 +296,27 @@ def test_generation_after_scoring_samples_from_fresh_logits(model: LlamaModel) -
     gen = model.generate(tokens, seed=0, presence_penalty=0.0, frequency_penalty=0.0, **greedy)
     assert next(gen) == best
     gen.close()
+
+
+def test_models_load_without_amx_buffers_on_a_build_with_amx(
+    tiny: TinyModel, model: LlamaModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama.cpp's AMX path crashes the first decode on some Xeons: on a build that has it,
+    models load without the extra buffer types, and give the same logits."""
+    import llama_cpp.llama_cpp as api
+
+    monkeypatch.setattr(machine, "amx_in_build", lambda: True)
+    monkeypatch.delenv(machine.ENV_AMX, raising=False)
+    with machine.model_params_without_amx():
+        assert api.llama_model_default_params().use_extra_bufts is False
+    assert api.llama_model_default_params().use_extra_bufts is True
+    monkeypatch.setenv(machine.ENV_AMX, "1")
+    with machine.model_params_without_amx():
+        assert api.llama_model_default_params().use_extra_bufts is True
+    monkeypatch.delenv(machine.ENV_AMX)
+    plain = LlamaModel(tiny.gguf_path, n_ctx=256, threads=2)
+    tokens = plain.tokenize(TEXT)
+    assert np.abs(plain.next_logits(tokens) - model.next_logits(tokens)).max() < 1e-3
 
 
 def test_missing_files_are_named(tiny: TinyModel, tmp_path: Path) -> None:

@@ -313,6 +313,7 @@ def test_grammar_generation_picks_what_llama_cpp_full_vocabulary_grammar_picks(
     from llama_cpp import Llama, LlamaGrammar
 
     from convsim.convert.llama_logs import quiet_llama_logs
+    from convsim.core.inference.llama.machine import model_params_without_amx
 
     small = {"type": "object", "required": ["who", "what", "n"], "additionalProperties": False}
     small["properties"] = {
@@ -327,7 +328,7 @@ def test_grammar_generation_picks_what_llama_cpp_full_vocabulary_grammar_picks(
     # The grammar matches characters, not bytes: a byte token may leave invalid UTF-8.
     answer = json.loads(tiny_model.detokenize(ours[:-1]).decode("utf-8", errors="replace"))
     assert answer["who"] in ("Sam", "Riya") and len(answer["what"]) <= 12
-    with quiet_llama_logs():
+    with quiet_llama_logs(), model_params_without_amx():  # as convsim loads models
         llm = Llama(str(tiny.gguf_path), n_ctx=256, n_threads=2, verbose=False)
     grammar = LlamaGrammar.from_json_schema(schema, verbose=False)
     theirs = []

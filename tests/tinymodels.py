@@ -243,9 +243,10 @@ def llama_logits(
     import llama_cpp
 
     from convsim.convert.llama_logs import quiet_llama_logs
+    from convsim.core.inference.llama.machine import model_params_without_amx
 
     kwargs: dict[str, Any] = {"type_k": 0, "type_v": 0} if f32_cache else {}  # GGML_TYPE_F32
-    with quiet_llama_logs():
+    with quiet_llama_logs(), model_params_without_amx():  # as convsim loads models
         llm = llama_cpp.Llama(
             model_path=str(model_path),
             lora_path=None if lora_path is None else str(lora_path),

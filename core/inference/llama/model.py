@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from convsim.core.inference.llama import embedding, steer
 from convsim.core.inference.llama.grammar import best_allowed, grammar_text
-from convsim.core.inference.llama.machine import default_gpu_layers, default_threads
+from convsim.core.inference.llama.machine import (
+    default_gpu_layers,
+    default_threads,
+    model_params_without_amx,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,8 +52,9 @@ def _open(path: Path, **kwargs: Any) -> Any:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: model file not found")
     # Loading is where llama.cpp talks (context sizes, one line per tensor for an adapter on a
-    # quantised base); keep it off the user's screen.
-    with quiet_llama_logs():
+    # quantised base); keep it off the user's screen. On a CPU with AMX, llama.cpp's AMX path
+    # would crash the first decode (`machine.amx_in_build`).
+    with quiet_llama_logs(), model_params_without_amx():
         return _counting_llama()(model_path=str(path), verbose=False, **kwargs)
 
 
