@@ -176,8 +176,75 @@ def test_the_second_round_finds_the_other_half_of_an_answer(
         assert found == [booked, later]
         monkeypatch.setitem(search.WEIGHTS, "feedback", 0.0)
         monkeypatch.setitem(search.WEIGHTS, "feedback_vector", 0.0)
+        monkeypatch.setattr(search, "LINK_WEIGHT", 0.0)  # "osaka" would link it too
         alone = [h.message_ids[0] for h in searcher.search("where did Alex go on holiday?", 2)]
         assert alone[0] == booked and later not in alone
+
+
+SMALL_TALK = [
+    "the bus was late again, standing in the rain for 40 mins", "classic",
+    "running late, save me a seat", "already on the train",
+    "made soup for the whole week, feeling smug", "did u watch the match last night",
+    "fell asleep on the sofa by nine", "the new series is actually good",
+    "my phone is on 3%", "what are u up to this weekend", "nothing much, laundry",
+    "can u call me later", "the heating is broken again", "it's so cold in here",
+    "i bought a plant, it's already wilting", "the queue at the post office was huge",
+    "going for a walk by the river", "the neighbours are drilling again",
+    "pizza tonight?", "my knee hurts from the stairs", "work was long today",
+    "the cat next door is in our garden", "i need a holiday", "payday finally",
+]  # fmt: skip
+SISTER = ["my sister maya just rang. she's pregnant!!! i'm going to be an auntie"]
+FLATMATE = [
+    "hugo has taken up the trumpet. at 11pm. on a saturday",
+    "who is hugo",  # Jo asks
+    "my flatmate!! tall, moustache, owns a lot of fleeces",
+]
+BABY = ["maya did amazing, 14 hours. baby and mum both fine"]
+
+
+def linked_chat() -> str:
+    """Sam and Jo's small talk over a month (taking turns), with SISTER, FLATMATE and BABY in
+    between, each said by Sam but for Jo's "who is hugo"."""
+    said = [*SMALL_TALK[:8], *SISTER, *SMALL_TALK[8:16], *FLATMATE, *SMALL_TALK[16:], *BABY]
+    lines = []
+    for i, text in enumerate(said):
+        who = ("Jo", "Sam")[i % 2] if text in SMALL_TALK else "Sam"
+        who = "Jo" if text == "who is hugo" else who
+        lines.append(f"{1 + i // 2:02d}/03/2025, 1{i % 2}:00 - {who}: {text}\n")
+    return "".join(lines)
+
+
+def test_the_best_hits_lend_to_the_messages_linked_to_them(
+    home: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A name shared with a best hit links a message that shares no word with the question
+    ("maya did amazing", by "maya" in "my sister maya just rang"); the messages just before a
+    best hit are its other half ("hugo has taken up the trumpet" / "who is hugo" / "my
+    flatmate!!"). Both score higher with the links; a message linked to nothing does not
+    move. (The second round, which would find "maya" too, is off.)"""
+    from convsim.core.memory import search
+
+    monkeypatch.setitem(search.WEIGHTS, "feedback", 0.0)
+    monkeypatch.setitem(search.WEIGHTS, "feedback_vector", 0.0)
+    with Workspace.open(home) as ws:
+        ws.import_export(write(tmp_path, linked_chat()))
+        searcher = open_searcher(ws.store, 1, "hybrid")
+        questions = {
+            "what is Sam's sister called?": ids_of(ws, "maya did amazing")[0],
+            "who is Sam's flatmate?": ids_of(ws, "hugo has taken up")[0],
+        }
+        unlinked = ids_of(ws, "did u watch the match")[0]
+
+        def scores(question: str) -> dict[int, float]:
+            return {h.message_ids[0]: h.score for h in searcher.search(question, 100)}
+
+        linked_scores = {question: scores(question) for question in questions}
+        monkeypatch.setattr(search, "LINK_WEIGHT", 0.0)
+        monkeypatch.setattr(search, "NEIGHBOUR_WEIGHT", 0.0)
+        for question, linked in questions.items():
+            alone = scores(question)
+            assert linked_scores[question][linked] > alone.get(linked, 0.0) + 0.01, question
+            assert linked_scores[question][unlinked] == pytest.approx(alone[unlinked])
 
 
 def test_a_text_sent_again_is_one_hit_and_an_emoji_alone_none(home: Path, tmp_path: Path) -> None:
