@@ -220,31 +220,32 @@ def test_the_best_hits_lend_to_the_messages_linked_to_them(
     """A name shared with a best hit links a message that shares no word with the question
     ("maya did amazing", by "maya" in "my sister maya just rang"); the messages just before a
     best hit are its other half ("hugo has taken up the trumpet" / "who is hugo" / "my
-    flatmate!!"). Both score higher with the links; a message linked to nothing does not
-    move. (The second round, which would find "maya" too, is off.)"""
+    flatmate!!"). Each link on its own lifts its message; a message linked to nothing does
+    not move. (The second round, which would find "maya" too, is off.)"""
     from convsim.core.memory import search
 
     monkeypatch.setitem(search.WEIGHTS, "feedback", 0.0)
     monkeypatch.setitem(search.WEIGHTS, "feedback_vector", 0.0)
+    word, place = search.LINK_WEIGHT, search.NEIGHBOUR_WEIGHT
     with Workspace.open(home) as ws:
         ws.import_export(write(tmp_path, linked_chat()))
         searcher = open_searcher(ws.store, 1, "hybrid")
-        questions = {
-            "what is Sam's sister called?": ids_of(ws, "maya did amazing")[0],
-            "who is Sam's flatmate?": ids_of(ws, "hugo has taken up")[0],
-        }
         unlinked = ids_of(ws, "did u watch the match")[0]
 
-        def scores(question: str) -> dict[int, float]:
+        def scores(question: str, by_word: float, by_place: float) -> dict[int, float]:
+            monkeypatch.setattr(search, "LINK_WEIGHT", by_word)
+            monkeypatch.setattr(search, "NEIGHBOUR_WEIGHT", by_place)
             return {h.message_ids[0]: h.score for h in searcher.search(question, 100)}
 
-        linked_scores = {question: scores(question) for question in questions}
-        monkeypatch.setattr(search, "LINK_WEIGHT", 0.0)
-        monkeypatch.setattr(search, "NEIGHBOUR_WEIGHT", 0.0)
-        for question, linked in questions.items():
-            alone = scores(question)
-            assert linked_scores[question][linked] > alone.get(linked, 0.0) + 0.01, question
-            assert linked_scores[question][unlinked] == pytest.approx(alone[unlinked])
+        cases = [
+            ("what is Sam's sister called?", "maya did amazing", (word, 0.0)),
+            ("who is Sam's flatmate?", "hugo has taken up", (0.0, place)),
+        ]
+        for question, text, link in cases:
+            linked = ids_of(ws, text)[0]
+            lifted, alone = scores(question, *link), scores(question, 0.0, 0.0)
+            assert lifted[linked] > alone.get(linked, 0.0) + 0.01, question
+            assert lifted[unlinked] == pytest.approx(alone[unlinked]), question
 
 
 def test_a_text_sent_again_is_one_hit_and_an_emoji_alone_none(home: Path, tmp_path: Path) -> None:

@@ -65,10 +65,10 @@ FEEDBACK_DOCS = 1  # best message hits of the first round that feed the second
 FEEDBACK_TERMS = 4  # their rarest words searched
 # Links, after the second round: each of the best LINK_HITS hits lends LINK_WEIGHT x its score,
 # split over the messages that hold a distinctive word of it (weighted 1 / holders^2: a word
-# two messages share is a strong link, one fifty share is none), and NEIGHBOUR_WEIGHT x its
+# two messages share is a strong link, one more than ten share is none), and NEIGHBOUR_WEIGHT x its
 # score / distance to the messages up to NEIGHBOURS places before and after it (best
 # NEIGHBOUR_HITS hits only).
-LINK_HITS, LINK_WEIGHT, LINK_MAX_HOLDERS = 10, 1.0, 50
+LINK_HITS, LINK_WEIGHT, LINK_MAX_HOLDERS = 10, 1.0, 10
 NEIGHBOUR_HITS, NEIGHBOUR_WEIGHT, NEIGHBOURS = 3, 0.2, 2
 SHORT_DISCOUNT = 0.3  # off the score of a message with fewer than two content words
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -176,6 +176,7 @@ class Searcher:
             self._ids = [i for i, _ in vectors]
             self._matrix = from_blobs([b for _, b in vectors])
         self._rows = {mid: i for i, mid in enumerate(self._ids)}
+        self._norm = {mid: " ".join(doc.text.lower().split()) for mid, doc in self._docs.items()}
         self._order = list(self._docs)  # chat order
         self._place = {mid: i for i, mid in enumerate(self._order)}
         self._holders: dict[str, list[int]] = {}  # word -> the messages holding it
@@ -279,6 +280,8 @@ class Searcher:
         scores = {mid: score * self._lift(q, mid) for mid, score in fused.items()}
         hits = self._unique(scores)
         if link and hits:
+            # What is lent is not discounted: a short reply next to a best hit ("a
+            # FIREFIGHTER") is often the other half of it.
             for mid, lent in self._links(q, hits).items():
                 scores[mid] = scores.get(mid, 0.0) + lent
             hits = self._unique(scores)
@@ -303,6 +306,7 @@ class Searcher:
         lent: dict[int, float] = {}
         for rank, hit in enumerate(best[:LINK_HITS]):
             mid = hit.message_ids[0]
+            same = self._norm[mid]  # the hit's text sent again lends nothing to itself
             for w in set(_WORD.findall(self._docs[mid].text.lower())):
                 holders = self._holders.get(w, [])
                 if not 2 <= len(holders) <= LINK_MAX_HOLDERS or w in known or w in STOPWORDS:
@@ -311,7 +315,7 @@ class Searcher:
                     continue
                 share = LINK_WEIGHT * hit.score / len(holders) ** 2
                 for other in holders:
-                    if other != mid:
+                    if self._norm[other] != same:
                         lent[other] = lent.get(other, 0.0) + share
             if rank < NEIGHBOUR_HITS:
                 place = self._place[mid]
@@ -336,7 +340,7 @@ class Searcher:
         seen: set[str] = set()
         unique = []
         for hit in hits:
-            text = " ".join(self._docs[hit.message_ids[0]].text.lower().split())
+            text = self._norm[hit.message_ids[0]]
             if text not in seen and _WORD.search(text):
                 seen.add(text)
                 unique.append(hit)

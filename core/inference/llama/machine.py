@@ -14,7 +14,7 @@ from typing import Any
 ENV_THREADS = "CONVSIM_THREADS"  # overrides the CPU threads llama.cpp uses
 ENV_GPU_LAYERS = "CONVSIM_GPU_LAYERS"  # overrides how many layers go to the GPU (0 = none)
 ENV_AMX = "CONVSIM_LLAMA_AMX"  # "1" lets models use llama.cpp's AMX buffers where it has them
-_LOADING = threading.Lock()  # model loads that change llama-cpp-python's default parameters
+_LOADING = threading.RLock()  # model loads that change llama-cpp-python's default parameters
 
 
 def default_threads() -> int:
