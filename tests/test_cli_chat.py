@@ -126,6 +126,19 @@ class Stream:
         self._thread.join(10)
 
 
+def exit_status(proc: subprocess.Popen, err: Stream, timeout: float = 30.0) -> int:
+    """The process's exit status once it ends. One that has not ended after `timeout` is sent
+    SIGABRT, so that Python's fault handler (on in `chat_on_a_terminal`) writes where each of
+    its threads was, and the test fails with that."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        proc.wait(timeout=10)
+        err.close()
+        raise AssertionError(f"still running {timeout:.0f} s later:\n{err.text[-4000:]}") from None
+
+
 def wait_until(predicate: Any, what: Any, proc: Any, timeout: float = 60.0) -> None:
     """Poll `predicate` while `proc` runs; `what()` says what was awaited and what was seen."""
     deadline = time.monotonic() + timeout
@@ -143,7 +156,7 @@ def chat_on_a_terminal(*args: str) -> Iterator[tuple[subprocess.Popen, int, Stre
     exe = Path(sys.executable).with_name("convsim")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
     terminal, child_end = os.openpty()
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen([*cmd, "chat", *args], stdin=child_end, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env)  # fmt: skip
     os.close(child_end)
@@ -193,7 +206,7 @@ def test_cli_chat_ctrl_c_cancels_the_reply_not_the_chat(
             os.write(terminal, typed_ahead)
         wait_until(prompts(4), seen("the prompt after the last reply"), proc)
         os.write(terminal, b"\x04")  # Ctrl-D: end of input
-        assert proc.wait(timeout=30) == 0, err.text
+        assert exit_status(proc, err) == 0, err.text
     assert "Traceback" not in err.text and "interrupted" not in err.text
     lines = out.text.split("\n")
     assert len(lines) == 4 and lines[3] == "", out.text
@@ -213,6 +226,6 @@ def test_cli_chat_ctrl_c_at_the_prompt_leaves(persona: str) -> None:
     with chat_on_a_terminal(persona) as (proc, _, out, err):
         wait_until(lambda: err.text.endswith("[You] "), lambda: err.text, proc)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 130
+        assert exit_status(proc, err) == 130
     assert out.text == "" and err.text.endswith("[You] \n"), err.text
     assert "Traceback" not in err.text and "interrupted" not in err.text
