@@ -4,7 +4,7 @@ Contract: everything else goes through `LlamaModel`; no other module touches a `
 private attributes, and only the GGUF tools in `convsim.convert` (quantising, log silencing)
 import `llama_cpp` besides this package (tests/test_llama_seam.py checks both). The seam is
 `model` (LlamaModel), `embedding` (the embedding context) and `machine` (threads, GPU layers,
-library facts).
+library facts, and loading without llama.cpp's AMX path, which crashes on some Xeons).
 
 `LlamaModel` is one loaded GGUF (a base, or a merged export) with its runtime LoRA adapters, one
 KV cache, and what llama.cpp can do with it:
