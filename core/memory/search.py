@@ -125,7 +125,8 @@ class _Query:
     terms: list[str]  # its content words
     related: list[str]  # everyday words for the same things (`RELATED`), searched at a discount
     named: set[str]  # the chat's people it names
-    when: str | None  # "now", "before" or None
+    recency: float  # the lift of the newest message (RECENCY_BOOST, tripled for "now", 0 for
+    # "before")
 
 
 def _name_parts(name: str) -> list[str]:
@@ -180,15 +181,13 @@ class Searcher:
         self._order = list(self._docs)  # chat order
         self._place = {mid: i for i, mid in enumerate(self._order)}
         self._holders: dict[str, list[int]] = {}  # word -> the messages holding it
+        self._short: set[int] = set()  # messages with fewer than two content words
         for mid, doc in self._docs.items():
-            for w in set(_WORD.findall(doc.text.lower())):
+            words = _WORD.findall(doc.text.lower())
+            for w in set(words):
                 self._holders.setdefault(w, []).append(mid)
-        self._df = {w: len(holders) for w, holders in self._holders.items()}
-        self._short = {  # messages with fewer than two content words
-            mid
-            for mid, doc in self._docs.items()
-            if sum(len(w) > 1 and w not in STOPWORDS for w in _WORD.findall(doc.text.lower())) < 2
-        }
+            if sum(len(w) > 1 and w not in STOPWORDS for w in words) < 2:
+                self._short.add(mid)
 
     # -- the query ----------------------------------------------------------------------------
 
@@ -204,8 +203,8 @@ class Searcher:
         related = list(
             dict.fromkeys(r for t in terms for r in RELATED.get(t, ()) if r not in terms)
         )
-        when = "now" if set(kept) & NOW_WORDS else "before" if set(kept) & BEFORE_WORDS else None
-        return _Query(" ".join(kept) or query, terms, related, named, when)
+        factor = 3.0 if set(kept) & NOW_WORDS else 0.0 if set(kept) & BEFORE_WORDS else 1.0
+        return _Query(" ".join(kept) or query, terms, related, named, RECENCY_BOOST * factor)
 
     # -- the rankings -------------------------------------------------------------------------
 
@@ -294,7 +293,7 @@ class Searcher:
         if self.mode != "hybrid":
             return 1.0
         doc = self._docs[mid]
-        lift = 1.0 + RECENCY_BOOST * {"now": 3.0, "before": 0.0}.get(q.when or "", 1.0) * doc.order
+        lift = 1.0 + q.recency * doc.order
         if doc.sender in q.named:
             lift += NAME_BOOST
         return lift * (1.0 - SHORT_DISCOUNT) if mid in self._short else lift
@@ -356,7 +355,7 @@ class Searcher:
         weight: dict[str, float] = {}
         for rank, hit in enumerate(best):
             for w in set(_WORD.findall(self._docs[hit.message_ids[0]].text.lower())):
-                df = self._df.get(w, 1)  # a word no other message holds finds nothing new
+                df = len(self._holders.get(w, ())) or 1  # held by no other: finds nothing new
                 if df > 1 and len(w) > 2 and w not in STOPWORDS and w not in known:
                     idf = math.log(n / df)
                     weight[w] = weight.get(w, 0.0) + idf / (rank + 1)
