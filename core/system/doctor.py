@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from convsim.core.inference.llama.machine import ENV_AMX
+from convsim.core.inference.llama.machine import AMX_MARK, ENV_AMX, amx_asked_for
 from convsim.core.locations import ENV_HOME, Locations, make_private_dir
 from convsim.core.system.sysinfo import cpu_features, environment, is_frozen, total_memory
 
@@ -137,10 +137,10 @@ def check_llama_cpp(info: dict[str, Any]) -> Check:
 def check_cpu(system_info: str) -> Check:
     features = cpu_features(system_info)
     detail = f"{os.cpu_count()} cores; " + (", ".join(features) or "no SIMD features found")
-    if "AMX_INT8 = 1" in system_info:
-        on = os.environ.get(ENV_AMX, "").strip() == "1"
+    if AMX_MARK in system_info:
+        state = "on" if amx_asked_for() else "off"
         detail += (
-            f"; llama.cpp's AMX path is {'on' if on else 'off'} (it crashes on some of these"
+            f"; llama.cpp's AMX path is {state} (it crashes on some of these"
             f" CPUs; ${ENV_AMX}=1 turns it on)"
         )
     machine = platform.machine().lower()

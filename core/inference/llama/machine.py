@@ -14,6 +14,7 @@ from typing import Any
 ENV_THREADS = "CONVSIM_THREADS"  # overrides the CPU threads llama.cpp uses
 ENV_GPU_LAYERS = "CONVSIM_GPU_LAYERS"  # overrides how many layers go to the GPU (0 = none)
 ENV_AMX = "CONVSIM_LLAMA_AMX"  # "1" lets models use llama.cpp's AMX buffers where it has them
+AMX_MARK = "AMX_INT8 = 1"  # in llama.cpp's system info, when the build multiplies with AMX
 _LOADING = threading.RLock()  # model loads that change llama-cpp-python's default parameters
 
 
@@ -41,13 +42,18 @@ def amx_in_build() -> bool:
     seen with llama-cpp-python 0.3.36 and Gemma 3 270M Q4_K_M; llama.cpp issue 20824)."""
     import llama_cpp
 
-    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+    return AMX_MARK.encode() in llama_cpp.llama_print_system_info()
+
+
+def amx_asked_for() -> bool:
+    """Whether $CONVSIM_LLAMA_AMX is 1: the user lets models use llama.cpp's AMX path."""
+    return os.environ.get(ENV_AMX, "").strip() == "1"
 
 
 def skip_amx() -> bool:
     """Whether models are loaded without llama.cpp's extra CPU buffer types (AMX, and the weight
-    repacking that comes with them): on a build with AMX, unless $CONVSIM_LLAMA_AMX is 1."""
-    return os.environ.get(ENV_AMX, "").strip() != "1" and amx_in_build()
+    repacking that comes with them): on a build with AMX, unless `amx_asked_for()`."""
+    return not amx_asked_for() and amx_in_build()
 
 
 @contextlib.contextmanager
