@@ -28,15 +28,11 @@ from convsim.core.workspace import Workspace
 
 
 def replies(engine: Engine, m: heldout.Material, s: Sampling, seeds: int) -> list[list[str]]:
-    """`seeds` generated turns per held-out moment, as the suite generates one."""
-    turns = []
+    """`seeds` generated turns per held-out moment: the suite's own generation, once per seed
+    (the first with the suite's seeds)."""
+    turns: list[list[str]] = []
     for k in range(seeds):
-        for i, item in enumerate(m.items):
-            reply = engine.simulate(
-                item.turns, m.tag, replace(s, seed=1000 * k + i),
-                max_messages=imitation.MAX_MESSAGES,
-            ).result()  # fmt: skip
-            turns.append([x for x in reply.messages if x.strip()])
+        turns += suite._generate(engine, m, replace(s, seed=1000 * k), None, lambda *_: None)[0]
     return turns
 
 
