@@ -383,7 +383,7 @@ def test_transcripts_save_and_reopen_and_sampling_panel(home: Path, tiny: TinyMo
             temperature = next(i for i in panel.query(Input) if i.name == "temperature")
             temperature.value = "abc"
             await pilot.pause()
-            assert temperature.has_class("-invalid") and panel.sampling.temperature == 0.8
+            assert temperature.has_class("-invalid") and panel.sampling.temperature == 1.0
             temperature.value = "0.2"
             await pilot.pause()
             assert not temperature.has_class("-invalid") and panel.sampling.temperature == 0.2

@@ -53,7 +53,7 @@ __all__ = ["Engine", "Reply", "Sampling", "Stream", "hotter"]
 class Sampling:
     """Sampling controls, shared by every surface."""
 
-    temperature: float = 0.8  # 0 = greedy
+    temperature: float = 1.0  # 0 = greedy
     top_k: int = 40  # keep the k most likely tokens (0 = all)
     top_p: float = 0.95  # nucleus: keep the smallest set with this much probability
     min_p: float = 0.05  # drop tokens below this share of the top token's probability

@@ -255,7 +255,10 @@ def _chat_loop(args: argparse.Namespace, engine: Any, person: str, recall: Any) 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_id")
     p.add_argument("--seed", type=int, help="sampling seed (default: random)")
-    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument(
+        "--temperature", type=float, default=1.0,
+        help="0 = always the likeliest word; higher = more varied (default 1.0, as Sampling)",
+    )  # fmt: skip
     p.add_argument("--max-tokens", type=int, default=64, help="length cap of one message")
     p.add_argument(
         "--best-of", type=int, default=1, metavar="N",
