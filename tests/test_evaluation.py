@@ -193,7 +193,7 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
     home, model_id = persona
     monkeypatch.setenv("CONVSIM_HOME", str(home))
     quick = ["eval", model_id, "--quick", "--items", "10", "--best-of", "2", "--forever-turns",
-             "12", "--threads", "2"]  # fmt: skip
+             "12", "--threads", "2", "--temperature", "0.9"]  # fmt: skip
     assert main([*quick, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     for variant in ("base", "in_context", "tuned", "best_of_n"):
@@ -206,6 +206,7 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
         assert v["counts"]["generated_replies"] == 10
         lo, hi = v["intervals"]["mrr_others"]
         assert lo <= v["mrr_others"] <= hi
+    assert report["temperature"] == 0.9
     assert report["best_of_n"]["ranking_from"] == "tuned" and report["best_of_n"]["n"] == 2
     assert report["best_of_n"]["hits_at_1_others"] == report["tuned"]["hits_at_1_others"]
     # Different models, different numbers: nothing here is a constant.
@@ -220,7 +221,7 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
     # The terminal table reads the saved figures.
     assert main(["eval", model_id, "--last"]) == 0
     out = capsys.readouterr().out
-    assert "Hits@1 vs other people" in out and "report.html" in out
+    assert "Hits@1 vs other people" in out and "report.html" in out and "temperature 0.9" in out
     assert f"{report['tuned']['hits_at_1_others']:.2f}" in out and "forever" in out
 
 
@@ -231,6 +232,8 @@ def test_eval_refuses_bad_input(persona, monkeypatch, capsys) -> None:
     assert "nobody-9" in capsys.readouterr().err
     assert main(["eval", model_id, "--best-of", "1"]) == 2
     assert "--best-of" in capsys.readouterr().err
+    assert main(["eval", model_id, "--temperature", "-1"]) == 2
+    assert "--temperature must be 0 or more" in capsys.readouterr().err
     (home / "models" / model_id / "eval.json").write_text("{broken")
     assert main(["eval", model_id, "--last"]) == 2
     assert "eval.json: not a report" in capsys.readouterr().err

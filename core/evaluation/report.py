@@ -119,7 +119,8 @@ def render(report: dict[str, Any]) -> str:
         f"<h1>Is it really {who}?</h1>",
         f"<p>Persona <b>{html.escape(str(report.get('model_id')))}</b>, measured on "
         f"{report.get('items')} held-out moments (the chat's latest sessions, never trained on)"
-        f"{' in quick mode' if report.get('quick') else ''}, in {report.get('seconds')} s. "
+        f"{' in quick mode' if report.get('quick') else ''}, replies sampled at temperature "
+        f"{report.get('temperature', 0.8)}, in {report.get('seconds')} s. "
         "Whiskers are bootstrap 95% intervals.</p>",
         "<p class='legend'>"
         + " ".join(

@@ -30,7 +30,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +103,7 @@ def run(
     quick: bool = False,
     best_of: int = 4,
     seed: int = 0,
+    temperature: float | None = None,
     threads: int | None = None,
     prompt_tokens: int = 768,
     items: int | None = None,
@@ -111,7 +112,8 @@ def run(
     progress: Callable[[SuiteEvent], None] | None = None,
 ) -> dict[str, Any]:
     """The suite's report for `model_id` (see the module docstring); saved beside the model.
-    `items` and `forever_turns` override the size's moments and forever turns (0: none).
+    `items` and `forever_turns` override the size's moments and forever turns (0: none);
+    `temperature` the sampling default's, for every generated reply.
     Setting `cancel` stops it soon after (`SuiteStopped`, nothing saved)."""
     from convsim.core.evaluation import report as html
     from convsim.core.inference.engine import Engine, Sampling
@@ -135,6 +137,8 @@ def run(
         return lambda done, total: say(SuiteEvent(name, done, total))
 
     sampling = Sampling(seed=seed)
+    if temperature is not None:
+        sampling = replace(sampling, temperature=temperature)
     ranked: dict[str, list[ranking.Ranked]] = {}
     replies: dict[str, tuple[list[list[str]], list[float]]] = {}
 
@@ -164,7 +168,7 @@ def run(
     try:
         measure(tuned, "tuned", "", sampling, True)
         tuned.set_style(m.tag, Profile.of(m.train_texts))
-        best = Sampling(seed=seed, best_of=best_of)
+        best = replace(sampling, best_of=best_of)
         measure(tuned, "best_of_n", "", best, False)
         forever = health.forever_health(
             tuned, m.items[0].turns, [m.tag, *(m.other_tags[:1] or ["Friend"])], sampling,
@@ -182,6 +186,7 @@ def run(
         "person": record.person,
         "quick": quick,
         "seed": seed,
+        "temperature": sampling.temperature,
         "best_of": best_of,
         "items": len(m.items),
     }
@@ -199,8 +204,6 @@ def run(
 def _generate(
     engine: Any, m: heldout.Material, s: Any, cancel: Any, progress: Any
 ) -> tuple[list[list[str]], list[float]]:
-    from dataclasses import replace
-
     turns, firsts = [], []
     for i, item in enumerate(m.items):
         if cancel is not None and cancel.is_set():

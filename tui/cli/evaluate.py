@@ -54,12 +54,18 @@ def _cell(value: Any, interval: Any) -> str:
     return text
 
 
+def _temperature(report: dict[str, Any]) -> str:
+    """The header's temperature part ("" for reports from before the suite recorded it)."""
+    t = report.get("temperature")
+    return "" if t is None else f", temperature {float(t)}"
+
+
 def print_report(report: dict[str, Any], folder: Path) -> None:
     variants = [v for v in HEADS if v in report]
     print(
         f"Is it really {report['person']}? {report['model_id']} on {report['items']} held-out "
-        f"moments{' (quick)' if report['quick'] else ''}, {report['seconds']:.0f} s; "
-        "95% intervals in brackets"
+        f"moments{' (quick)' if report['quick'] else ''}{_temperature(report)}, "
+        f"{report['seconds']:.0f} s; 95% intervals in brackets"
     )
     width = 24
     print(f"  {'':<34}" + "".join(f"{HEADS[v]:>{width}}" for v in variants))
@@ -109,6 +115,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CliError(f"--best-of must be 2 or more, not {args.best_of}")
     if args.items is not None and args.items < 1:
         raise CliError(f"--items must be 1 or more, not {args.items}")
+    if args.temperature is not None and args.temperature < 0:
+        raise CliError(f"--temperature must be 0 or more, not {args.temperature}")
     if args.forever_turns is not None and args.forever_turns < 0:
         raise CliError(f"--forever-turns must be 0 or more, not {args.forever_turns}")
     with workspace() as ws:
@@ -119,8 +127,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             else:
                 report = suite.run(
                     ws, args.model_id, quick=args.quick, best_of=args.best_of, seed=args.seed,
-                    threads=args.threads, items=args.items, forever_turns=args.forever_turns,
-                    progress=_Bar(args.json),
+                    temperature=args.temperature, threads=args.threads, items=args.items,
+                    forever_turns=args.forever_turns, progress=_Bar(args.json),
                 )  # fmt: skip
         except (KeyError, ValueError, FileNotFoundError) as e:
             raise CliError(explain(e)) from None
@@ -146,6 +154,10 @@ def add_commands(sub: Any) -> None:
         "--forever-turns", type=int, help="turns of each forever conversation (0 = skip it)"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--temperature", type=float,
+        help="sampling temperature of every generated reply (default: the chat's, 1.0)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, help="CPU threads (default: this machine's cores)")
     p.add_argument("--last", action="store_true", help="show the saved report; run nothing")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
