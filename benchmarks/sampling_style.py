@@ -10,19 +10,28 @@ prompted with the person's own messages ("in_context", the suite's baseline, mea
 same run), and prints the KS statistic of each style feature against the real held-out replies,
 their mean, and on how many features the persona is closer than the prompted base (the
 issue's goal: 80%). Only replies are generated: ranking, detector and authorship are the suite's.
+
+What a higher temperature may cost is coherence, so each row also has the plain base model's
+perplexity of the replies after their moment (no head: a reader who knows nothing of the
+person; over each reply's first `ranking.MAX_REPLY_TOKENS` tokens, the real replies' figure
+printed beside it) and the share of degenerate replies (`steering.calibrate.degenerate`:
+repetition collapse, stray special tokens).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from convsim.core.evaluation import heldout, imitation, suite
+from convsim.core.evaluation import heldout, imitation, ranking, suite
+from convsim.core.inference.best_of import continuation
 from convsim.core.inference.engine import Engine, Sampling
+from convsim.core.steering.calibrate import degenerate
 from convsim.core.training import adapter_gguf
 from convsim.core.workspace import Workspace
 
@@ -55,42 +64,81 @@ def main() -> None:
           f"messages, {args.seeds} replies per moment")  # fmt: skip
 
     ks: dict[tuple[str, int], dict[str, float]] = {}
+    turns: dict[tuple[str, int], list[list[str]]] = {}
     base = Engine(Path(record.base), n_ctx=2048)
     try:
         count = lambda text: len(base.model.tokenize(text, bos=False))  # noqa: E731
         base.set_head(suite.persona_head(m.train_texts, m.tag, count, 768))
         for n, setting in enumerate(settings):
-            ks["in_context", n] = measure(base, m, setting, args.seeds)
+            ks["in_context", n], turns["in_context", n] = measure(base, m, setting, args.seeds)
     finally:
         base.close()
     tuned = Engine(Path(record.base), [(adapter, 1.0)], n_ctx=2048)
     try:
         for n, setting in enumerate(settings):
-            ks["tuned", n] = measure(tuned, m, setting, args.seeds)
+            ks["tuned", n], turns["tuned", n] = measure(tuned, m, setting, args.seeds)
     finally:
         tuned.close()
+    reader = Engine(Path(record.base), n_ctx=2048)
+    try:
+        sense = coherence(reader, m, turns)
+    finally:
+        reader.close()
 
     names = imitation.STYLE_FEATURES
-    print(f"\n{'KS to the real replies':<28}" + "".join(f"{x[:10]:>11}" for x in names) + "   mean")
+    print(f"\n{'KS to the real replies':<28}" + "".join(f"{x[:10]:>11}" for x in names)
+          + "   mean  base ppl  degenerate")  # fmt: skip
     for n, setting in enumerate(settings):
         print(f"sampling {json.dumps(setting) if setting else 'defaults'}")
         for variant in ("in_context", "tuned"):
             row = ks[variant, n]
             mean = sum(row.values()) / len(row)
-            print(f"  {variant:<26}" + "".join(f"{row[x]:>11.3f}" for x in names) + f"{mean:7.3f}")
+            ppl, broken = sense[variant, n]
+            print(f"  {variant:<26}" + "".join(f"{row[x]:>11.3f}" for x in names)
+                  + f"{mean:7.3f}{ppl:10.1f}{broken:12.1%}")  # fmt: skip
         closer = sum(ks["tuned", n][x] < ks["in_context", n][x] for x in names)
         print(f"  tuned closer than in_context on {closer} of {len(names)} (goal: 80%)")
+    print(f"the real replies: base ppl {sense['real', 0][0]:.1f}")
 
 
 def measure(
     engine: Engine, m: heldout.Material, setting: dict[str, Any], seeds: int
-) -> dict[str, float]:
+) -> tuple[dict[str, float], list[list[str]]]:
     started = time.perf_counter()
     turns = replies(engine, m, replace(Sampling(), **setting), seeds)
     style = imitation.style_match(turns, m.heldout_replies, m.real_turn_sizes)
     print(f"  {setting or 'defaults'}: {len(turns)} replies, {time.perf_counter() - started:.0f} s",
           flush=True)  # fmt: skip
-    return {name: v["ks"] for name, v in style.items()}
+    return {name: v["ks"] for name, v in style.items()}, turns
+
+
+def coherence(
+    reader: Engine, m: heldout.Material, turns: dict[tuple[str, int], list[list[str]]]
+) -> dict[tuple[str, int], tuple[float, float]]:
+    """Per key: the reader's perplexity per token of the replies after their moment, and the
+    share of degenerate replies; ("real", 0): the same perplexity of the real replies. Turn j
+    of a key answers item j mod len(items) (`replies` goes through the items once per seed)."""
+    # per key: summed -log p, tokens scored, degenerate replies, replies scored
+    nll: dict[tuple[str, int], list[float]] = {k: [0.0] * 4 for k in [("real", 0), *turns]}
+    model = reader.model
+    for i, item in enumerate(m.items):
+        prefix = model.tokenize(item.context + f"[{m.tag}]")
+        if len(prefix) + 2 * ranking.MAX_REPLY_TOKENS > model.n_ctx():
+            continue
+        keep = 0  # the first reply scored reads the moment into the cache; the rest reuse it
+        for key in nll:
+            said = [[item.reply]] if key[0] == "real" else turns[key][i :: len(m.items)]
+            for turn in filter(None, said):
+                cont = model.tokenize(continuation(turn, m.tag), bos=False)
+                lps = model.token_logprobs(prefix + cont[: ranking.MAX_REPLY_TOKENS],
+                                           len(prefix), keep=keep)  # fmt: skip
+                keep = len(prefix) - 1
+                tally = nll[key]
+                tally[0] -= sum(lps)
+                tally[1] += len(lps)
+                tally[2] += degenerate(" ".join(turn), cont)
+                tally[3] += 1
+    return {k: (math.exp(t[0] / max(t[1], 1)), t[2] / max(t[3], 1)) for k, t in nll.items()}
 
 
 if __name__ == "__main__":
