@@ -356,7 +356,11 @@ def test_cli_fact_commands(ws: Workspace, capsys) -> None:
     )
     assert run("remove", str(second))[0]["status"] == "removed"
     assert [f["id"] for f in run("list", "Alex")] == [first]
-    assert [f["id"] for f in run("list", "1", "--status", "all")] == [second, first]
+    # Newest first: the edit made `first` the newest unless both fall in the same second (then
+    # the later id, `second`, comes first).
+    listed = [(f["last_seen"], f["id"], f["status"]) for f in run("list", "1", "--status", "all")]
+    assert sorted(listed, reverse=True) == listed
+    assert {(i, status) for _, i, status in listed} == {(first, "pinned"), (second, "removed")}
     history = run("history", str(first))
     assert [e["action"] for e in history["events"]][:3] == ["added", "superseded", "flagged"]
 
