@@ -13,9 +13,10 @@ issue's goal: 80%). Only replies are generated: ranking, detector and authorship
 
 What a higher temperature may cost is coherence, so each row also has the plain base model's
 perplexity of the replies after their moment (no head: a reader who knows nothing of the
-person; over each reply's first `ranking.MAX_REPLY_TOKENS` tokens, the real replies' figure
-printed beside it) and the share of degenerate replies (`steering.calibrate.degenerate`:
-repetition collapse, stray special tokens).
+person; over the first `ranking.MAX_REPLY_TOKENS` tokens of each reply's first message, as the
+real held-out replies are one message each, their figure printed beside it) and how many
+replies are degenerate (`steering.calibrate.degenerate`: repetition collapse, stray special
+tokens; a reply with no message counts too).
 """
 
 from __future__ import annotations
@@ -93,9 +94,9 @@ def main() -> None:
         for variant in ("in_context", "tuned"):
             row = ks[variant, n]
             mean = sum(row.values()) / len(row)
-            ppl, broken = sense[variant, n]
+            ppl, broken, looked = sense[variant, n]
             print(f"  {variant:<26}" + "".join(f"{row[x]:>11.3f}" for x in names)
-                  + f"{mean:7.3f}{ppl:10.1f}{broken:12.1%}")  # fmt: skip
+                  + f"{mean:7.3f}{ppl:10.1f}{f'{broken} of {looked}':>12}")  # fmt: skip
         closer = sum(ks["tuned", n][x] < ks["in_context", n][x] for x in names)
         print(f"  tuned closer than in_context on {closer} of {len(names)} (goal: 80%)")
     print(f"the real replies: base ppl {sense['real', 0][0]:.1f}")
@@ -114,11 +115,12 @@ def measure(
 
 def coherence(
     reader: Engine, m: heldout.Material, turns: dict[tuple[str, int], list[list[str]]]
-) -> dict[tuple[str, int], tuple[float, float]]:
-    """Per key: the reader's perplexity per token of the replies after their moment, and the
-    share of degenerate replies; ("real", 0): the same perplexity of the real replies. Turn j
-    of a key answers item j mod len(items) (`replies` goes through the items once per seed)."""
-    # per key: summed -log p, tokens scored, degenerate replies, replies scored
+) -> dict[tuple[str, int], tuple[float, int, int]]:
+    """Per key: the reader's perplexity per token of the replies' first messages after their
+    moment, the degenerate replies and the replies looked at; ("real", 0): the same for the
+    real replies. Turn j of a key answers item j mod len(items) (`replies` goes through the
+    items once per seed)."""
+    # per key: summed -log p, tokens scored, degenerate replies, replies looked at
     nll: dict[tuple[str, int], list[float]] = {k: [0.0] * 4 for k in [("real", 0), *turns]}
     model = reader.model
     for i, item in enumerate(m.items):
@@ -128,17 +130,21 @@ def coherence(
         keep = 0  # the first reply scored reads the moment into the cache; the rest reuse it
         for key in nll:
             said = [[item.reply]] if key[0] == "real" else turns[key][i :: len(m.items)]
-            for turn in filter(None, said):
-                cont = model.tokenize(continuation(turn, m.tag), bos=False)
-                lps = model.token_logprobs(prefix + cont[: ranking.MAX_REPLY_TOKENS],
+            for turn in said:
+                tally = nll[key]
+                tally[3] += 1
+                if not turn:
+                    tally[2] += 1
+                    continue
+                first = model.tokenize(continuation(turn[:1], m.tag), bos=False)
+                lps = model.token_logprobs(prefix + first[: ranking.MAX_REPLY_TOKENS],
                                            len(prefix), keep=keep)  # fmt: skip
                 keep = len(prefix) - 1
-                tally = nll[key]
                 tally[0] -= sum(lps)
                 tally[1] += len(lps)
-                tally[2] += degenerate(" ".join(turn), cont)
-                tally[3] += 1
-    return {k: (math.exp(t[0] / max(t[1], 1)), t[2] / max(t[3], 1)) for k, t in nll.items()}
+                whole = model.tokenize(continuation(turn, m.tag), bos=False)
+                tally[2] += degenerate(" ".join(turn), whole)
+    return {k: (math.exp(t[0] / max(t[1], 1)), int(t[2]), int(t[3])) for k, t in nll.items()}
 
 
 if __name__ == "__main__":

@@ -194,6 +194,14 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
     monkeypatch.setenv("CONVSIM_HOME", str(home))
     quick = ["eval", model_id, "--quick", "--items", "10", "--best-of", "2", "--forever-turns",
              "12", "--threads", "2", "--temperature", "0.9"]  # fmt: skip
+    asked: list[tuple[float, int]] = []  # (temperature, best_of) of every reply the suite asks for
+    simulate = Engine.simulate
+
+    def spy(self: Engine, transcript, speaker, sampling=None, *args, **kwargs):
+        asked.append((sampling.temperature, sampling.best_of))
+        return simulate(self, transcript, speaker, sampling, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "simulate", spy)
     assert main([*quick, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     for variant in ("base", "in_context", "tuned", "best_of_n"):
@@ -207,6 +215,10 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
         lo, hi = v["intervals"]["mrr_others"]
         assert lo <= v["mrr_others"] <= hi
     assert report["temperature"] == 0.9
+    # Every variant's replies at 0.9, best-of-N's included; the forever conversation may go
+    # hotter only to break a loop (`engine.hotter`).
+    assert {t for t, n in asked if n == 2} == {0.9} and len([n for _, n in asked if n == 2]) == 10
+    assert [t for t, n in asked if n == 1].count(0.9) >= 3 * 10 + 12
     assert report["best_of_n"]["ranking_from"] == "tuned" and report["best_of_n"]["n"] == 2
     assert report["best_of_n"]["hits_at_1_others"] == report["tuned"]["hits_at_1_others"]
     # Different models, different numbers: nothing here is a constant.
@@ -218,6 +230,7 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
     assert json.loads((folder / "eval.json").read_text()) == report
     page = (folder / "report.html").read_text()
     assert page.count("<svg") == 5 and "Sam" in page and "http" not in page.split("<pre>")[0]
+    assert "sampled at temperature 0.9" in page
     # The terminal table reads the saved figures.
     assert main(["eval", model_id, "--last"]) == 0
     out = capsys.readouterr().out

@@ -5,8 +5,9 @@ run (llama.cpp) over the held-out latest sessions of its dataset; and why did it
 tuned best-of-N): held-out perplexity and next-reply ranking (`ranking`), style match,
 authorship and a real-or-generated detector on generated replies (`imitation`, `classify`),
 forever-conversation health (`health`), with bootstrap intervals (`stats`); `report` writes
-`eval.json` and a self-contained `report.html` beside the model. `explain` finds the person's
-real training messages closest to a reply.
+`eval.json` and a self-contained `report.html` beside the model (`temperature_of` reads the
+temperature a report's replies were sampled at). `explain` finds the person's real training
+messages closest to a reply.
 
 Contract: results are plain JSON-able dicts, saved beside the model; deterministic for a seed;
 no network, no model downloads. Explanations read the model's dataset and keep their index in
@@ -25,6 +26,7 @@ from convsim.core.evaluation.explain import (
     explain,
     surrounding,
 )
+from convsim.core.evaluation.report import temperature_of
 from convsim.core.evaluation.suite import FULL, QUICK, VARIANTS, SuiteEvent, SuiteStopped, run
 
 __all__ = [
@@ -44,4 +46,5 @@ __all__ = [
     "explain",
     "run",
     "surrounding",
+    "temperature_of",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from convsim.core.files import write_json, write_text
 
-__all__ = ["CHARTS", "LABELS", "render", "save"]
+__all__ = ["CHARTS", "LABELS", "render", "save", "temperature_of"]
 
 LABELS = {
     "base": "base model",
@@ -37,6 +37,15 @@ CHARTS: list[tuple[str, list[tuple[str, str]], float | None, float | None]] = [
     ("Surprise at their real replies (perplexity, lower is better)", [("perplexity", "perplexity")],
      None, None),
 ]  # fmt: skip
+
+
+# Reports from before the suite recorded its temperature were sampled at the default then.
+OLD_DEFAULT_TEMPERATURE = 0.8
+
+
+def temperature_of(report: dict[str, Any]) -> float:
+    """The sampling temperature of the report's generated replies."""
+    return float(report.get("temperature", OLD_DEFAULT_TEMPERATURE))
 
 
 def save(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
@@ -120,7 +129,7 @@ def render(report: dict[str, Any]) -> str:
         f"<p>Persona <b>{html.escape(str(report.get('model_id')))}</b>, measured on "
         f"{report.get('items')} held-out moments (the chat's latest sessions, never trained on)"
         f"{' in quick mode' if report.get('quick') else ''}, replies sampled at temperature "
-        f"{report.get('temperature', 0.8)}, in {report.get('seconds')} s. "
+        f"{temperature_of(report)}, in {report.get('seconds')} s. "
         "Whiskers are bootstrap 95% intervals.</p>",
         "<p class='legend'>"
         + " ".join(

@@ -257,7 +257,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="sampling seed (default: random)")
     p.add_argument(
         "--temperature", type=float, default=1.0,
-        help="0 = always the likeliest word; higher = more varied (default 1.0, as Sampling)",
+        help="0 = greedy; lower = plainer, higher = more varied (default 1.0, as Sampling)",
     )  # fmt: skip
     p.add_argument("--max-tokens", type=int, default=64, help="length cap of one message")
     p.add_argument(

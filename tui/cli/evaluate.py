@@ -54,17 +54,13 @@ def _cell(value: Any, interval: Any) -> str:
     return text
 
 
-def _temperature(report: dict[str, Any]) -> str:
-    """The header's temperature part ("" for reports from before the suite recorded it)."""
-    t = report.get("temperature")
-    return "" if t is None else f", temperature {float(t)}"
-
-
 def print_report(report: dict[str, Any], folder: Path) -> None:
+    from convsim.core.evaluation import temperature_of
+
     variants = [v for v in HEADS if v in report]
     print(
         f"Is it really {report['person']}? {report['model_id']} on {report['items']} held-out "
-        f"moments{' (quick)' if report['quick'] else ''}{_temperature(report)}, "
+        f"moments{' (quick)' if report['quick'] else ''}, temperature {temperature_of(report)}, "
         f"{report['seconds']:.0f} s; 95% intervals in brackets"
     )
     width = 24
