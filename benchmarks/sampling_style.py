@@ -123,11 +123,11 @@ def coherence(
     # per key: summed -log p, tokens scored, degenerate replies, replies looked at
     nll: dict[tuple[str, int], list[float]] = {k: [0.0] * 4 for k in [("real", 0), *turns]}
     model = reader.model
+    scorer = ranking._Scorer(model)  # reads each moment into the cache once
     for i, item in enumerate(m.items):
         prefix = model.tokenize(item.context + f"[{m.tag}]")
         if len(prefix) + 2 * ranking.MAX_REPLY_TOKENS > model.n_ctx():
             continue
-        keep = 0  # the first reply scored reads the moment into the cache; the rest reuse it
         for key in nll:
             said = [[item.reply]] if key[0] == "real" else turns[key][i :: len(m.items)]
             for turn in said:
@@ -137,9 +137,7 @@ def coherence(
                     tally[2] += 1
                     continue
                 first = model.tokenize(continuation(turn[:1], m.tag), bos=False)
-                lps = model.token_logprobs(prefix + first[: ranking.MAX_REPLY_TOKENS],
-                                           len(prefix), keep=keep)  # fmt: skip
-                keep = len(prefix) - 1
+                lps = scorer.logprobs(prefix, first[: ranking.MAX_REPLY_TOKENS])
                 tally[0] -= sum(lps)
                 tally[1] += len(lps)
                 whole = model.tokenize(continuation(turn, m.tag), bos=False)

@@ -29,12 +29,12 @@ def read_transcript(path: Path | None) -> list[tuple[str, str]]:
 
 
 def _sampling(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
     from convsim.core.inference.engine import Sampling
 
-    return Sampling(
-        seed=args.seed, temperature=args.temperature, max_tokens=args.max_tokens,
-        best_of=args.best_of,
-    )  # fmt: skip
+    s = Sampling(seed=args.seed, max_tokens=args.max_tokens, best_of=args.best_of)
+    return s if args.temperature is None else replace(s, temperature=args.temperature)
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -256,8 +256,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_id")
     p.add_argument("--seed", type=int, help="sampling seed (default: random)")
     p.add_argument(
-        "--temperature", type=float, default=1.0,
-        help="0 = greedy; lower = plainer, higher = more varied (default 1.0, as Sampling)",
+        "--temperature", type=float,
+        help="0 = greedy; lower = plainer, higher = more varied (default: convsim's, 1.0)",
     )  # fmt: skip
     p.add_argument("--max-tokens", type=int, default=64, help="length cap of one message")
     p.add_argument(
