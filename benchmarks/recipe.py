@@ -1,0 +1,129 @@
+"""Training settings compared on one chat: each trained with `convsim train`, then measured.
+
+    python benchmarks/recipe.py CHAT_ID --as NAME [--setting "FLAGS" ...] [--seeds 3]
+
+Each `--setting` is a string of `convsim train` flags (e.g. "", the defaults, "--lr 4e-4" or
+"--rank 32 --alpha 64"); none given: the defaults alone. Every setting trains a new persona of
+NAME on the chat (in the data folder of `CONVSIM_HOME`), and then, on the suite's held-out
+moments (`heldout.material`, up to 80):
+- perplexity of the real replies, and Hits@1 of the real reply against 19 messages of other
+  people and 19 of the same person, each ranked against the persona's own prior
+  (`ranking.rank` without a reference: comparable between settings, not with `convsim eval`);
+- the style KS of `--seeds` replies per moment against the real replies (as
+  `sampling_style.py`), and on how many features the persona is closer than the base model
+  prompted with the person's messages (measured once, in the same run).
+The training time is printed beside them. A setting that changes nothing the run sees (e.g. a
+`--context` longer than the chat's sessions) gives the defaults' figures again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from sampling_style import replies
+
+from convsim.core.evaluation import heldout, imitation, ranking, suite
+from convsim.core.inference.engine import Engine, Sampling
+from convsim.core.training import adapter_gguf
+from convsim.core.workspace import Workspace
+
+
+def train(chat_id: int, person: str, flags: str) -> tuple[str, float]:
+    """A new persona trained by `convsim train` with `flags`: its id and the seconds it took."""
+    command = [sys.executable, "-m", "convsim.tui.cli", "train", str(chat_id), "--as", person]
+    started = time.perf_counter()
+    done = subprocess.run([*command, *shlex.split(flags), "--json"], capture_output=True,
+                          text=True, env=os.environ)  # fmt: skip
+    if done.returncode != 0:
+        sys.exit(f"convsim train {flags} failed: {done.stderr[-500:]}")
+    return json.loads(done.stdout)["model_id"], time.perf_counter() - started
+
+
+def material(model_id: str) -> tuple[heldout.Material, Path, Path]:
+    """The held-out moments of a persona's dataset, its base model and its adapter."""
+    with Workspace.open() as ws:
+        record = ws.store.model(model_id)
+        train_rows, validation, _ = ws.dataset_files(record.dataset_id)
+        adapter = adapter_gguf(ws, model_id)
+    m = heldout.material(train_rows, validation, limit=suite.FULL.items, seed=0)
+    return m, Path(record.base), adapter
+
+
+def style_ks(engine: Engine, m: heldout.Material, seeds: int) -> dict[str, float]:
+    turns = replies(engine, m, Sampling(), seeds)
+    style = imitation.style_match(turns, m.heldout_replies, m.real_turn_sizes)
+    return {name: v["ks"] for name, v in style.items()}
+
+
+def measure(model_id: str, seeds: int) -> dict[str, Any]:
+    m, base, adapter = material(model_id)
+    engine = Engine(base, [(adapter, 1.0)], n_ctx=2048)
+    try:
+        ranked = ranking.rank(engine.model, "", m.items, m.tag)
+        ks = style_ks(engine, m, seeds)
+    finally:
+        engine.close()
+    n = max(len(ranked), 1)
+    return {
+        "perplexity": math.exp(sum(r.nll for r in ranked) / max(sum(r.tokens for r in ranked), 1)),
+        "hits_others": sum(r.rank_others == 1 for r in ranked) / n,
+        "hits_same": sum(r.rank_same_person == 1 for r in ranked) / n,
+        "ks": ks,
+    }
+
+
+def prompted_ks(model_id: str, seeds: int) -> dict[str, float]:
+    """Style KS of the base model prompted with the person's messages (the suite's baseline), at
+    the held-out moments of `model_id` (the first setting's persona)."""
+    m, base, _ = material(model_id)
+    engine = Engine(base, n_ctx=2048)
+    try:
+        count = lambda text: len(engine.model.tokenize(text, bos=False))  # noqa: E731
+        engine.set_head(suite.persona_head(m.train_texts, m.tag, count, 768))
+        return style_ks(engine, m, seeds)
+    finally:
+        engine.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("chat_id", type=int)
+    parser.add_argument("--as", dest="person", required=True)
+    parser.add_argument("--setting", action="append", default=[], help="convsim train flags")
+    parser.add_argument("--seeds", type=int, default=3, help="replies per held-out moment")
+    args = parser.parse_args()
+    settings = args.setting or [""]
+
+    rows = []
+    for flags in settings:
+        model_id, seconds = train(args.chat_id, args.person, flags)
+        figures = measure(model_id, args.seeds)
+        print(f"{flags or 'defaults'}: {model_id}, trained in {seconds:.0f} s", flush=True)
+        rows.append((flags or "defaults", model_id, seconds, figures))
+    prompted = prompted_ks(rows[0][1], args.seeds)
+
+    names = imitation.STYLE_FEATURES
+    print(f"\n{'setting':<28}{'ppl':>7}{'hits@1 oth':>11}{'same':>6}{'KS mean':>9}"
+          f"{'closer':>8}{'train s':>9}")  # fmt: skip
+    mean = sum(prompted.values()) / len(prompted)
+    print(f"{'prompted base':<28}{'':>7}{'':>11}{'':>6}{mean:9.3f}")
+    for label, _, seconds, f in rows:
+        ks = f["ks"]
+        closer = f"{sum(ks[x] < prompted[x] for x in names)}/{len(names)}"
+        print(f"{label:<28}{f['perplexity']:7.2f}{f['hits_others']:11.2f}{f['hits_same']:6.2f}"
+              f"{sum(ks.values()) / len(ks):9.3f}{closer:>8}{seconds:9.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
