@@ -9,10 +9,11 @@ issue is convsim's whole import at least 10x faster than whatstk's parse alone. 
 imports an N-message export (about 66 bytes a message) and reports the peak memory of both
 imports: it must not grow with the size of the file beyond the parse batch.
 
-Where the time goes is printed too: parse and store, each timed inside one process. The store
-alone (SQLite writing the already parsed messages, committed) plus start-up is the floor no
-parser can go under in this design; the script prints the speed-up a parser costing nothing
-would reach.
+Where the time goes is printed too, for an export read whole (up to `STREAM_BYTES`): parse and
+store timed apart, in another process. The store alone (the already parsed messages made into
+rows, written and committed in one transaction) plus start-up is the floor no parser can go
+under in this design, where the store follows the parse; the script prints the speed-up a
+parser costing nothing would reach.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from whatsapp_gen import generate
+
+from convsim.core.chats.importers.whatsapp_chunks import STREAM_BYTES
 
 # Runs a command and prints its peak memory (max RSS of its only child), in MB.
 PEAK = """
@@ -95,8 +98,11 @@ def convsim_start_up() -> float:
 def breakdown(path: Path) -> dict[str, float]:
     """Seconds of convsim's parse and of its store's write of the same export, in one process
     (an export small enough to be parsed whole)."""
-    out = subprocess.run([sys.executable, "-c", BREAKDOWN, str(path)], check=True,
-                         capture_output=True, text=True).stdout  # fmt: skip
+    try:
+        out = subprocess.run([sys.executable, "-c", BREAKDOWN, str(path)], check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"timing convsim's parse and store failed: {e.stderr[-300:]}")
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -125,7 +131,8 @@ def main() -> None:
             mine.append(convsim_import(path))
             base.append(whatstk_parse(path))
             idle.append(convsim_start_up())
-            parts.append(breakdown(path))
+            if path.stat().st_size <= STREAM_BYTES:  # else imported in batches: not comparable
+                parts.append(breakdown(path))
         ours = min(mine, key=lambda r: r["seconds"])
         theirs = min(base, key=lambda r: r["parse_s"])
         big = None
@@ -142,16 +149,18 @@ def main() -> None:
         f"  stored {ours['messages']:,}"
     )
     start_up = min(idle)
-    parse_s, store_s = (min(p[k] for p in parts) for k in ("parse_s", "store_s"))
     print(f"  of which start-up and exit (convsim chats, nothing to do): {start_up:.2f} s")
-    print(f"  parse {parse_s:.2f} s, store {store_s:.2f} s (each timed in one process)")
+    if parts:
+        parse_s, store_s = (min(p[k] for p in parts) for k in ("parse_s", "store_s"))
+        print(f"  parse {parse_s:.2f} s, store {store_s:.2f} s (timed apart, in another process)")
     print(f"whatstk parse only (baseline): {theirs['parse_s']:.2f} s  rows {theirs['messages']:,}")
     print(f"speed-up: {speedup:.1f}x (target >= 10x) -> {'PASS' if speedup >= 10 else 'FAIL'}")
-    floor = start_up + store_s
-    print(
-        f"floor (start-up + store, a parser costing nothing): {floor:.2f} s, at most "
-        f"{theirs['parse_s'] / floor:.1f}x"
-    )
+    if parts:
+        floor = start_up + store_s
+        print(
+            f"floor (start-up + store, a parser costing nothing): {floor:.2f} s, at most "
+            f"{theirs['parse_s'] / floor:.1f}x"
+        )
     if big:
         grew = big["peak_mb"] / ours["peak_mb"]
         print(

@@ -2,6 +2,8 @@
 
     python benchmarks/recipe.py CHAT_ID --as NAME [--setting "FLAGS" ...] [--seeds 3]
 
+(a flag and its value separated by a space: "--lr 4e-4", not "--lr=4e-4")
+
 Each `--setting` is a string of `convsim train` flags (e.g. "", the defaults, "--lr 4e-4" or
 "--rank 32 --alpha 64"); none given: the defaults alone. Every setting trains a new persona of
 NAME on the chat (in the data folder of `CONVSIM_HOME`), and then, on the suite's held-out
@@ -11,9 +13,11 @@ moments (`heldout.material`, up to 80):
   (`ranking.rank` without a reference: comparable between settings, not with `convsim eval`);
 - the style KS of `--seeds` replies per moment against the real replies (as
   `sampling_style.py`), and on how many features the persona is closer than the base model
-  prompted with the person's messages (measured once, in the same run).
-The training time is printed beside them. A setting that changes nothing the run sees (e.g. a
-`--context` longer than the chat's sessions) gives the defaults' figures again.
+  prompted with the person's messages (measured once, in the same run, at the first setting's
+  moments; a setting whose dataset has other moments, e.g. another `--context`, shows "other").
+Each row is printed as soon as it is measured, with the training time. Training on the CPU is
+deterministic for the same data and seed, so a setting that changes nothing the run sees
+(e.g. a `--context` longer than every session of the chat) gives the same figures again.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shlex
 import subprocess
 import sys
@@ -31,10 +34,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sampling_style import replies
+from sampling_style import measure as style_measure
 
 from convsim.core.evaluation import heldout, imitation, ranking, suite
-from convsim.core.inference.engine import Engine, Sampling
+from convsim.core.inference.engine import Engine
 from convsim.core.training import adapter_gguf
 from convsim.core.workspace import Workspace
 
@@ -44,10 +47,13 @@ def train(chat_id: int, person: str, flags: str) -> tuple[str, float]:
     command = [sys.executable, "-m", "convsim.tui.cli", "train", str(chat_id), "--as", person]
     started = time.perf_counter()
     done = subprocess.run([*command, *shlex.split(flags), "--json"], capture_output=True,
-                          text=True, env=os.environ)  # fmt: skip
+                          text=True)  # fmt: skip
     if done.returncode != 0:
         sys.exit(f"convsim train {flags} failed: {done.stderr[-500:]}")
-    return json.loads(done.stdout)["model_id"], time.perf_counter() - started
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result.get("status", "ready") != "ready":
+        sys.exit(f"convsim train {flags} ended {result.get('status')}, not ready")
+    return result["model_id"], time.perf_counter() - started
 
 
 def material(model_id: str) -> tuple[heldout.Material, Path, Path]:
@@ -60,38 +66,36 @@ def material(model_id: str) -> tuple[heldout.Material, Path, Path]:
     return m, Path(record.base), adapter
 
 
-def style_ks(engine: Engine, m: heldout.Material, seeds: int) -> dict[str, float]:
-    turns = replies(engine, m, Sampling(), seeds)
-    style = imitation.style_match(turns, m.heldout_replies, m.real_turn_sizes)
-    return {name: v["ks"] for name, v in style.items()}
+def moments(m: heldout.Material) -> list[tuple[str, str]]:
+    """What the replies are generated at: settings are compared only where these are equal."""
+    return [(item.context, item.reply) for item in m.items]
 
 
-def measure(model_id: str, seeds: int) -> dict[str, Any]:
-    m, base, adapter = material(model_id)
+def measure(m: heldout.Material, base: Path, adapter: Path, seeds: int) -> dict[str, Any]:
+    """The persona's perplexity and Hits@1 (own prior) at the moments, and its style KS."""
     engine = Engine(base, [(adapter, 1.0)], n_ctx=2048)
     try:
         ranked = ranking.rank(engine.model, "", m.items, m.tag)
-        ks = style_ks(engine, m, seeds)
+        ks = style_measure(engine, m, {}, seeds)[0]
     finally:
         engine.close()
-    n = max(len(ranked), 1)
+    tokens = sum(r.tokens for r in ranked)
+    n = len(ranked)
     return {
-        "perplexity": math.exp(sum(r.nll for r in ranked) / max(sum(r.tokens for r in ranked), 1)),
-        "hits_others": sum(r.rank_others == 1 for r in ranked) / n,
-        "hits_same": sum(r.rank_same_person == 1 for r in ranked) / n,
+        "perplexity": math.exp(sum(r.nll for r in ranked) / tokens) if tokens else math.nan,
+        "hits_others": sum(r.rank_others == 1 for r in ranked) / n if n else math.nan,
+        "hits_same": sum(r.rank_same_person == 1 for r in ranked) / n if n else math.nan,
         "ks": ks,
     }
 
 
-def prompted_ks(model_id: str, seeds: int) -> dict[str, float]:
-    """Style KS of the base model prompted with the person's messages (the suite's baseline), at
-    the held-out moments of `model_id` (the first setting's persona)."""
-    m, base, _ = material(model_id)
+def prompted_ks(m: heldout.Material, base: Path, seeds: int) -> dict[str, float]:
+    """Style KS of the base model prompted with the person's messages (the suite's baseline)."""
     engine = Engine(base, n_ctx=2048)
     try:
         count = lambda text: len(engine.model.tokenize(text, bos=False))  # noqa: E731
         engine.set_head(suite.persona_head(m.train_texts, m.tag, count, 768))
-        return style_ks(engine, m, seeds)
+        return style_measure(engine, m, {}, seeds)[0]
     finally:
         engine.close()
 
@@ -103,26 +107,25 @@ def main() -> None:
     parser.add_argument("--setting", action="append", default=[], help="convsim train flags")
     parser.add_argument("--seeds", type=int, default=3, help="replies per held-out moment")
     args = parser.parse_args()
-    settings = args.setting or [""]
-
-    rows = []
-    for flags in settings:
-        model_id, seconds = train(args.chat_id, args.person, flags)
-        figures = measure(model_id, args.seeds)
-        print(f"{flags or 'defaults'}: {model_id}, trained in {seconds:.0f} s", flush=True)
-        rows.append((flags or "defaults", model_id, seconds, figures))
-    prompted = prompted_ks(rows[0][1], args.seeds)
-
     names = imitation.STYLE_FEATURES
-    print(f"\n{'setting':<28}{'ppl':>7}{'hits@1 oth':>11}{'same':>6}{'KS mean':>9}"
-          f"{'closer':>8}{'train s':>9}")  # fmt: skip
-    mean = sum(prompted.values()) / len(prompted)
-    print(f"{'prompted base':<28}{'':>7}{'':>11}{'':>6}{mean:9.3f}")
-    for label, _, seconds, f in rows:
+    prompted: dict[str, float] = {}
+    first: list[tuple[str, str]] = []
+    header = (f"{'setting':<28}{'ppl':>7}{'hits@1 oth':>11}{'same':>6}{'KS mean':>9}"
+              f"{'closer':>8}{'train s':>9}")  # fmt: skip
+    for flags in args.setting or [""]:
+        model_id, seconds = train(args.chat_id, args.person, flags)
+        m, base, adapter = material(model_id)
+        f = measure(m, base, adapter, args.seeds)
+        if not prompted:  # the baseline, at the first setting's moments
+            prompted, first = prompted_ks(m, base, args.seeds), moments(m)
+            mean = sum(prompted.values()) / len(prompted)
+            print(f"{header}\n{'prompted base':<28}{'':24}{mean:9.3f}")
         ks = f["ks"]
-        closer = f"{sum(ks[x] < prompted[x] for x in names)}/{len(names)}"
+        same = moments(m) == first
+        closer = f"{sum(ks[x] < prompted[x] for x in names)}/{len(names)}" if same else "other"
+        label, mean = f"{flags or 'defaults'} ({model_id})", sum(ks.values()) / len(ks)
         print(f"{label:<28}{f['perplexity']:7.2f}{f['hits_others']:11.2f}{f['hits_same']:6.2f}"
-              f"{sum(ks.values()) / len(ks):9.3f}{closer:>8}{seconds:9.0f}")  # fmt: skip
+              f"{mean:9.3f}{closer:>8}{seconds:9.0f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

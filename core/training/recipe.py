@@ -15,11 +15,10 @@ The recipe, chosen with `benchmarks/imitation.py` on two chats and timed with
   of a 2-core machine, so a 5,000-message chat trains in under 15 minutes there. A GPU has no
   such budget.
 
-Rank 16 and learning rate 2e-4 were measured against rank 32 and learning rates 1e-4 and 4e-4
-with `benchmarks/recipe.py` on the same two chats: none did better on both beyond the spread
-between training seeds (README, Results). A dataset's 16 earlier messages at most (its
-`--context`) were measured against 32 on the second chat only, whose sessions are shorter:
-the same data.
+Re-measured with `benchmarks/recipe.py` (README, Results): rank 32 on both chats and learning
+rates 1e-4 and 4e-4 on the second did no better than rank 16 and 2e-4 beyond the spread between
+training seeds. A dataset's 16 earlier messages at most (its `--context`) against 32, on the
+second chat only, where no session is longer than 16 messages: the same data.
 """
 
 from __future__ import annotations
