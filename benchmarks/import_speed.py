@@ -98,20 +98,21 @@ def convsim_start_up() -> float:
 def breakdown(path: Path) -> dict[str, float]:
     """Seconds of convsim's parse and of its store's write of the same export, in one process
     (an export small enough to be parsed whole)."""
-    try:
-        out = subprocess.run([sys.executable, "-c", BREAKDOWN, str(path)], check=True,
-                             capture_output=True, text=True).stdout  # fmt: skip
-    except subprocess.CalledProcessError as e:
-        sys.exit(f"timing convsim's parse and store failed: {e.stderr[-300:]}")
-    return json.loads(out.strip().splitlines()[-1])
+    return _json_of(BREAKDOWN, path, "timing convsim's parse and store failed")
 
 
 def whatstk_parse(path: Path) -> dict[str, float]:
+    return _json_of(WHATSTK, path, "whatstk baseline failed (pip install whatstk)")
+
+
+def _json_of(script: str, path: Path, failed: str) -> dict[str, float]:
+    """The JSON last line `script` prints, run in a fresh process on `path`; exits with
+    `failed` and the end of its stderr when it fails."""
     try:
-        out = subprocess.run([sys.executable, "-c", WHATSTK, str(path)], check=True,
+        out = subprocess.run([sys.executable, "-c", script, str(path)], check=True,
                              capture_output=True, text=True).stdout  # fmt: skip
     except subprocess.CalledProcessError as e:
-        sys.exit(f"whatstk baseline failed (pip install whatstk): {e.stderr[-300:]}")
+        sys.exit(f"{failed}: {e.stderr[-300:]}")
     return json.loads(out.strip().splitlines()[-1])
 
 
