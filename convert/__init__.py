@@ -7,6 +7,7 @@ Modules (import the one you need; this package imports nothing heavy):
 - `merge`: LoRA merged into the base GGUF (`merge_lora`).
 - `quantize`: llama.cpp quantisation (`quantize`) and merge + quantise in one call (`export`).
 - `llama_logs`: `quiet_llama_logs()`, silences llama.cpp's C-level logging.
+- `vocab`: `llama_cpp_tokens(path, texts)`, llama.cpp's tokenization of a GGUF (no weights).
 - `gguf_file`: the lean GGUF reader/writer the others use.
 
 `QUANT_KINDS` (here, so menus and parsers need no heavy import) names every kind `quantize`

@@ -77,7 +77,7 @@ MAY_IMPORT = {
     "chats": set(),
     "store": {"chats"},
     "data": {"chats"},
-    "bases": set(),
+    "bases": {"convert"},
     "training": {"chats", "store", "data", "bases", "system", "convert"},
     "inference": {"data", "convert"},
     "evaluation": {"chats", "store", "data", "inference", "training"},

@@ -23,10 +23,10 @@ from convsim.core.bases.prepare import (
     default_base,
     discover_ggufs,
     download_gguf,
-    load_for_training,
     resolve_base,
     sha256_file,
 )
+from convsim.core.bases.torch_copy import load_for_training
 from convsim.core.locations import Locations
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -353,6 +353,66 @@ def test_load_for_training_caches_a_faithful_torch_copy(tmp_path: Path, arch: st
     assert tok2("hi <eos>").input_ids == tok("hi <eos>").input_ids
     assert second.dtype == torch.float32
     assert load_for_training(model.gguf_path, loc, dtype=torch.bfloat16)[0].dtype == torch.bfloat16
+
+
+def _drop_bos(copy: Path) -> None:
+    """Make a torch copy's tokenizer leave out BOS, as transformers 5.17 and 5.21 read the
+    default base's, and forget that it was checked (a copy made before the check)."""
+    tokenizer = json.loads((copy / "tokenizer.json").read_text())
+    tokenizer["post_processor"] = None
+    (copy / "tokenizer.json").write_text(json.dumps(tokenizer))
+    source = json.loads((copy / "source.json").read_text())
+    del source["tokenizer_checked"]
+    (copy / "source.json").write_text(json.dumps(source))
+
+
+def test_a_copy_that_tokenizes_unlike_llama_cpp_is_made_again(tmp_path: Path):
+    transformers = pytest.importorskip("transformers")
+    tiny = pytest.importorskip("tinymodels")
+    from convsim.core.bases.torch_copy import PROBES
+
+    model = tiny.build_tiny("gemma3", tmp_path / "src")
+    loc = Locations(tmp_path / "home")
+    _, good = load_for_training(model.gguf_path, loc)
+    (copy,) = (loc.cache / "torch").iterdir()
+    checked = json.loads((copy / "source.json").read_text())["tokenizer_checked"]
+    assert checked == transformers.__version__
+
+    _drop_bos(copy)
+    events: list = []
+    _, tok = load_for_training(model.gguf_path, loc, progress=events.append)
+    assert [e.stage for e in events] == ["tokenizer", "weights", "cache"]  # made again
+    assert [tok(t).input_ids for t in PROBES] == [good(t).input_ids for t in PROBES]
+    assert tok(PROBES[0]).input_ids[0] == tok.bos_token_id
+
+    # A copy that still matches is checked once per transformers version, then trusted.
+    source = json.loads((copy / "source.json").read_text())
+    del source["tokenizer_checked"]
+    (copy / "source.json").write_text(json.dumps(source))
+    events.clear()
+    load_for_training(model.gguf_path, loc, progress=events.append)
+    assert events == []  # it matched: nothing made again, and now it is recorded
+    assert json.loads((copy / "source.json").read_text())["tokenizer_checked"] == checked
+
+
+def test_a_tokenizer_unlike_llama_cpp_is_refused_with_what_to_do(tmp_path: Path):
+    transformers = pytest.importorskip("transformers")
+    tiny = pytest.importorskip("tinymodels")
+    from convsim.core.bases.prepare import BaseModelError
+    from convsim.core.bases.torch_copy import _check_tokenizer
+
+    model = tiny.build_tiny("gemma3", tmp_path / "src")
+    loc = Locations(tmp_path / "home")
+    load_for_training(model.gguf_path, loc)
+    (copy,) = (loc.cache / "torch").iterdir()
+    _check_tokenizer(copy, model.gguf_path)  # the copy as made: no complaint
+    _drop_bos(copy)
+    with pytest.raises(BaseModelError) as refused:
+        _check_tokenizer(copy, model.gguf_path)
+    message = str(refused.value)
+    assert f"transformers {transformers.__version__} reads the tokenizer of " in message
+    assert model.gguf_path.name in message and "[Riya] hey are we still going" in message
+    assert "pip install 'transformers>=" in message
 
 
 def test_load_for_training_refuses_a_non_gguf(tmp_path: Path, loc: Locations):

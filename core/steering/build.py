@@ -148,7 +148,7 @@ def load_persona(ws: Workspace, t: Target) -> tuple[Any, Any]:
     """(torch model with the target's LoRA merged in, tokenizer), in eval mode."""
     from peft import PeftModel
 
-    from convsim.core.bases.prepare import load_for_training
+    from convsim.core.bases.torch_copy import load_for_training
 
     model, tokenizer = load_for_training(t.base, ws.locations)
     if t.peft is not None and (t.peft / "adapter_config.json").is_file():
