@@ -38,7 +38,6 @@ from sampling_style import measure as style_measure
 
 from convsim.core.evaluation import heldout, imitation, ranking, suite
 from convsim.core.inference.engine import Engine
-from convsim.core.training import adapter_gguf
 from convsim.core.workspace import Workspace
 
 
@@ -59,11 +58,7 @@ def train(chat_id: int, person: str, flags: str) -> tuple[str, float]:
 def material(model_id: str) -> tuple[heldout.Material, Path, Path]:
     """The held-out moments of a persona's dataset, its base model and its adapter."""
     with Workspace.open() as ws:
-        record = ws.store.model(model_id)
-        train_rows, validation, _ = ws.dataset_files(record.dataset_id)
-        adapter = adapter_gguf(ws, model_id)
-    m = heldout.material(train_rows, validation, limit=suite.FULL.items, seed=0)
-    return m, Path(record.base), adapter
+        return heldout.of_model(ws, model_id, limit=suite.FULL.items, seed=0)
 
 
 def moments(m: heldout.Material) -> list[tuple[str, str]]:

@@ -26,14 +26,12 @@ import json
 import math
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from convsim.core.evaluation import heldout, imitation, ranking, suite
 from convsim.core.inference.best_of import continuation
 from convsim.core.inference.engine import Engine, Sampling
 from convsim.core.steering.calibrate import degenerate
-from convsim.core.training import adapter_gguf
 from convsim.core.workspace import Workspace
 
 
@@ -55,18 +53,18 @@ def main() -> None:
     settings: list[dict[str, Any]] = [json.loads(x) for x in args.setting] or [{}]
 
     with Workspace.open() as ws:
-        record = ws.store.model(args.model_id)
-        if record.dataset_id is None:
-            raise SystemExit(f"model {args.model_id} has no dataset")
-        train, validation, _ = ws.dataset_files(record.dataset_id)
-        adapter = adapter_gguf(ws, args.model_id)
-    m = heldout.material(train, validation, limit=suite.FULL.items, seed=0)
+        try:
+            m, base_path, adapter = heldout.of_model(
+                ws, args.model_id, limit=suite.FULL.items, seed=0
+            )
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from exc
     print(f"{args.model_id}: {len(m.items)} held-out moments, {len(m.heldout_replies)} real "
           f"messages, {args.seeds} replies per moment")  # fmt: skip
 
     ks: dict[tuple[str, int], dict[str, float]] = {}
     turns: dict[tuple[str, int], list[list[str]]] = {}
-    base = Engine(Path(record.base), n_ctx=2048)
+    base = Engine(base_path, n_ctx=2048)
     try:
         count = lambda text: len(base.model.tokenize(text, bos=False))  # noqa: E731
         base.set_head(suite.persona_head(m.train_texts, m.tag, count, 768))
@@ -74,13 +72,13 @@ def main() -> None:
             ks["in_context", n], turns["in_context", n] = measure(base, m, setting, args.seeds)
     finally:
         base.close()
-    tuned = Engine(Path(record.base), [(adapter, 1.0)], n_ctx=2048)
+    tuned = Engine(base_path, [(adapter, 1.0)], n_ctx=2048)
     try:
         for n, setting in enumerate(settings):
             ks["tuned", n], turns["tuned", n] = measure(tuned, m, setting, args.seeds)
     finally:
         tuned.close()
-    reader = Engine(Path(record.base), n_ctx=2048)
+    reader = Engine(base_path, n_ctx=2048)
     try:
         sense = coherence(reader, m, turns)
     finally:

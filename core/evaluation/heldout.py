@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from convsim.core.data.packing import example_fields
@@ -50,6 +51,22 @@ class Material:
     heldout_replies: list[str]  # every held-out message of the person
     heldout_others: list[str]  # every held-out message of the other people
     heldout_ids: set[int]  # store ids of the held-out messages (context and replies)
+
+
+def of_model(
+    ws: Any, model_id: str, *, limit: int | None = None, seed: int = 0
+) -> tuple[Material, Path, Path]:
+    """`material` of the dataset `model_id` was trained on, with the paths of its base GGUF and
+    its adapter GGUF; ValueError for a model without a dataset."""
+    from convsim.core.training import adapter_gguf
+
+    record = ws.store.model(model_id)
+    if record.dataset_id is None:
+        raise ValueError(f"model {model_id} has no dataset to evaluate on")
+    adapter = adapter_gguf(ws, model_id)
+    train, validation, _ = ws.dataset_files(record.dataset_id)
+    m = material(train, validation, limit=limit, seed=seed)
+    return m, Path(record.base), adapter
 
 
 def trained_texts(ws: Any, model_id: str) -> list[str]:

@@ -117,7 +117,6 @@ def run(
     Setting `cancel` stops it soon after (`SuiteStopped`, nothing saved)."""
     from convsim.core.evaluation import report as html
     from convsim.core.inference.engine import Engine, Sampling
-    from convsim.core.training import adapter_gguf
 
     started = time.perf_counter()
     sizes = QUICK if quick else FULL
@@ -125,12 +124,8 @@ def run(
         sizes = Sizes(items, sizes.forever_turns, sizes.forever_seeds)
     if forever_turns is not None:
         sizes = Sizes(sizes.items, forever_turns, sizes.forever_seeds if forever_turns else 0)
+    m, base_path, adapter = heldout.of_model(ws, model_id, limit=sizes.items, seed=seed)
     record = ws.store.model(model_id)
-    if record.dataset_id is None:
-        raise ValueError(f"model {model_id} has no dataset to evaluate on")
-    adapter = adapter_gguf(ws, model_id)
-    train, validation, _ = ws.dataset_files(record.dataset_id)
-    m = heldout.material(train, validation, limit=sizes.items, seed=seed)
     say = progress or (lambda e: None)
 
     def stage(name: str) -> Callable[[int, int], None]:
@@ -156,7 +151,7 @@ def run(
             )  # fmt: skip
         replies[variant] = _generate(engine, m, s, cancel, stage(f"replies {variant}"))
 
-    base = Engine(Path(record.base), n_ctx=2048, threads=threads)
+    base = Engine(base_path, n_ctx=2048, threads=threads)
     try:
         measure(base, "base", "", sampling, True)
         count = lambda text: len(base.model.tokenize(text, bos=False))  # noqa: E731
@@ -164,7 +159,7 @@ def run(
         measure(base, "in_context", head, sampling, True)
     finally:
         base.close()
-    tuned = Engine(Path(record.base), [(adapter, 1.0)], n_ctx=2048, threads=threads)
+    tuned = Engine(base_path, [(adapter, 1.0)], n_ctx=2048, threads=threads)
     try:
         measure(tuned, "tuned", "", sampling, True)
         tuned.set_style(m.tag, Profile.of(m.train_texts))
