@@ -356,8 +356,8 @@ def test_load_for_training_caches_a_faithful_torch_copy(tmp_path: Path, arch: st
 
 
 def _drop_bos(copy: Path) -> None:
-    """Make a torch copy's tokenizer leave out BOS, as transformers 5.17 and 5.21 read the
-    default base's, and forget that it was checked (a copy made before the check)."""
+    """Make a torch copy's tokenizer leave out BOS, as transformers 5.17, 5.19, 5.21 and 5.22
+    read the default base's, and forget that it was checked (a copy made before the check)."""
     tokenizer = json.loads((copy / "tokenizer.json").read_text())
     tokenizer["post_processor"] = None
     (copy / "tokenizer.json").write_text(json.dumps(tokenizer))
