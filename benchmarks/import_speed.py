@@ -65,8 +65,7 @@ import json, sys, tempfile, time
 from itertools import chain
 from pathlib import Path
 from convsim.core.chats.importers import parse_export
-from convsim.core.store import importing
-from convsim.core.store import Store
+from convsim.core.store import Store, importing
 t0 = time.perf_counter()
 chats = parse_export(sys.argv[1])
 t1 = time.perf_counter()
