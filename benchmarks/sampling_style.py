@@ -8,8 +8,9 @@ each `--setting` (fields of `Sampling` as JSON, e.g. '{"temperature": 1.0}'; the
 none is given), `--seeds` replies per moment, for the persona ("tuned") and for the base model
 prompted with the person's own messages ("in_context", the suite's baseline, measured in the
 same run), and prints the KS statistic of each style feature against the real held-out replies,
-their mean, and on how many features the persona is closer than the prompted base (the
-issue's goal: 80%). Only replies are generated: ranking, detector and authorship are the suite's.
+their mean, on how many features the persona is closer than the prompted base (the issue's
+goal: 80%), and the mean words a message and messages a turn beside the real ones. Only replies
+are generated: ranking, detector and authorship are the suite's.
 
 What a higher temperature may cost is coherence, so each row also has the plain base model's
 perplexity of the replies after their moment (no head: a reader who knows nothing of the
@@ -33,6 +34,9 @@ from convsim.core.inference.best_of import continuation
 from convsim.core.inference.engine import Engine, Sampling
 from convsim.core.steering.calibrate import degenerate
 from convsim.core.workspace import Workspace
+
+# Features whose means are printed beside the KS table: the shape of a turn.
+SHOWN_MEANS = ("length", "messages_per_turn")
 
 
 def replies(engine: Engine, m: heldout.Material, s: Sampling, seeds: int) -> list[list[str]]:
@@ -62,7 +66,7 @@ def main() -> None:
     print(f"{args.model_id}: {len(m.items)} held-out moments, {len(m.heldout_replies)} real "
           f"messages, {args.seeds} replies per moment")  # fmt: skip
 
-    ks: dict[tuple[str, int], dict[str, float]] = {}
+    ks: dict[tuple[str, int], dict[str, dict[str, float]]] = {}
     turns: dict[tuple[str, int], list[list[str]]] = {}
     base = Engine(base_path, n_ctx=2048)
     try:
@@ -90,25 +94,30 @@ def main() -> None:
     for n, setting in enumerate(settings):
         print(f"sampling {json.dumps(setting) if setting else 'defaults'}")
         for variant in ("in_context", "tuned"):
-            row = ks[variant, n]
+            row = {x: ks[variant, n][x]["ks"] for x in names}
             mean = sum(row.values()) / len(row)
             ppl, broken, looked = sense[variant, n]
             print(f"  {variant:<26}" + "".join(f"{row[x]:>11.3f}" for x in names)
                   + f"{mean:7.3f}{ppl:10.1f}{f'{broken} of {looked}':>12}")  # fmt: skip
-        closer = sum(ks["tuned", n][x] < ks["in_context", n][x] for x in names)
+        closer = sum(ks["tuned", n][x]["ks"] < ks["in_context", n][x]["ks"] for x in names)
         print(f"  tuned closer than in_context on {closer} of {len(names)} (goal: 80%)")
-    print(f"the real replies: base ppl {sense['real', 0][0]:.1f}")
+        for variant in ("in_context", "tuned"):
+            print(f"  {variant}: " + ", ".join(f"{x} {ks[variant, n][x]['generated_mean']:.2f}"
+                                               for x in SHOWN_MEANS))  # fmt: skip
+    real = ks["tuned", 0]
+    print("the real replies: " + ", ".join(f"{x} {real[x]['real_mean']:.2f}" for x in SHOWN_MEANS)
+          + f"; base ppl {sense['real', 0][0]:.1f}")  # fmt: skip
 
 
 def measure(
     engine: Engine, m: heldout.Material, setting: dict[str, Any], seeds: int
-) -> tuple[dict[str, float], list[list[str]]]:
+) -> tuple[dict[str, dict[str, float]], list[list[str]]]:
     started = time.perf_counter()
     turns = replies(engine, m, replace(Sampling(), **setting), seeds)
     style = imitation.style_match(turns, m.heldout_replies, m.real_turn_sizes)
     print(f"  {setting or 'defaults'}: {len(turns)} replies, {time.perf_counter() - started:.0f} s",
           flush=True)  # fmt: skip
-    return {name: v["ks"] for name, v in style.items()}, turns
+    return style, turns
 
 
 def coherence(

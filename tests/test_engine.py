@@ -8,6 +8,7 @@ are marked slow.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from tinymodels import TinyModel, llama_logits
 
 from convsim.core.data.turns import render
-from convsim.core.inference.engine import Engine, Reply, Sampling
+from convsim.core.inference.engine import Engine, Reply, Sampling, ends_message, message_tokens
 from convsim.core.inference.loops import is_loop, loop_rate, normalise
 
 GREEDY = Sampling(temperature=0.0, seed=0, max_tokens=12)
@@ -75,6 +76,27 @@ def test_multi_message_replies_are_separate_lines(engine: Engine) -> None:
         # "\n" separates the messages in the stream too; only the cap's word trim can leave
         # part of a word shown that the reply then drops.
         assert streamed == reply.text or (reply.capped and streamed.startswith(reply.text))
+
+
+def test_penalties_count_only_the_message_being_written(engine: Engine) -> None:
+    """Each message is sampled afresh: counting every token as the end of a message, even a
+    huge repeat penalty never sees a token twice, so greedy sampling is what it is without
+    one; in one long message the same penalty changes what is sampled."""
+    prompt = engine.tokens(render(CHAT) + "[Sam]")
+
+    def greedy(penalty: float, every_token_ends: bool) -> list[int]:
+        s = Sampling(temperature=0.0, repeat_penalty=penalty)
+        ends = lambda piece: every_token_ends  # noqa: E731
+        return list(itertools.islice(message_tokens(engine.model, prompt, s, 0, 0, ends), 24))
+
+    plain = greedy(1.0, every_token_ends=False)
+    assert len(set(plain)) < len(plain)  # greedy sampling on this model repeats tokens
+    assert greedy(50.0, every_token_ends=False) != plain
+    assert greedy(50.0, every_token_ends=True) == plain
+    # What ends a message unless told otherwise: a line break.
+    newline, word = engine.model.tokenize("\n", bos=False), engine.model.tokenize("we", bos=False)
+    assert ends_message(engine.model.detokenize(newline))
+    assert not ends_message(engine.model.detokenize(word))
 
 
 def test_autocomplete_continues_the_partial_line(engine: Engine) -> None:

@@ -11,6 +11,8 @@ Contracts:
   the next newline (with `max_messages > 1`: at the next newline whose following tag is *not*
   the same speaker), at end of text, at cancellation, or at the length cap,
   `Sampling.max_tokens` per message; a reply cut by the cap ends at its last whole word.
+- The repeat, presence and frequency penalties count the tokens of the message being written:
+  each message of a reply is sampled afresh (`message_tokens`).
 - `autocomplete` streams the rest of the user's half-typed message to the end of its line.
 - The head is never trimmed. When a prompt would not fit `n_ctx`, whole turns are dropped from
   the oldest end of the conversation, `trim_margin` tokens more than needed, and the cut point is
@@ -33,10 +35,11 @@ Contracts:
 from __future__ import annotations
 
 import codecs
+import itertools
 import random
 import threading
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,7 @@ from convsim.core.data.turns import Turn, render, safe_name, speaker_tail
 from convsim.core.inference.llama import LlamaModel
 from convsim.core.inference.reply import Progress, Reply, Stream
 
-__all__ = ["Engine", "Reply", "Sampling", "Stream", "hotter"]
+__all__ = ["Engine", "Reply", "Sampling", "Stream", "ends_message", "hotter", "message_tokens"]
 
 
 @dataclass
@@ -57,7 +60,8 @@ class Sampling:
     top_k: int = 40  # keep the k most likely tokens (0 = all)
     top_p: float = 0.95  # nucleus: keep the smallest set with this much probability
     min_p: float = 0.05  # drop tokens below this share of the top token's probability
-    repeat_penalty: float = 1.1  # >1 discourages tokens seen in the last 64 tokens
+    # The penalties look at the message being written (its last 64 tokens), not the prompt.
+    repeat_penalty: float = 1.1  # >1 discourages tokens already in the message
     presence_penalty: float = 0.0  # flat penalty on any token already present
     frequency_penalty: float = 0.0  # penalty growing with how often a token appeared
     seed: int | None = None  # None = a fresh random seed per call
@@ -208,18 +212,8 @@ class Engine:
             return
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         before = model.evaluated
-        gen = model.generate(
-            tokens,
-            seed=s.seed if s.seed is not None else random.randrange(2**31),
-            temperature=s.temperature,
-            top_k=s.top_k,
-            top_p=s.top_p,
-            min_p=s.min_p,
-            repeat_penalty=s.repeat_penalty,
-            presence_penalty=s.presence_penalty,
-            frequency_penalty=s.frequency_penalty,
-            steer_from=steer_from,
-        )
+        seed = s.seed if s.seed is not None else random.randrange(2**31)
+        gen = message_tokens(model, tokens, s, seed, steer_from)
         try:
             for token in gen:
                 if p.first_token_s is None:
@@ -324,6 +318,59 @@ class Engine:
         from convsim.core.inference import loops
 
         return loops.forever(self, transcript, speakers, sampling, turns, cancel, **options)
+
+
+# Apart from the seeds callers space by small steps (the suite's seed + item, best-of-N's
+# seed + 7919 * candidate), so a reply's second message never replays another's first.
+MESSAGE_SEED_STEP = 1_000_003
+
+
+def ends_message(piece: bytes) -> bool:
+    """Whether a token's text ends a message: it holds a line break."""
+    return b"\n" in piece
+
+
+def message_tokens(
+    model: LlamaModel,
+    tokens: Sequence[int],
+    s: Sampling,
+    seed: int,
+    steer_from: int = 0,
+    ends: Callable[[bytes], bool] | None = None,
+) -> Generator[int, None, None]:
+    """Sampled token ids after `tokens`, each message of the reply under a fresh sampler: after
+    a token whose text `ends` a message (default `ends_message`), sampling starts again (message
+    k seeded `seed + MESSAGE_SEED_STEP * k`), so the penalties count only the message being
+    written. The line break and the `[Name]` tag that every message writes would otherwise be
+    penalised from the second message on, making further messages longer and rarer than the
+    person's."""
+    ends = ends or ends_message
+    history = list(tokens)
+    for k in itertools.count():
+        gen = model.generate(
+            history,
+            seed=seed + MESSAGE_SEED_STEP * k,
+            temperature=s.temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            min_p=s.min_p,
+            repeat_penalty=s.repeat_penalty,
+            presence_penalty=s.presence_penalty,
+            frequency_penalty=s.frequency_penalty,
+            steer_from=steer_from,
+        )
+        try:
+            for token in gen:
+                yield token
+                history.append(token)
+                if ends(model.detokenize([token])):
+                    break
+            else:
+                return
+        finally:
+            gen.close()
+        if len(history) >= model.n_ctx():
+            return
 
 
 def hotter(s: Sampling, attempt: int) -> Sampling:
