@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from convsim.core.inference.engine import ends_message
 from convsim.core.inference.llama import LlamaModel
 from convsim.core.steering.pairs import Context
 
@@ -142,7 +143,7 @@ def _reply(
             if model.is_eog(token):
                 break
             ids.append(token)
-            if b"\n" in model.detokenize([token]) or len(ids) >= cap:
+            if ends_message(model.detokenize([token])) or len(ids) >= cap:
                 break
     finally:
         gen.close()
