@@ -148,6 +148,10 @@ def wait_until(predicate: Any, what: Any, proc: Any, timeout: float = 60.0) -> N
         time.sleep(0.01)
 
 
+def _default_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def chat_on_a_terminal(*args: str) -> Iterator[tuple[subprocess.Popen, int, Stream, Stream]]:
     """`convsim chat ARGS` as a real process whose stdin is a terminal (a pty): yields the
@@ -157,8 +161,12 @@ def chat_on_a_terminal(*args: str) -> Iterator[tuple[subprocess.Popen, int, Stre
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
     terminal, child_end = os.openpty()
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONFAULTHANDLER": "1"}
-    proc = subprocess.Popen([*cmd, "chat", *args], stdin=child_end, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)  # fmt: skip
+    # Ctrl-C as a shell's foreground job gets it: a suite started in the background (`pytest &`
+    # in a script) ignores SIGINT, its children inherit that, and Python then keeps it ignored.
+    proc = subprocess.Popen(
+        [*cmd, "chat", *args], stdin=child_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env, preexec_fn=_default_ctrl_c,
+    )  # fmt: skip
     os.close(child_end)
     out, err = Stream(proc.stdout), Stream(proc.stderr)
     try:
