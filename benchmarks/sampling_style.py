@@ -9,7 +9,7 @@ none is given), `--seeds` replies per moment, for the persona ("tuned") and for 
 prompted with the person's own messages ("in_context", the suite's baseline, measured in the
 same run), and prints the KS statistic of each style feature against the real held-out replies,
 their mean, on how many features the persona is closer than the prompted base (the issue's
-goal: 80%), and the mean words a message and messages a turn beside the real ones. Only replies
+goal: 80%), and the mean of each feature beside the real one. Only replies
 are generated: ranking, detector and authorship are the suite's.
 
 What a higher temperature may cost is coherence, so each row also has the plain base model's
@@ -35,8 +35,8 @@ from convsim.core.inference.engine import Engine, Sampling
 from convsim.core.steering.calibrate import degenerate
 from convsim.core.workspace import Workspace
 
-# Features whose means are printed beside the KS table: the shape of a turn.
-SHOWN_MEANS = ("length", "messages_per_turn")
+# Features whose means are printed beside the KS table: all of them, so a KS shows which way.
+SHOWN_MEANS = imitation.STYLE_FEATURES
 
 
 def replies(engine: Engine, m: heldout.Material, s: Sampling, seeds: int) -> list[list[str]]:
@@ -102,10 +102,10 @@ def main() -> None:
         closer = sum(ks["tuned", n][x]["ks"] < ks["in_context", n][x]["ks"] for x in names)
         print(f"  tuned closer than in_context on {closer} of {len(names)} (goal: 80%)")
         for variant in ("in_context", "tuned"):
-            print(f"  {variant}: " + ", ".join(f"{x} {ks[variant, n][x]['generated_mean']:.2f}"
+            print(f"  {variant}: " + ", ".join(f"{x} {ks[variant, n][x]['generated_mean']:.3f}"
                                                for x in SHOWN_MEANS))  # fmt: skip
     real = ks["tuned", 0]
-    print("the real replies: " + ", ".join(f"{x} {real[x]['real_mean']:.2f}" for x in SHOWN_MEANS)
+    print("the real replies: " + ", ".join(f"{x} {real[x]['real_mean']:.3f}" for x in SHOWN_MEANS)
           + f"; base ppl {sense['real', 0][0]:.1f}")  # fmt: skip
 
 

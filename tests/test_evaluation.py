@@ -13,7 +13,7 @@ import pytest
 from tinymodels import TinyModel
 
 from convsim.core.data.dataset import Example
-from convsim.core.data.style import Profile, features, turn_sizes
+from convsim.core.data.style import Profile, features, turn_sizes, written
 from convsim.core.evaluation import classify, heldout, ranking, stats
 from convsim.core.evaluation.imitation import Authorship, detector, style_match
 from convsim.core.inference.engine import Engine, Sampling
@@ -71,6 +71,24 @@ def test_style_match_compares_generated_with_real() -> None:
     assert same["length"]["ks"] == 0 and same["messages_per_turn"]["ks"] == 0
     assert other["length"]["ks"] == 1 and other["messages_per_turn"]["ks"] == 1
     assert other["lowercase"]["relative_error"] == pytest.approx(1.0)
+
+
+def test_style_is_measured_on_what_the_person_wrote() -> None:
+    assert written("<media>") == "" and written("<sticker 😂>") == "" and written("<call>") == ""
+    assert written("<media> what a view!") == "what a view!"
+    assert written("Is <media> a tag?") == "Is <media> a tag?"
+    # "<media>" alone is lower case and one word: counted, it would make a person who writes
+    # in capitals look lower case; a sticker's 😂 would make them laugh.
+    real = ["Fine, thanks.", "<media>", "<sticker 😂>", "<media> Look at this view."] * 5
+    match = style_match([["Good, you?"], ["<media>", "See you at 5."]] * 5, real, [1, 2, 1])
+    assert match["lowercase"]["real_mean"] == 0 and match["lowercase"]["ks"] == 0
+    assert match["laughter"]["real_mean"] == 0 and match["emoji"]["real_mean"] == 0
+    assert match["length"]["real_mean"] == pytest.approx((2 + 4) / 2)
+    assert match["length"]["generated_mean"] == pytest.approx((2 + 4) / 2)
+    assert match["messages_per_turn"]["generated_mean"] == pytest.approx(1.5)  # the photo too
+    capitals = Profile.of(["Fine, thanks.", "See you then.", "<media>", "<sticker 🙂>"] * 5)
+    assert capitals.total == 10
+    assert capitals.log_prob("Good.") > capitals.log_prob("good")
 
 
 def _example(context: str, target: str, session: int, ids: tuple[int, ...], tid: int) -> Example:

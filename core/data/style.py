@@ -1,12 +1,15 @@
 """How a person writes, as numbers: per-message style features and a profile that scores text.
 
 Contract: pure functions over message texts. `features(text)` measures one message (see
-`FEATURES`); `turn_sizes(senders, person)` counts the person's messages per turn (a run of their
-consecutive messages). `Profile.of(texts)` learns the person's distribution of bucketed features
-from their real messages and `Profile.log_prob(text)` scores how typical a new message is for
-them (a sum of smoothed log-frequencies, one per feature), which best-of-N replies use beside
-the model's own ranking score. The evaluation suite compares features of generated and real
-messages with a two-sample KS statistic.
+`FEATURES`); `written(text)` is what the person wrote in a rendered message, without convsim's
+placeholder for a photo, sticker, call or deleted message (`data.dataset`), and style is
+measured on that: a message that is only a placeholder has no style and is left out;
+`turn_sizes(senders, person)` counts the person's messages per turn (a run of their consecutive
+messages). `Profile.of(texts)` learns the person's distribution of bucketed features from their
+real messages and `Profile.log_prob(text)` scores how typical a new message is for them (a sum
+of smoothed log-frequencies, one per feature), which best-of-N replies use beside the model's
+own ranking score. The evaluation suite compares features of generated and real messages with a
+two-sample KS statistic.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["FEATURES", "Profile", "features", "turn_sizes"]
+__all__ = ["FEATURES", "Profile", "features", "turn_sizes", "written"]
 
 FEATURES = ("length", "emoji", "lowercase", "punctuation", "laughter", "question")
 """Per message: `length` in words; `emoji`, emoji per message; `lowercase`, 1 when the message
@@ -34,6 +37,9 @@ _LAUGH = re.compile(
     re.IGNORECASE,
 )
 _PUNCT = re.compile(r"[.,;:!?…'\"()\-]")
+# How `data.dataset` renders what is not text: "<media>" (then the caption, if any),
+# "<sticker X>", "<call>", "<deleted>".
+_PLACEHOLDER = re.compile(r"<(?:media|sticker(?: [^<>\n]*)?|call|deleted)>\s*")
 
 # Bucket edges per feature for the profile (upper bounds, inclusive); the last bucket is open.
 _BUCKETS: dict[str, tuple[float, ...]] = {
@@ -58,6 +64,14 @@ def features(text: str) -> dict[str, float]:
         "laughter": float(bool(_LAUGH.search(text))),
         "question": float("?" in text),
     }
+
+
+def written(text: str) -> str:
+    """What the person wrote in a rendered message: `text` without a leading placeholder (a
+    photo's caption stays); "" when the message is only a placeholder ("<media>": lower case,
+    one word, but nothing the person wrote)."""
+    match = _PLACEHOLDER.match(text.lstrip())
+    return text.lstrip()[match.end() :].strip() if match else text.strip()
 
 
 def turn_sizes(senders: Iterable[str], person: str) -> list[int]:
@@ -90,16 +104,17 @@ class Profile:
     @classmethod
     def of(cls, texts: Sequence[str]) -> Profile:
         counts: dict[str, Counter[int]] = {name: Counter() for name in _BUCKETS}
-        for text in texts:
+        said = [w for w in map(written, texts) if w]
+        for text in said:
             for name, value in features(text).items():
                 counts[name][_bucket(name, value)] += 1
-        return cls({k: dict(v) for k, v in counts.items()}, len(texts))
+        return cls({k: dict(v) for k, v in counts.items()}, len(said))
 
     def log_prob(self, text: str) -> float:
         """How typical `text` is of the person: the sum over features of the log of its
         bucket's frequency among their messages (add-one smoothed). Higher is more typical."""
         total = 0.0
-        for name, value in features(text).items():
+        for name, value in features(written(text)).items():
             seen = self.counts.get(name, {})
             buckets = len(_BUCKETS[name]) + 1
             total += math.log((seen.get(_bucket(name, value), 0) + 1) / (self.total + buckets))

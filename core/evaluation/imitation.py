@@ -1,7 +1,9 @@
 """Do generated replies read like the person? Style match, authorship, and real-or-generated.
 
 - `style_match`: per style feature (`data.style.FEATURES`, plus messages per turn), the
-  two-sample KS statistic and the relative error of the mean, generated against real.
+  two-sample KS statistic and the relative error of the mean, generated against real; the
+  per-message features over what was written (`data.style.written`: a photo, sticker or call
+  placeholder is no message to measure; it still counts in its turn).
 - `Authorship`: a classifier of the person against everyone else in the store (held-out
   sessions excluded); a reply's score is placed on the scale 0 = other people's held-out
   messages (floor), 1 = the person's own held-out messages (ceiling).
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from convsim.core.data.style import FEATURES, features
+from convsim.core.data.style import FEATURES, features, written
 from convsim.core.evaluation.classify import NaiveBayes, cross_validated
 from convsim.core.evaluation.stats import ks_statistic
 
@@ -41,9 +43,10 @@ def style_match(
 ) -> dict[str, dict[str, float]]:
     """Per feature: `ks` (KS statistic), `relative_error` (|mean generated - mean real| /
     mean real; the absolute difference when the real mean is 0), and both means."""
-    messages = [m for turn in generated for m in turn]
+    messages = [w for turn in generated for m in turn if (w := written(m))]
+    said = [w for m in real if (w := written(m))]
     gen = {name: [features(m)[name] for m in messages] for name in FEATURES}
-    ref = {name: [features(m)[name] for m in real] for name in FEATURES}
+    ref = {name: [features(m)[name] for m in said] for name in FEATURES}
     gen["messages_per_turn"] = [float(len(t)) for t in generated if t]
     ref["messages_per_turn"] = [float(min(n, MAX_MESSAGES)) for n in real_turn_sizes]
     out = {}
