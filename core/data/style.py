@@ -70,8 +70,9 @@ def written(text: str) -> str:
     """What the person wrote in a rendered message: `text` without a leading placeholder (a
     photo's caption stays); "" when the message is only a placeholder ("<media>": lower case,
     one word, but nothing the person wrote)."""
-    match = _PLACEHOLDER.match(text.lstrip())
-    return text.lstrip()[match.end() :].strip() if match else text.strip()
+    text = text.strip()
+    match = _PLACEHOLDER.match(text)
+    return text[match.end() :] if match else text
 
 
 def turn_sizes(senders: Iterable[str], person: str) -> list[int]:
