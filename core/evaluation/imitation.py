@@ -43,10 +43,10 @@ def style_match(
 ) -> dict[str, dict[str, float]]:
     """Per feature: `ks` (KS statistic), `relative_error` (|mean generated - mean real| /
     mean real; the absolute difference when the real mean is 0), and both means."""
-    messages = [w for turn in generated for m in turn if (w := written(m))]
-    said = [w for m in real if (w := written(m))]
-    gen = {name: [features(m)[name] for m in messages] for name in FEATURES}
-    ref = {name: [features(m)[name] for m in said] for name in FEATURES}
+    gen_f = [features(w) for turn in generated for m in turn if (w := written(m))]
+    ref_f = [features(w) for m in real if (w := written(m))]
+    gen = {name: [f[name] for f in gen_f] for name in FEATURES}
+    ref = {name: [f[name] for f in ref_f] for name in FEATURES}
     gen["messages_per_turn"] = [float(len(t)) for t in generated if t]
     ref["messages_per_turn"] = [float(min(n, MAX_MESSAGES)) for n in real_turn_sizes]
     out = {}
