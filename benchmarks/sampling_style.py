@@ -1,6 +1,6 @@
 """Style match under different sampling settings: the persona against the prompted base.
 
-    python benchmarks/sampling_style.py MODEL_ID [--seeds 3] [--setting JSON ...]
+    python benchmarks/sampling_style.py MODEL_ID [--seeds 3] [--setting JSON ...] [--on training]
 
 The evaluation suite samples every variant with the product's defaults (`Sampling()`). This
 generates the replies again at the suite's held-out moments (`heldout.material`, up to 80) under
@@ -11,6 +11,11 @@ same run), and prints the KS statistic of each style feature against the real he
 their mean, on how many features the persona is closer than the prompted base (the issue's
 goal: 80%), and the mean of each feature beside the real one. Only replies
 are generated: ranking, detector and authorship are the suite's.
+
+`--on training` measures on the latest training sessions instead (as many as hold 80 moments,
+treated as held out; the prompt shows the person's messages of the earlier ones): whether a
+sampling setting could be chosen per persona on what it was trained on, never on its held-out
+sessions.
 
 What a higher temperature may cost is coherence, so each row also has the plain base model's
 perplexity of the replies after their moment (no head: a reader who knows nothing of the
@@ -53,6 +58,10 @@ def main() -> None:
     parser.add_argument("model_id")
     parser.add_argument("--seeds", type=int, default=3, help="replies per held-out moment")
     parser.add_argument("--setting", action="append", default=[], help="Sampling fields, JSON")
+    parser.add_argument(
+        "--on", choices=("heldout", "training"), default="heldout",
+        help="the moments: held-out sessions, or the latest training sessions",
+    )  # fmt: skip
     args = parser.parse_args()
     settings: list[dict[str, Any]] = [json.loads(x) for x in args.setting] or [{}]
 
@@ -61,9 +70,11 @@ def main() -> None:
             m, base_path, adapter = heldout.of_model(
                 ws, args.model_id, limit=suite.FULL.items, seed=0
             )
+            if args.on == "training":
+                m = latest_trained(ws, args.model_id, suite.FULL.items)
         except ValueError as exc:
             raise SystemExit(str(exc)) from exc
-    print(f"{args.model_id}: {len(m.items)} held-out moments, {len(m.heldout_replies)} real "
+    print(f"{args.model_id}: {len(m.items)} {args.on} moments, {len(m.heldout_replies)} real "
           f"messages, {args.seeds} replies per moment")  # fmt: skip
 
     ks: dict[tuple[str, int], dict[str, dict[str, float]]] = {}
@@ -107,6 +118,22 @@ def main() -> None:
     real = ks["tuned", 0]
     print("the real replies: " + ", ".join(f"{x} {real[x]['real_mean']:.3f}" for x in SHOWN_MEANS)
           + f"; base ppl {sense['real', 0][0]:.1f}")  # fmt: skip
+
+
+def latest_trained(ws: Workspace, model_id: str, moments: int) -> heldout.Material:
+    """The latest training sessions that hold `moments` replies with a context, as held-out
+    material (the earlier training sessions as what was trained on)."""
+    dataset_id = ws.store.model(model_id).dataset_id
+    if dataset_id is None:
+        raise ValueError(f"model {model_id} has no dataset")
+    train, _, _ = ws.dataset_files(dataset_id)
+    picked: set[int] = set()
+    for session in sorted({e.session for e in train}, reverse=True):
+        if sum(1 for e in train if e.session in picked and e.context.strip()) >= moments:
+            break
+        picked.add(session)
+    rest = [e for e in train if e.session not in picked]
+    return heldout.material(rest, [e for e in train if e.session in picked], limit=moments)
 
 
 def measure(
