@@ -1,14 +1,15 @@
 """Do the sliders do what they say, and stay coherent? Steering evidence on a trained persona.
 
     pip install ".[bench]"      # the VADER sentiment lexicon
-    python benchmarks/steering.py [--model MODEL_ID] [--contexts 50] [--axes happy,warm,...]
-                                  [--compare happy] [--plot benchmarks/steering.svg] [--json]
+    python benchmarks/steering.py [--model MODEL_ID] [--contexts 50] [--seeds 1]
+                                  [--axes happy,warm,...] [--compare happy]
+                                  [--plot benchmarks/steering.svg] [--json]
 
 On a persona trained on the sample chat (`convsim quickstart` makes one: sam-1), for each
 built-in axis: the vector is built if missing (`convsim steer build`, timed), then at 9 slider
-positions (-1..1) one reply is sampled after each of `--contexts` held-out real contexts (the
-latest sessions, not used for the pairs nor the calibration), steered as the app steers, with
-the same seed at every position. Each reply is scored with a metric that is not the model
+positions (-1..1) `--seeds` replies are sampled after each of `--contexts` held-out real contexts
+(the latest sessions, not used for the pairs nor the calibration), steered as the app steers,
+with the same seeds at every position. Each reply is scored with a metric that is not the model
 judging itself:
 - happy, warm: VADER compound sentiment (-1..1);
 - formal: capitalised start and end punctuation, minus slang, emoji and apostrophe-less
@@ -18,7 +19,8 @@ judging itself:
 Reported per axis: Spearman correlation of slider and mean metric; the effect at +-1
 (sentiment shift; verbose/brief length ratio); perplexity rise of the real held-out replies and
 degenerate replies at every position (baseline: the unsteered persona, same run); the share of
-contexts moved the wrong way between -1 and +1. Then three sliders at +-1 together. Then, for
+contexts moved the wrong way between -1 and +1 (a context's metric: its mean over the
+seeds). Then three sliders at +-1 together. Then, for
 `--compare` axes, vectors made as llama.cpp's cvector-generator makes them from the same pairs
 (PCA over the differences at all positions, unit length per block, every block; its sign is
 arbitrary, here turned to agree with the pairs, in its favour), calibrated the same way: the
@@ -100,23 +102,37 @@ def held_out(ws: Any, record: Any, n: int) -> list[Any]:
     return rest[:n] if len(rest) >= n else held[-n:]
 
 
-def run_positions(llm: Any, v: Any, contexts: list[Any], strengths: list[float]) -> list[Any]:
-    """calibrate.sweep at each strength (one Point per strength, in order; repeats shared)."""
+def sweep_seeds(
+    llm: Any, contexts: list[Any], rows: Any, band: Any, strengths: list[float], seeds: int
+) -> list[Any]:
+    """calibrate.sweep once per seed, one Point per strength (in order; repeats shared): the
+    replies of every seed, seed by seed (so reply j answers context j mod len(contexts)), their
+    degenerate share, the (seed-independent) perplexity of the first sweep."""
     from convsim.core.steering import calibrate
 
     unique = sorted(set(strengths))
-    points = calibrate.sweep(llm, contexts, v.rows[1:], v.band, unique, reply_tokens=64)
-    by = {p.strength: p for p in points}
+    sweeps = [
+        calibrate.sweep(llm, contexts, rows, band, unique, seed=1000 * k, reply_tokens=64)
+        for k in range(seeds)
+    ]
+    by = {}
+    for same in zip(*sweeps, strict=True):  # one strength, seed by seed
+        replies = tuple(t for p in same for t in p.replies)
+        degenerate = float(np.mean([p.degenerate for p in same]))
+        by[same[0].strength] = calibrate.Point(
+            same[0].strength, same[0].perplexity, degenerate, replies
+        )
     return [by[s] for s in strengths]
 
 
-def axis_report(llm: Any, v: Any, contexts: list[Any], vader: Any) -> dict[str, Any]:
+def axis_report(llm: Any, v: Any, contexts: list[Any], vader: Any, seeds: int) -> dict[str, Any]:
     strengths = [v.calibration.strength(x) for x in POSITIONS]
-    points = run_positions(llm, v, contexts, strengths)
+    points = sweep_seeds(llm, contexts, v.rows[1:], v.band, strengths, seeds)
     scores = np.array([[metric(v.name, t, vader) for t in p.replies] for p in points])
     means = scores.mean(axis=1)
     base = points[POSITIONS.index(0.0)].perplexity
-    lo, hi = scores[0], scores[-1]
+    per_context = scores.reshape(len(points), seeds, len(contexts)).mean(axis=1)
+    lo, hi = per_context[0], per_context[-1]
     report: dict[str, Any] = {
         "axis": v.name,
         "range": [-v.calibration.negative, v.calibration.positive],
@@ -136,9 +152,9 @@ def axis_report(llm: Any, v: Any, contexts: list[Any], vader: Any) -> dict[str, 
     return report
 
 
-def combined(llm: Any, found: dict[str, Any], contexts: list[Any]) -> dict[str, Any]:
+def combined(llm: Any, found: dict[str, Any], contexts: list[Any], seeds: int) -> dict[str, Any]:
     """happy, warm and brief together at +1 and at -1: coherence only."""
-    from convsim.core.steering import calibrate, mix
+    from convsim.core.steering import mix
 
     names = [n for n in ("happy", "warm", "brief") if n in found]
     out: dict[str, Any] = {"axes": names}
@@ -147,7 +163,7 @@ def combined(llm: Any, found: dict[str, Any], contexts: list[Any]) -> dict[str, 
         mixed = mix({n: float(sign) for n in names}, found)
         assert mixed is not None
         rows, first, last = mixed
-        pts = calibrate.sweep(llm, contexts, rows, (first, last), [0.0, 1.0], reply_tokens=64)
+        pts = sweep_seeds(llm, contexts, rows, (first, last), [0.0, 1.0], seeds)
         base = base or pts[0].perplexity
         out[f"{'+' if sign > 0 else '-'}1"] = {
             "ppl_rise": pts[1].perplexity / base - 1,
@@ -203,7 +219,9 @@ def cvgen_vector(ws: Any, record: Any, axis: str) -> np.ndarray:
     return rows
 
 
-def compare(ws: Any, record: Any, llm: Any, v: Any, contexts: list[Any], vader: Any) -> Any:
+def compare(
+    ws: Any, record: Any, llm: Any, v: Any, contexts: list[Any], vader: Any, seeds: int
+) -> Any:
     from convsim.core.steering import build, calibrate
 
     rows = cvgen_vector(ws, record, v.name)
@@ -213,7 +231,7 @@ def compare(ws: Any, record: Any, llm: Any, v: Any, contexts: list[Any], vader: 
     cal = calibrate.calibrate(llm, held[: build.CALIBRATION_CONTEXTS], rows[1:], band, grid=grid)
 
     def effect(r: np.ndarray, b: tuple[int, int], neg: float, pos: float) -> float:
-        pts = calibrate.sweep(llm, contexts, r, b, sorted({-neg, pos}), reply_tokens=64)
+        pts = sweep_seeds(llm, contexts, r, b, sorted({-neg, pos}), seeds)
         means = [np.mean([metric(v.name, t, vader) for t in p.replies]) for p in pts]
         return float(means[-1] - means[0]) if len(pts) == 2 else 0.0
 
@@ -337,6 +355,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="persona id (default: the newest ready one)")
     ap.add_argument("--contexts", type=int, default=50)
+    ap.add_argument("--seeds", type=int, default=1, help="replies per context and position")
     ap.add_argument("--axes", default="happy,warm,formal,brief,excited")
     ap.add_argument("--compare", default="happy", help="axes to compare with cvector-generator")
     ap.add_argument("--latency", action="store_true", help="time a reply after a change")
@@ -352,7 +371,8 @@ def main() -> int:
     record = ws.store.model(args.model) if args.model else ready[-1]
     llm = LlamaModel(Path(record.base), [(training.adapter_gguf(ws, record.id), 1.0)], n_ctx=1024)
     contexts = held_out(ws, record, args.contexts)
-    print(f"persona {record.id}, {len(contexts)} held-out contexts", file=sys.stderr)
+    print(f"persona {record.id}, {len(contexts)} held-out contexts, {args.seeds} seeds",
+          file=sys.stderr)  # fmt: skip
     found = {v.name: v for v in steering.vectors(Path(record.path))}
     builds = {}
     reports = []
@@ -361,7 +381,7 @@ def main() -> int:
             t = time.perf_counter()
             found[name] = steering.build_vector(ws, record.id, steering.Spec(name, axis=name))
             builds[name] = time.perf_counter() - t
-        reports.append(axis_report(llm, found[name], contexts, vader))
+        reports.append(axis_report(llm, found[name], contexts, vader, args.seeds))
         r = reports[-1]
         print(
             f"{name:<8} range {r['range'][0]:+.1f}..{r['range'][1]:+.1f} blocks {r['band']} "
@@ -371,11 +391,11 @@ def main() -> int:
             f" degenerate max {r['degenerate_max']:.0%} wrong way {r['wrong_way']:.0%}",
             flush=True,
         )
-    together = combined(llm, found, contexts) if len(reports) > 1 else {}
+    together = combined(llm, found, contexts, args.seeds) if len(reports) > 1 else {}
     print(f"three sliders together: {json.dumps(together)}", flush=True)
     comparisons = []
     for name in filter(None, args.compare.split(",")):
-        comparisons.append(compare(ws, record, llm, found[name], contexts, vader))
+        comparisons.append(compare(ws, record, llm, found[name], contexts, vader, args.seeds))
         c = comparisons[-1]
         print(
             f"{name}: convsim effect {c['convsim_effect']:+.3f} at {c['convsim_range']}, "
@@ -399,7 +419,8 @@ def main() -> int:
         plot(reports, args.plot)
         print(f"plot: {args.plot}", file=sys.stderr)
     if args.json:
-        summary = {"model": record.id, "contexts": len(contexts), "build_seconds": builds}
+        summary = {"model": record.id, "contexts": len(contexts), "seeds": args.seeds,
+                   "build_seconds": builds}  # fmt: skip
         extra = {"compare": comparisons, "parity": checked, "latency": latency}
         print(json.dumps({**summary, "axes": reports, "together": together, **extra}))
     return 0
