@@ -15,7 +15,7 @@ from tinymodels import TinyModel
 from convsim.core.data.dataset import Example
 from convsim.core.data.style import Profile, features, turn_sizes, written
 from convsim.core.evaluation import classify, heldout, ranking, stats
-from convsim.core.evaluation.imitation import Authorship, detector, style_match
+from convsim.core.evaluation.imitation import Authorship, detector, style_intervals, style_match
 from convsim.core.inference.engine import Engine, Sampling
 from convsim.core.inference.llama import LlamaModel
 from convsim.tui.cli import main
@@ -32,6 +32,33 @@ def test_ks_statistic_and_bootstrap_intervals() -> None:
     assert low < values.mean() < high and high - low < 0.4
     assert stats.mean_interval([]) == (pytest.approx(math.nan, nan_ok=True),) * 2
     assert stats.distinct_2(["a b a b", "a b"]) == pytest.approx(2 / 4)
+
+
+def test_style_ks_has_a_bootstrap_interval_that_narrows_with_more_replies() -> None:
+    rng = np.random.default_rng(2)
+
+    def chat(n: int, mean_words: float) -> list[str]:
+        return [" ".join(["ok"] * (1 + rng.poisson(mean_words))) for _ in range(n)]
+
+    def spread(n: int, gen_words: float) -> dict[str, tuple[float, float]]:
+        turns = [[t] for t in chat(n, gen_words)]
+        return style_intervals(turns, chat(n, 4.0), [1] * n, seed=0)
+
+    small, large = spread(30, 4.0), spread(600, 4.0)
+    for lo, hi in (small["length"], large["length"]):
+        assert 0 <= lo <= hi <= 1
+    assert large["length"][1] - large["length"][0] < small["length"][1] - small["length"][0]
+    assert large["length"][1] < 0.15  # the same distribution: a small KS, whatever the resample
+    apart = spread(200, 12.0)["length"]  # three times as long: far apart in every resample
+    assert apart[0] > 0.6
+    # Messages per turn: turns are resampled whole, and their sizes against the real ones.
+    turns = [["a", "b"]] * 40
+    assert style_intervals(turns, ["a"] * 40, [2] * 40)["messages_per_turn"] == (0.0, 0.0)
+    assert style_intervals(turns, ["a"] * 40, [1] * 40)["messages_per_turn"] == (1.0, 1.0)
+    # The same replies and seed, the same interval.
+    turns = [[t] for t in chat(50, 3.0)]
+    real = chat(50, 3.0)
+    assert style_intervals(turns, real, [1] * 50, 7) == style_intervals(turns, real, [1] * 50, 7)
 
 
 def test_style_features_and_profile() -> None:
@@ -232,6 +259,9 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
         assert v["counts"]["generated_replies"] == 10
         lo, hi = v["intervals"]["mrr_others"]
         assert lo <= v["mrr_others"] <= hi
+        spread = v["intervals"]["style_ks"]
+        assert set(spread) == set(v["style_ks"])
+        assert all(None in s or 0 <= s[0] <= s[1] <= 1 for s in spread.values())
     assert report["temperature"] == 0.9
     # Every variant's replies at 0.9, best-of-N's included; the forever conversation may go
     # hotter only to break a loop (`engine.hotter`).

@@ -16,7 +16,7 @@ returned too so the suite can bootstrap intervals over replies.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +24,14 @@ import numpy as np
 
 from convsim.core.data.style import FEATURES, features, written
 from convsim.core.evaluation.classify import NaiveBayes, cross_validated
-from convsim.core.evaluation.stats import ks_statistic
+from convsim.core.evaluation.stats import bootstrap_two, ks_statistic
 
 __all__ = [
     "MAX_MESSAGES",
     "STYLE_FEATURES",
     "Authorship",
     "detector",
+    "style_intervals",
     "style_match",
 ]
 
@@ -43,16 +44,12 @@ def style_match(
 ) -> dict[str, dict[str, float]]:
     """Per feature: `ks` (KS statistic), `relative_error` (|mean generated - mean real| /
     mean real; the absolute difference when the real mean is 0), and both means."""
-    gen_f = [features(w) for turn in generated for m in turn if (w := written(m))]
-    ref_f = [features(w) for m in real if (w := written(m))]
-    gen = {name: [f[name] for f in gen_f] for name in FEATURES}
-    ref = {name: [f[name] for f in ref_f] for name in FEATURES}
-    gen["messages_per_turn"] = [float(len(t)) for t in generated if t]
-    ref["messages_per_turn"] = [float(min(n, MAX_MESSAGES)) for n in real_turn_sizes]
+    per_turn, ref = _style_values(generated, real, real_turn_sizes)
+    gen = {name: np.concatenate([np.empty(0), *turns]) for name, turns in per_turn.items()}
     out = {}
     for name in STYLE_FEATURES:
-        g = float(np.mean(gen[name])) if gen[name] else float("nan")
-        r = float(np.mean(ref[name])) if ref[name] else float("nan")
+        g = float(np.mean(gen[name])) if len(gen[name]) else float("nan")
+        r = float(np.mean(ref[name])) if len(ref[name]) else float("nan")
         out[name] = {
             "ks": ks_statistic(gen[name], ref[name]),
             "relative_error": abs(g - r) / r if r else abs(g - r),
@@ -60,6 +57,47 @@ def style_match(
             "real_mean": r,
         }
     return out
+
+
+def style_intervals(
+    generated: Sequence[Sequence[str]],
+    real: Sequence[str],
+    real_turn_sizes: Sequence[int],
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Per feature: the bootstrap 95% interval of `style_match`'s KS, the generated replies
+    resampled a turn at a time (a turn's messages go together) and the real messages (real
+    turn sizes, for messages per turn) on their own. A KS on resampled data is biased upwards,
+    so the interval tells how far the figure moves with other samples, not where 0 lies."""
+    per_turn, ref = _style_values(generated, real, real_turn_sizes)
+    out = {}
+    for name in STYLE_FEATURES:
+        turns, values = per_turn[name], ref[name]
+        out[name] = bootstrap_two(len(turns), len(values), _ks_of(turns, values), seed=seed)
+    return out
+
+
+def _ks_of(
+    turns: list[np.ndarray], values: np.ndarray
+) -> Callable[[np.ndarray, np.ndarray], float]:
+    """The KS statistic of the turns and the values at the given indices."""
+    return lambda a, b: ks_statistic(
+        np.concatenate([np.empty(0), *(turns[i] for i in a)]), values[b]
+    )
+
+
+def _style_values(
+    generated: Sequence[Sequence[str]], real: Sequence[str], real_turn_sizes: Sequence[int]
+) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray]]:
+    """Per feature: the generated values turn by turn (messages per turn: one value for each
+    turn that has a message), and the real values."""
+    turns = [[features(w) for m in turn if (w := written(m))] for turn in generated]
+    ref_f = [features(w) for m in real if (w := written(m))]
+    per_turn = {name: [np.array([f[name] for f in t], float) for t in turns] for name in FEATURES}
+    ref = {name: np.array([f[name] for f in ref_f], float) for name in FEATURES}
+    per_turn["messages_per_turn"] = [np.array([len(t)] if t else [], float) for t in generated]
+    ref["messages_per_turn"] = np.array([min(n, MAX_MESSAGES) for n in real_turn_sizes], float)
+    return per_turn, ref
 
 
 @dataclass

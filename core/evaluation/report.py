@@ -117,6 +117,10 @@ def _series(report: dict[str, Any], figure: str) -> list[tuple[str, float | None
     ]
 
 
+def _style_interval(figures: dict[str, Any], feature: str) -> Sequence[Any]:
+    return figures.get("intervals", {}).get("style_ks", {}).get(feature, [])
+
+
 def render(report: dict[str, Any]) -> str:
     """The report page (see the module docstring)."""
     variants = _variants(report)
@@ -141,7 +145,8 @@ def render(report: dict[str, Any]) -> str:
         groups = [(label, _series(report, fig)) for fig, label in figures]
         parts.append(f"<h2>{html.escape(title)}</h2>{bars(groups, goal, top)}")
     features = list(report[variants[0]].get("style_ks", {})) if variants else []
-    groups = [(f, [(v, report[v]["style_ks"].get(f), []) for v in variants]) for f in features]
+    groups = [(f, [(v, report[v]["style_ks"].get(f), _style_interval(report[v], f))
+                   for v in variants]) for f in features]  # fmt: skip
     parts.append(
         "<h2>Style: KS distance of each feature to their real messages (lower is better)</h2>"
         + bars(groups, 0.10, 1.0, width=max(640, 90 * len(features)))

@@ -7,7 +7,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["BOOTSTRAP_SAMPLES", "bootstrap", "distinct_2", "ks_statistic", "mean_interval"]
+__all__ = [
+    "BOOTSTRAP_SAMPLES",
+    "bootstrap",
+    "bootstrap_two",
+    "distinct_2",
+    "ks_statistic",
+    "mean_interval",
+]
 
 BOOTSTRAP_SAMPLES = 1000
 
@@ -24,7 +31,29 @@ def bootstrap(
     if n == 0:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    values = np.array([statistic(rng.integers(0, n, n)) for _ in range(samples)], dtype=float)
+    return _percentiles([statistic(rng.integers(0, n, n)) for _ in range(samples)])
+
+
+def bootstrap_two(
+    n: int,
+    m: int,
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """`bootstrap` for a statistic of two samples (sizes `n` and `m`), each resampled on its
+    own: the 95% percentile interval of `statistic(indices_a, indices_b)`."""
+    if n == 0 or m == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    pairs = ((rng.integers(0, n, n), rng.integers(0, m, m)) for _ in range(samples))
+    return _percentiles([statistic(a, b) for a, b in pairs])
+
+
+def _percentiles(statistics: list[float]) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of the finite values (NaN, NaN when there are none)."""
+    values = np.array(statistics, dtype=float)
     values = values[np.isfinite(values)]
     if not len(values):
         return (float("nan"), float("nan"))
@@ -37,7 +66,7 @@ def mean_interval(values: Sequence[float] | np.ndarray, seed: int = 0) -> tuple[
     return bootstrap(len(arr), lambda idx: float(arr[idx].mean()), seed=seed)
 
 
-def ks_statistic(a: Sequence[float], b: Sequence[float]) -> float:
+def ks_statistic(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     """The two-sample Kolmogorov-Smirnov statistic: the largest gap between the empirical
     distribution functions of `a` and `b` (0 = the same distribution, 1 = disjoint)."""
     x, y = np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float))

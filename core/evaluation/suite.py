@@ -260,7 +260,7 @@ def _figures(
         "same_person": np.array([r.rank_same_person for r in ranked], dtype=float),
     }
     figures: dict[str, Any] = {}
-    intervals: dict[str, list[float | None]] = {}
+    intervals: dict[str, Any] = {}  # figure -> [low, high]; "style_ks": feature -> [low, high]
 
     def put(name: str, value: float, interval: tuple[float, float]) -> None:
         figures[name] = _clean(value)
@@ -286,6 +286,8 @@ def _figures(
     put("detector_accuracy", mean(right), stats.mean_interval(right, seed))
     style = imitation.style_match(turns, m.heldout_replies, m.real_turn_sizes)
     figures["style_ks"] = {k: _clean(v["ks"]) for k, v in style.items()}
+    spread = imitation.style_intervals(turns, m.heldout_replies, m.real_turn_sizes, seed)
+    intervals["style_ks"] = {k: [_clean(lo), _clean(hi)] for k, (lo, hi) in spread.items()}
     figures["style_relative_error"] = {k: _clean(v["relative_error"]) for k, v in style.items()}
     figures["style_means"] = {
         k: {"generated": _clean(v["generated_mean"]), "real": _clean(v["real_mean"])}

@@ -72,11 +72,12 @@ def print_report(report: dict[str, Any], folder: Path) -> None:
         print(f"  {label:<34}" + "".join(f"{c:>{width}}" for c in cells))
     print("  style, KS to their real messages (0 = same, lower is better):")
     for feature in report[variants[0]]["style_ks"]:
-        cells = [report[v]["style_ks"].get(feature) for v in variants]
-        print(
-            f"    {feature:<32}"
-            + "".join(f"{'n/a' if c is None else f'{c:.2f}':>{width}}" for c in cells)
-        )
+        cells = [
+            _cell(report[v]["style_ks"].get(feature),
+                  report[v].get("intervals", {}).get("style_ks", {}).get(feature))
+            for v in variants
+        ]  # fmt: skip
+        print(f"    {feature:<32}" + "".join(f"{c:>{width}}" for c in cells))
     f = report.get("forever") or {}
     if f.get("seeds"):
         print(
