@@ -59,7 +59,11 @@ def test_a_quick_run_shows_charts_and_saves_the_report(persona) -> None:
             assert "tuned" in shown and "best-of-N" in shown
             value = screen.report["tuned"]["hits_at_1_others"]
             assert f"{value:.2f}" in shown
-            assert "messages_per_turn" in str(screen.query_one("#eval-style").render())
+            style = str(screen.query_one("#eval-style").render())
+            assert "messages_per_turn" in style
+            ks = screen.report["tuned"]["style_ks"]["length"]
+            lo, hi = screen.report["tuned"]["intervals"]["style_ks"]["length"]
+            assert f"{ks:.2f} ({lo:.2f}-{hi:.2f})" in style
             await wait_for(pilot, lambda: "Evaluated: Saved" in " ".join(notifications(app)))
 
     asyncio.run(go())

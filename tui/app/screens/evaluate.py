@@ -217,17 +217,23 @@ class EvaluateScreen(Screen[None]):
 
 
 def style_line(report: dict[str, Any]) -> str:
-    """Style KS per feature for each variant: `[green]` where it is within the 0.10 goal."""
+    """Style KS per feature for each variant, with its 95% interval when the report has one:
+    `[green]` where the KS is within the 0.10 goal."""
     variants = [v for v in VARIANT_LABELS if isinstance(report.get(v), dict)]
     features = list(report[variants[0]]["style_ks"]) if variants else []
+    spread = {v: report[v].get("intervals", {}).get("style_ks", {}) for v in variants}
+    width = 18 if any(spread.values()) else 11
     lines = ["[b]Style[/b]: KS distance to their real messages (0 = same; goal ≤ 0.10)"]
-    lines.append(" " * 18 + "".join(f"{VARIANT_LABELS[v]:>11}" for v in variants))
+    lines.append(" " * 18 + "".join(f"{VARIANT_LABELS[v]:>{width}}" for v in variants))
     for feature in features:
         cells = ""
         for v in variants:
-            ks = report[v]["style_ks"].get(feature)
+            ks, ci = report[v]["style_ks"].get(feature), spread[v].get(feature)
             cell = "n/a" if ks is None else f"{ks:.2f}"
-            cells += f"{cell:>11}" if ks is None or ks > 0.10 else f"[green]{cell:>11}[/green]"
+            if ks is not None and ci and None not in ci:
+                cell += f" ({ci[0]:.2f}-{ci[1]:.2f})"
+            fits = ks is not None and ks <= 0.10
+            cells += f"[green]{cell:>{width}}[/green]" if fits else f"{cell:>{width}}"
         lines.append(f"{feature:>17} {cells}")
     return "\n".join(lines)
 
