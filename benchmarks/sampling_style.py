@@ -56,7 +56,7 @@ def replies(engine: Engine, m: heldout.Material, s: Sampling, seeds: int) -> lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_id")
-    parser.add_argument("--seeds", type=int, default=3, help="replies per held-out moment")
+    parser.add_argument("--seeds", type=int, default=3, help="replies per moment")
     parser.add_argument("--setting", action="append", default=[], help="Sampling fields, JSON")
     parser.add_argument(
         "--on", choices=("heldout", "training"), default="heldout",
@@ -121,8 +121,9 @@ def main() -> None:
 
 
 def latest_trained(ws: Workspace, model_id: str, moments: int) -> heldout.Material:
-    """The latest training sessions that hold `moments` replies with a context, as held-out
-    material (the earlier training sessions as what was trained on)."""
+    """The fewest latest training sessions that hold at least `moments` replies with a context,
+    as held-out material (the earlier training sessions as what was trained on); ValueError
+    when that leaves no earlier session."""
     dataset_id = ws.store.model(model_id).dataset_id
     if dataset_id is None:
         raise ValueError(f"model {model_id} has no dataset")
@@ -133,6 +134,8 @@ def latest_trained(ws: Workspace, model_id: str, moments: int) -> heldout.Materi
             break
         picked.add(session)
     rest = [e for e in train if e.session not in picked]
+    if not rest:
+        raise ValueError(f"model {model_id}: fewer than {moments} trained-on moments to measure")
     return heldout.material(rest, [e for e in train if e.session in picked], limit=moments)
 
 

@@ -107,7 +107,8 @@ def sweep_seeds(
 ) -> list[Any]:
     """calibrate.sweep once per seed, one Point per strength (in order; repeats shared): the
     replies of every seed, seed by seed (so reply j answers context j mod len(contexts)), their
-    degenerate share, the (seed-independent) perplexity of the first sweep."""
+    degenerate share, the (seed-independent) perplexity of the first sweep (each sweep scores
+    it again: N seeds cost N times the scoring too)."""
     from convsim.core.steering import calibrate
 
     unique = sorted(set(strengths))
@@ -363,6 +364,8 @@ def main() -> int:
     ap.add_argument("--plot", type=Path, default=Path(__file__).with_name("steering.svg"))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.seeds < 1:
+        ap.error("--seeds must be at least 1")
     vader = _vader()
     ws = Workspace.open()
     ready = [m for m in ws.store.models() if m.status == "ready"]

@@ -51,7 +51,14 @@ def test_style_ks_has_a_bootstrap_interval_that_narrows_with_more_replies() -> N
     assert large["length"][1] < 0.15  # the same distribution: a small KS, whatever the resample
     apart = spread(200, 12.0)["length"]  # three times as long: far apart in every resample
     assert apart[0] > 0.6
-    # Messages per turn: turns are resampled whole, and their sizes against the real ones.
+    # Turns are resampled whole: a turn of four copies of a message is one draw, so the KS
+    # varies more than over the same 120 messages one to a turn (about twice; seeds 0-3: 1.6
+    # to 2.0 times).
+    messages, real = chat(30, 4.0), chat(1000, 4.0)
+    alone = style_intervals([[t] for t in messages for _ in range(4)], real, [1] * 1000)["length"]
+    grouped = style_intervals([[t] * 4 for t in messages], real, [1] * 1000)["length"]
+    assert grouped[1] - grouped[0] > 1.3 * (alone[1] - alone[0])
+    # Messages per turn: generated turn sizes against the real ones.
     turns = [["a", "b"]] * 40
     assert style_intervals(turns, ["a"] * 40, [2] * 40)["messages_per_turn"] == (0.0, 0.0)
     assert style_intervals(turns, ["a"] * 40, [1] * 40)["messages_per_turn"] == (1.0, 1.0)
@@ -262,6 +269,7 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
         spread = v["intervals"]["style_ks"]
         assert set(spread) == set(v["style_ks"])
         assert all(None in s or 0 <= s[0] <= s[1] <= 1 for s in spread.values())
+        assert None not in spread["length"] and None not in spread["messages_per_turn"]
     assert report["temperature"] == 0.9
     # Every variant's replies at 0.9, best-of-N's included; the forever conversation may go
     # hotter only to break a loop (`engine.hotter`).
@@ -278,12 +286,19 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
     assert json.loads((folder / "eval.json").read_text()) == report
     page = (folder / "report.html").read_text()
     assert page.count("<svg") == 5 and "Sam" in page and "http" not in page.split("<pre>")[0]
+    spreads = [report[v]["intervals"]["style_ks"] for v in ("base", "in_context", "tuned",
+                                                            "best_of_n")]  # fmt: skip
+    style_chart = page.split("<svg")[-1]  # whiskers: a style KS interval per variant and feature
+    whiskers = sum(None not in s for x in spreads for s in x.values())
+    assert style_chart.count('class="ci"') == whiskers
     assert "sampled at temperature 0.9" in page
     # The terminal table reads the saved figures.
     assert main(["eval", model_id, "--last"]) == 0
     out = capsys.readouterr().out
     assert "Hits@1 vs other people" in out and "report.html" in out and "temperature 0.9" in out
     assert f"{report['tuned']['hits_at_1_others']:.2f}" in out and "forever" in out
+    ks, (lo, hi) = report["tuned"]["style_ks"]["length"], spreads[2]["length"]
+    assert f"{ks:.2f} ({lo:.2f}-{hi:.2f})" in out
 
 
 def test_eval_refuses_bad_input(persona, monkeypatch, capsys) -> None:

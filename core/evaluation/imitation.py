@@ -3,7 +3,8 @@
 - `style_match`: per style feature (`data.style.FEATURES`, plus messages per turn), the
   two-sample KS statistic and the relative error of the mean, generated against real; the
   per-message features over what was written (`data.style.written`: a photo, sticker or call
-  placeholder is no message to measure; it still counts in its turn).
+  placeholder is no message to measure; it still counts in its turn). `style_intervals`: the
+  bootstrap 95% interval of each feature's KS.
 - `Authorship`: a classifier of the person against everyone else in the store (held-out
   sessions excluded); a reply's score is placed on the scale 0 = other people's held-out
   messages (floor), 1 = the person's own held-out messages (ceiling).

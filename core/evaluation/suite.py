@@ -15,7 +15,8 @@ messages: "just ask an LLM to write like them"), `tuned` (base + the persona's L
   feature, `authorship` (0 = other people, 1 = the person's held-out messages) and
   `detector_accuracy` (real vs generated, cross-validated; 0.5 = indistinguishable), and
   `first_message_s`, the mean time to a reply's first token on this machine;
-- `intervals`: bootstrap 95% intervals of each figure; `counts`: what the figures cover.
+- `intervals`: bootstrap 95% intervals, `[low, high]` per figure (`style_ks`: per feature);
+  `counts`: what the figures cover.
 
 `forever` holds the forever-conversation health of the tuned persona (`health`).
 
