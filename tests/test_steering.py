@@ -675,6 +675,13 @@ def test_mix_sums_sliders_and_never_pushes_past_one_vector_at_its_limit() -> Non
     # The block that overshot most ends exactly at its limit.
     assert (np.linalg.norm(full, axis=1)[1:] / limit[1:]).max() == pytest.approx(1.0, rel=1e-5)
 
+    # Both at -1: the limit is each one's negative end (1.0 and 0.5), not its positive end.
+    low = library.mix({"a": -1.0, "b": -1.0}, found)
+    assert low is not None
+    ends = np.maximum(1.0 * np.linalg.norm(a, axis=1), 0.5 * np.linalg.norm(b, axis=1))
+    lengths = np.linalg.norm(np.vstack([np.zeros(16), low[0]]), axis=1)
+    assert np.all(lengths <= ends + 1e-5) and (lengths[1:] / ends[1:]).max() == pytest.approx(1.0)
+
     # One slider within its range is not scaled; -1 uses the negative side's strength.
     rows, start, end = library.mix({"a": -1.0}, found) or (np.zeros(0), 0, 0)
     assert np.allclose(rows, -1.0 * a[1:]) and (start, end) == (1, 2)

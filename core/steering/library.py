@@ -6,8 +6,8 @@ range says how far each side of the slider goes (`Calibration.strength`).
 
 Mixing (`mix`): several sliders sum into the one buffer llama.cpp holds. Each vector
 contributes its slider's strength times its rows; where the sum at a block is longer than the
-longest single vector at its own calibrated limit, the whole mix is scaled down to that
-length, so a combination never pushes harder than one slider at its end.
+longest single vector at its own calibrated limit on the side its slider is on, the whole mix
+is scaled down to that length, so a combination never pushes harder than one slider at its end.
 """
 
 from __future__ import annotations
@@ -123,7 +123,9 @@ def mix(
         rows = np.zeros_like(total)
         rows[: len(v.rows)] = v.rows
         total += v.calibration.strength(value) * rows
-        edge = max(v.calibration.positive, v.calibration.negative)
+        # the end of the side this slider is on: a mix of sliders at -1 may push no harder
+        # than one of them at -1, however far their positive sides go
+        edge = v.calibration.positive if value > 0 else v.calibration.negative
         limit = np.maximum(limit, edge * np.linalg.norm(rows, axis=1))
     lengths = np.linalg.norm(total, axis=1)
     over = np.where(limit > 0, lengths / np.maximum(limit, 1e-12), 0.0)
