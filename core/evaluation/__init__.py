@@ -6,8 +6,8 @@ tuned best-of-N): held-out perplexity and next-reply ranking (`ranking`), style 
 authorship and a real-or-generated detector on generated replies (`imitation`, `classify`),
 forever-conversation health (`health`), with bootstrap intervals (`stats`); `report` writes
 `eval.json` and a self-contained `report.html` beside the model (`temperature_of` reads the
-temperature a report's replies were sampled at). `explain` finds the person's real training
-messages closest to a reply.
+temperature a report's replies were sampled at, `style_interval` a style feature's interval).
+`explain` finds the person's real training messages closest to a reply.
 
 Contract: results are plain JSON-able dicts, saved beside the model; deterministic for a seed;
 no network, no model downloads. Explanations read the model's dataset and keep their index in
@@ -26,7 +26,7 @@ from convsim.core.evaluation.explain import (
     explain,
     surrounding,
 )
-from convsim.core.evaluation.report import temperature_of
+from convsim.core.evaluation.report import style_interval, temperature_of
 from convsim.core.evaluation.suite import FULL, QUICK, VARIANTS, SuiteEvent, SuiteStopped, run
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "TextEmbedder",
     "explain",
     "run",
+    "style_interval",
     "surrounding",
     "temperature_of",
 ]

@@ -48,6 +48,12 @@ def temperature_of(report: dict[str, Any]) -> float:
     return float(report.get("temperature", OLD_DEFAULT_TEMPERATURE))
 
 
+def style_interval(figures: dict[str, Any], feature: str) -> list[Any]:
+    """A variant's 95% interval of a style feature's KS, `[low, high]`; [] when its report has
+    none (saved before style had intervals)."""
+    return list(figures.get("intervals", {}).get("style_ks", {}).get(feature, []))
+
+
 def save(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
     """Write `eval.json` and `report.html` into `folder` (atomically); their paths."""
     json_path, html_path = folder / "eval.json", folder / "report.html"
@@ -117,10 +123,6 @@ def _series(report: dict[str, Any], figure: str) -> list[tuple[str, float | None
     ]
 
 
-def _style_interval(figures: dict[str, Any], feature: str) -> Sequence[Any]:
-    return figures.get("intervals", {}).get("style_ks", {}).get(feature, [])
-
-
 def render(report: dict[str, Any]) -> str:
     """The report page (see the module docstring)."""
     variants = _variants(report)
@@ -145,7 +147,7 @@ def render(report: dict[str, Any]) -> str:
         groups = [(label, _series(report, fig)) for fig, label in figures]
         parts.append(f"<h2>{html.escape(title)}</h2>{bars(groups, goal, top)}")
     features = list(report[variants[0]].get("style_ks", {})) if variants else []
-    groups = [(f, [(v, report[v]["style_ks"].get(f), _style_interval(report[v], f))
+    groups = [(f, [(v, report[v]["style_ks"].get(f), style_interval(report[v], f))
                    for v in variants]) for f in features]  # fmt: skip
     parts.append(
         "<h2>Style: KS distance of each feature to their real messages (lower is better)</h2>"

@@ -55,7 +55,7 @@ def _cell(value: Any, interval: Any) -> str:
 
 
 def print_report(report: dict[str, Any], folder: Path) -> None:
-    from convsim.core.evaluation import temperature_of
+    from convsim.core.evaluation import style_interval, temperature_of
 
     variants = [v for v in HEADS if v in report]
     print(
@@ -73,10 +73,9 @@ def print_report(report: dict[str, Any], folder: Path) -> None:
     print("  style, KS to their real messages (0 = same, lower is better):")
     for feature in report[variants[0]]["style_ks"]:
         cells = [
-            _cell(report[v]["style_ks"].get(feature),
-                  report[v].get("intervals", {}).get("style_ks", {}).get(feature))
+            _cell(report[v]["style_ks"].get(feature), style_interval(report[v], feature))
             for v in variants
-        ]  # fmt: skip
+        ]
         print(f"    {feature:<32}" + "".join(f"{c:>{width}}" for c in cells))
     f = report.get("forever") or {}
     if f.get("seeds"):

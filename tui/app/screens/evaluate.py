@@ -219,16 +219,17 @@ class EvaluateScreen(Screen[None]):
 def style_line(report: dict[str, Any]) -> str:
     """Style KS per feature for each variant, with its 95% interval when the report has one:
     `[green]` where the KS is within the 0.10 goal."""
+    from convsim.core.evaluation import style_interval
+
     variants = [v for v in VARIANT_LABELS if isinstance(report.get(v), dict)]
     features = list(report[variants[0]]["style_ks"]) if variants else []
-    spread = {v: report[v].get("intervals", {}).get("style_ks", {}) for v in variants}
-    width = 18 if any(spread.values()) else 11
+    width = 18 if any(style_interval(report[v], f) for v in variants for f in features) else 11
     lines = ["[b]Style[/b]: KS distance to their real messages (0 = same; goal ≤ 0.10)"]
     lines.append(" " * 18 + "".join(f"{VARIANT_LABELS[v]:>{width}}" for v in variants))
     for feature in features:
         cells = ""
         for v in variants:
-            ks, ci = report[v]["style_ks"].get(feature), spread[v].get(feature)
+            ks, ci = report[v]["style_ks"].get(feature), style_interval(report[v], feature)
             cell = "n/a" if ks is None else f"{ks:.2f}"
             if ks is not None and ci and None not in ci:
                 cell += f" ({ci[0]:.2f}-{ci[1]:.2f})"
