@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -128,9 +129,10 @@ def latest_trained(ws: Workspace, model_id: str, moments: int) -> heldout.Materi
     if dataset_id is None:
         raise ValueError(f"model {model_id} has no dataset")
     train, _, _ = ws.dataset_files(dataset_id)
+    replies = Counter(e.session for e in train if e.context.strip())
     picked: set[int] = set()
     for session in sorted({e.session for e in train}, reverse=True):
-        if sum(1 for e in train if e.session in picked and e.context.strip()) >= moments:
+        if sum(replies[s] for s in picked) >= moments:
             break
         picked.add(session)
     rest = [e for e in train if e.session not in picked]
