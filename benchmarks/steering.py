@@ -107,13 +107,14 @@ def sweep_seeds(
 ) -> list[Any]:
     """calibrate.sweep once per seed, one Point per strength (in order; repeats shared): the
     replies of every seed, seed by seed (so reply j answers context j mod len(contexts)), their
-    degenerate share, the (seed-independent) perplexity of the first sweep (each sweep scores
-    it again: N seeds cost N times the scoring too)."""
+    degenerate share, the (seed-independent) perplexity, scored by the first sweep only."""
     from convsim.core.steering import calibrate
 
     unique = sorted(set(strengths))
     sweeps = [
-        calibrate.sweep(llm, contexts, rows, band, unique, seed=1000 * k, reply_tokens=64)
+        calibrate.sweep(
+            llm, contexts, rows, band, unique, seed=1000 * k, reply_tokens=64, score=k == 0
+        )
         for k in range(seeds)
     ]
     by = {}
@@ -226,10 +227,10 @@ def compare(
     from convsim.core.steering import build, calibrate
 
     rows = cvgen_vector(ws, record, v.name)
-    _, held = build.split_contexts(build.target(ws, record.id))
+    chosen, sampled = build.calibration_contexts(*build.split_contexts(build.target(ws, record.id)))
     grid = (1, 2, 4, 8, 16, 32, 64, 128, 256)
     band = (1, len(rows) - 1)
-    cal = calibrate.calibrate(llm, held[: build.CALIBRATION_CONTEXTS], rows[1:], band, grid=grid)
+    cal = calibrate.calibrate(llm, chosen, rows[1:], band, grid=grid, generate=sampled)
 
     def effect(r: np.ndarray, b: tuple[int, int], neg: float, pos: float) -> float:
         pts = sweep_seeds(llm, contexts, r, b, sorted({-neg, pos}), seeds)

@@ -128,7 +128,8 @@ def test_panel_lists_sliders_that_keys_move_and_presets_and_reset_set(
             assert sliders[0].value == 1.0  # stops at +1
             await pilot.press("tab", "left", "shift+left")
             assert app.focused is sliders[1] and sliders[1].value == -0.6
-            assert status(chat).endswith("steer: brief +1.0 happy -0.6")
+            # Squares summing past 1: the mix scales both (1 / sqrt(1 + 0.36)).
+            assert status(chat).endswith("steer: brief +1.0 happy -0.6 ×0.86")
             assert chat.steer_values == {"brief": 1.0, "happy": -0.6, "warm": 0.0}
             assert "brief +1.0" in shown(sliders[0]).splitlines()[0]
 

@@ -417,12 +417,44 @@ def test_usable_range_stops_at_the_first_failure_on_each_side() -> None:
     assert [p.strength for p in cal.points] == sorted(p.strength for p in sweep)
     # The sides are independent: the negative side failing first changes nothing above 0.
     assert usable(points(10.0, p1=(10.5, 0.0), n0_5=(20.0, 0.0))).positive == 1.0
-    assert usable(points(10.0, p1=(10.5, 0.0), n0_5=(20.0, 0.0))).negative == 0.0
+    # Past the limit on perplexity alone, the end is where the straight line from the last
+    # strength inside (here 0, ratio 1) meets it: ratio 2 at -0.5, so 1.1 at -0.05.
+    assert usable(points(10.0, p1=(10.5, 0.0), n0_5=(20.0, 0.0))).negative == 0.05
+    assert usable(points(10.0, p1=(10.5, 0.0), p2=(12.5, 0.0))).positive == 1.25
     assert usable(points(10.0)).positive == 0.0
     with pytest.raises(ValueError, match="strength 0"):
         usable([Point(strength=1.0, perplexity=1.0, degenerate=0.0)])
     # A slider's -1..1 maps onto each side's range.
     assert [cal.strength(v) for v in (1.0, 0.5, -1.0, -3.0, 0.0)] == [1.0, 0.5, -0.5, -0.5, 0.0]
+
+
+def test_the_range_ends_where_the_rise_stays_inside_on_most_resamples_of_the_moments() -> None:
+    """Two sweeps with the same pooled perplexity at every strength: where the rise at +1
+    comes from every moment alike, +1 is inside; where it comes from one moment of ten, a
+    resample with that moment twice goes past the limit, and the end comes before +1."""
+    tokens = (10,) * 10
+    base = (30.0,) * 10
+
+    def sweep(rise_at_1: tuple[float, ...]) -> list[Point]:
+        out = []
+        for strength, extra in ((0.0, (0.0,) * 10), (1.0, rise_at_1), (2.0, (5.0,) * 10)):
+            nll = tuple(b + e for b, e in zip(base, extra, strict=True))
+            ppl = math.exp(sum(nll) / sum(tokens))
+            out.append(Point(strength, ppl, 0.0, (), nll, tokens))
+        return out
+
+    spread = sweep((0.77,) * 10)  # every moment a little: pooled ratio exp(7.7 / 100) = 1.08
+    lumped = sweep((7.7,) + (0.0,) * 9)  # one moment a lot: the same pooled ratio
+    assert spread[1].perplexity == pytest.approx(lumped[1].perplexity)
+    assert calibrate.rise_bounds(spread)[1.0] == pytest.approx(math.exp(0.077))
+    assert calibrate.rise_bounds(lumped)[1.0] > 1 + calibrate.MAX_PPL_RISE
+    assert usable(spread).positive > 1.0  # inside at 1, past at 2 (ratio 1.65): in between
+    assert 0.0 < usable(lumped).positive < 1.0
+    noisy = sweep(tuple(np.random.default_rng(1).exponential(0.77, 10)))
+    assert calibrate.rise_bounds(noisy) == calibrate.rise_bounds(noisy)  # seeded resamples
+    # Without per-moment scores the pooled ratio decides, as the sweep points carry it.
+    pooled = [Point(p.strength, p.perplexity, p.degenerate) for p in lumped]
+    assert usable(pooled).positive > 1.0
 
 
 def example(context: str, target: str, when: str, session: int = 0) -> Example:
@@ -470,6 +502,15 @@ def test_sweep_measures_what_steering_the_reply_does(deep_llama: LlamaModel) -> 
     for p in result:
         assert p.perplexity == pytest.approx(perplexity(p.strength), rel=1e-4)
         assert 0.0 <= p.degenerate <= 1.0 and p.degenerate * 2 == round(p.degenerate * 2)
+        # The moments' own scores add up to the pooled perplexity.
+        assert len(p.nll) == len(p.tokens) == len(found) and min(p.tokens) > 0
+        assert math.exp(sum(p.nll) / sum(p.tokens)) == pytest.approx(p.perplexity, rel=1e-9)
+    # Sampling only: the same replies, no perplexity.
+    unscored = calibrate.sweep(
+        llm, found, rows, (1, 2), [1.0, 0.0, -2.0], generate=2, seed=4, score=False
+    )
+    assert [p.replies for p in unscored] == [p.replies for p in result]
+    assert all(math.isnan(p.perplexity) and not p.nll for p in unscored)
     assert len({round(p.perplexity, 3) for p in result}) == 3
     assert result[0].perplexity != pytest.approx(perplexity(1.0, from_tag=False), rel=1e-3)
     # The sweep leaves the model unsteered.
@@ -681,6 +722,19 @@ def test_mix_sums_sliders_and_never_pushes_past_one_vector_at_its_limit() -> Non
     ends = np.maximum(1.0 * np.linalg.norm(a, axis=1), 0.5 * np.linalg.norm(b, axis=1))
     lengths = np.linalg.norm(np.vstack([np.zeros(16), low[0]]), axis=1)
     assert np.all(lengths <= ends + 1e-5) and (lengths[1:] / ends[1:]).max() == pytest.approx(1.0)
+
+    # Positions whose squares sum past 1 are scaled together to sum 1, wherever the bands
+    # are: a and c (blocks 1-2) and d (block 3) share no block, so no length limit applies.
+    d = np.zeros((4, 16))
+    d[3] = rng.normal(0, 1, 16)
+    found["d"] = vector("d", d, 2.0, 2.0, (3, 3))
+    apart = library.mix({"a": 1.0, "d": -1.0}, found)
+    assert apart is not None and apart[1:] == (1, 3)
+    assert np.allclose(apart[0], ((2.0 * a - 2.0 * d) / math.sqrt(2))[1:], atol=1e-6)
+    assert library.budget({"a": 1.0, "d": -1.0}) == pytest.approx(1 / math.sqrt(2))
+    assert library.budget({"a": 0.6, "d": 0.8}) == 1.0  # squares sum to 1: as set
+    assert library.budget({"a": 1.0, "b": 1.0, "d": 1.0}) == pytest.approx(1 / math.sqrt(3))
+    del found["d"]
 
     # One slider within its range is not scaled; -1 uses the negative side's strength.
     rows, start, end = library.mix({"a": -1.0}, found) or (np.zeros(0), 0, 0)

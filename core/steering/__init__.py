@@ -8,12 +8,13 @@ Contract:
 - `directions`: per decoder block, the mean (or PCA) difference of the replies' hidden states
   in torch, on the persona (base + its LoRA); sign and separation checked on held-out pairs;
   a contiguous band of blocks chosen by that measurement.
-- `calibrate`: the usable strength on each side, measured on llama.cpp: held-out perplexity
-  of the person's real replies at most 10% above unsteered, at most 2% degenerate replies.
-  A slider's -1..+1 maps onto that range, each side separately.
+- `calibrate`: the usable strength on each side, measured on llama.cpp: the perplexity of the
+  person's real replies at most 10% above unsteered (a 95% bootstrap bound over the moments),
+  at most 2% degenerate replies. A slider's -1..+1 maps onto that range, each side separately.
 - `library`: vectors are control-vector GGUFs (llama.cpp's own format, calibration in extra
   keys) in `<model folder>/steering/`; a vector for another model is refused; `mix` sums
-  slider positions into one buffer no longer than one vector at its limit.
+  slider positions into one buffer (positions whose squares sum past 1 scaled down together),
+  no longer than one vector at its limit.
 - `build`: the whole job for one vector, with progress events and a cancel event.
 
 Vectors reach a reply only through `inference.Engine.set_steering`, which steers the reply's

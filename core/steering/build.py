@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from convsim.core.workspace import Workspace
 
 HELD_OUT = 40  # held-out contexts: sign, separation and calibration are measured on them
-CALIBRATION_CONTEXTS = 24
+CALIBRATION_CONTEXTS = 24  # held-out contexts: calibration scores their replies and samples one
+CALIBRATION_EARLIER = 60  # the latest earlier contexts: their replies are scored too
 
 
 class Cancelled(Exception):
@@ -133,6 +134,18 @@ def _base_folder(ws: Workspace, digest: str) -> Path:
     return ws.locations.home / "bases" / digest[:16]
 
 
+def calibration_contexts(
+    early: list[pairs.Context], held: list[pairs.Context]
+) -> tuple[list[pairs.Context], int]:
+    """(contexts, how many of the first get a sampled reply) for calibrating: the first
+    `CALIBRATION_CONTEXTS` held-out ones, then the latest `CALIBRATION_EARLIER` earlier ones.
+    The perplexity rise differs from one day of a chat to the next (on the sample chat, up to
+    2-4 times at the same strength): the earlier contexts spread it over more days, and the
+    persona's rise on the messages it was trained on was no smaller than on held-out ones."""
+    chosen = held[:CALIBRATION_CONTEXTS]
+    return chosen + early[-CALIBRATION_EARLIER:], len(chosen)
+
+
 def split_contexts(t: Target) -> tuple[list[pairs.Context], list[pairs.Context]]:
     """(earlier, held-out) contexts of the target, as every build splits them: pairs come
     from the earlier ones; sign, separation and calibration (its first
@@ -205,15 +218,16 @@ def build_vector(
     adapters = [(t.adapter, 1.0)] if t.adapter is not None else []
     llm = LlamaModel(t.base, adapters, n_ctx=1024, threads=threads)
     try:
-        contexts = held[:CALIBRATION_CONTEXTS]
+        contexts, sampled = calibration_contexts(early, held)
 
         def calibrating(done: int, n: int) -> None:
             check()
             emit(BuildEvent("calibration", done, n))
 
         cal = calibrate.calibrate(
-            llm, contexts, found.vectors[1:], found.band, progress=calibrating
-        )
+            llm, contexts, found.vectors[1:], found.band, generate=sampled,
+            progress=calibrating,
+        )  # fmt: skip
     finally:
         llm.close()
     check()

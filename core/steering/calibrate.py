@@ -2,12 +2,20 @@
 
 The strength (a multiple of the vector) is swept both ways over `GRID` on llama.cpp, the
 runtime users chat on, steering the reply only, as the engine does. At each strength:
-- the perplexity of the person's real held-out replies after their real contexts, and
+- the perplexity of the person's real replies after their real contexts (held-out ones and the
+  latest earlier ones: `build.calibration_contexts`), and
 - the share of degenerate generated replies (`degenerate`: a token repeated in a run, a
   repeated phrase, a stray special token, broken text).
-The usable range on each side ends at the last strength, going outwards, where the perplexity
-is at most `MAX_PPL_RISE` above the unsteered one and at most `MAX_DEGENERATE` of replies
-degenerate. A slider at +1 (-1) is that strength towards the positive (negative) pole.
+The usable range on each side ends where, going outwards, either limit is first crossed:
+- the perplexity rise above unsteered, as a one-sided `CONFIDENCE` bootstrap bound over the
+  contexts (resampled alike at every strength), passes `MAX_PPL_RISE`. A range that only the
+  pooled rise kept inside the limit went past it on other moments of the same chat: the last
+  grid strength that passes on a few dozen contexts is, more often than not, one that passed by
+  luck. Between the last strength that passes and the first that does not, the end is where the
+  straight line between their bounds meets the limit; the rise grows faster than a straight
+  line there (it is convex in the strength), so the end is on the safe side of it;
+- more than `MAX_DEGENERATE` of replies degenerate: the end is the last strength before.
+A slider at +1 (-1) is that strength towards the positive (negative) pole.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from convsim.core.steering.pairs import Context
 GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)  # strengths tried on each side
 MAX_PPL_RISE = 0.10
 MAX_DEGENERATE = 0.02
+CONFIDENCE = 0.95  # the rise that this share of resampled context sets stays under
+RESAMPLES = 400
 REPLY_TOKENS = 24  # longest generated reply checked for degeneration
 _SPECIAL = re.compile(r"<(?:unused\d+|start_of_turn|end_of_turn|pad|eos|bos|mask|unk)>|\ufffd")
 
@@ -38,6 +48,8 @@ class Point:
     perplexity: float
     degenerate: float  # share of generated replies
     replies: tuple[str, ...] = ()  # the generated replies, context by context
+    nll: tuple[float, ...] = ()  # per context: the negative log-likelihood of its real reply
+    tokens: tuple[int, ...] = ()  # per context: the real reply's scored tokens
 
     def to_json(self) -> dict[str, float]:
         return {"strength": self.strength, "perplexity": self.perplexity,
@@ -73,8 +85,8 @@ def degenerate(text: str, tokens: Sequence[int]) -> bool:
 
 @dataclass
 class _Tally:
-    nll: float = 0.0
-    tokens: int = 0
+    nll: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
     replies: int = 0
     broken: int = 0
     texts: list[str] = field(default_factory=list)
@@ -90,11 +102,13 @@ def sweep(
     generate: int | None = None,
     seed: int = 0,
     reply_tokens: int = REPLY_TOKENS,
+    score: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Point]:
-    """Perplexity of the real replies and the degenerate share of `generate` sampled replies
-    (default: one per context) at each strength. `rows` are the vector's rows for blocks 1 on
-    (`rows[i]` is added to block i + 1), steering blocks `band`."""
+    """Perplexity of the real replies (pooled, and per context) and the degenerate share of
+    `generate` sampled replies (default: one per context) at each strength. `rows` are the
+    vector's rows for blocks 1 on (`rows[i]` is added to block i + 1), steering blocks
+    `band`. With `score=False` only replies are sampled (perplexity NaN)."""
     tallies = {s: _Tally() for s in strengths}
     generate = len(contexts) if generate is None else generate
     for k, c in enumerate(contexts):
@@ -105,9 +119,11 @@ def sweep(
         for i, s in enumerate(strengths):
             _set(model, rows, band, s)
             t = tallies[s]
-            lps = model.token_logprobs(full, scored_from, 0 if i == 0 else steer_from, steer_from)
-            t.nll -= sum(lps)
-            t.tokens += len(lps)
+            if score:
+                keep = 0 if i == 0 else steer_from
+                lps = model.token_logprobs(full, scored_from, keep, steer_from)
+                t.nll.append(-sum(lps))
+                t.tokens.append(len(lps))
             if k < generate:
                 text, ids = _reply(model, prompt, steer_from, seed + k, reply_tokens)
                 t.texts.append(text)
@@ -117,7 +133,14 @@ def sweep(
             progress(k + 1, len(contexts))
     model.set_control_vector(None)
     return [
-        Point(s, math.exp(t.nll / max(1, t.tokens)), t.broken / max(1, t.replies), tuple(t.texts))
+        Point(
+            s,
+            math.exp(sum(t.nll) / max(1, sum(t.tokens))) if score else math.nan,
+            t.broken / max(1, t.replies),
+            tuple(t.texts),
+            tuple(t.nll),
+            tuple(t.tokens),
+        )
         for s, t in tallies.items()
     ]
 
@@ -150,21 +173,44 @@ def _reply(
     return model.detokenize(ids).decode("utf-8", "replace").rstrip("\n"), ids
 
 
-def usable(points: Sequence[Point]) -> Calibration:
-    """The usable range from a sweep that includes strength 0 (see the module docstring)."""
+def rise_bounds(points: Sequence[Point], seed: int = 0) -> dict[float, float]:
+    """strength -> the perplexity ratio to strength 0 that `CONFIDENCE` of `RESAMPLES`
+    resamples of the contexts stay under (each resample takes the same contexts at every
+    strength); points without per-context scores give their pooled ratio."""
     by = {p.strength: p for p in points}
     if 0.0 not in by:
         raise ValueError("the sweep must include strength 0 (no steering)")
-    base = by[0.0].perplexity
+    base = by[0.0]
+    if not base.tokens or any(len(p.nll) != len(base.nll) for p in points):
+        return {p.strength: p.perplexity / base.perplexity for p in points}
+    picks = np.random.default_rng(seed).integers(0, len(base.nll), (RESAMPLES, len(base.nll)))
+    tokens = np.maximum(np.asarray(base.tokens)[picks].sum(axis=1), 1)
+    base_nll = np.asarray(base.nll)[picks].sum(axis=1)
+    bounds = {}
+    for p in points:
+        ratios = np.exp((np.asarray(p.nll)[picks].sum(axis=1) - base_nll) / tokens)
+        bounds[p.strength] = float(np.quantile(ratios, CONFIDENCE))
+    return bounds
+
+
+def usable(points: Sequence[Point]) -> Calibration:
+    """The usable range from a sweep that includes strength 0 (see the module docstring)."""
+    bounds = rise_bounds(points)
+    by = {p.strength: p for p in points}
+    top = 1 + MAX_PPL_RISE
     limits = []
     for sign in (1, -1):
-        best = 0.0
+        end, last = 0.0, 1.0  # the last strength inside, and its bound
         for s in sorted(abs(p.strength) for p in points if p.strength * sign > 0):
-            p = by[s * sign]
-            if p.perplexity > base * (1 + MAX_PPL_RISE) or p.degenerate > MAX_DEGENERATE:
+            bound = bounds[s * sign]
+            if by[s * sign].degenerate > MAX_DEGENERATE:
                 break
-            best = s
-        limits.append(best)
+            if bound > top:
+                end += math.floor(100 * (s - end) * (top - last) / (bound - last)) / 100
+                break
+            end, last = s, bound
+        limits.append(end)
+    base = by[0.0].perplexity
     return Calibration(limits[0], limits[1], base, sorted(points, key=lambda p: p.strength))
 
 

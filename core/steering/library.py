@@ -5,9 +5,15 @@ format, with convsim's calibration in extra keys. Its rows are strength 1; the c
 range says how far each side of the slider goes (`Calibration.strength`).
 
 Mixing (`mix`): several sliders sum into the one buffer llama.cpp holds. Each vector
-contributes its slider's strength times its rows; where the sum at a block is longer than the
-longest single vector at its own calibrated limit on the side its slider is on, the whole mix
-is scaled down to that length, so a combination never pushes harder than one slider at its end.
+contributes its slider's strength times its rows, with two limits on the whole mix:
+- a budget on the positions: where their squares sum past 1, all of them are scaled down until
+  they sum to 1 (`budget`). Perplexity rises about with the square of a vector's strength or
+  faster (doubling a strength multiplied the rise by 3 or more in the built-in axes' sweeps), so k
+  sliders at their ends, each at 1/sqrt(k) of it, rise about as much as one slider at its end,
+  wherever in the model their bands are;
+- where the sum at a block is longer than the longest single vector at its own calibrated
+  limit on the side its slider is on, the whole mix is scaled down to that length, so vectors
+  that point the same way never push harder than one slider at its end.
 """
 
 from __future__ import annotations
@@ -113,6 +119,8 @@ def mix(
     used = [(available[name], value) for name, value in chosen.items() if value]
     if not used:
         return None
+    scale = budget(chosen)
+    used = [(v, value * scale) for v, value in used]
     widths = {v.rows.shape[1] for v, _ in used}
     if len(widths) > 1:
         raise ValueError(f"these vectors have different widths {sorted(widths)}")
@@ -136,6 +144,13 @@ def mix(
     if not np.any(total):
         return None
     return total[1:].astype(np.float32), start, end
+
+
+def budget(chosen: Mapping[str, float]) -> float:
+    """The factor `mix` scales the slider positions `chosen` by: 1 while their squares sum
+    to at most 1, else what brings the sum down to 1."""
+    total = sum(max(-1.0, min(1.0, v)) ** 2 for v in chosen.values())
+    return 1.0 if total <= 1 else 1 / total**0.5
 
 
 def parse_mix(text: str) -> dict[str, float]:

@@ -182,7 +182,8 @@ def apply_steer(engine: Any, record: Any, text: str | None) -> dict[str, float]:
 def add_steer_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--steer", metavar="NAME=VALUE[,...]",
-        help="steering sliders, each -1..1 (see `convsim steer list MODEL_ID`)",
+        help="steering sliders, each -1..1 (see `convsim steer list MODEL_ID`); several whose "
+        "squares sum past 1 are scaled down together to sum 1",
     )  # fmt: skip
 
 

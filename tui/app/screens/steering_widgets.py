@@ -55,9 +55,15 @@ def strength_range(negative: float, positive: float) -> str:
 
 
 def mix_note(values: Mapping[str, float]) -> str:
-    """ "steer: happy +0.5 brief -0.3" for the sliders that are not at 0 ("" when none)."""
+    """ "steer: happy +0.5 brief -0.3" for the sliders that are not at 0 ("" when none),
+    with " ×0.86" when the mix scales them down together (`library.budget`)."""
+    from convsim.core.steering.library import budget
+
     moved = [f"{name} {signed(v)}" for name, v in values.items() if abs(v) >= 0.005]
-    return "steer: " + " ".join(moved) if moved else ""
+    if not moved:
+        return ""
+    scale = budget(values)
+    return "steer: " + " ".join(moved) + (f" ×{scale:.2f}" if scale < 0.995 else "")
 
 
 def clamp(value: float) -> float:
