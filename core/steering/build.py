@@ -24,7 +24,7 @@ from convsim.core.steering.axes import BUILT_IN, Axis
 if TYPE_CHECKING:
     from convsim.core.workspace import Workspace
 
-HELD_OUT = 40  # held-out contexts: sign, separation and calibration are measured on them
+HELD_OUT = 40  # held-out contexts (at least): sign and separation are measured on them
 CALIBRATION_CONTEXTS = 24  # held-out contexts: calibration scores their replies and samples one
 CALIBRATION_EARLIER = 60  # the latest earlier contexts: their replies are scored too
 
@@ -148,8 +148,8 @@ def calibration_contexts(
 
 def split_contexts(t: Target) -> tuple[list[pairs.Context], list[pairs.Context]]:
     """(earlier, held-out) contexts of the target, as every build splits them: pairs come
-    from the earlier ones; sign, separation and calibration (its first
-    `CALIBRATION_CONTEXTS`) from the held-out ones."""
+    from the earlier ones; sign and separation from the held-out ones; calibration from
+    both (`calibration_contexts`)."""
     return pairs.split(pairs.contexts(t.examples), HELD_OUT)
 
 
