@@ -128,8 +128,8 @@ def test_panel_lists_sliders_that_keys_move_and_presets_and_reset_set(
             assert sliders[0].value == 1.0  # stops at +1
             await pilot.press("tab", "left", "shift+left")
             assert app.focused is sliders[1] and sliders[1].value == -0.6
-            # Squares summing past 1: the mix scales both (1 / sqrt(1 + 0.36)).
-            assert status(chat).endswith("steer: brief +1.0 happy -0.6 ×0.86")
+            # Sizes summing past 1: the mix scales both (1 / (1 + 0.6)).
+            assert status(chat).endswith("steer: brief +1.0 happy -0.6 ×0.62")
             assert chat.steer_values == {"brief": 1.0, "happy": -0.6, "warm": 0.0}
             assert "brief +1.0" in shown(sliders[0]).splitlines()[0]
 
@@ -137,8 +137,8 @@ def test_panel_lists_sliders_that_keys_move_and_presets_and_reset_set(
             assert panel.query_one("#steer-preset-formal", Button).disabled
             assert not panel.query_one("#steer-preset-cheerful", Button).disabled
             await pilot.click("#steer-preset-cheerful")
-            assert [s.value for s in sliders] == [0.0, 0.7, 0.5]
-            assert status(chat).endswith("steer: happy +0.7 warm +0.5")
+            assert [s.value for s in sliders] == [0.0, 0.6, 0.4]
+            assert status(chat).endswith("steer: happy +0.6 warm +0.4")
             await pilot.click("#steer-preset-short")
             assert status(chat).endswith("steer: brief +1.0")
 

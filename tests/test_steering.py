@@ -696,45 +696,38 @@ def vector(
     return library.Vector(name, Path(f"{name}.gguf"), rows, band, cal, {})
 
 
-def test_mix_sums_sliders_and_never_pushes_past_one_vector_at_its_limit() -> None:
+def test_mix_averages_sliders_and_never_pushes_past_one_vector_at_its_limit() -> None:
     rng = np.random.default_rng(6)
     a, b = np.zeros((4, 16)), np.zeros((4, 16))
     a[1:3], b[2:4] = rng.normal(0, 1, (2, 16)), rng.normal(0, 1, (2, 16))
-    b[2] = a[2]  # same direction at block 2: the sum there is twice as long
+    b[2] = a[2]  # same direction at block 2
     found = {"a": vector("a", a, 2.0, 1.0, (1, 2)), "b": vector("b", b, 3.0, 0.5, (2, 3))}
-    limit = np.maximum(2.0 * np.linalg.norm(a, axis=1), 3.0 * np.linalg.norm(b, axis=1))
 
+    # Positions whose sizes sum past 1 are scaled together to sum 1: the mix is the average
+    # of the two vectors at their ends (2a and 3b; at -1, -1a and -0.5b).
     mixed = library.mix({"a": 1.0, "b": 1.0}, found)
     assert mixed is not None
     rows, start, end = mixed
     assert rows.shape == (3, 16) and rows.dtype == np.float32 and (start, end) == (1, 3)
-    full = np.vstack([np.zeros(16), rows])
-    raw = 2.0 * a + 3.0 * b
-    assert np.all(np.linalg.norm(full, axis=1) <= limit + 1e-5)
-    scale = float(np.linalg.norm(full[2]) / np.linalg.norm(raw[2]))
-    assert scale < 1 and np.allclose(full, scale * raw, atol=1e-5)  # scaled as a whole
-    # The block that overshot most ends exactly at its limit.
-    assert (np.linalg.norm(full, axis=1)[1:] / limit[1:]).max() == pytest.approx(1.0, rel=1e-5)
-
-    # Both at -1: the limit is each one's negative end (1.0 and 0.5), not its positive end.
+    assert np.allclose(rows, ((2.0 * a + 3.0 * b) / 2)[1:], atol=1e-6)
     low = library.mix({"a": -1.0, "b": -1.0}, found)
-    assert low is not None
-    ends = np.maximum(1.0 * np.linalg.norm(a, axis=1), 0.5 * np.linalg.norm(b, axis=1))
-    lengths = np.linalg.norm(np.vstack([np.zeros(16), low[0]]), axis=1)
-    assert np.all(lengths <= ends + 1e-5) and (lengths[1:] / ends[1:]).max() == pytest.approx(1.0)
-
-    # Positions whose squares sum past 1 are scaled together to sum 1, wherever the bands
-    # are: a and c (blocks 1-2) and d (block 3) share no block, so no length limit applies.
-    d = np.zeros((4, 16))
-    d[3] = rng.normal(0, 1, 16)
-    found["d"] = vector("d", d, 2.0, 2.0, (3, 3))
-    apart = library.mix({"a": 1.0, "d": -1.0}, found)
-    assert apart is not None and apart[1:] == (1, 3)
-    assert np.allclose(apart[0], ((2.0 * a - 2.0 * d) / math.sqrt(2))[1:], atol=1e-6)
-    assert library.budget({"a": 1.0, "d": -1.0}) == pytest.approx(1 / math.sqrt(2))
-    assert library.budget({"a": 0.6, "d": 0.8}) == 1.0  # squares sum to 1: as set
-    assert library.budget({"a": 1.0, "b": 1.0, "d": 1.0}) == pytest.approx(1 / math.sqrt(3))
-    del found["d"]
+    assert low is not None and np.allclose(low[0], ((-1.0 * a - 0.5 * b) / 2)[1:], atol=1e-6)
+    uneven = library.mix({"a": 0.9, "b": -0.6}, found)
+    assert uneven is not None
+    assert np.allclose(uneven[0], ((0.9 * 2.0 * a - 0.6 * 0.5 * b) / 1.5)[1:], atol=1e-6)
+    # So no block is longer than one vector at the end of its slider's side.
+    for chosen in ({"a": 1.0, "b": 1.0}, {"a": -1.0, "b": -1.0}, {"a": 0.9, "b": -0.6}):
+        got = library.mix(chosen, found)
+        assert got is not None
+        ends = [
+            (v.calibration.positive if x > 0 else v.calibration.negative) * v.rows
+            for v, x in ((found[k], x) for k, x in chosen.items())
+        ]
+        longest = np.max([np.linalg.norm(e, axis=1) for e in ends], axis=0)
+        assert np.all(np.linalg.norm(got[0], axis=1) <= longest[1:] + 1e-5)
+    assert library.budget({"a": 1.0, "b": -1.0}) == 0.5
+    assert library.budget({"a": 0.4, "b": -0.6}) == 1.0  # sizes sum to 1: as set
+    assert library.budget({"a": 1.0, "b": 1.0, "c": -1.0}) == pytest.approx(1 / 3)
 
     # One slider within its range is not scaled; -1 uses the negative side's strength.
     rows, start, end = library.mix({"a": -1.0}, found) or (np.zeros(0), 0, 0)

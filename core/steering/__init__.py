@@ -13,8 +13,8 @@ Contract:
   at most 2% degenerate replies. A slider's -1..+1 maps onto that range, each side separately.
 - `library`: vectors are control-vector GGUFs (llama.cpp's own format, calibration in extra
   keys) in `<model folder>/steering/`; a vector for another model is refused; `mix` sums
-  slider positions into one buffer (positions whose squares sum past 1 scaled down together),
-  no longer than one vector at its limit.
+  slider positions into one buffer (positions whose sizes sum past 1 scaled down together to
+  sum 1), an average of vectors at their calibrated ends.
 - `build`: the whole job for one vector, with progress events and a cancel event.
 
 Vectors reach a reply only through `inference.Engine.set_steering`, which steers the reply's

@@ -4,16 +4,14 @@ Each vector is `<model folder>/steering/<name>.gguf` (`convert.control_vector`):
 format, with convsim's calibration in extra keys. Its rows are strength 1; the calibrated
 range says how far each side of the slider goes (`Calibration.strength`).
 
-Mixing (`mix`): several sliders sum into the one buffer llama.cpp holds. Each vector
-contributes its slider's strength times its rows, with two limits on the whole mix:
-- a budget on the positions: where their squares sum past 1, all of them are scaled down until
-  they sum to 1 (`budget`). Perplexity rises about with the square of a vector's strength or
-  faster (doubling a strength multiplied the rise by 3 or more in the built-in axes' sweeps), so k
-  sliders at their ends, each at 1/sqrt(k) of it, rise about as much as one slider at its end,
-  wherever in the model their bands are;
-- where the sum at a block is longer than the longest single vector at its own calibrated
-  limit on the side its slider is on, the whole mix is scaled down to that length, so vectors
-  that point the same way never push harder than one slider at its end.
+Mixing (`mix`): several sliders sum into the one buffer llama.cpp holds, each vector its
+slider's strength times its rows. Where the sizes of the positions sum past 1 they are all
+scaled down together until they sum to 1 (`budget`). The mix is then an average of vectors at
+their calibrated ends (and of no steering), weighted by the positions. Where the perplexity
+rise is convex in the steering, as it is along each vector (it grows faster than the
+strength), such an average raises it no more than the worst of those ends: no more than
+calibration allowed (`benchmarks/steering.py` measures three sliders together). The same
+average makes the mix no longer, at any block, than one vector at its end.
 """
 
 from __future__ import annotations
@@ -119,26 +117,14 @@ def mix(
     used = [(available[name], value) for name, value in chosen.items() if value]
     if not used:
         return None
-    scale = budget(chosen)
-    used = [(v, value * scale) for v, value in used]
     widths = {v.rows.shape[1] for v, _ in used}
     if len(widths) > 1:
         raise ValueError(f"these vectors have different widths {sorted(widths)}")
+    scale = budget(chosen)
     blocks = max(len(v.rows) for v, _ in used)  # a file holds rows up to its last band block
     total = np.zeros((blocks, widths.pop()))
-    limit = np.zeros(blocks)
     for v, value in used:
-        rows = np.zeros_like(total)
-        rows[: len(v.rows)] = v.rows
-        total += v.calibration.strength(value) * rows
-        # the end of the side this slider is on: a mix of sliders at -1 may push no harder
-        # than one of them at -1, however far their positive sides go
-        edge = v.calibration.positive if value > 0 else v.calibration.negative
-        limit = np.maximum(limit, edge * np.linalg.norm(rows, axis=1))
-    lengths = np.linalg.norm(total, axis=1)
-    over = np.where(limit > 0, lengths / np.maximum(limit, 1e-12), 0.0)
-    if over.max() > 1:
-        total /= over.max()
+        total[: len(v.rows)] += v.calibration.strength(value * scale) * v.rows
     start = min(v.band[0] for v, _ in used)
     end = max(v.band[1] for v, _ in used)
     if not np.any(total):
@@ -147,10 +133,10 @@ def mix(
 
 
 def budget(chosen: Mapping[str, float]) -> float:
-    """The factor `mix` scales the slider positions `chosen` by: 1 while their squares sum
-    to at most 1, else what brings the sum down to 1."""
-    total = sum(max(-1.0, min(1.0, v)) ** 2 for v in chosen.values())
-    return 1.0 if total <= 1 else 1 / total**0.5
+    """The factor `mix` scales the slider positions `chosen` by: 1 while their sizes sum to
+    at most 1, else what brings the sum down to 1."""
+    total = sum(min(1.0, abs(v)) for v in chosen.values())
+    return 1.0 if total <= 1 else 1 / total
 
 
 def parse_mix(text: str) -> dict[str, float]:

@@ -183,7 +183,7 @@ def add_steer_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--steer", metavar="NAME=VALUE[,...]",
         help="steering sliders, each -1..1 (see `convsim steer list MODEL_ID`); several whose "
-        "squares sum past 1 are scaled down together to sum 1",
+        "sizes sum past 1 are scaled down together to sum 1",
     )  # fmt: skip
 
 

@@ -27,9 +27,10 @@ POLE_WIDTH = 9  # a pole's label is cut to this many cells on the bar's line
 MIN_BAR = 7
 
 # Presets: slider positions; a preset sets these and puts every other slider at 0. Only the
-# sliders the persona has are moved; a preset none of whose vectors exist is disabled.
+# sliders the persona has are moved; a preset none of whose vectors exist is disabled. Each
+# preset's positions sum to at most 1, so the mix applies them as set (`library.budget`).
 PRESETS: dict[str, dict[str, float]] = {
-    "cheerful": {"happy": 0.7, "warm": 0.5},
+    "cheerful": {"happy": 0.6, "warm": 0.4},
     "short": {"brief": 1.0},
     "formal": {"formal": 0.8},
 }
@@ -56,7 +57,7 @@ def strength_range(negative: float, positive: float) -> str:
 
 def mix_note(values: Mapping[str, float]) -> str:
     """ "steer: happy +0.5 brief -0.3" for the sliders that are not at 0 ("" when none),
-    with " ×0.86" when the mix scales them down together (`library.budget`)."""
+    with " ×0.62" when the mix scales them down together (`library.budget`)."""
     from convsim.core.steering.library import budget
 
     moved = [f"{name} {signed(v)}" for name, v in values.items() if abs(v) >= 0.005]
