@@ -73,7 +73,8 @@ def test_steer_changes_the_reply_and_refuses_bad_values(built, tmp_path: Path, c
     assert main([*args, "--steer", "happy=0"]) == 0
     assert json.loads(capsys.readouterr().out)["text"] == plain
     assert main(["steer", "list", model_id]) == 0
-    assert "happy" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "happy" in listed and listed.rstrip().endswith("block 1")  # a band of one block
     for bad, message in (
         ("happy=2", "between -1 and 1"),
         ("happy", "NAME=VALUE"),

@@ -124,12 +124,17 @@ def cmd_build(args: argparse.Namespace) -> int:
     c = v.calibration
     print(
         f"Vector {v.name!r} ({v.poles[1]} ← → {v.poles[0]}) for {args.model_id}: {v.path}\n"
-        f"  blocks {v.band[0]}–{v.band[1]}, usable strength -{c.negative:g} … +{c.positive:g} "
+        f"  {blocks(v.band)}, usable strength -{c.negative:g} … +{c.positive:g} "
         f"(perplexity {c.baseline:.1f} unsteered), built in "
         f"{duration(float(v.meta.get('seconds') or 0))}\n"
         f"  use it: convsim simulate {args.model_id} --steer {v.name}=0.5"
     )
     return 0
+
+
+def blocks(band: tuple[int, int]) -> str:
+    """ "blocks 8–12", or "block 10" for a band of one."""
+    return f"block {band[0]}" if band[0] == band[1] else f"blocks {band[0]}–{band[1]}"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -146,7 +151,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         c = v.calibration
         print(
             f"{v.name:<12} {v.poles[1]:>10} ← → {v.poles[0]:<10} "
-            f"-{c.negative:g} … +{c.positive:g}  blocks {v.band[0]}–{v.band[1]}"
+            f"-{c.negative:g} … +{c.positive:g}  {blocks(v.band)}"
         )
     return 0
 
