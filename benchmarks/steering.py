@@ -103,7 +103,11 @@ def held_out(ws: Any, record: Any, n: int) -> list[Any]:
 
     _, held = build.split_contexts(build.target(ws, record.id))
     rest = held[build.CALIBRATION_CONTEXTS :]
-    return rest[:n] if len(rest) >= n else held[-n:]
+    if len(rest) >= n:
+        return rest[:n]
+    print(f"only {len(rest)} held-out contexts the calibration did not use: {n} taken, "
+          "some of them calibration's", file=sys.stderr)  # fmt: skip
+    return held[-n:]
 
 
 def sweep_seeds(

@@ -452,6 +452,17 @@ def test_the_range_ends_where_the_rise_stays_inside_on_most_resamples_of_the_mom
     assert 0.0 < usable(lumped).positive < 1.0
     noisy = sweep(tuple(np.random.default_rng(1).exponential(0.77, 10)))
     assert calibrate.rise_bounds(noisy) == calibrate.rise_bounds(noisy)  # seeded resamples
+    # A moment whose reply cannot be scored at a strength (infinite NLL) ends the side before
+    # it; so does a perplexity that is not a number in a pooled sweep.
+    for bad in (math.inf, math.nan):
+        broken = sweep((bad,) + (0.0,) * 9)
+        assert calibrate.rise_bounds(broken)[1.0] == math.inf and usable(broken).positive == 0.0
+    unscored = [Point(p.strength, math.nan if p.strength else p.perplexity, 0.0) for p in spread]
+    assert usable(unscored).positive == 0.0
+    # Points that score different moments cannot be resampled together.
+    short = [*spread[:2], Point(2.0, spread[2].perplexity, 0.0, (), (1.0,), (10,))]
+    with pytest.raises(ValueError, match="same contexts"):
+        usable(short)
     # Without per-moment scores the pooled ratio decides, as the sweep points carry it.
     pooled = [Point(p.strength, p.perplexity, p.degenerate) for p in lumped]
     assert usable(pooled).positive > 1.0
@@ -515,6 +526,8 @@ def test_sweep_measures_what_steering_the_reply_does(deep_llama: LlamaModel) -> 
     assert result[0].perplexity != pytest.approx(perplexity(1.0, from_tag=False), rel=1e-3)
     # The sweep leaves the model unsteered.
     assert np.abs(llm.next_logits(llm.tokenize(TEXT)) - plain).max() < 1e-4
+    with pytest.raises(ValueError, match="no contexts"):
+        calibrate.calibrate(llm, [], rows, (1, 2), grid=(0.5,))
     cal = calibrate.calibrate(llm, found[:1], rows, (1, 2), grid=(0.5,))
     assert {p.strength for p in cal.points} == {-0.5, 0.0, 0.5}
     assert cal.positive in (0.0, 0.5) and cal.negative in (0.0, 0.5)
@@ -715,16 +728,27 @@ def test_mix_averages_sliders_and_never_pushes_past_one_vector_at_its_limit() ->
     uneven = library.mix({"a": 0.9, "b": -0.6}, found)
     assert uneven is not None
     assert np.allclose(uneven[0], ((0.9 * 2.0 * a - 0.6 * 0.5 * b) / 1.5)[1:], atol=1e-6)
-    # So no block is longer than one vector at the end of its slider's side.
-    for chosen in ({"a": 1.0, "b": 1.0}, {"a": -1.0, "b": -1.0}, {"a": 0.9, "b": -0.6}):
+    # So no block is longer than one vector at the end of its slider's side, whatever the
+    # vectors' lengths (a file holds rows up to its last band block: "s" stops at block 2).
+    found["s"] = vector("s", 3 * a[:3], 1.0, 2.0, (1, 2))
+    for chosen in (
+        {"a": 1.0, "b": 1.0}, {"a": -1.0, "b": -1.0}, {"a": 0.9, "b": -0.6},
+        {"s": -1.0, "b": 1.0}, {"s": 0.7, "b": -0.7, "a": 0.7},
+    ):  # fmt: skip
         got = library.mix(chosen, found)
         assert got is not None
-        ends = [
-            (v.calibration.positive if x > 0 else v.calibration.negative) * v.rows
-            for v, x in ((found[k], x) for k, x in chosen.items())
-        ]
-        longest = np.max([np.linalg.norm(e, axis=1) for e in ends], axis=0)
+        longest = np.zeros(4)
+        for k, x in chosen.items():
+            v = found[k]
+            end = (v.calibration.positive if x > 0 else v.calibration.negative) * v.rows
+            longest[: len(end)] = np.maximum(longest[: len(end)], np.linalg.norm(end, axis=1))
         assert np.all(np.linalg.norm(got[0], axis=1) <= longest[1:] + 1e-5)
+    del found["s"]
+    # Positions past -1..1 count as -1 or 1; one that is not a number is refused.
+    clipped = library.mix({"a": 2.0, "b": 1.0}, found)
+    assert clipped is not None and np.allclose(clipped[0], rows)
+    with pytest.raises(ValueError, match="must be numbers"):
+        library.mix({"a": math.nan, "b": 0.5}, found)
     assert library.budget({"a": 1.0, "b": -1.0}) == 0.5
     assert library.budget({"a": 0.4, "b": -0.6}) == 1.0  # sizes sum to 1: as set
     assert library.budget({"a": 1.0, "b": 1.0, "c": -1.0}) == pytest.approx(1 / 3)

@@ -13,9 +13,9 @@ The usable range on each side ends where, going outwards, either limit is first 
   four of the sample persona's five built-in vectors, in 35-68% of random splits of its
   held-out moments): the last grid strength that passes on a few dozen moments is often one
   that passed by luck. Between the last strength that passes and the first that does not,
-  the end is where the straight line between their bounds meets the limit; the rise grows
-  faster than a straight line there (it is convex in the strength), so the end is on the safe
-  side of it;
+  the end is where the straight line between their bounds meets the limit. Where the rise
+  grows faster than a straight line (it was convex in the strength in every sweep measured),
+  the end is on the safe side of it;
 - more than `MAX_DEGENERATE` of replies degenerate: the end is the last strength before.
 A slider at +1 (-1) is that strength towards the positive (negative) pole.
 """
@@ -178,21 +178,31 @@ def _reply(
 def rise_bounds(points: Sequence[Point], seed: int = 0) -> dict[float, float]:
     """strength -> the perplexity ratio to strength 0 that `CONFIDENCE` of `RESAMPLES`
     resamples of the contexts stay under (each resample takes the same contexts at every
-    strength); points without per-context scores give their pooled ratio."""
+    strength; a ratio that is not finite counts as infinite). A sweep without per-context
+    scores gives its pooled ratios; ValueError when the points' contexts disagree."""
     by = {p.strength: p for p in points}
     if 0.0 not in by:
         raise ValueError("the sweep must include strength 0 (no steering)")
     base = by[0.0]
-    if not base.tokens or any(len(p.nll) != len(base.nll) for p in points):
-        return {p.strength: p.perplexity / base.perplexity for p in points}
-    picks = np.random.default_rng(seed).integers(0, len(base.nll), (RESAMPLES, len(base.nll)))
+    if not any(p.nll for p in points):
+        return {p.strength: _finite(p.perplexity / base.perplexity) for p in points}
+    n = len(base.nll)
+    if any(len(p.nll) != n or len(p.tokens) != n for p in points) or not sum(base.tokens):
+        raise ValueError("every point of the sweep needs scores for the same contexts")
+    picks = np.random.default_rng(seed).integers(0, n, (RESAMPLES, n))
     tokens = np.maximum(np.asarray(base.tokens)[picks].sum(axis=1), 1)
     base_nll = np.asarray(base.nll)[picks].sum(axis=1)
     bounds = {}
-    for p in points:
-        ratios = np.exp((np.asarray(p.nll)[picks].sum(axis=1) - base_nll) / tokens)
-        bounds[p.strength] = float(np.quantile(ratios, CONFIDENCE))
+    with np.errstate(invalid="ignore", over="ignore"):
+        for p in points:
+            ratios = np.exp((np.asarray(p.nll)[picks].sum(axis=1) - base_nll) / tokens)
+            ratios[~np.isfinite(ratios)] = np.inf
+            bounds[p.strength] = float(np.quantile(ratios, CONFIDENCE, method="higher"))
     return bounds
+
+
+def _finite(ratio: float) -> float:
+    return ratio if math.isfinite(ratio) else math.inf
 
 
 def usable(points: Sequence[Point]) -> Calibration:
@@ -207,7 +217,7 @@ def usable(points: Sequence[Point]) -> Calibration:
             bound = bounds[s * sign]
             if by[s * sign].degenerate > MAX_DEGENERATE:
                 break
-            if bound > top:
+            if bound > top:  # an infinite bound adds nothing
                 end += math.floor(100 * (s - end) * (top - last) / (bound - last)) / 100
                 break
             end, last = s, bound
@@ -227,6 +237,8 @@ def calibrate(
     progress: Callable[[int, int], None] | None = None,
 ) -> Calibration:
     """Sweep `grid` both ways over `contexts` and find the usable range."""
+    if not contexts:
+        raise ValueError("no contexts to calibrate on")
     strengths = [0.0, *grid, *(-s for s in grid)]
     return usable(sweep(model, contexts, rows, band, strengths, generate=generate,
                         progress=progress))  # fmt: skip

@@ -8,14 +8,16 @@ Mixing (`mix`): several sliders sum into the one buffer llama.cpp holds, each ve
 slider's strength times its rows. Where the sizes of the positions sum past 1 they are all
 scaled down together until they sum to 1 (`budget`). The mix is then an average of vectors at
 their calibrated ends (and of no steering), weighted by the positions. Where the perplexity
-rise is convex in the steering, as it is along each vector (it grows faster than the
-strength), such an average raises it no more than the worst of those ends: no more than
-calibration allowed (`benchmarks/steering.py` measures three sliders together). The same
-average makes the mix no longer, at any block, than one vector at its end.
+rise is convex in the steering, such an average raises it no more than the worst of those
+ends: no more than calibration allowed. Along each vector it was convex in every sweep
+measured; across vectors that is expected, not proven, so `benchmarks/steering.py` measures
+three sliders together. The same average makes the mix no longer, at any block, than one
+vector at its end. Positions are clipped to -1..1; one that is not a number is refused.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -114,6 +116,9 @@ def mix(
     """(rows for blocks 1 on, first block, last block) of the sliders `chosen` (name ->
     -1..1) mixed as the module docstring says; None when nothing steers. KeyError names
     an unknown vector."""
+    if not all(math.isfinite(v) for v in chosen.values()):
+        raise ValueError(f"slider positions must be numbers: {dict(chosen)}")
+    chosen = {name: max(-1.0, min(1.0, value)) for name, value in chosen.items()}
     used = [(available[name], value) for name, value in chosen.items() if value]
     if not used:
         return None
