@@ -197,7 +197,8 @@ def rise_bounds(points: Sequence[Point], seed: int = 0) -> dict[float, float]:
         for p in points:
             ratios = np.exp((np.asarray(p.nll)[picks].sum(axis=1) - base_nll) / tokens)
             ratios[~np.isfinite(ratios)] = np.inf
-            bounds[p.strength] = float(np.quantile(ratios, CONFIDENCE, method="higher"))
+            bound = float(np.quantile(ratios, CONFIDENCE))  # NaN: between two infinities
+            bounds[p.strength] = math.inf if math.isnan(bound) else bound
     return bounds
 
 
