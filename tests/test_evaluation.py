@@ -58,6 +58,15 @@ def test_style_ks_has_a_bootstrap_interval_that_narrows_with_more_replies() -> N
     alone = style_intervals([[t] for t in messages for _ in range(4)], real, [1] * 1000)["length"]
     grouped = style_intervals([[t] * 4 for t in messages], real, [1] * 1000)["length"]
     assert grouped[1] - grouped[0] > 1.3 * (alone[1] - alone[0])
+    # Several replies to one moment are resampled together too: four one-message replies to
+    # each of 30 moments vary exactly as 30 turns of four messages.
+    paired = [i for i in range(30) for _ in range(4)]
+    by_moment = style_intervals(
+        [[t] for t in messages for _ in range(4)], real, [1] * 1000, moments=paired
+    )
+    assert by_moment["length"] == grouped
+    with pytest.raises(ValueError, match="3 moments for 120 generated turns"):
+        style_intervals([[t] for t in messages for _ in range(4)], real, [1], moments=[0, 1, 2])
     # Messages per turn: generated turn sizes against the real ones.
     turns = [["a", "b"]] * 40
     assert style_intervals(turns, ["a"] * 40, [2] * 40)["messages_per_turn"] == (0.0, 0.0)
@@ -245,12 +254,15 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
     home, model_id = persona
     monkeypatch.setenv("CONVSIM_HOME", str(home))
     quick = ["eval", model_id, "--quick", "--items", "10", "--best-of", "2", "--forever-turns",
-             "12", "--threads", "2", "--temperature", "0.9"]  # fmt: skip
+             "12", "--threads", "2", "--temperature", "0.9", "--replies", "2"]  # fmt: skip
     asked: list[tuple[float, int]] = []  # (temperature, best_of) of every reply the suite asks for
+    seeds: list[int] = []  # the seed of each best-of-N reply
     simulate = Engine.simulate
 
     def spy(self: Engine, transcript, speaker, sampling=None, *args, **kwargs):
         asked.append((sampling.temperature, sampling.best_of))
+        if sampling.best_of == 2:
+            seeds.append(sampling.seed)
         return simulate(self, transcript, speaker, sampling, *args, **kwargs)
 
     monkeypatch.setattr(Engine, "simulate", spy)
@@ -263,7 +275,7 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
                                       "laughter", "question", "messages_per_turn"}  # fmt: skip
         assert 0 <= v["hits_at_1_others"] <= 1 and v["perplexity"] > 1
         assert v["counts"]["ranked"] == report["items"] == 10
-        assert v["counts"]["generated_replies"] == 10
+        assert v["counts"]["generated_replies"] == 2 * 10  # --replies 2 for each of 10 moments
         lo, hi = v["intervals"]["mrr_others"]
         assert lo <= v["mrr_others"] <= hi
         spread = v["intervals"]["style_ks"]
@@ -273,8 +285,10 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
     assert report["temperature"] == 0.9
     # Every variant's replies at 0.9, best-of-N's included; the forever conversation may go
     # hotter only to break a loop (`engine.hotter`).
-    assert {t for t, n in asked if n == 2} == {0.9} and len([n for _, n in asked if n == 2]) == 10
-    assert [t for t, n in asked if n == 1].count(0.9) >= 3 * 10 + 12
+    assert {t for t, n in asked if n == 2} == {0.9} and len([n for _, n in asked if n == 2]) == 20
+    assert [t for t, n in asked if n == 1].count(0.9) >= 3 * 20 + 12
+    assert seeds == [*range(10), *range(1000, 1010)]  # a seed of its own for every reply
+    assert report["replies_per_moment"] == 2
     assert report["best_of_n"]["ranking_from"] == "tuned" and report["best_of_n"]["n"] == 2
     assert report["best_of_n"]["hits_at_1_others"] == report["tuned"]["hits_at_1_others"]
     # Different models, different numbers: nothing here is a constant.
@@ -291,11 +305,12 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
     style_chart = page.split("<svg")[-1]  # whiskers: a style KS interval per variant and feature
     whiskers = sum(None not in s for x in spreads for s in x.values())
     assert style_chart.count('class="ci"') == whiskers
-    assert "sampled at temperature 0.9" in page
+    assert "2 replies per moment sampled at temperature 0.9" in page
     # The terminal table reads the saved figures.
     assert main(["eval", model_id, "--last"]) == 0
     out = capsys.readouterr().out
     assert "Hits@1 vs other people" in out and "report.html" in out and "temperature 0.9" in out
+    assert "on 10 held-out moments (quick), 2 replies per moment" in out
     assert f"{report['tuned']['hits_at_1_others']:.2f}" in out and "forever" in out
     ks, (lo, hi) = report["tuned"]["style_ks"]["length"], spreads[2]["length"]
     assert f"{ks:.2f} ({lo:.2f}-{hi:.2f})" in out
@@ -310,6 +325,8 @@ def test_eval_refuses_bad_input(persona, monkeypatch, capsys) -> None:
     assert "--best-of" in capsys.readouterr().err
     assert main(["eval", model_id, "--temperature", "-1"]) == 2
     assert "--temperature must be 0 or more" in capsys.readouterr().err
+    assert main(["eval", model_id, "--replies", "0"]) == 2
+    assert "--replies must be 1 or more, not 0" in capsys.readouterr().err
     (home / "models" / model_id / "eval.json").write_text("{broken")
     assert main(["eval", model_id, "--last"]) == 2
     assert "eval.json: not a report" in capsys.readouterr().err

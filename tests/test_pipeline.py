@@ -75,7 +75,8 @@ def test_train_export_eval_on_the_default_base(home: Path, chat_id: int) -> None
     tokens = {v["counts"]["perplexity_tokens"] for v in variants}
     assert len(tokens) == 1 and tokens.pop() > 10  # every variant scores the same tokens
     assert all(1 < v["perplexity"] < 10_000 for v in variants)
-    assert all(v["counts"]["generated_replies"] == 3 for v in variants)
+    assert all(v["counts"]["generated_replies"] == 3 * 3 for v in variants)  # 3 a moment
+    assert report["replies_per_moment"] == 3
     # Prompting with their messages makes their real replies less surprising on the real base.
     assert report["in_context"]["perplexity"] < report["base"]["perplexity"]
     assert (folder / "eval.json").exists() and (folder / "report.html").exists()

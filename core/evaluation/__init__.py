@@ -6,7 +6,8 @@ tuned best-of-N): held-out perplexity and next-reply ranking (`ranking`), style 
 authorship and a real-or-generated detector on generated replies (`imitation`, `classify`),
 forever-conversation health (`health`), with bootstrap intervals (`stats`); `report` writes
 `eval.json` and a self-contained `report.html` beside the model (`temperature_of` reads the
-temperature a report's replies were sampled at, `style_interval` a style feature's interval).
+temperature a report's replies were sampled at, `replies_of` how many there were per moment,
+`style_interval` a style feature's interval).
 `explain` finds the person's real training messages closest to a reply.
 
 Contract: results are plain JSON-able dicts, saved beside the model; deterministic for a seed;
@@ -26,7 +27,7 @@ from convsim.core.evaluation.explain import (
     explain,
     surrounding,
 )
-from convsim.core.evaluation.report import style_interval, temperature_of
+from convsim.core.evaluation.report import replies_of, style_interval, temperature_of
 from convsim.core.evaluation.suite import FULL, QUICK, VARIANTS, SuiteEvent, SuiteStopped, run
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "SuiteStopped",
     "TextEmbedder",
     "explain",
+    "replies_of",
     "run",
     "style_interval",
     "surrounding",

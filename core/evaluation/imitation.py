@@ -65,25 +65,38 @@ def style_intervals(
     real: Sequence[str],
     real_turn_sizes: Sequence[int],
     seed: int = 0,
+    *,
+    moments: Sequence[int] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Per feature: the bootstrap 95% interval of `style_match`'s KS, the generated replies
-    resampled a turn at a time (a turn's messages go together) and the real messages (real
-    turn sizes, for messages per turn) on their own. A KS on resampled data is biased upwards,
-    so the interval tells how far the figure moves with other samples, not where 0 lies."""
+    resampled a moment at a time (`moments[j]`: the moment turn j answers; by default each turn
+    its own: a turn's messages, and the replies to one moment, go together) and the real
+    messages (real turn sizes, for messages per turn) on their own. A KS on resampled data is
+    biased upwards, so the interval tells how far the figure moves with other samples, not
+    where 0 lies."""
     per_turn, ref = _style_values(generated, real, real_turn_sizes)
+    keys = list(range(len(generated))) if moments is None else list(moments)
+    if len(keys) != len(generated):
+        raise ValueError(f"{len(keys)} moments for {len(generated)} generated turns")
+    groups: dict[int, list[int]] = {}
+    for j, key in enumerate(keys):
+        groups.setdefault(key, []).append(j)
     out = {}
     for name in STYLE_FEATURES:
-        turns, values = per_turn[name], ref[name]
-        out[name] = bootstrap_two(len(turns), len(values), _ks_of(turns, values), seed=seed)
+        units = [
+            np.concatenate([np.empty(0), *(per_turn[name][j] for j in g)]) for g in groups.values()
+        ]
+        values = ref[name]
+        out[name] = bootstrap_two(len(units), len(values), _ks_of(units, values), seed=seed)
     return out
 
 
 def _ks_of(
-    turns: list[np.ndarray], values: np.ndarray
+    units: list[np.ndarray], values: np.ndarray
 ) -> Callable[[np.ndarray, np.ndarray], float]:
-    """The KS statistic of the turns and the values at the given indices."""
+    """The KS statistic of the units (a moment's values each) and the values at the indices."""
     return lambda a, b: ks_statistic(
-        np.concatenate([np.empty(0), *(turns[i] for i in a)]), values[b]
+        np.concatenate([np.empty(0), *(units[i] for i in a)]), values[b]
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from convsim.core.files import write_json, write_text
 
-__all__ = ["CHARTS", "LABELS", "render", "save", "temperature_of"]
+__all__ = ["CHARTS", "LABELS", "render", "replies_of", "save", "temperature_of"]
 
 LABELS = {
     "base": "base model",
@@ -46,6 +46,13 @@ OLD_DEFAULT_TEMPERATURE = 0.8
 def temperature_of(report: dict[str, Any]) -> float:
     """The sampling temperature of the report's generated replies."""
     return float(report.get("temperature", OLD_DEFAULT_TEMPERATURE))
+
+
+def replies_of(report: dict[str, Any]) -> str:
+    """How many replies each variant generated per moment, in words ("3 replies per moment");
+    reports saved before the suite had the choice generated one."""
+    n = int(report.get("replies_per_moment", 1))
+    return f"{n} {'reply' if n == 1 else 'replies'} per moment"
 
 
 def style_interval(figures: dict[str, Any], feature: str) -> list[Any]:
@@ -134,8 +141,8 @@ def render(report: dict[str, Any]) -> str:
         f"<h1>Is it really {who}?</h1>",
         f"<p>Persona <b>{html.escape(str(report.get('model_id')))}</b>, measured on "
         f"{report.get('items')} held-out moments (the chat's latest sessions, never trained on)"
-        f"{' in quick mode' if report.get('quick') else ''}, replies sampled at temperature "
-        f"{temperature_of(report)}, in {report.get('seconds')} s. "
+        f"{' in quick mode' if report.get('quick') else ''}, {replies_of(report)} sampled at "
+        f"temperature {temperature_of(report)}, in {report.get('seconds')} s. "
         "Whiskers are bootstrap 95% intervals.</p>",
         "<p class='legend'>"
         + " ".join(

@@ -11,7 +11,8 @@ messages: "just ask an LLM to write like them"), `tuned` (base + the persona's L
   moments (`*_same_person`, against the variant's own prior: only the fit to the moment).
   Ranking scores the real replies, not generated ones, so `best_of_n` repeats `tuned`'s
   figures (`ranking_from: "tuned"`);
-- on one generated reply per moment (`imitation`): `style_ks` and `style_relative_error` per
+- on the replies generated at each moment (`imitation`; `Sizes.replies` per moment, each with
+  its own seed: more replies, a steadier style figure): `style_ks` and `style_relative_error` per
   feature, `authorship` (0 = other people, 1 = the person's held-out messages) and
   `detector_accuracy` (real vs generated, cross-validated; 0.5 = indistinguishable), and
   `first_message_s`, the mean time to a reply's first token on this machine;
@@ -63,10 +64,13 @@ class Sizes:
     items: int  # held-out moments ranked and replied to
     forever_turns: int
     forever_seeds: int
+    replies: int = 1  # generated replies per moment and variant
 
 
 QUICK = Sizes(items=24, forever_turns=100, forever_seeds=1)
-FULL = Sizes(items=80, forever_turns=500, forever_seeds=3)
+# Three replies a moment: on one, a rare habit (a laugh, an emoji) moves a style KS by a whole
+# message, and the persona against the prompted base flipped between runs.
+FULL = Sizes(items=80, forever_turns=500, forever_seeds=3, replies=3)
 
 
 class SuiteStopped(Exception):
@@ -109,11 +113,13 @@ def run(
     prompt_tokens: int = 768,
     items: int | None = None,
     forever_turns: int | None = None,
+    replies: int | None = None,
     cancel: threading.Event | None = None,
     progress: Callable[[SuiteEvent], None] | None = None,
 ) -> dict[str, Any]:
     """The suite's report for `model_id` (see the module docstring); saved beside the model.
-    `items` and `forever_turns` override the size's moments and forever turns (0: none);
+    `items`, `forever_turns` and `replies` override the size's moments, forever turns (0: none)
+    and replies per moment;
     `temperature` the sampling default's, for every generated reply.
     Setting `cancel` stops it soon after (`SuiteStopped`, nothing saved)."""
     from convsim.core.evaluation import report as html
@@ -122,9 +128,14 @@ def run(
     started = time.perf_counter()
     sizes = QUICK if quick else FULL
     if items is not None:
-        sizes = Sizes(items, sizes.forever_turns, sizes.forever_seeds)
+        sizes = replace(sizes, items=items)
     if forever_turns is not None:
-        sizes = Sizes(sizes.items, forever_turns, sizes.forever_seeds if forever_turns else 0)
+        sizes = replace(sizes, forever_turns=forever_turns,
+                        forever_seeds=sizes.forever_seeds if forever_turns else 0)  # fmt: skip
+    if replies is not None:
+        sizes = replace(sizes, replies=replies)
+    if sizes.items < 1 or sizes.replies < 1:
+        raise ValueError(f"the suite needs a moment and a reply: {sizes.items}, {sizes.replies}")
     m, base_path, adapter = heldout.of_model(ws, model_id, limit=sizes.items, seed=seed)
     record = ws.store.model(model_id)
     say = progress or (lambda e: None)
@@ -136,7 +147,7 @@ def run(
     if temperature is not None:
         sampling = replace(sampling, temperature=temperature)
     ranked: dict[str, list[ranking.Ranked]] = {}
-    replies: dict[str, tuple[list[list[str]], list[float]]] = {}
+    generated: dict[str, tuple[list[list[str]], list[float]]] = {}
 
     # log p(text | the person's tag) on the base model: the prior of the other-people pool of
     # every variant, filled while the base model (no head) is ranked.
@@ -150,7 +161,9 @@ def run(
                 engine.model, engine.head, m.items, m.tag, cancel=cancel,
                 progress=stage(f"ranking {variant}"), **own,
             )  # fmt: skip
-        replies[variant] = _generate(engine, m, s, cancel, stage(f"replies {variant}"))
+        generated[variant] = _generate(
+            engine, m, s, cancel, stage(f"replies {variant}"), sizes.replies
+        )
 
     base = Engine(base_path, n_ctx=2048, threads=threads)
     try:
@@ -185,9 +198,10 @@ def run(
         "temperature": sampling.temperature,
         "best_of": best_of,
         "items": len(m.items),
+        "replies_per_moment": sizes.replies,
     }
     for variant in VARIANTS:
-        out[variant] = _figures(ranked[variant], *replies[variant], m, author, seed)
+        out[variant] = _figures(ranked[variant], *generated[variant], m, author, seed)
     out["best_of_n"]["ranking_from"] = "tuned"
     out["best_of_n"]["n"] = best_of
     out["forever"] = {k: _clean(v) if isinstance(v, float) else v for k, v in forever.items()}
@@ -198,20 +212,25 @@ def run(
 
 
 def _generate(
-    engine: Any, m: heldout.Material, s: Any, cancel: Any, progress: Any
+    engine: Any, m: heldout.Material, s: Any, cancel: Any, progress: Any, per_moment: int = 1
 ) -> tuple[list[list[str]], list[float]]:
-    turns, firsts = [], []
-    for i, item in enumerate(m.items):
-        if cancel is not None and cancel.is_set():
-            break
-        reply = engine.simulate(
-            item.turns, m.tag, replace(s, seed=s.seed + i), cancel,
-            max_messages=imitation.MAX_MESSAGES,
-        ).result()  # fmt: skip
-        turns.append([x for x in reply.messages if x.strip()])
-        if reply.first_token_s is not None:
-            firsts.append(reply.first_token_s)
-        progress(i + 1, len(m.items))
+    """`per_moment` replies to each moment, a round through the moments at a time: turn j
+    answers moment j mod len(m.items), with seed `s.seed` + 1000 × its round + the moment."""
+    turns: list[list[str]] = []
+    firsts: list[float] = []
+    total = per_moment * len(m.items)
+    for k in range(per_moment):
+        for i, item in enumerate(m.items):
+            if cancel is not None and cancel.is_set():
+                return turns, firsts
+            reply = engine.simulate(
+                item.turns, m.tag, replace(s, seed=s.seed + 1000 * k + i), cancel,
+                max_messages=imitation.MAX_MESSAGES,
+            ).result()  # fmt: skip
+            turns.append([x for x in reply.messages if x.strip()])
+            if reply.first_token_s is not None:
+                firsts.append(reply.first_token_s)
+            progress(len(turns), total)
     return turns, firsts
 
 
@@ -287,7 +306,10 @@ def _figures(
     put("detector_accuracy", mean(right), stats.mean_interval(right, seed))
     style = imitation.style_match(turns, m.heldout_replies, m.real_turn_sizes)
     figures["style_ks"] = {k: _clean(v["ks"]) for k, v in style.items()}
-    spread = imitation.style_intervals(turns, m.heldout_replies, m.real_turn_sizes, seed)
+    moments = [j % max(len(m.items), 1) for j in range(len(turns))]
+    spread = imitation.style_intervals(
+        turns, m.heldout_replies, m.real_turn_sizes, seed, moments=moments
+    )
     intervals["style_ks"] = {k: [_clean(lo), _clean(hi)] for k, (lo, hi) in spread.items()}
     figures["style_relative_error"] = {k: _clean(v["relative_error"]) for k, v in style.items()}
     figures["style_means"] = {

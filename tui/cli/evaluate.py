@@ -55,13 +55,13 @@ def _cell(value: Any, interval: Any) -> str:
 
 
 def print_report(report: dict[str, Any], folder: Path) -> None:
-    from convsim.core.evaluation import style_interval, temperature_of
+    from convsim.core.evaluation import replies_of, style_interval, temperature_of
 
     variants = [v for v in HEADS if v in report]
     print(
         f"Is it really {report['person']}? {report['model_id']} on {report['items']} held-out "
-        f"moments{' (quick)' if report['quick'] else ''}, temperature {temperature_of(report)}, "
-        f"{report['seconds']:.0f} s; 95% intervals in brackets"
+        f"moments{' (quick)' if report['quick'] else ''}, {replies_of(report)}, temperature "
+        f"{temperature_of(report)}, {report['seconds']:.0f} s; 95% intervals in brackets"
     )
     width = 24
     print(f"  {'':<34}" + "".join(f"{HEADS[v]:>{width}}" for v in variants))
@@ -113,6 +113,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CliError(f"--items must be 1 or more, not {args.items}")
     if args.temperature is not None and args.temperature < 0:
         raise CliError(f"--temperature must be 0 or more, not {args.temperature}")
+    if args.replies is not None and args.replies < 1:
+        raise CliError(f"--replies must be 1 or more, not {args.replies}")
     if args.forever_turns is not None and args.forever_turns < 0:
         raise CliError(f"--forever-turns must be 0 or more, not {args.forever_turns}")
     with workspace() as ws:
@@ -124,7 +126,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 report = suite.run(
                     ws, args.model_id, quick=args.quick, best_of=args.best_of, seed=args.seed,
                     temperature=args.temperature, threads=args.threads, items=args.items,
-                    forever_turns=args.forever_turns, progress=_Bar(args.json),
+                    forever_turns=args.forever_turns, replies=args.replies,
+                    progress=_Bar(args.json),
                 )  # fmt: skip
         except (KeyError, ValueError, FileNotFoundError) as e:
             raise CliError(explain(e)) from None
@@ -146,6 +149,11 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="fewer moments and a short forever run")
     p.add_argument("--best-of", type=int, default=4, help="candidates per best-of-N reply")
     p.add_argument("--items", type=int, help="held-out moments to measure (quick 24, full 80)")
+    p.add_argument(
+        "--replies", type=int,
+        help="replies generated per moment and variant for style, authorship and the detector "
+        "(quick 1, full 3)",
+    )  # fmt: skip
     p.add_argument(
         "--forever-turns", type=int, help="turns of each forever conversation (0 = skip it)"
     )

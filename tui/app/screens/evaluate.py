@@ -165,11 +165,12 @@ class EvaluateScreen(Screen[None]):
         self.set_class(report is not None, "-has-report")
         if report is None:
             return
-        from convsim.core.evaluation import temperature_of
+        from convsim.core.evaluation import replies_of, temperature_of
 
         self._status(
             f"Last run: {report['items']} held-out moments"
-            f"{' (quick)' if report['quick'] else ''}, best of {report['best_of']}, "
+            f"{' (quick)' if report['quick'] else ''}, {replies_of(report)}, best of "
+            f"{report['best_of']}, "
             f"temperature {temperature_of(report)}, {report['seconds']:.0f} s. "
             "Bars: value and 95% interval; │ marks the goal."
         )
