@@ -1,6 +1,6 @@
 """Is it really them? The imitation targets of the evaluation issue, measured by the suite.
 
-    python benchmarks/imitation.py MODEL_ID [--quick] [--best-of 4] [--last] [--json]
+    python benchmarks/imitation.py MODEL_ID [--quick] [--best-of 4] [--replies N] [--last] [--json]
 
 Runs `convsim eval MODEL_ID` (the four variants on the held-out sessions; `--last` reads the
 saved report instead) and prints each target beside its baseline measured in the same run:
@@ -30,6 +30,8 @@ import subprocess
 import sys
 from typing import Any
 
+from convsim.core.evaluation.report import replies_of
+
 
 def report_of(args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, "-m", "convsim.tui.cli", "eval", args.model_id, "--json"]
@@ -37,6 +39,7 @@ def report_of(args: argparse.Namespace) -> dict[str, Any]:
         command.append("--last")
     else:
         command += ["--best-of", str(args.best_of)] + (["--quick"] if args.quick else [])
+        command += ["--replies", str(args.replies)] if args.replies else []
     print("$ convsim " + " ".join(command[3:]), file=sys.stderr)
     done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
     return dict(json.loads(done.stdout))
@@ -76,6 +79,7 @@ def main() -> int:
     ap.add_argument("model_id")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--best-of", type=int, default=4)
+    ap.add_argument("--replies", type=int, help="replies per moment (the suite's default)")
     ap.add_argument("--last", action="store_true", help="read the saved report, run nothing")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -86,7 +90,7 @@ def main() -> int:
               "met"), row, strict=True)) for row in rows]}))  # fmt: skip
         return 0
     print(f"{r['model_id']} ({r['person']}): {r['items']} held-out moments"
-          f"{' (quick)' if r['quick'] else ''}, {r['seconds']:.0f} s")  # fmt: skip
+          f"{' (quick)' if r['quick'] else ''}, {replies_of(r)}, {r['seconds']:.0f} s")  # fmt: skip
     for target, measured, baseline, met in rows:
         print(f"  {'PASS' if met else 'FAIL'}  {target:<46} {measured:>8}   {baseline}")
     single, best = r["tuned"]["first_message_s"], r["best_of_n"]["first_message_s"]
