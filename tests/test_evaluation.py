@@ -31,6 +31,16 @@ def test_ks_statistic_and_bootstrap_intervals() -> None:
     low, high = stats.mean_interval(values)
     assert low < values.mean() < high and high - low < 0.4
     assert stats.mean_interval([]) == (pytest.approx(math.nan, nan_ok=True),) * 2
+    # Resampled a group at a time: groups of one are `mean_interval`; three copies of each value
+    # in a group vary as the values alone, not as three times as many independent ones.
+    assert stats.grouped_mean_interval(values, [*range(400)]) == (low, high)
+    tripled = np.repeat(values[:100], 3)
+    alone = stats.mean_interval(tripled)
+    grouped = stats.grouped_mean_interval(tripled, [i // 3 for i in range(300)])
+    assert grouped == pytest.approx(stats.mean_interval(values[:100]))
+    assert grouped[1] - grouped[0] > 1.4 * (alone[1] - alone[0])
+    with pytest.raises(ValueError, match="2 groups for 3 values"):
+        stats.grouped_mean_interval([1.0, 2.0, 3.0], [0, 1])
     assert stats.distinct_2(["a b a b", "a b"]) == pytest.approx(2 / 4)
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "bootstrap",
     "bootstrap_two",
     "distinct_2",
+    "grouped_mean_interval",
     "ks_statistic",
     "mean_interval",
 ]
@@ -64,6 +65,21 @@ def mean_interval(values: Sequence[float] | np.ndarray, seed: int = 0) -> tuple[
     """The bootstrap 95% interval of the mean of `values`."""
     arr = np.asarray(values, dtype=float)
     return bootstrap(len(arr), lambda idx: float(arr[idx].mean()), seed=seed)
+
+
+def grouped_mean_interval(
+    values: Sequence[float] | np.ndarray, groups: Sequence[int], seed: int = 0
+) -> tuple[float, float]:
+    """`mean_interval` with the values resampled a group at a time (`groups[i]`: the group of
+    value i, e.g. the moment a reply answered): values that go together vary together."""
+    arr = np.asarray(values, dtype=float)
+    if len(groups) != len(arr):
+        raise ValueError(f"{len(groups)} groups for {len(arr)} values")
+    index = {g: k for k, g in enumerate(dict.fromkeys(groups))}
+    at = np.array([index[g] for g in groups], dtype=int)
+    sums = np.bincount(at, weights=arr, minlength=len(index))
+    sizes = np.bincount(at, minlength=len(index)).astype(float)
+    return bootstrap(len(index), lambda idx: float(sums[idx].sum() / sizes[idx].sum()), seed=seed)
 
 
 def ks_statistic(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:

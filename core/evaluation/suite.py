@@ -16,7 +16,8 @@ messages: "just ask an LLM to write like them"), `tuned` (base + the persona's L
   feature, `authorship` (0 = other people, 1 = the person's held-out messages) and
   `detector_accuracy` (real vs generated, cross-validated; 0.5 = indistinguishable), and
   `first_message_s`, the mean time to a reply's first token on this machine;
-- `intervals`: bootstrap 95% intervals, `[low, high]` per figure (`style_ks`: per feature);
+- `intervals`: bootstrap 95% intervals, `[low, high]` per figure (`style_ks`: per feature;
+  style and authorship resample a moment's replies together);
   `counts`: what the figures cover.
 
 `forever` holds the forever-conversation health of the tuned persona (`health`).
@@ -299,14 +300,15 @@ def _figures(
         hits, rr = (ranks == 1).astype(float), 1.0 / ranks
         put(f"hits_at_1_{pool}", mean(hits), stats.mean_interval(hits, seed))
         put(f"mrr_{pool}", mean(rr), stats.mean_interval(rr, seed))
+    moments = [j % max(len(m.items), 1) for j in range(len(turns))]  # what turn j answers
     messages = [x for t in turns for x in t]
     scores = author.scores(messages)
-    put("authorship", mean(scores), stats.mean_interval(scores, seed))
+    of_moment = [k for k, t in zip(moments, turns, strict=True) for _ in t]
+    put("authorship", mean(scores), stats.grouped_mean_interval(scores, of_moment, seed))
     right = imitation.detector(m.heldout_replies, messages, seed) if messages else []
     put("detector_accuracy", mean(right), stats.mean_interval(right, seed))
     style = imitation.style_match(turns, m.heldout_replies, m.real_turn_sizes)
     figures["style_ks"] = {k: _clean(v["ks"]) for k, v in style.items()}
-    moments = [j % max(len(m.items), 1) for j in range(len(turns))]
     spread = imitation.style_intervals(
         turns, m.heldout_replies, m.real_turn_sizes, seed, moments=moments
     )
