@@ -110,7 +110,15 @@ def test_naive_bayes_tells_styles_apart_and_not_one_style_from_itself() -> None:
     right_a, right_b = classify.cross_validated(casual, loud)
     assert np.mean(right_a + right_b) > 0.95
     more_casual = [" ".join(rng.choice(words, 3)) for _ in range(60)]
-    assert np.mean(detector(casual, more_casual)) < 0.75  # one style: near chance
+    assert np.mean(detector(casual, more_casual)[0]) < 0.75  # one style: near chance
+    # 140 generated texts against 40 real: three balanced rounds against the same real ones,
+    # a generated text judged at most once (the 20 left over would not fill a fourth round).
+    right, which = detector(casual[:40], loud * 2 + loud[:20])
+    assert len(right) == len(which) == 3 * 80 and np.mean(right) > 0.95
+    assert all(which.count(i) == 3 for i in range(40))
+    gen = [w - 40 for w in which if w >= 40]
+    assert len(gen) == len(set(gen)) == 120 and all(0 <= j < 140 for j in gen)
+    assert detector(casual, []) == ([], [])
     author = Authorship.fit(casual[:40], loud[:40], casual[40:], loud[40:])
     scores = author.scores(casual[40:])
     assert np.mean(scores) == pytest.approx(1.0)

@@ -9,7 +9,8 @@
   sessions excluded); a reply's score is placed on the scale 0 = other people's held-out
   messages (floor), 1 = the person's own held-out messages (ceiling).
 - `detector`: a classifier trained to tell the real held-out replies from generated ones,
-  cross-validated; 0.5 accuracy means they cannot be told apart.
+  cross-validated, in balanced rounds that use every generated reply; 0.5 accuracy means they
+  cannot be told apart.
 
 Contract: deterministic for a seed; figures are plain floats, and every per-reply value is
 returned too so the suite can bootstrap intervals over replies.
@@ -144,12 +145,28 @@ class Authorship:
         return [(self.model.probability(t) - self.floor) / span for t in texts]
 
 
-def detector(real: Sequence[str], generated: Sequence[str], seed: int = 0) -> list[bool]:
-    """Whether each text (real ones first, then generated) was told apart right, 5-fold
-    cross-validated on equal numbers of each (the larger side is subsampled, seeded)."""
+def detector(
+    real: Sequence[str], generated: Sequence[str], seed: int = 0
+) -> tuple[list[bool], list[int]]:
+    """Whether each judged text was told apart right, and which text it was (i < len(real):
+    `real[i]`; len(real) + j: `generated[j]`). Texts are judged in rounds of equal numbers of
+    each, 5-fold cross-validated: n = the smaller side's size; the generated texts, shuffled
+    (seeded), make as many rounds of n as they fill (fewer than n left over sit out), each
+    against the same n real ones (subsampled, seeded, when there are more). More generated
+    replies, more rounds: a steadier figure, still 0.5 at chance."""
     n = min(len(real), len(generated))
+    if n == 0:
+        return [], []
     rng = np.random.default_rng(seed)
-    pick_real = [real[i] for i in sorted(rng.choice(len(real), n, replace=False))]
-    pick_gen = [generated[i] for i in sorted(rng.choice(len(generated), n, replace=False))]
-    right_real, right_gen = cross_validated(pick_real, pick_gen, seed=seed)
-    return right_real + right_gen
+    pick_real = [int(i) for i in sorted(rng.choice(len(real), n, replace=False))]
+    order = rng.permutation(len(generated))
+    right: list[bool] = []
+    which: list[int] = []
+    for k in range(len(generated) // n):
+        pick_gen = [int(j) for j in sorted(order[k * n : (k + 1) * n])]
+        right_real, right_gen = cross_validated(
+            [real[i] for i in pick_real], [generated[j] for j in pick_gen], seed=seed + k
+        )
+        right += right_real + right_gen
+        which += pick_real + [len(real) + j for j in pick_gen]
+    return right, which

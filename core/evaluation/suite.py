@@ -17,7 +17,7 @@ messages: "just ask an LLM to write like them"), `tuned` (base + the persona's L
   `detector_accuracy` (real vs generated, cross-validated; 0.5 = indistinguishable), and
   `first_message_s`, the mean time to a reply's first token on this machine;
 - `intervals`: bootstrap 95% intervals, `[low, high]` per figure (`style_ks`: per feature;
-  style and authorship resample a moment's replies together);
+  style, authorship and the detector resample a moment's replies together);
   `counts`: what the figures cover.
 
 `forever` holds the forever-conversation health of the tuned persona (`health`).
@@ -305,8 +305,10 @@ def _figures(
     scores = author.scores(messages)
     of_moment = [k for k, t in zip(moments, turns, strict=True) for _ in t]
     put("authorship", mean(scores), stats.grouped_mean_interval(scores, of_moment, seed))
-    right = imitation.detector(m.heldout_replies, messages, seed) if messages else []
-    put("detector_accuracy", mean(right), stats.mean_interval(right, seed))
+    right, which = imitation.detector(m.heldout_replies, messages, seed)
+    real_n = len(m.heldout_replies)  # a real text judged in every round is one draw, as is a moment
+    judged = [w if w < real_n else real_n + of_moment[w - real_n] for w in which]
+    put("detector_accuracy", mean(right), stats.grouped_mean_interval(right, judged, seed))
     style = imitation.style_match(turns, m.heldout_replies, m.real_turn_sizes)
     figures["style_ks"] = {k: _clean(v["ks"]) for k, v in style.items()}
     spread = imitation.style_intervals(
