@@ -300,7 +300,7 @@ def _figures(
         hits, rr = (ranks == 1).astype(float), 1.0 / ranks
         put(f"hits_at_1_{pool}", mean(hits), stats.mean_interval(hits, seed))
         put(f"mrr_{pool}", mean(rr), stats.mean_interval(rr, seed))
-    moments = [j % max(len(m.items), 1) for j in range(len(turns))]  # what turn j answers
+    moments = [j % len(m.items) for j in range(len(turns))]  # turn j answers (`_generate`)
     messages = [x for t in turns for x in t]
     scores = author.scores(messages)
     of_moment = [k for k, t in zip(moments, turns, strict=True) for _ in t]

@@ -169,9 +169,9 @@ class EvaluateScreen(Screen[None]):
 
         self._status(
             f"Last run: {report['items']} held-out moments"
-            f"{' (quick)' if report['quick'] else ''}, {replies_of(report)}, best of "
-            f"{report['best_of']}, "
-            f"temperature {temperature_of(report)}, {report['seconds']:.0f} s. "
+            f"{' (quick)' if report['quick'] else ''}, {replies_of(report)}, "
+            f"best of {report['best_of']}, temperature {temperature_of(report)}, "
+            f"{report['seconds']:.0f} s. "
             "Bars: value and 95% interval; │ marks the goal."
         )
         for chart in self.query(FigureBars):
