@@ -9,8 +9,9 @@ none is given), `--seeds` replies per moment, for the persona ("tuned") and for 
 prompted with the person's own messages ("in_context", the suite's baseline, measured in the
 same run), and prints the KS statistic of each style feature against the real held-out replies,
 their mean, on how many features the persona is closer than the prompted base (the issue's
-goal: 80%), and the mean of each feature beside the real one. Only replies
-are generated: ranking, detector and authorship are the suite's.
+goal: 80%), the real-or-generated detector's accuracy with its 95% interval (the suite's
+`imitation.detector_accuracy`; goal for the persona: at most 0.65), and the mean of each feature
+beside the real one. Only replies are generated: ranking and authorship are the suite's.
 
 `--on training` measures on the latest training sessions instead (as many as hold 80 moments,
 treated as held out; the prompt shows the person's messages of the earlier ones): whether a
@@ -76,19 +77,22 @@ def main() -> None:
           f"messages, {args.seeds} replies per moment")  # fmt: skip
 
     ks: dict[tuple[str, int], dict[str, dict[str, float]]] = {}
+    told: dict[tuple[str, int], tuple[float, tuple[float, float], int]] = {}  # `measure`
     turns: dict[tuple[str, int], list[list[str]]] = {}
     base = Engine(base_path, n_ctx=2048)
     try:
         count = lambda text: len(base.model.tokenize(text, bos=False))  # noqa: E731
         base.set_head(suite.persona_head(m.train_texts, m.tag, count, 768))
         for n, setting in enumerate(settings):
-            ks["in_context", n], turns["in_context", n] = measure(base, m, setting, args.seeds)
+            key = ("in_context", n)
+            ks[key], told[key], turns[key] = measure(base, m, setting, args.seeds)
     finally:
         base.close()
     tuned = Engine(base_path, [(adapter, 1.0)], n_ctx=2048)
     try:
         for n, setting in enumerate(settings):
-            ks["tuned", n], turns["tuned", n] = measure(tuned, m, setting, args.seeds)
+            key = ("tuned", n)
+            ks[key], told[key], turns[key] = measure(tuned, m, setting, args.seeds)
     finally:
         tuned.close()
     reader = Engine(base_path, n_ctx=2048)
@@ -99,15 +103,17 @@ def main() -> None:
 
     names = imitation.STYLE_FEATURES
     print(f"\n{'KS to the real replies':<28}" + "".join(f"{x[:10]:>11}" for x in names)
-          + "   mean  base ppl  degenerate")  # fmt: skip
+          + "   mean  base ppl  degenerate  detector (95% interval)")  # fmt: skip
     for n, setting in enumerate(settings):
         print(f"sampling {json.dumps(setting) if setting else 'defaults'}")
         for variant in ("in_context", "tuned"):
             row = {x: ks[variant, n][x]["ks"] for x in names}
             mean = sum(row.values()) / len(row)
             ppl, broken, looked = sense[variant, n]
+            right, (low, high), _ = told[variant, n]
             print(f"  {variant:<26}" + "".join(f"{row[x]:>11.3f}" for x in names)
-                  + f"{mean:7.3f}{ppl:10.1f}{f'{broken} of {looked}':>12}")  # fmt: skip
+                  + f"{mean:7.3f}{ppl:10.1f}{f'{broken} of {looked}':>12}"
+                  + f"  {right:.3f} ({low:.2f}-{high:.2f})")  # fmt: skip
         closer = sum(ks["tuned", n][x]["ks"] < ks["in_context", n][x]["ks"] for x in names)
         print(f"  tuned closer than in_context on {closer} of {len(names)} (goal: 80%)")
         for variant in ("in_context", "tuned"):
@@ -140,13 +146,16 @@ def latest_trained(ws: Workspace, model_id: str, moments: int) -> heldout.Materi
 
 def measure(
     engine: Engine, m: heldout.Material, setting: dict[str, Any], seeds: int
-) -> tuple[dict[str, dict[str, float]], list[list[str]]]:
+) -> tuple[dict[str, dict[str, float]], tuple[float, tuple[float, float], int], list[list[str]]]:
+    """Style match, `imitation.detector_accuracy` and the generated turns."""
     started = time.perf_counter()
     turns = replies(engine, m, replace(Sampling(), **setting), seeds)
     style = imitation.style_match(turns, m.heldout_replies, m.real_turn_sizes)
+    moments = [j % len(m.items) for j in range(len(turns))]  # turn j answers (`replies`)
+    told = imitation.detector_accuracy(m.heldout_replies, turns, moments)
     print(f"  {setting or 'defaults'}: {len(turns)} replies, {time.perf_counter() - started:.0f} s",
           flush=True)  # fmt: skip
-    return style, turns
+    return style, told, turns
 
 
 def coherence(

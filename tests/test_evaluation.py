@@ -15,7 +15,13 @@ from tinymodels import TinyModel
 from convsim.core.data.dataset import Example
 from convsim.core.data.style import Profile, features, turn_sizes, written
 from convsim.core.evaluation import classify, heldout, ranking, stats
-from convsim.core.evaluation.imitation import Authorship, detector, style_intervals, style_match
+from convsim.core.evaluation.imitation import (
+    Authorship,
+    detector,
+    detector_accuracy,
+    style_intervals,
+    style_match,
+)
 from convsim.core.inference.engine import Engine, Sampling
 from convsim.core.inference.llama import LlamaModel
 from convsim.tui.cli import main
@@ -119,6 +125,19 @@ def test_naive_bayes_tells_styles_apart_and_not_one_style_from_itself() -> None:
     gen = [w - 40 for w in which if w >= 40]
     assert len(gen) == len(set(gen)) == 120 and all(0 <= j < 140 for j in gen)
     assert detector(casual, []) == ([], [])
+    # The suite's figure: turns of one or two messages, two replies to each of 30 moments.
+    turns = [loud[j : j + 1 + j % 2] for j in range(60)]
+    moments = [j % 30 for j in range(60)]
+    told, (low, high), judged = detector_accuracy(casual[:40], turns, moments)
+    flat = [x for t in turns for x in t]
+    assert told == np.mean(detector(casual[:40], flat)[0]) and told > 0.95
+    assert judged == 2 * 80 and low <= told <= high and low > 0.9
+    near, _, _ = detector_accuracy(casual[:40], [[t] for t in more_casual], list(range(60)))
+    assert near < 0.75
+    with pytest.raises(ValueError, match="59 moments for 60"):
+        detector_accuracy(casual[:40], turns, moments[:-1])
+    nothing, interval, none_judged = detector_accuracy(casual[:40], [], [])
+    assert np.isnan(nothing) and none_judged == 0
     author = Authorship.fit(casual[:40], loud[:40], casual[40:], loud[40:])
     scores = author.scores(casual[40:])
     assert np.mean(scores) == pytest.approx(1.0)

@@ -10,7 +10,8 @@
   messages (floor), 1 = the person's own held-out messages (ceiling).
 - `detector`: a classifier trained to tell the real held-out replies from generated ones,
   cross-validated, in balanced rounds that use every generated reply; 0.5 accuracy means they
-  cannot be told apart.
+  cannot be told apart. `detector_accuracy`: its accuracy on generated turns, with an interval
+  that resamples a real reply's rounds, and a moment's replies, together.
 
 Contract: deterministic for a seed; figures are plain floats, and every per-reply value is
 returned too so the suite can bootstrap intervals over replies.
@@ -26,13 +27,14 @@ import numpy as np
 
 from convsim.core.data.style import FEATURES, features, written
 from convsim.core.evaluation.classify import NaiveBayes, cross_validated
-from convsim.core.evaluation.stats import bootstrap_two, ks_statistic
+from convsim.core.evaluation.stats import bootstrap_two, grouped_mean_interval, ks_statistic
 
 __all__ = [
     "MAX_MESSAGES",
     "STYLE_FEATURES",
     "Authorship",
     "detector",
+    "detector_accuracy",
     "style_intervals",
     "style_match",
 ]
@@ -170,3 +172,22 @@ def detector(
         right += right_real + right_gen
         which += pick_real + [len(real) + j for j in pick_gen]
     return right, which
+
+
+def detector_accuracy(
+    real: Sequence[str], turns: Sequence[Sequence[str]], moments: Sequence[int], seed: int = 0
+) -> tuple[float, tuple[float, float], int]:
+    """`detector`'s accuracy on the messages of generated `turns` (turn j answers moment
+    `moments[j]`) against the `real` replies, its bootstrap 95% interval (a real reply, judged
+    once a round, is one draw, and so are all the replies to one moment) and how many texts
+    were judged."""
+    if len(moments) != len(turns):
+        raise ValueError(f"{len(moments)} moments for {len(turns)} generated turns")
+    messages = [x for t in turns for x in t]
+    of_moment = [k for k, t in zip(moments, turns, strict=True) for _ in t]
+    right, which = detector(real, messages, seed)
+    if not right:
+        return float("nan"), (float("nan"), float("nan")), 0
+    n = len(real)
+    groups = [w if w < n else n + of_moment[w - n] for w in which]
+    return float(np.mean(right)), grouped_mean_interval(right, groups, seed), len(right)

@@ -305,10 +305,10 @@ def _figures(
     scores = author.scores(messages)
     of_moment = [k for k, t in zip(moments, turns, strict=True) for _ in t]
     put("authorship", mean(scores), stats.grouped_mean_interval(scores, of_moment, seed))
-    right, which = imitation.detector(m.heldout_replies, messages, seed)
-    real_n = len(m.heldout_replies)  # a real text judged in every round is one draw, as is a moment
-    judged = [w if w < real_n else real_n + of_moment[w - real_n] for w in which]
-    put("detector_accuracy", mean(right), stats.grouped_mean_interval(right, judged, seed))
+    told, told_interval, judged = imitation.detector_accuracy(
+        m.heldout_replies, turns, moments, seed
+    )
+    put("detector_accuracy", told, told_interval)
     style = imitation.style_match(turns, m.heldout_replies, m.real_turn_sizes)
     figures["style_ks"] = {k: _clean(v["ks"]) for k, v in style.items()}
     spread = imitation.style_intervals(
@@ -328,7 +328,7 @@ def _figures(
         "generated_replies": len(turns),
         "generated_messages": len(messages),
         "real_messages": len(m.heldout_replies),
-        "detector_texts": len(right),
+        "detector_texts": judged,
     }
     return figures
 
