@@ -137,7 +137,7 @@ def test_naive_bayes_tells_styles_apart_and_not_one_style_from_itself() -> None:
     with pytest.raises(ValueError, match="59 moments for 60"):
         detector_accuracy(casual[:40], turns, moments[:-1])
     nothing, interval, none_judged = detector_accuracy(casual[:40], [], [])
-    assert np.isnan(nothing) and none_judged == 0
+    assert np.isnan(nothing) and np.isnan(interval).all() and none_judged == 0
     author = Authorship.fit(casual[:40], loud[:40], casual[40:], loud[40:])
     scores = author.scores(casual[40:])
     assert np.mean(scores) == pytest.approx(1.0)
