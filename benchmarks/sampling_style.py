@@ -46,10 +46,9 @@ from convsim.core.workspace import Workspace
 SHOWN_MEANS = imitation.STYLE_FEATURES
 
 
-def replies(engine: Engine, m: heldout.Material, s: Sampling, seeds: int) -> list[list[str]]:
-    """`seeds` generated turns per held-out moment: the suite's own generation (turn j answers
-    moment j mod len(m.items))."""
-    return suite._generate(engine, m, replace(s, seed=0), None, lambda *_: None, seeds)[0]
+def replies(engine: Engine, m: heldout.Material, s: Sampling, seeds: int) -> suite.Replies:
+    """`seeds` generated turns per held-out moment: the suite's own generation."""
+    return suite.generate(engine, m, replace(s, seed=0), per_moment=seeds)
 
 
 def main() -> None:
@@ -78,7 +77,7 @@ def main() -> None:
 
     ks: dict[tuple[str, int], dict[str, dict[str, float]]] = {}
     told: dict[tuple[str, int], tuple[float, tuple[float, float], int]] = {}  # `measure`
-    turns: dict[tuple[str, int], list[list[str]]] = {}
+    turns: dict[tuple[str, int], suite.Replies] = {}
     base = Engine(base_path, n_ctx=2048)
     try:
         count = lambda text: len(base.model.tokenize(text, bos=False))  # noqa: E731
@@ -146,25 +145,23 @@ def latest_trained(ws: Workspace, model_id: str, moments: int) -> heldout.Materi
 
 def measure(
     engine: Engine, m: heldout.Material, setting: dict[str, Any], seeds: int
-) -> tuple[dict[str, dict[str, float]], tuple[float, tuple[float, float], int], list[list[str]]]:
-    """Style match, `imitation.detector_accuracy` and the generated turns."""
+) -> tuple[dict[str, dict[str, float]], tuple[float, tuple[float, float], int], suite.Replies]:
+    """Style match, `imitation.detector_accuracy` and the generated replies."""
     started = time.perf_counter()
-    turns = replies(engine, m, replace(Sampling(), **setting), seeds)
-    style = imitation.style_match(turns, m.heldout_replies, m.real_turn_sizes)
-    moments = [j % len(m.items) for j in range(len(turns))]  # turn j answers (`replies`)
-    told = imitation.detector_accuracy(m.heldout_replies, turns, moments)
-    print(f"  {setting or 'defaults'}: {len(turns)} replies, {time.perf_counter() - started:.0f} s",
-          flush=True)  # fmt: skip
-    return style, told, turns
+    said = replies(engine, m, replace(Sampling(), **setting), seeds)
+    style = imitation.style_match(said.turns, m.heldout_replies, m.real_turn_sizes)
+    told = imitation.detector_accuracy(m.heldout_replies, said.turns, said.moments)
+    print(f"  {setting or 'defaults'}: {len(said.turns)} replies, "
+          f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+    return style, told, said
 
 
 def coherence(
-    reader: Engine, m: heldout.Material, turns: dict[tuple[str, int], list[list[str]]]
+    reader: Engine, m: heldout.Material, turns: dict[tuple[str, int], suite.Replies]
 ) -> dict[tuple[str, int], tuple[float, int, int]]:
     """Per key: the reader's perplexity per token of the replies' first messages after their
     moment, the degenerate replies and the replies looked at; ("real", 0): the same for the
-    real replies. Turn j of a key answers item j mod len(items) (`replies` goes through the
-    items once per seed)."""
+    real replies."""
     # per key: summed -log p, tokens scored, degenerate replies, replies looked at
     nll: dict[tuple[str, int], list[float]] = {k: [0.0] * 4 for k in [("real", 0), *turns]}
     model = reader.model
@@ -174,7 +171,7 @@ def coherence(
         if len(prefix) + 2 * ranking.MAX_REPLY_TOKENS > model.n_ctx():
             continue
         for key in nll:
-            said = [[item.reply]] if key[0] == "real" else turns[key][i :: len(m.items)]
+            said = [[item.reply]] if key[0] == "real" else turns[key].at(i)
             for turn in said:
                 tally = nll[key]
                 tally[3] += 1

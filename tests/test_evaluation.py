@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from tinymodels import TinyModel
 
 from convsim.core.data.dataset import Example
 from convsim.core.data.style import Profile, features, turn_sizes, written
-from convsim.core.evaluation import classify, heldout, ranking, stats
+from convsim.core.evaluation import classify, heldout, imitation, ranking, stats, suite
 from convsim.core.evaluation.imitation import (
     Authorship,
     detector,
@@ -272,6 +273,28 @@ def test_best_of_n_returns_the_best_scored_candidate(tiny: TinyModel) -> None:
     assert set(texts) == singles  # the candidates are the N seeded samples
     assert engine.simulate(chat, "Sam", s).result().candidates == reply.candidates
     assert "".join(engine.simulate(chat, "Sam", s)) == reply.text  # it streams the same
+    engine.close()
+
+
+def test_generated_replies_name_their_moment_and_seed(tiny: TinyModel) -> None:
+    train = [_example(f"[Riya] train {i}\n", f"[Sam] old {i}\n", 0, (2 * i,), 2 * i + 1)
+             for i in range(20)]  # fmt: skip
+    validation = [_example(f"[Riya] where are we going {i}\n", f"[Sam] the sea {i}\n", 1,
+                           (100 + 2 * i,), 101 + 2 * i) for i in range(3)]  # fmt: skip
+    m = heldout.material(train, validation)
+    engine = Engine(tiny.gguf_path, n_ctx=512, threads=2)
+    s = Sampling(seed=5, max_tokens=8)
+    said = suite.generate(engine, m, s, per_moment=2)
+    assert said.moments == [0, 1, 2, 0, 1, 2] and len(said.turns) == 6
+    assert said.of_message == [k for k, t in zip(said.moments, said.turns, strict=True) for _ in t]
+    assert len(said.of_message) == sum(map(len, said.turns)) and len(said.firsts) <= 6
+    # The second round's reply to the third moment has seed 5 + 1000 + 2, on that moment.
+    alone = engine.simulate(m.items[2].turns, m.tag, Sampling(seed=1007, max_tokens=8),
+                            max_messages=imitation.MAX_MESSAGES).result()  # fmt: skip
+    assert said.at(2)[1] == said.turns[5] == [x for x in alone.messages if x.strip()]
+    stop = threading.Event()
+    stop.set()
+    assert suite.generate(engine, m, s, stop, per_moment=2).turns == []  # cancelled before one
     engine.close()
 
 

@@ -49,15 +49,35 @@ __all__ = [
     "FULL",
     "QUICK",
     "VARIANTS",
+    "Replies",
     "Sizes",
     "SuiteEvent",
     "SuiteStopped",
+    "generate",
     "persona_head",
     "run",
 ]
 
 VARIANTS = ("base", "in_context", "tuned", "best_of_n")
 PROMPT_HEADER = "Messages written by {name}:\n"
+
+
+@dataclass
+class Replies:
+    """Generated replies: `turns[j]` (its messages) answers held-out moment `moments[j]`."""
+
+    turns: list[list[str]]
+    moments: list[int]
+    firsts: list[float]  # seconds to each reply's first token, where it came
+
+    @property
+    def of_message(self) -> list[int]:
+        """The moment of each message of `turns`, in order."""
+        return [k for k, t in zip(self.moments, self.turns, strict=True) for _ in t]
+
+    def at(self, moment: int) -> list[list[str]]:
+        """The turns that answer `moment`, in the order they were generated."""
+        return [t for t, k in zip(self.turns, self.moments, strict=True) if k == moment]
 
 
 @dataclass(frozen=True)
@@ -148,7 +168,7 @@ def run(
     if temperature is not None:
         sampling = replace(sampling, temperature=temperature)
     ranked: dict[str, list[ranking.Ranked]] = {}
-    generated: dict[str, tuple[list[list[str]], list[float]]] = {}
+    generated: dict[str, Replies] = {}
 
     # log p(text | the person's tag) on the base model: the prior of the other-people pool of
     # every variant, filled while the base model (no head) is ranked.
@@ -162,7 +182,7 @@ def run(
                 engine.model, engine.head, m.items, m.tag, cancel=cancel,
                 progress=stage(f"ranking {variant}"), **own,
             )  # fmt: skip
-        generated[variant] = _generate(
+        generated[variant] = generate(
             engine, m, s, cancel, stage(f"replies {variant}"), sizes.replies
         )
 
@@ -202,7 +222,7 @@ def run(
         "replies_per_moment": sizes.replies,
     }
     for variant in VARIANTS:
-        out[variant] = _figures(ranked[variant], *generated[variant], m, author, seed)
+        out[variant] = _figures(ranked[variant], generated[variant], m, author, seed)
     out["best_of_n"]["ranking_from"] = "tuned"
     out["best_of_n"]["n"] = best_of
     out["forever"] = {k: _clean(v) if isinstance(v, float) else v for k, v in forever.items()}
@@ -212,27 +232,33 @@ def run(
     return out
 
 
-def _generate(
-    engine: Any, m: heldout.Material, s: Any, cancel: Any, progress: Any, per_moment: int = 1
-) -> tuple[list[list[str]], list[float]]:
-    """`per_moment` replies to each moment, a round through the moments at a time: turn j
-    answers moment j mod len(m.items), with seed `s.seed` + 1000 × its round + the moment."""
-    turns: list[list[str]] = []
-    firsts: list[float] = []
+def generate(
+    engine: Any,
+    m: heldout.Material,
+    s: Any,
+    cancel: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    per_moment: int = 1,
+) -> Replies:
+    """`per_moment` replies to each moment, a round through the moments at a time, each with
+    seed `s.seed` + 1000 × its round + the moment; stops early when `cancel` is set."""
+    out = Replies([], [], [])
     total = per_moment * len(m.items)
     for k in range(per_moment):
         for i, item in enumerate(m.items):
             if cancel is not None and cancel.is_set():
-                return turns, firsts
+                return out
             reply = engine.simulate(
                 item.turns, m.tag, replace(s, seed=s.seed + 1000 * k + i), cancel,
                 max_messages=imitation.MAX_MESSAGES,
             ).result()  # fmt: skip
-            turns.append([x for x in reply.messages if x.strip()])
+            out.turns.append([x for x in reply.messages if x.strip()])
+            out.moments.append(i)
             if reply.first_token_s is not None:
-                firsts.append(reply.first_token_s)
-            progress(len(turns), total)
-    return turns, firsts
+                out.firsts.append(reply.first_token_s)
+            if progress is not None:
+                progress(len(out.turns), total)
+    return out
 
 
 def _chat_texts(ws: Workspace, chat_id: int | None) -> list[str]:
@@ -268,8 +294,7 @@ def _authorship(
 
 def _figures(
     ranked: list[ranking.Ranked],
-    turns: list[list[str]],
-    firsts: list[float],
+    replies: Replies,
     m: heldout.Material,
     author: imitation.Authorship,
     seed: int,
@@ -300,11 +325,10 @@ def _figures(
         hits, rr = (ranks == 1).astype(float), 1.0 / ranks
         put(f"hits_at_1_{pool}", mean(hits), stats.mean_interval(hits, seed))
         put(f"mrr_{pool}", mean(rr), stats.mean_interval(rr, seed))
-    moments = [j % len(m.items) for j in range(len(turns))]  # turn j answers (`_generate`)
+    turns, moments = replies.turns, replies.moments
     messages = [x for t in turns for x in t]
     scores = author.scores(messages)
-    of_moment = [k for k, t in zip(moments, turns, strict=True) for _ in t]
-    put("authorship", mean(scores), stats.grouped_mean_interval(scores, of_moment, seed))
+    put("authorship", mean(scores), stats.grouped_mean_interval(scores, replies.of_message, seed))
     told, told_interval, judged = imitation.detector_accuracy(
         m.heldout_replies, turns, moments, seed
     )
@@ -320,6 +344,7 @@ def _figures(
         k: {"generated": _clean(v["generated_mean"]), "real": _clean(v["real_mean"])}
         for k, v in style.items()
     }
+    firsts = replies.firsts
     figures["first_message_s"] = _clean(float(np.mean(firsts))) if firsts else None
     figures["intervals"] = intervals
     figures["counts"] = {
