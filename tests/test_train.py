@@ -14,7 +14,7 @@ from convsim.core.chats.importers import parse_export  # noqa: E402
 from convsim.core.chats.messages import StoredMessage  # noqa: E402
 from convsim.core.config import UnknownSetting  # noqa: E402
 from convsim.core.data.dataset import DatasetConfig, build  # noqa: E402
-from convsim.core.data.packing import pack, tokenize_examples  # noqa: E402
+from convsim.core.data.packing import TokenizedExample, fold, pack, tokenize_examples  # noqa: E402
 from convsim.core.training.runs import default_config  # noqa: E402
 from convsim.core.training.trainer import TrainConfig, Trainer, TrainEvent, block_causal_mask  # noqa: E402
 from convsim.core.workspace import SAMPLE_CHAT  # noqa: E402
@@ -108,6 +108,33 @@ def test_packing_has_no_padding_and_keeps_every_target(dataset, tokenizer) -> No
     assert sum(r.loss_tokens for r in rows) == sum(
         min(len(t.ids), 128) - 1 - max(0, t.loss_start - 1 - max(0, len(t.ids) - 128)) for t in toks
     ) or all(r.loss_tokens > 0 for r in rows)
+
+
+def _targets(examples) -> set[tuple[int, ...]]:
+    """Every target token with the tokens it is predicted from: (prefix..., token)."""
+    return {t.ids[: i + 1] for t in examples for i in range(1, len(t.ids)) if t.carries_loss(i)}
+
+
+def test_folding_keeps_every_target_after_the_same_tokens_in_fewer(dataset, tokenizer) -> None:
+    toks = tokenize_examples(dataset.train, tokenizer)
+    folded = fold(toks, 128)
+    assert len(folded) < len(toks) and all(len(t.ids) <= 128 for t in folded if t.earlier)
+    assert sum(len(t.ids) for t in folded) < 0.9 * sum(len(t.ids) for t in toks)
+    assert _targets(folded) == _targets(toks)
+    rows = pack(folded, 128, seed=0)  # a row marks the folded targets too
+    assert sum(r.loss_tokens for r in rows) == sum(
+        sum(t.carries_loss(i) for i in range(1, len(t.ids))) for t in folded
+    )
+    # By hand: (1 2 3) begins (1 2 3 4 5), so its target rides along; (1 2 9) does not.
+    a, b, c = (
+        TokenizedExample((1, 2, 3), 2),
+        TokenizedExample((1, 2, 3, 4, 5), 4),
+        TokenizedExample((1, 2, 9), 2),
+    )
+    assert fold([c, b, a], 8) == [TokenizedExample((1, 2, 3, 4, 5), 4, ((2, 3),)), c]
+    assert pack(fold([a, b], 8), 8, seed=None)[0].loss == [0, 1, 0, 1, 0]
+    assert fold([a, b], 4) == [a, b]  # the longer one would not fit a row: nothing folds
+    assert fold([a, a], 8) == [a, a]  # a repeated example keeps its weight
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
@@ -510,9 +537,10 @@ def test_the_default_length_comes_from_the_data_size() -> None:
     assert "small chat" in small.why
     tiny = plan_steps(20, 4, 512, "cpu")  # 5 steps a pass
     assert tiny.steps == 15 and tiny.passes == recipe.MAX_PASSES
-    # A large one gets one pass on a GPU; on the CPU it stops at the token budget, which
+    # A larger one gets two passes on a GPU; on the CPU it stops at the token budget, which
     # counts tokens, so shorter rows give more steps.
-    assert plan_steps(410, 4, 512, "cuda").steps == 103
+    assert plan_steps(410, 4, 512, "cuda").steps == 2 * 103
+    assert plan_steps(160, 4, 512, "cuda").why == "larger chat: 2 passes"
     capped = plan_steps(410, 4, 512, "cpu")
     assert capped.steps == recipe.CPU_TOKEN_BUDGET // 2048 < 103 and "budget" in capped.why
     assert plan_steps(410, 4, 256, "cpu").steps == recipe.CPU_TOKEN_BUDGET // 1024
@@ -548,6 +576,6 @@ def test_a_run_of_the_default_length_keeps_it_when_resumed(
     monkeypatch.setattr(recipe, "MIN_STEPS", 2)
     second = Trainer(tiny_model(len(tokenizer)), tokenizer, dataset.train, [], settings,
                      tmp_path / "r")  # fmt: skip
-    assert second.total_steps == per_pass
+    assert second.total_steps == round(recipe.LARGE_PASSES * per_pass)
     result = second.run(resume=True)
     assert not result.cancelled and result.steps == planned

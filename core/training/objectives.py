@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from convsim.core.data.packing import PackedRow, example_fields, pack, tokenize_examples
+from convsim.core.data.packing import PackedRow, example_fields, fold, pack, tokenize_examples
 from convsim.core.data.turns import tag_of
 from convsim.core.training.memory import lm_head_loss
 
@@ -102,7 +102,7 @@ class NextMessage:
 
     def prepare(self, examples: Sequence[Any], setup: Setup, *, training: bool) -> list[Any]:
         c = setup.config
-        tokenized = tokenize_examples(examples, setup.tokenizer, c.loss_on)
+        tokenized = fold(tokenize_examples(examples, setup.tokenizer, c.loss_on), c.seq_len)
         return list(pack(tokenized, c.seq_len, c.seed if training else None))
 
     def loss(self, model: Any, batch: Sequence[Any], setup: Setup) -> LossSum:

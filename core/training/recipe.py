@@ -10,10 +10,14 @@ The recipe, chosen with `benchmarks/imitation.py` on two chats and timed with
 - a small chat is passed over more than once, until the run has `MIN_STEPS` steps (at most
   `MAX_PASSES` passes): one pass over a few hundred messages is 15-20 steps, too few for the
   persona to beat a prompt that shows the base model the person's messages;
-- a larger chat gets one pass;
+- a larger chat gets `LARGE_PASSES` passes: Marco's ten-month chat (`benchmarks/chats`) took
+  two passes to write his rarer habits (laughter, emoji) as often as he does;
 - on the CPU a run stops at `CPU_TOKEN_BUDGET` tokens, about 11 minutes at the 150 tokens/s
   of a 2-core machine, so a 5,000-message chat trains in under 15 minutes there. A GPU has no
   such budget.
+
+Steps count packed rows, and `packing.fold` computes an example that begins another one inside
+it: a pass over either chat above is 23% fewer tokens than its examples laid end to end.
 
 Re-measured with `benchmarks/recipe.py` (README, Results): rank 32 on both chats and learning
 rates 1e-4 and 4e-4 on the second did no better than rank 16 and 2e-4 beyond the spread between
@@ -29,10 +33,19 @@ from typing import ClassVar
 
 from convsim.core.config import Config
 
-__all__ = ["CPU_TOKEN_BUDGET", "MAX_PASSES", "MIN_STEPS", "Plan", "TrainConfig", "plan_steps"]
+__all__ = [
+    "CPU_TOKEN_BUDGET",
+    "LARGE_PASSES",
+    "MAX_PASSES",
+    "MIN_STEPS",
+    "Plan",
+    "TrainConfig",
+    "plan_steps",
+]
 
 MIN_STEPS = 40
 MAX_PASSES = 3.0
+LARGE_PASSES = 2.0
 CPU_TOKEN_BUDGET = 100_000
 
 
@@ -126,7 +139,7 @@ def plan_steps(
         planned = min(MIN_STEPS, round(MAX_PASSES * per_pass))
         why = "small chat"
     else:
-        planned, why = per_pass, "one pass"
+        planned, why = round(LARGE_PASSES * per_pass), "larger chat"
     if device == "cpu":
         budget = max(1, CPU_TOKEN_BUDGET // (batch_size * seq_len))
         if planned > budget:
