@@ -35,6 +35,7 @@ __all__ = [
     "Authorship",
     "detector",
     "detector_accuracy",
+    "message_moments",
     "style_intervals",
     "style_match",
 ]
@@ -174,6 +175,11 @@ def detector(
     return right, which
 
 
+def message_moments(turns: Sequence[Sequence[str]], moments: Sequence[int]) -> list[int]:
+    """The moment of each message of `turns` (turn j answers moment `moments[j]`), in order."""
+    return [k for k, t in zip(moments, turns, strict=True) for _ in t]
+
+
 def detector_accuracy(
     real: Sequence[str], turns: Sequence[Sequence[str]], moments: Sequence[int], seed: int = 0
 ) -> tuple[float, tuple[float, float], int]:
@@ -184,7 +190,7 @@ def detector_accuracy(
     if len(moments) != len(turns):
         raise ValueError(f"{len(moments)} moments for {len(turns)} generated turns")
     messages = [x for t in turns for x in t]
-    of_moment = [k for k, t in zip(moments, turns, strict=True) for _ in t]
+    of_moment = message_moments(turns, moments)
     right, which = detector(real, messages, seed)
     if not right:
         return float("nan"), (float("nan"), float("nan")), 0

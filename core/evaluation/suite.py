@@ -73,7 +73,7 @@ class Replies:
     @property
     def of_message(self) -> list[int]:
         """The moment of each message of `turns`, in order."""
-        return [k for k, t in zip(self.moments, self.turns, strict=True) for _ in t]
+        return imitation.message_moments(self.turns, self.moments)
 
     def at(self, moment: int) -> list[list[str]]:
         """The turns that answer `moment`, in the order they were generated."""
