@@ -420,9 +420,27 @@ def test_stats() -> None:
         "messages_used": 6,
         "target_turns": 2,
         "train_token_estimate": round(train_chars / 3.5),
+        "train_token_folded": round(train_chars / 3.5),
         "validation_token_estimate": round(validation_chars / 3.5),
         "target_token_estimate": round(target_chars / 3.5),
     }
+
+
+def test_folded_token_count_counts_an_example_that_begins_another_once() -> None:
+    # One session: Sam's second turn sees his first, so the first example (context + target)
+    # begins the second. A second session says the same words again: a repeat keeps its weight.
+    chat = Chat().say("Riya", "hi").say("Sam", "hey").say("Riya", "ok?").say("Sam", "fine")
+    chat.wait(600).say("Riya", "hi").say("Sam", "hey")
+    dataset = build(chat.messages, DatasetConfig(target="Sam", validation_fraction=0))
+    texts = [e.context + e.target for e in dataset.train]
+    assert texts == [
+        "[Riya] hi\n[Sam] hey\n",
+        "[Riya] hi\n[Sam] hey\n[Riya] ok?\n[Sam] fine\n",
+        "[Riya] hi\n[Sam] hey\n",
+    ]
+    stats = dataset.stats()
+    assert stats["train_token_estimate"] == round(sum(map(len, texts)) / 3.5)
+    assert stats["train_token_folded"] == round((len(texts[0]) + len(texts[1])) / 3.5)
 
 
 @pytest.mark.parametrize(

@@ -145,7 +145,9 @@ class Dataset:
     def stats(self) -> dict[str, int]:
         """Counts for the UI. Token figures are estimates: characters / 3.5 (`CHARS_PER_TOKEN`),
         rounded, over each example's context + target (train/validation) or target alone (the
-        tokens that carry the loss); a window's context is counted once per example using it."""
+        tokens that carry the loss); a window's context is counted once per example using it.
+        `train_token_folded` counts what training computes: an example whose text begins a
+        longer one's is counted inside it (`packing.fold`)."""
         everything = self.train + self.validation
         return {
             "train_examples": len(self.train),
@@ -156,6 +158,7 @@ class Dataset:
             "messages_used": self.messages_used,
             "target_turns": len(everything),
             "train_token_estimate": _tokens(e.context + e.target for e in self.train),
+            "train_token_folded": _tokens(_unfolded(e.context + e.target for e in self.train)),
             "validation_token_estimate": _tokens(e.context + e.target for e in self.validation),
             "target_token_estimate": _tokens(e.target for e in everything),
         }
@@ -340,3 +343,14 @@ def _validation_count(example_counts: list[int], fraction: float) -> int:
 
 def _tokens(texts: Iterable[str]) -> int:
     return round(sum(len(text) for text in texts) / CHARS_PER_TOKEN)
+
+
+def _unfolded(texts: Iterable[str]) -> list[str]:
+    """The texts left when each one that begins a strictly longer one is dropped (in sorted
+    order the longer ones starting with it come right after it). A repeated text stays."""
+    ordered = sorted(texts)
+    return [
+        text
+        for text, after in zip(ordered, [*ordered[1:], ""], strict=True)
+        if not (len(after) > len(text) and after.startswith(text))
+    ]

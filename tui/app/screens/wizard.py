@@ -363,7 +363,8 @@ class ImportWizard(Screen[None]):
             estimate.add_class("-failure")
             return
         estimate.remove_class("-failure")
-        tokens = self.dataset.stats["train_token_estimate"]
+        stats = self.dataset.stats  # datasets built before the fold have no folded count
+        tokens = stats.get("train_token_folded", stats["train_token_estimate"])
         default = self.query_one("#base", Select).value == DEFAULT_BASE
         seq_len = int(self.query_one("#seq-len", Select).value)  # type: ignore[arg-type]
         estimate.update(estimate_text(self.device, tokens, epochs, seq_len, self.rate, default))
