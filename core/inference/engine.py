@@ -56,12 +56,15 @@ __all__ = ["Engine", "Reply", "Sampling", "Stream", "ends_message", "hotter", "m
 class Sampling:
     """Sampling controls, shared by every surface."""
 
+    # The defaults sample the persona's own distribution, uncut: the cuts (top-k, top-p,
+    # min-p) and a repeat penalty leave out the person's rarer habits and make replies easier
+    # to tell from theirs (README, Results: "sampling without cuts").
     temperature: float = 1.0  # 0 = greedy
-    top_k: int = 40  # keep the k most likely tokens (0 = all)
-    top_p: float = 0.95  # nucleus: keep the smallest set with this much probability
-    min_p: float = 0.05  # drop tokens below this share of the top token's probability
+    top_k: int = 0  # keep the k most likely tokens (0 = all)
+    top_p: float = 1.0  # nucleus: keep the smallest set with this much probability (1 = all)
+    min_p: float = 0.0  # drop tokens below this share of the top token's probability
     # The penalties look at the message being written (its last 64 tokens), not the prompt.
-    repeat_penalty: float = 1.1  # >1 discourages tokens already in the message
+    repeat_penalty: float = 1.0  # >1 discourages tokens already in the message
     presence_penalty: float = 0.0  # flat penalty on any token already present
     frequency_penalty: float = 0.0  # penalty growing with how often a token appeared
     seed: int | None = None  # None = a fresh random seed per call
