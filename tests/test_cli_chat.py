@@ -186,9 +186,11 @@ def test_cli_chat_ctrl_c_cancels_the_reply_not_the_chat(
     """`convsim chat` as a person uses it (stdin a terminal): Ctrl-C while a reply streams
     cancels that reply and brings the prompt back, twice; the next message gets a whole reply;
     end of input then leaves with status 0."""
-    # The tiny model's greedy replies here never end by themselves: each runs to the cap, 600
-    # tokens, over a second on 2 cores, so a reply is surely still streaming at SIGINT.
+    # The tiny model's greedy replies here, with a repeat penalty, never end by themselves: each
+    # runs to the cap, 600 tokens, over a second on 2 cores, so a reply is surely still
+    # streaming at SIGINT.
     args = [persona, "--as", "Riya", "--temperature", "0", "--seed", "0", "--max-tokens", "600"]
+    args += ["--repeat-penalty", "1.1"]
     with chat_on_a_terminal(*args) as (proc, terminal, out, err):
 
         def seen(what: str) -> Any:
@@ -223,7 +225,7 @@ def test_cli_chat_ctrl_c_cancels_the_reply_not_the_chat(
     assert "[reply cancelled]" not in lines[2] and len(lines[2]) > len("[Sam] ")
     # Cut short: the whole first reply (the same greedy reply, made here) is ~600 characters.
     engine = Engine(tiny.gguf_path, [(adapter, 1.0)], n_ctx=2048)
-    greedy = Sampling(temperature=0.0, seed=0, max_tokens=600)
+    greedy = Sampling(temperature=0.0, seed=0, max_tokens=600, repeat_penalty=1.1)
     full = engine.simulate([("Riya", "hello there")], "Sam", greedy).result().text
     cut = lines[0].removeprefix("[Sam] ").removesuffix(" [reply cancelled]")
     assert len(full) > 500 and len(cut) < len(full) // 2, (cut, full)
@@ -237,3 +239,23 @@ def test_cli_chat_ctrl_c_at_the_prompt_leaves(persona: str) -> None:
         assert exit_status(proc, err) == 130
     assert out.text == "" and err.text.endswith("[You] \n"), err.text
     assert "Traceback" not in err.text and "interrupted" not in err.text
+
+
+def test_sampling_flags_set_the_cuts_and_refuse_negative_values() -> None:
+    from convsim.core.inference.engine import Sampling
+    from convsim.tui.cli.chat import _sampling
+    from convsim.tui.cli.common import CliError
+    from convsim.tui.cli.main import build_parser
+
+    parser = build_parser()
+    plain = _sampling(parser.parse_args(["simulate", "sam-1"]))
+    assert plain == Sampling(max_tokens=64)  # nothing set: convsim's defaults
+    cut = _sampling(parser.parse_args(
+        ["chat", "sam-1", "--top-k", "40", "--top-p", "0.95", "--min-p", "0.05",
+         "--repeat-penalty", "1.1", "--temperature", "0.8"]
+    ))  # fmt: skip
+    assert (cut.top_k, cut.top_p, cut.min_p, cut.repeat_penalty) == (40, 0.95, 0.05, 1.1)
+    assert cut.temperature == 0.8
+    with pytest.raises(CliError, match=r"--min-p must be 0 or more, not -0.1"):
+        _sampling(parser.parse_args(["complete", "sam-1", "--as", "Sam", "--partial", "hi",
+                                     "--min-p", "-0.1"]))  # fmt: skip

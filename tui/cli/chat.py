@@ -15,6 +15,9 @@ from convsim.core.data.turns import render_turn, safe_name, tag
 from convsim.tui.cli.common import CliError, print_json, workspace
 from convsim.tui.cli.steer import add_steer_option, apply_steer, base_record
 
+# The `Sampling` fields a command line may set (`--top-k` ...); unset, each is the default.
+SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty")
+
 
 def read_transcript(path: Path | None) -> list[tuple[str, str]]:
     """Turns from a file of `[Name] text` lines, or of JSON Lines {"speaker", "text"}."""
@@ -34,7 +37,11 @@ def _sampling(args: argparse.Namespace) -> Any:
     from convsim.core.inference.engine import Sampling
 
     s = Sampling(seed=args.seed, max_tokens=args.max_tokens, best_of=args.best_of)
-    return s if args.temperature is None else replace(s, temperature=args.temperature)
+    chosen = {n: getattr(args, n) for n in SAMPLING_FLAGS if getattr(args, n) is not None}
+    for name, value in chosen.items():
+        if value < 0:
+            raise CliError(f"--{name.replace('_', '-')} must be 0 or more, not {value}")
+    return replace(s, **chosen)
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -259,6 +266,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--temperature", type=float,
         help="0 = greedy; lower = plainer, higher = more varied (default: convsim's, 1.0)",
     )  # fmt: skip
+    for flag, kind, what in (
+        ("--top-k", int, "keep the K likeliest words (default 0: all)"),
+        ("--top-p", float, "keep the likeliest words making up P of the chance (default 1: all)"),
+        ("--min-p", float, "drop words under P times the likeliest one's chance (default 0)"),
+        ("--repeat-penalty", float, "above 1: fewer repeated words in a message (default 1: off)"),
+    ):
+        p.add_argument(flag, type=kind, help=what)
     p.add_argument("--max-tokens", type=int, default=64, help="length cap of one message")
     p.add_argument(
         "--best-of", type=int, default=1, metavar="N",
