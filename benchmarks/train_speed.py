@@ -1,6 +1,7 @@
 """Training throughput on the default base: convsim's trainer vs a plain transformers + peft loop.
 
     python benchmarks/train_speed.py [--steps 6] [--batch 4] [--seq-len 512] [--threads N]
+                                     [--device auto] [--precision auto]
 
 Both train the same LoRA (same rank, targets, optimiser) on the same examples (the shipped sample
 chat, target "Sam"), each in a fresh child process so its peak memory (max RSS) is its own:
@@ -8,6 +9,8 @@ chat, target "Sam"), each in a fresh child process so its peak memory (max RSS) 
 - convsim: examples packed into full rows with block-diagonal masks (no padding), the vocabulary
   projection computed only at positions that carry loss, a chunk of them at a time, and on CPU
   one row per forward/backward pass with gradients accumulated over the batch (memory);
+- convsim fp32: the same in float32, when the run above was in bf16 (a CPU with bf16
+  instructions, `devices.cpu_bf16`): what training on such a CPU did before it used them;
 - baseline: one example per row padded to the longest in the batch, `model(..., labels=...)`
   computing full-vocabulary logits at every position (what a plain transformers+peft script does).
 
@@ -52,12 +55,15 @@ msgs = [StoredMessage(i, m.timestamp, m.sender, m.text, m.kind)
         for i, m in enumerate(chat.messages)]
 examples = build(msgs, DatasetConfig(target="Sam")).train
 device, dtype = choose_device(args["device"])
+if device != "cuda":
+    dtype = torch.float32  # what a plain script trains in off a GPU (convsim: its own below)
 steps, batch, seq_len = args["steps"], args["batch"], args["seq_len"]
 n_params = sum(p.numel() for p in model.parameters())
 
 if args["mode"] == "convsim":
     cfg = TrainConfig(steps=steps + 1, batch_size=batch, seq_len=seq_len, eval_every=0,
-                      checkpoint_every=0, samples=0, device=args["device"])
+                      checkpoint_every=0, samples=0, device=args["device"],
+                      precision=args["precision"])
     times = []
     def on_event(e, last=[None]):
         if e.kind == "step":
@@ -67,6 +73,7 @@ if args["mode"] == "convsim":
             last[0] = now
     with tempfile.TemporaryDirectory() as run:
         trainer = Trainer(model, tok, examples, [], cfg, Path(run), on_event=on_event)
+        dtype = trainer.dtype
         rows = trainer.train_rows
         from convsim.core.data.packing import batches
         order = batches(rows, batch, cfg.seed, 0)
@@ -108,15 +115,16 @@ else:
     peak_mb = recorded_mb = max_rss_mb()
 peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
 print(json.dumps({"tokens_per_s": tokens / seconds, "tokens": tokens, "seconds": seconds,
-                  "params": n_params, "device": device,
+                  "params": n_params, "device": device, "dtype": str(dtype).split(".")[-1],
                   "max_rss_mb": peak_mb, "recorded_rss_mb": recorded_mb,
                   "peak_gpu_mb": peak_gpu}))
 """
 
 
-def measure(mode: str, args: argparse.Namespace, home: str) -> dict:
+def measure(mode: str, args: argparse.Namespace, home: str, precision: str | None = None) -> dict:
     spec = {
         "mode": mode,
+        "precision": precision or args.precision,
         "home": home,
         "steps": args.steps,
         "batch": args.batch,
@@ -141,6 +149,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--home", help="convsim home to reuse (default base + torch cache)")
     parser.add_argument("--peak-tflops", type=float, help="device peak, for MFU on a GPU")
     args = parser.parse_args()
@@ -148,10 +157,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = args.home or tmp
         ours = measure("convsim", args, home)
+        runs = [(f"convsim {ours['dtype']}", ours)]
+        if ours["device"] == "cpu" and ours["dtype"] == "bfloat16":
+            runs.append(("convsim float32", measure("convsim", args, home, "fp32")))
         base = measure("baseline", args, home)
-    for name, r in (("convsim", ours), ("baseline", base)):
+        runs.append((f"baseline {base['dtype']}", base))
+    for name, r in runs:
         line = (
-            f"{name:<9} {r['tokens_per_s']:>8.1f} real tokens/s  ({r['tokens']} tokens in "
+            f"{name:<16} {r['tokens_per_s']:>8.1f} real tokens/s  ({r['tokens']} tokens in "
             f"{r['seconds']:.1f} s)  peak memory {r['max_rss_mb'] / 1024:.2f} GB"
             f" ({r['max_rss_mb']:.0f} MB RSS)"
         )
@@ -167,6 +180,13 @@ def main() -> None:
         f"seq_len {args.seq_len}"
     )
     print(f"speed-up: {speedup:.2f}x (target >= 2x) -> {'PASS' if speedup >= 2 else 'FAIL'}")
+    if len(runs) == 3:
+        fp32 = runs[1][1]
+        print(
+            f"bf16 on this CPU: {ours['tokens_per_s'] / fp32['tokens_per_s']:.2f}x the tokens/s of"
+            f" float32, peak memory {ours['max_rss_mb'] / 1024:.2f} against "
+            f"{fp32['max_rss_mb'] / 1024:.2f} GB"
+        )
     peak_gb = ours["max_rss_mb"] / 1024
     print(
         f"convsim peak memory: {peak_gb:.2f} GB (the run recorded "

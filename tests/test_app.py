@@ -173,6 +173,18 @@ def test_names_and_errors_that_look_like_markup_are_shown_as_typed(
 # ---------------------------------------------------------------- the wizard, end to end
 
 
+def test_the_time_estimate_names_the_precision_and_its_budget(monkeypatch) -> None:
+    from convsim.tui.app.screens import wizard_info
+    from convsim.tui.app.screens.wizard_info import estimate_text
+
+    monkeypatch.setattr(wizard_info.os, "cpu_count", lambda: 2)
+    bf16 = str(estimate_text("cpu", 400_000, None, 512, None, True, bf16=True))
+    assert "Training on cpu (bf16): 68 steps (CPU time budget of 140,000 tokens" in bf16
+    fp32 = str(estimate_text("cpu", 400_000, None, 512, None, True))
+    assert "Training on cpu: 48 steps (CPU time budget of 100,000 tokens" in fp32
+    assert "at 210 tokens/s (from a typical CPU)" in bf16 and "at 140 tokens/s" in fp32
+
+
 def test_wizard_imports_trains_and_opens_a_chat(home: Path, tiny: TinyModel) -> None:
     from textual.widgets import Input, Select, Static
 

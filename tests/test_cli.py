@@ -253,10 +253,11 @@ def test_every_train_flag_is_a_training_setting() -> None:
     from convsim.tui.cli.main import build_parser
     from convsim.tui.cli.models import _overrides
 
-    args = build_parser().parse_args(["train", "1", "--as", "Sam", "--lr", "0.01", "--rank", "4"])
-    overrides = _overrides(args)
+    argv = ["train", "1", "--as", "Sam", "--lr", "0.01", "--rank", "4", "--precision", "fp32"]
+    overrides = _overrides(build_parser().parse_args(argv))
     TrainConfig.check_keys(overrides)  # raises for a flag mapped to a setting that is gone
     assert overrides["learning_rate"] == 0.01 and overrides["rank"] == 4
+    assert overrides["precision"] == "fp32"
 
 
 def test_unusable_models_get_the_command_that_fixes_them(home: Path, capsys) -> None:

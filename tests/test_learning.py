@@ -242,7 +242,9 @@ def test_every_training_item_carries_replay_and_the_reference_is_the_model_befor
     from convsim.core.training.preference import MixItem, Update
     from convsim.core.training.trainer import TrainConfig, Trainer
 
-    config = TrainConfig(rank=4, alpha=8.0, seq_len=64, batch_size=2, eval_every=0, samples=0)
+    config = TrainConfig(
+        rank=4, alpha=8.0, seq_len=64, batch_size=2, eval_every=0, samples=0, precision="fp32"
+    )  # exact sums: float32 rounding only
     new = [{"type": "text", "context": "[Riya] hi\n", "target": f"[Sam] ya {n}\n"}
            for n in range(6)]  # fmt: skip
     old = [{"type": "text", "context": "[Riya] hey\n", "target": f"[Sam] old {n}\n"}

@@ -511,7 +511,7 @@ def test_micro_batches_make_the_same_steps_and_peak_memory_is_recorded(
         result = Trainer(
             tiny_model(len(tokenizer)), tokenizer, dataset.train, [],
             config(steps=3, dropout=0.0, micro_batch_size=micro, checkpoint_every=0,
-                   device="cpu"),
+                   device="cpu", precision="fp32"),
             tmp_path / f"micro-{micro}", on_event=events.append,
         ).run()  # fmt: skip
         results.append((result, [e.loss for e in events if e.kind == "step"]))
@@ -525,6 +525,58 @@ def test_micro_batches_make_the_same_steps_and_peak_memory_is_recorded(
     assert 50 * 2**20 < metrics["peak_rss_bytes"] < 2**40 and metrics["peak_gpu_bytes"] is None
     with pytest.raises(ValueError, match="micro_batch_size"):
         TrainConfig(micro_batch_size=0)
+
+
+def test_bf16_training_keeps_the_lora_in_fp32_and_learns_like_fp32(
+    dataset, tokenizer, tmp_path
+) -> None:
+    """On a CPU with bf16 instructions training runs in bf16 (`devices.choose_device`): the
+    frozen base in bf16 under autocast, the LoRA and its optimiser in fp32. The losses are
+    those of the fp32 run to bf16 rounding, and the saved adapter is fp32."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        events: list[TrainEvent] = []
+        trainer = Trainer(
+            tiny_model(len(tokenizer)), tokenizer, dataset.train, dataset.validation,
+            config(steps=8, eval_every=4, dropout=0.0, precision=precision, device="cpu"),
+            tmp_path / precision, on_event=events.append,
+        )  # fmt: skip
+        lora = {p.dtype for n, p in trainer.model.named_parameters() if "lora_" in n}
+        frozen = {p.dtype for n, p in trainer.model.named_parameters() if "lora_" not in n}
+        result = trainer.run()
+        weights = load_file(result.adapter_dir / "adapter_model.safetensors")
+        runs[precision] = (events, lora, frozen, {w.dtype for w in weights.values()})
+    events, lora, frozen, saved = runs["bf16"]
+    assert "packed rows on cpu (bf16);" in events[0].message
+    assert "packed rows on cpu;" in runs["fp32"][0][0].message
+    assert lora == saved == {torch.float32} and frozen == {torch.bfloat16}
+    assert runs["fp32"][2] == {torch.float32}
+    losses = {k: [e.loss for e in v[0] if e.kind == "step"] for k, v in runs.items()}
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
+    assert losses["bf16"] != losses["fp32"]  # it did run in bf16
+    vals = [e.val_loss for e in events if e.kind == "eval"]
+    assert vals[1] < vals[0]
+
+
+def test_cpu_training_precision_follows_the_cpu(monkeypatch) -> None:
+    from convsim.core.system import devices
+
+    assert devices.bf16_in_cpuinfo("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16 avx512f\n")
+    assert devices.bf16_in_cpuinfo("flags : fpu amx_bf16 amx_tile\n")
+    assert not devices.bf16_in_cpuinfo("flags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert not devices.bf16_in_cpuinfo("processor : 0\nFeatures : fp asimd bf16\n")  # ARM
+    monkeypatch.setattr(devices, "cpu_bf16", lambda: True)
+    assert devices.choose_device("cpu") == ("cpu", torch.bfloat16)
+    assert devices.choose_device("cpu", "fp32") == ("cpu", torch.float32)
+    monkeypatch.setattr(devices, "cpu_bf16", lambda: False)
+    assert devices.choose_device("cpu") == ("cpu", torch.float32)
+    assert devices.choose_device("cpu", "bf16") == ("cpu", torch.bfloat16)
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
+        devices.choose_device("cpu", "fp8")
+    with pytest.raises(ValueError, match="precision must be auto, fp32 or bf16, not 'fp16'"):
+        TrainConfig(precision="fp16")
 
 
 def test_the_default_length_comes_from_the_data_size() -> None:
@@ -544,6 +596,11 @@ def test_the_default_length_comes_from_the_data_size() -> None:
     capped = plan_steps(410, 4, 512, "cpu")
     assert capped.steps == recipe.CPU_TOKEN_BUDGET // 2048 < 103 and "budget" in capped.why
     assert plan_steps(410, 4, 256, "cpu").steps == recipe.CPU_TOKEN_BUDGET // 1024
+    # A CPU that trains in bf16 is faster: its budget is larger, and still below two passes.
+    fast = plan_steps(410, 4, 512, "cpu", bf16=True)
+    assert capped.steps < fast.steps == recipe.CPU_BF16_TOKEN_BUDGET // 2048 < 2 * 103
+    assert f"{recipe.CPU_BF16_TOKEN_BUDGET:,} tokens" in fast.why
+    assert plan_steps(410, 4, 512, "cuda", bf16=True).steps == 2 * 103
     # What the user sets wins.
     assert plan_steps(410, 4, 512, "cpu", steps=7).steps == 7
     assert plan_steps(410, 4, 512, "cpu", epochs=2.0).steps == 206

@@ -45,7 +45,7 @@ class Setup:
     tokenizer: Any
     config: TrainConfig
     device: str  # "cpu", "cuda" or "mps"
-    dtype: Any  # the torch dtype the model runs in (autocast on CUDA)
+    dtype: Any  # the torch dtype the model runs in (autocast when not float32)
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class NextMessage:
         masks = _masks(rows, length, text_config, device)
         softcap = getattr(text_config, "final_logit_softcapping", None)
         head = causal_lm.lm_head
-        with torch.autocast(device, dtype=setup.dtype, enabled=device == "cuda"):
+        with torch.autocast(device, dtype=setup.dtype, enabled=setup.dtype != torch.float32):
             hidden = causal_lm.model(
                 input_ids=ids, position_ids=pos, attention_mask=masks
             ).last_hidden_state

@@ -162,7 +162,7 @@ class Update:
         tensor = torch.tensor([ids], dtype=torch.long, device=device)
         pos = torch.tensor([positions], dtype=torch.long, device=device)
         counts: list[int] = []
-        with torch.autocast(device, dtype=setup.dtype, enabled=device == "cuda"):
+        with torch.autocast(device, dtype=setup.dtype, enabled=setup.dtype != torch.float32):
             hidden = causal_lm.model(
                 input_ids=tensor, position_ids=pos, attention_mask=masks
             ).last_hidden_state[0]

@@ -1,9 +1,9 @@
 """The training recipe: the settings of a run (`TrainConfig`) and how long it is when the
 user doesn't say (steps from the data size and the device).
 
-Contract: `plan_steps(rows, batch_size, seq_len, device)` returns a `Plan` (optimiser steps,
-the passes over the data they make, and a sentence saying why), the same for the same
-arguments. `steps` or `epochs`, when given, win over the recipe.
+Contract: `plan_steps(rows, batch_size, seq_len, device, bf16=...)` returns a `Plan`
+(optimiser steps, the passes over the data they make, and a sentence saying why), the same
+for the same arguments. `steps` or `epochs`, when given, win over the recipe.
 
 The recipe, chosen with `benchmarks/imitation.py` on two chats and timed with
 `benchmarks/train_time.py`:
@@ -13,8 +13,10 @@ The recipe, chosen with `benchmarks/imitation.py` on two chats and timed with
 - a larger chat gets `LARGE_PASSES` passes: Marco's ten-month chat (`benchmarks/chats`) took
   two passes to write his rarer habits (laughter, emoji) as often as he does;
 - on the CPU a run stops at `CPU_TOKEN_BUDGET` tokens, about 11 minutes at the 150 tokens/s
-  of a 2-core machine, so a 5,000-message chat trains in under 15 minutes there. A GPU has no
-  such budget.
+  of a 2-core machine, so a 5,000-message chat trains in under 15 minutes there; a CPU that
+  trains in bf16 (`devices.cpu_bf16`: about 1.5x the tokens/s) gets `CPU_BF16_TOKEN_BUDGET`,
+  enough for Marco's chat to get 1.7 of its 2 passes (`benchmarks/train_time.py` times it).
+  A GPU has no such budget.
 
 Steps count packed rows, and `packing.fold` computes an example that begins another one inside
 it: a pass over either chat above is 23% fewer tokens than its examples laid end to end.
@@ -34,6 +36,7 @@ from typing import ClassVar
 from convsim.core.config import Config
 
 __all__ = [
+    "CPU_BF16_TOKEN_BUDGET",
     "CPU_TOKEN_BUDGET",
     "LARGE_PASSES",
     "MAX_PASSES",
@@ -47,6 +50,7 @@ MIN_STEPS = 40
 MAX_PASSES = 3.0
 LARGE_PASSES = 2.0
 CPU_TOKEN_BUDGET = 100_000
+CPU_BF16_TOKEN_BUDGET = 140_000
 
 
 def _lora_targets() -> list[str]:
@@ -88,6 +92,9 @@ class TrainConfig(Config):
     checkpoint_every: int = 50  # steps between checkpoints (0 = only at the end)
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "mps"
+    # "auto": bf16 on CUDA and on CPUs with bf16 instructions (devices.choose_device), else
+    # fp32; "fp32" or "bf16" on any device. The LoRA's own weights stay fp32.
+    precision: str = "auto"
     threads: int | None = None  # CPU threads for torch; None = torch's default
     objective: str = "next_message"  # what is learnt (see objectives.OBJECTIVES)
     # A PEFT adapter folder (a finished run's `adapter/`) to start from instead of a fresh
@@ -100,6 +107,8 @@ class TrainConfig(Config):
     def check(self) -> None:
         if self.schedule not in ("cosine", "linear", "constant"):
             raise ValueError(f"schedule must be cosine, linear or constant, not {self.schedule!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
         if self.loss_on not in ("target", "all"):
             raise ValueError(f"loss_on must be 'target' or 'all', not {self.loss_on!r}")
         if self.rank < 1 or self.batch_size < 1 or self.seq_len < 8:
@@ -126,10 +135,12 @@ def plan_steps(
     seq_len: int,
     device: str,
     *,
+    bf16: bool = False,
     steps: int | None = None,
     epochs: float | None = None,
 ) -> Plan:
-    """The steps for `rows` packed training rows of `seq_len` tokens, `batch_size` a step."""
+    """The steps for `rows` packed training rows of `seq_len` tokens, `batch_size` a step, on
+    `device` (training in bf16 when `bf16`)."""
     per_pass = max(1, math.ceil(rows / batch_size))
     if steps is not None:
         return Plan(steps, steps / per_pass, per_pass, "steps as set")
@@ -141,7 +152,8 @@ def plan_steps(
     else:
         planned, why = round(LARGE_PASSES * per_pass), "larger chat"
     if device == "cpu":
-        budget = max(1, CPU_TOKEN_BUDGET // (batch_size * seq_len))
+        tokens = CPU_BF16_TOKEN_BUDGET if bf16 else CPU_TOKEN_BUDGET
+        budget = max(1, tokens // (batch_size * seq_len))
         if planned > budget:
-            planned, why = budget, f"CPU time budget of {CPU_TOKEN_BUDGET:,} tokens"
+            planned, why = budget, f"CPU time budget of {tokens:,} tokens"
     return Plan(planned, planned / per_pass, per_pass, f"{why}: {planned / per_pass:.2g} passes")

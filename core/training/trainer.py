@@ -87,8 +87,10 @@ class Trainer:
         self.on_event = on_event or (lambda e: None)
         self.cancel = cancel or threading.Event()
         self.objective = objective or objective_named(config.objective)
-        self.device, self.dtype = choose_device(config.device)
+        self.device, self.dtype = choose_device(config.device, config.precision)
         self.setup = Setup(tokenizer, config, self.device, self.dtype)
+        # "fp32", "bf16" or "fp16", for the recipe and the log
+        self.precision = {"bfloat16": "bf16", "float16": "fp16"}.get(str(self.dtype)[6:], "fp32")
         self.micro_batch_size = config.micro_batch_size or (
             config.batch_size if self.device == "cuda" else 1
         )
@@ -102,7 +104,8 @@ class Trainer:
             raise ValueError("no training examples: the dataset has no turns by this person")
         self.model = self._wrap(model)
         self.plan = plan_steps(len(self.train_rows), config.batch_size, config.seq_len,
-                               self.device, steps=config.steps, epochs=config.epochs)  # fmt: skip
+                               self.device, bf16=self.precision == "bf16",
+                               steps=config.steps, epochs=config.epochs)  # fmt: skip
         self.steps_per_epoch = self.plan.per_pass
         self.total_steps = self.plan.steps
         self.history: dict[str, list[Any]] = {"loss": [], "val_loss": []}
@@ -190,7 +193,8 @@ class Trainer:
             step = self._load_checkpoint(optimizer, scheduler)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.peak_memory.start()
-        rows = f"{len(self.train_rows)} packed rows on {self.device}"
+        precision = "" if self.precision == "fp32" else f" ({self.precision})"
+        rows = f"{len(self.train_rows)} packed rows on {self.device}{precision}"
         self._emit("start", step, message=f"{rows}; {self.total_steps} steps ({self.plan.why})")
 
         tokens = 0

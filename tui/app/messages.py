@@ -117,13 +117,15 @@ class DatasetBuilt(Message):
 
 
 class BasesFound(Message):
-    """Local base GGUFs, this machine's last measured training speed, the training device."""
+    """Local base GGUFs, this machine's last measured training speed, the training device and
+    whether it trains in bf16."""
 
-    def __init__(self, found: list[Any], rate: float | None, device: str) -> None:
+    def __init__(self, found: list[Any], rate: float | None, device: str, bf16: bool) -> None:
         super().__init__()
         self.found = found
         self.rate = rate
         self.device = device
+        self.bf16 = bf16
 
 
 # -- training -------------------------------------------------------------------------------

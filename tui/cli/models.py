@@ -82,6 +82,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "warmup_steps": args.warmup_steps,
         "target_modules": args.target_modules.split(",") if args.target_modules else None,
         "device": args.device,
+        "precision": args.precision,
         "eval_every": args.eval_every,
         "checkpoint_every": args.checkpoint_every,
         "seed": args.seed,
@@ -212,7 +213,7 @@ def cmd_bases(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    from convsim.core.system.devices import DEVICES
+    from convsim.core.system.devices import DEVICES, PRECISIONS
 
     p = sub.add_parser("train", help="train a persona model (LoRA) for one person of a chat")
     p.add_argument("chat_id", type=int, nargs="?")
@@ -241,6 +242,11 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--target-modules", help="comma-separated, e.g. q_proj,v_proj")
     p.add_argument("--context", type=int, help="max earlier messages per example (default 16)")
     p.add_argument("--device", choices=DEVICES)
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="auto (default): bf16 on a GPU and on CPUs with bf16 instructions, else fp32",
+    )
     p.add_argument("--eval-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--seed", type=int)

@@ -70,6 +70,7 @@ class ImportWizard(Screen[None]):
         self.dataset: Any = None
         self.rate: float | None = None
         self.device = "cpu"
+        self.bf16 = False
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -321,7 +322,7 @@ class ImportWizard(Screen[None]):
 
     @on(BasesFound)
     def _show_bases(self, message: BasesFound) -> None:
-        self.rate, self.device = message.rate, message.device
+        self.rate, self.device, self.bf16 = message.rate, message.device, message.bf16
         options: list[tuple[Any, str]] = [("Gemma 3 270M (default, bundled)", DEFAULT_BASE)]
         options += [(Text(f"{f.name}  ({f.source})"), str(f.path)) for f in message.found]
         options.append(("Another .gguf file…", CUSTOM_BASE))
@@ -367,7 +368,9 @@ class ImportWizard(Screen[None]):
         tokens = stats.get("train_token_folded", stats["train_token_estimate"])
         default = self.query_one("#base", Select).value == DEFAULT_BASE
         seq_len = int(self.query_one("#seq-len", Select).value)  # type: ignore[arg-type]
-        estimate.update(estimate_text(self.device, tokens, epochs, seq_len, self.rate, default))
+        estimate.update(
+            estimate_text(self.device, tokens, epochs, seq_len, self.rate, default, self.bf16)
+        )
 
     def _base_spec(self) -> str | None:
         base = self.query_one("#base", Select).value
