@@ -143,13 +143,15 @@ def measure(mode: str, args: argparse.Namespace, home: str, precision: str | Non
 def main() -> None:
     import os
 
+    from convsim.core.system.devices import PRECISIONS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6, help="timed steps (after 1 warm-up)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--home", help="convsim home to reuse (default base + torch cache)")
     parser.add_argument("--peak-tflops", type=float, help="device peak, for MFU on a GPU")
     args = parser.parse_args()

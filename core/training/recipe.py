@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from convsim.core.config import Config
+from convsim.core.system.devices import PRECISIONS
 
 __all__ = [
     "CPU_BF16_TOKEN_BUDGET",
@@ -107,7 +108,7 @@ class TrainConfig(Config):
     def check(self) -> None:
         if self.schedule not in ("cosine", "linear", "constant"):
             raise ValueError(f"schedule must be cosine, linear or constant, not {self.schedule!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
+        if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
         if self.loss_on not in ("target", "all"):
             raise ValueError(f"loss_on must be 'target' or 'all', not {self.loss_on!r}")
