@@ -44,7 +44,7 @@ from convsim.core.chats.importers import parse_export
 from convsim.core.locations import Locations
 from convsim.core.chats.messages import StoredMessage
 from convsim.core.workspace import SAMPLE_CHAT
-from convsim.core.system.devices import choose_device
+from convsim.core.system.devices import choose_device, precision_name
 from convsim.core.training.trainer import TrainConfig, Trainer
 
 loc = Locations.from_env(Path(args["home"])).ensure()
@@ -115,7 +115,7 @@ else:
     peak_mb = recorded_mb = max_rss_mb()
 peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
 print(json.dumps({"tokens_per_s": tokens / seconds, "tokens": tokens, "seconds": seconds,
-                  "params": n_params, "device": device, "dtype": str(dtype).split(".")[-1],
+                  "params": n_params, "device": device, "dtype": precision_name(dtype),
                   "max_rss_mb": peak_mb, "recorded_rss_mb": recorded_mb,
                   "peak_gpu_mb": peak_gpu}))
 """
@@ -160,8 +160,8 @@ def main() -> None:
         home = args.home or tmp
         ours = measure("convsim", args, home)
         runs = [(f"convsim {ours['dtype']}", ours)]
-        if ours["device"] == "cpu" and ours["dtype"] == "bfloat16":
-            runs.append(("convsim float32", measure("convsim", args, home, "fp32")))
+        if ours["device"] == "cpu" and ours["dtype"] == "bf16":
+            runs.append(("convsim fp32", measure("convsim", args, home, "fp32")))
         base = measure("baseline", args, home)
         runs.append((f"baseline {base['dtype']}", base))
     for name, r in runs:
@@ -186,7 +186,7 @@ def main() -> None:
         fp32 = runs[1][1]
         print(
             f"bf16 on this CPU: {ours['tokens_per_s'] / fp32['tokens_per_s']:.2f}x the tokens/s of"
-            f" float32, peak memory {ours['max_rss_mb'] / 1024:.2f} against "
+            f" fp32, peak memory {ours['max_rss_mb'] / 1024:.2f} against "
             f"{fp32['max_rss_mb'] / 1024:.2f} GB"
         )
     peak_gb = ours["max_rss_mb"] / 1024

@@ -2,7 +2,8 @@
 
 Contract: `accelerators()` reports what torch can use (CUDA and its device name, Apple MPS);
 `choose_device(preference, precision)` turns settings (a device of `DEVICES`, a precision of
-`PRECISIONS`) into the device and dtype training runs in; `cpu_bf16()` says whether this CPU
+`PRECISIONS`) into the device and dtype training runs in, and `precision_name(dtype)` names
+that dtype the way `PRECISIONS` does; `cpu_bf16()` says whether this CPU
 multiplies bfloat16 matrices natively. torch is imported inside the functions; callers that
 must survive a broken torch (`sysinfo`) catch the import error themselves.
 """
@@ -51,6 +52,11 @@ def bf16_in_cpuinfo(cpuinfo: str) -> bool:
         if line.startswith("flags"):
             return bool(set(line.partition(":")[2].split()) & {"avx512_bf16", "amx_bf16"})
     return False
+
+
+def precision_name(dtype: Any) -> str:
+    """The short name of a torch floating-point dtype: "bf16", "fp16" or "fp32" (any other)."""
+    return {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(str(dtype), "fp32")
 
 
 def choose_device(preference: str = "auto", precision: str = "auto") -> tuple[str, Any]:

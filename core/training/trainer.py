@@ -28,7 +28,7 @@ from typing import Any
 
 from convsim.core.data.packing import batches
 from convsim.core.files import publishing, write_json
-from convsim.core.system.devices import choose_device
+from convsim.core.system.devices import choose_device, precision_name
 from convsim.core.training.memory import PeakMemory, backward_in_parts
 from convsim.core.training.objectives import Objective, Setup, block_causal_mask, objective_named
 from convsim.core.training.recipe import TrainConfig, plan_steps
@@ -90,7 +90,7 @@ class Trainer:
         self.device, self.dtype = choose_device(config.device, config.precision)
         self.setup = Setup(tokenizer, config, self.device, self.dtype)
         # "fp32", "bf16" or "fp16", for the recipe and the log
-        self.precision = {"bfloat16": "bf16", "float16": "fp16"}.get(str(self.dtype)[6:], "fp32")
+        self.precision = precision_name(self.dtype)
         self.micro_batch_size = config.micro_batch_size or (
             config.batch_size if self.device == "cuda" else 1
         )

@@ -120,7 +120,7 @@ def find_bases(ws: Any) -> tuple[list[Any], float | None, str, bool]:
     the device training would use and whether it trains in bf16 there. Reads disk and the
     store: call it from a worker."""
     from convsim.core.bases.prepare import discover_ggufs
-    from convsim.core.system.devices import choose_device
+    from convsim.core.system.devices import choose_device, precision_name
 
     found = [
         f
@@ -133,4 +133,4 @@ def find_bases(ws: Any) -> tuple[list[Any], float | None, str, bool]:
         if m.metrics and m.metrics.get("tokens_per_s")
     ]
     device, dtype = choose_device()
-    return found, (rates[-1] if rates else None), device, str(dtype) == "torch.bfloat16"
+    return found, (rates[-1] if rates else None), device, precision_name(dtype) == "bf16"
