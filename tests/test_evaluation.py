@@ -23,6 +23,7 @@ from convsim.core.evaluation.imitation import (
     style_intervals,
     style_match,
 )
+from convsim.core.inference import best_of
 from convsim.core.inference.engine import Engine, Sampling
 from convsim.core.inference.llama import LlamaModel
 from convsim.tui.cli import main
@@ -271,9 +272,57 @@ def test_best_of_n_returns_the_best_scored_candidate(tiny: TinyModel) -> None:
         for i in range(4)
     }
     assert set(texts) == singles  # the candidates are the N seeded samples
+    engine.set_style("Sam", Profile.of(["ok", "ya sure", "lol"]))  # forgets the candidates' style
     assert engine.simulate(chat, "Sam", s).result().candidates == reply.candidates
+    engine.set_style("Sam", Profile.of(["ok", "ya sure", "lol"]))
     assert "".join(engine.simulate(chat, "Sam", s)) == reply.text  # it streams the same
     engine.close()
+
+
+def test_best_of_n_holds_back_a_style_the_persona_already_overproduces(tiny: TinyModel) -> None:
+    engine = Engine(tiny.gguf_path, n_ctx=512, threads=2)
+    person = Profile.of(["ok", "ya sure", "lol", "where r u?", "haha yes 😂"] * 4)
+    chat = [("Riya", "hey are we going"), ("Sam", "yes we are"), ("Riya", "the place")]
+    s = Sampling(seed=3, max_tokens=10, best_of=4)
+    engine.set_style("Sam", person)
+    first = dict(engine.simulate(chat, "Sam", s).result().candidates)
+    # The candidates' style is counted, after the person's as a prior of PRIOR_REPLIES replies.
+    said = [t.replace("\n", " ") for t in first if t]
+    assert engine.candidate_styles["Sam"].total == pytest.approx(best_of.PRIOR_REPLIES + len(said))
+    # A persona that has written the top candidate's style over and over: that candidate loses
+    # against the others by what the persona's profile says about it, the ranking score aside.
+    top = max(first, key=first.__getitem__)
+    engine.set_style("Sam", person)
+    engine.candidate_styles["Sam"] = person.scaled(best_of.PRIOR_REPLIES).plus([top] * 200)
+    again = dict(engine.simulate(chat, "Sam", s).result().candidates)
+    assert set(again) == set(first)
+    assert again[top] < first[top]
+    others = [t for t in first if t and _buckets(t) != _buckets(top)]
+    assert others and all(again[t] - again[top] > first[t] - first[top] for t in others)
+    # Without the person's profile there is no style term and nothing is counted.
+    engine.set_style("Sam", None)
+    engine.simulate(chat, "Sam", s).result()
+    assert "Sam" not in engine.candidate_styles
+    engine.close()
+
+
+def _buckets(reply: str) -> dict[str, dict[int, float]]:
+    """A reply's style buckets, as best-of-N counts them (its messages as one text)."""
+    return Profile.of([reply.replace("\n", " ")]).counts
+
+
+def test_a_profile_scales_to_a_prior_and_grows_by_texts() -> None:
+    mine, more = ["ok", "ya sure", "lol", "Where are you?"], ["Fine, thanks.", "haha 😂"]
+    profile = Profile.of(mine)
+    prior = profile.scaled(10)
+    assert prior.total == pytest.approx(10)
+    for name, seen in profile.counts.items():  # the same distribution, as if from 10 messages
+        assert prior.counts[name] == pytest.approx({b: 10 * c / 4 for b, c in seen.items()})
+    grown = profile.plus(more)
+    assert grown.total == Profile.of(mine + more).total == 6
+    assert grown.counts == Profile.of(mine + more).counts
+    assert profile.counts == Profile.of(mine).counts  # a new profile: this one is unchanged
+    assert Profile.of([]).scaled(10).total == 0
 
 
 def test_generated_replies_name_their_moment_and_seed(tiny: TinyModel) -> None:

@@ -7,9 +7,10 @@ measured on that: a message that is only a placeholder has no style and is left 
 `turn_sizes(senders, person)` counts the person's messages per turn (a run of their consecutive
 messages). `Profile.of(texts)` learns the person's distribution of bucketed features from their
 real messages and `Profile.log_prob(text)` scores how typical a new message is for them (a sum
-of smoothed log-frequencies, one per feature), which best-of-N replies use beside the model's
-own ranking score. The evaluation suite compares features of generated and real messages with a
-two-sample KS statistic.
+of smoothed log-frequencies, one per feature); `scaled` and `plus` make and grow a running
+profile (best-of-N keeps one of the persona's own replies, to weigh against the person's).
+The evaluation suite compares features of generated and real messages with a two-sample KS
+statistic.
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ def _bucket(name: str, value: float) -> int:
 class Profile:
     """A person's distribution of bucketed style features, learnt from their real messages."""
 
-    counts: dict[str, dict[int, int]]
-    total: int
+    counts: dict[str, dict[int, float]]
+    total: float
 
     @classmethod
     def of(cls, texts: Sequence[str]) -> Profile:
@@ -110,6 +111,22 @@ class Profile:
             for name, value in features(text).items():
                 counts[name][_bucket(name, value)] += 1
         return cls({k: dict(v) for k, v in counts.items()}, len(said))
+
+    def scaled(self, weight: float) -> Profile:
+        """The same distribution as if learnt from `weight` messages (a prior to add to)."""
+        k = weight / self.total if self.total else 0.0
+        counts = {name: {b: c * k for b, c in seen.items()} for name, seen in self.counts.items()}
+        return Profile(counts, self.total * k)
+
+    def plus(self, texts: Sequence[str]) -> Profile:
+        """This profile with `texts` counted too."""
+        more = Profile.of(texts)
+        counts = {name: dict(seen) for name, seen in self.counts.items()}
+        for name, seen in more.counts.items():
+            mine = counts.setdefault(name, {})
+            for b, c in seen.items():
+                mine[b] = mine.get(b, 0) + c
+        return Profile(counts, self.total + more.total)
 
     def log_prob(self, text: str) -> float:
         """How typical `text` is of the person: the sum over features of the log of its

@@ -3,16 +3,25 @@ person best.
 
 A candidate c after conversation x is scored
 
-    score(c) = log p(c | x) - log p(c | no conversation) + STYLE_WEIGHT * style(c)
+    score(c) = log p(c | x) - log p(c | no conversation)
+               + STYLE_WEIGHT * (log person(style(c)) - log persona(style(c)))
 
 The first two terms (the ranking score of the evaluation suite: how much more likely the reply
 is after *this* conversation than after none) favour replies that answer the moment over short
-generic ones that fit any moment, which plain likelihood prefers. `style(c)` is how typical the
-reply's style features are of the person (`data.style.Profile.log_prob`, from their real
-messages; `Engine.set_style`), 0 when no profile is set.
+generic ones that fit any moment, which plain likelihood prefers. The style term compares how
+often the person writes a reply of this style (`data.style.Profile.log_prob` of their real
+messages; `Engine.set_style`) with how often the persona does (the same profile of every
+candidate generated for that speaker before this reply, `Engine.candidate_styles`, starting
+from the person's own as if from `PRIOR_REPLIES` replies): a style the persona under-produces
+is favoured and one it over-produces held back, so the kept replies drift towards the person's
+mix of styles. Scoring by the person's profile alone would favour their most common style every
+time and leave out what they do now and then (questions, emoji, laughter); the term is 0 when
+no profile is set.
 
 Contract: `simulate` returns a `Stream` like `Engine.simulate`, of the best candidate, with
-every candidate and its score in `Reply.candidates` (best first). The candidates are generated
+every candidate and its score in `Reply.candidates` (best first), and adds the candidates to
+`Engine.candidate_styles` (so the same call twice may keep different candidates; `set_style`
+starts afresh). The candidates are generated
 in full before the first piece streams, so the time to first token is the time of all N plus
 their scoring. Seeds: candidate i samples with `seed + 7919 * i` when a seed is given. "No
 conversation" is the head and the speaker's tag alone, scored in the engine's second context
@@ -36,9 +45,10 @@ if TYPE_CHECKING:
     from convsim.core.inference.engine import Engine, Sampling
     from convsim.core.inference.llama import LlamaModel
 
-__all__ = ["STYLE_WEIGHT", "continuation", "logprob_after", "simulate"]
+__all__ = ["PRIOR_REPLIES", "STYLE_WEIGHT", "continuation", "logprob_after", "simulate"]
 
 STYLE_WEIGHT = 1.0
+PRIOR_REPLIES = 10  # the persona's style starts as the person's, weighed as this many replies
 
 
 def continuation(messages: Sequence[str], speaker: str) -> str:
@@ -93,6 +103,8 @@ def simulate(
     prompt, trimmed, steer_from = engine.reply_prompt(
         transcript, tail, sampling.max_tokens * max_messages
     )
+    person = engine.styles.get(tagged)
+    persona = engine.candidate_styles.get(tagged) or (person and person.scaled(PRIOR_REPLIES))
     scored: list[tuple[str, float]] = []
     for reply in replies:
         if not reply.messages:
@@ -101,9 +113,11 @@ def simulate(
         cont = engine.model.tokenize(continuation(reply.messages, tagged), bos=False)
         pmi = logprob_after(engine.model, prompt, cont, steer_from)
         pmi -= _neutral_score(engine, tagged, cont)
-        profile = engine.styles.get(tagged)
-        style = profile.log_prob(" ".join(reply.messages)) if profile else 0.0
+        said = " ".join(reply.messages)
+        style = person.log_prob(said) - persona.log_prob(said) if person and persona else 0.0
         scored.append((reply.text, pmi + STYLE_WEIGHT * style))
+    if person and persona:
+        engine.candidate_styles[tagged] = persona.plus([" ".join(r.messages) for r in replies])
     scored.sort(key=lambda c: c[1], reverse=True)
     best = scored[0][0] if scored else ""
     progress = Progress(

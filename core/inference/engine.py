@@ -97,6 +97,8 @@ class Engine:
         self._loading = (Path(model), tuple(adapters), threads, gpu_layers)
         self._neutral: LlamaModel | None = None
         self.styles: dict[str, Profile] = {}  # tag -> that person's style, for best-of-N
+        # tag -> the style of best-of-N's candidates for that speaker so far (`best_of`)
+        self.candidate_styles: dict[str, Profile] = {}
         # Trim this many tokens beyond what is needed, so trimming (which costs a re-evaluation
         # of the conversation) happens once every few turns, not on every turn.
         self.trim_margin = n_ctx // 4 if trim_margin is None else trim_margin
@@ -150,7 +152,9 @@ class Engine:
 
     def set_style(self, speaker: str, profile: Profile | None) -> None:
         """`speaker`'s style (their real messages' `data.style.Profile`), which best-of-N
-        weighs beside the ranking score for their replies; None: the ranking score alone."""
+        weighs beside the ranking score for their replies; None: the ranking score alone.
+        Forgets the style of the candidates generated for them so far (`best_of`)."""
+        self.candidate_styles.pop(self.tag(speaker), None)
         if profile is None:
             self.styles.pop(self.tag(speaker), None)
         else:
