@@ -104,20 +104,22 @@ def simulate(
         transcript, tail, sampling.max_tokens * max_messages
     )
     person = engine.styles.get(tagged)
-    persona = engine.candidate_styles.get(tagged) or (person and person.scaled(PRIOR_REPLIES))
+    persona = None
+    if person is not None:
+        persona = engine.candidate_styles.get(tagged) or person.scaled(PRIOR_REPLIES)
+    said = [" ".join(reply.messages) for reply in replies]  # each candidate as one text
     scored: list[tuple[str, float]] = []
-    for reply in replies:
+    for reply, text in zip(replies, said, strict=True):
         if not reply.messages:
             scored.append(("", float("-inf")))
             continue
         cont = engine.model.tokenize(continuation(reply.messages, tagged), bos=False)
         pmi = logprob_after(engine.model, prompt, cont, steer_from)
         pmi -= _neutral_score(engine, tagged, cont)
-        said = " ".join(reply.messages)
-        style = person.log_prob(said) - persona.log_prob(said) if person and persona else 0.0
+        style = person.log_prob(text) - persona.log_prob(text) if person and persona else 0.0
         scored.append((reply.text, pmi + STYLE_WEIGHT * style))
-    if person and persona:
-        engine.candidate_styles[tagged] = persona.plus([" ".join(r.messages) for r in replies])
+    if persona is not None:
+        engine.candidate_styles[tagged] = persona.plus(said)
     scored.sort(key=lambda c: c[1], reverse=True)
     best = scored[0][0] if scored else ""
     progress = Progress(
