@@ -109,7 +109,8 @@ class TrainConfig(Config):
         if self.schedule not in ("cosine", "linear", "constant"):
             raise ValueError(f"schedule must be cosine, linear or constant, not {self.schedule!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
+            names = f"{', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}"
+            raise ValueError(f"precision must be {names}, not {self.precision!r}")
         if self.loss_on not in ("target", "all"):
             raise ValueError(f"loss_on must be 'target' or 'all', not {self.loss_on!r}")
         if self.rank < 1 or self.batch_size < 1 or self.seq_len < 8:
