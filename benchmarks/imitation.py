@@ -10,11 +10,11 @@ a single sample, on this machine.
 
 The default recipe is measured on two chats: the sample chat (`convsim train 1 --as Sam` after
 `convsim import` of `core/chats/samples/sample_whatsapp.txt`) and a second one written for this
-benchmark, `benchmarks/chats/marco_lena_long_whatsapp.txt` (2,316 messages over ten months,
-the first four of them `marco_lena_whatsapp.txt`; Marco writes in full sentences with capitals
-and full stops, Lena in short lower-case messages with emoji): `convsim import` it, `convsim
-train CHAT_ID --as Marco`, then run this on the persona. The style row names the features on
-which the persona is not closer than in_context, with both KS statistics.
+benchmark, `benchmarks/chats/marco_lena_long_whatsapp.txt` (2,316 messages over ten months;
+its first four months are `marco_lena_whatsapp.txt`; Marco writes in full sentences with
+capitals and full stops, Lena in short lower-case messages with emoji): `convsim import` it,
+`convsim train CHAT_ID --as Marco`, then run this on the persona. The style row names the
+features on which the persona is not closer than in_context, with both KS statistics.
 
 Targets (issue 14):
 - Hits@1 against other people's messages >= 0.60 for tuned, and >= 10 points over in_context;
