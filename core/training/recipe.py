@@ -24,10 +24,10 @@ it: a pass over either chat above is 23% fewer tokens than its examples laid end
 Re-measured with `benchmarks/recipe.py` (README, Results): rank 32 on both chats and learning
 rates 1e-4 and 4e-4 on the second did no better than rank 16 and 2e-4 beyond the spread between
 training seeds. A dataset's 16 earlier messages at most (its `--context`) against 32, on the
-second chat only, where no session is longer than 16 messages: the same data. In bf16, two
+second chat only, where no session is longer than 16 messages: the same data. In bf16, three
 training seeds of this recipe on the second chat write replies closer to his than the prompted
-base on 5 and 6 of 7 style features (`benchmarks/sampling_style.py`); 80 steps instead of 68
-did no better (6 of 7) and lost on the detector.
+base on 5, 6 and 7 of 7 style features (`benchmarks/sampling_style.py`); 80 steps instead of
+68 did no better (6 of 7) and lost on the detector.
 """
 
 from __future__ import annotations
