@@ -14,7 +14,8 @@ benchmark, `benchmarks/chats/marco_lena_long_whatsapp.txt` (2,316 messages over 
 its first four months are `marco_lena_whatsapp.txt`; Marco writes in full sentences with
 capitals and full stops, Lena in short lower-case messages with emoji): `convsim import` it,
 `convsim train CHAT_ID --as Marco`, then run this on the persona. The style row names the
-features on which the persona is not closer than in_context, with both KS statistics.
+features on which the persona is not closer than in_context, with both KS statistics and
+whether the difference is within chance (its paired 95% interval holds 0).
 
 Targets (issue 14):
 - Hits@1 against other people's messages >= 0.60 for tuned, and >= 10 points over in_context;
@@ -54,8 +55,11 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     features = [f for f in ks_t if ks_t[f] is not None and ks_ic.get(f) is not None]
     within = sum(ks_t[f] <= 0.10 for f in features)
     better = sum(ks_t[f] < ks_ic[f] for f in features)
+    spans = t.get("intervals", {}).get("style_ks_vs_in_context", {})
     losses = ", ".join(
-        f"{f} {ks_t[f]:.3f} vs {ks_ic[f]:.3f}" for f in features if ks_t[f] >= ks_ic[f]
+        f"{f} {ks_t[f]:.3f} vs {ks_ic[f]:.3f}{chance(spans.get(f))}"
+        for f in features
+        if ks_t[f] >= ks_ic[f]
     )
     rows = [
         ("Hits@1 vs others >= 0.60", f"{t['hits_at_1_others']:.3f}",
@@ -78,6 +82,14 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
          better >= 0.8 * len(features)),
     ]  # fmt: skip
     return rows
+
+
+def chance(span: list[Any] | None) -> str:
+    """ " (within chance)" when the paired interval of the KS difference holds 0 (a report saved
+    before the suite measured it: "")."""
+    if not span or None in span:
+        return ""
+    return " (within chance)" if span[0] <= 0 <= span[1] else " (beyond chance)"
 
 
 def main() -> int:

@@ -9,9 +9,12 @@ none is given), `--seeds` replies per moment, for the persona ("tuned") and for 
 prompted with the person's own messages ("in_context", the suite's baseline, measured in the
 same run), and prints the KS statistic of each style feature against the real held-out replies,
 their mean, on how many features the persona is closer than the prompted base (the issue's
-goal: 80%), the real-or-generated detector's accuracy with its 95% interval (the suite's
-`imitation.detector_accuracy`; goal for the persona: at most 0.65), and the mean of each feature
-beside the real one. Only replies are generated: ranking and authorship are the suite's.
+goal: 80%) and, per feature, the difference of the two KS with its paired 95% interval
+(`imitation.style_versus`: below 0 is closer; an interval across 0, undecided by this many
+replies and real messages), the real-or-generated detector's accuracy with its 95% interval
+(the suite's `imitation.detector_accuracy`; goal for the persona: at most 0.65), and the mean
+of each feature beside the real one. Only replies are generated: ranking and authorship are
+the suite's.
 
 `--on training` measures on the latest training sessions instead (as many as hold 80 moments,
 treated as held out; the prompt shows the person's messages of the earlier ones): whether a
@@ -101,7 +104,7 @@ def main() -> None:
         reader.close()
 
     names = imitation.STYLE_FEATURES
-    print(f"\n{'KS to the real replies':<28}" + "".join(f"{x[:10]:>11}" for x in names)
+    print(f"\n{'KS to the real replies':<28}" + "".join(f"{x[:12]:>13}" for x in names)
           + "   mean  base ppl  degenerate  detector (95% interval)")  # fmt: skip
     for n, setting in enumerate(settings):
         print(f"sampling {json.dumps(setting) if setting else 'defaults'}")
@@ -110,11 +113,19 @@ def main() -> None:
             mean = sum(row.values()) / len(row)
             ppl, broken, looked = sense[variant, n]
             right, (low, high), _ = told[variant, n]
-            print(f"  {variant:<26}" + "".join(f"{row[x]:>11.3f}" for x in names)
+            print(f"  {variant:<26}" + "".join(f"{row[x]:>13.3f}" for x in names)
                   + f"{mean:7.3f}{ppl:10.1f}{f'{broken} of {looked}':>12}"
                   + f"  {right:.3f} ({low:.2f}-{high:.2f})")  # fmt: skip
         closer = sum(ks["tuned", n][x]["ks"] < ks["in_context", n][x]["ks"] for x in names)
         print(f"  tuned closer than in_context on {closer} of {len(names)} (goal: 80%)")
+        t, ic = turns["tuned", n], turns["in_context", n]
+        versus = imitation.style_versus(t.turns, t.moments, ic.turns, ic.moments,
+                                        m.heldout_replies, m.real_turn_sizes)  # fmt: skip
+        print(f"  {'tuned KS - in_context KS':<26}"
+              + "".join(f"{versus[x][0]:>+13.3f}" for x in names))  # fmt: skip
+        print(f"  {'  paired 95% interval':<26}"
+              + "".join(f"{f'{lo:+.2f}..{hi:+.2f}':>13}" for x in names
+                        for lo, hi in [versus[x][1]]))  # fmt: skip
         for variant in ("in_context", "tuned"):
             print(f"  {variant}: " + ", ".join(f"{x} {ks[variant, n][x]['generated_mean']:.3f}"
                                                for x in SHOWN_MEANS))  # fmt: skip

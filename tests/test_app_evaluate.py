@@ -64,6 +64,7 @@ def test_a_quick_run_shows_charts_and_saves_the_report(persona) -> None:
             ks = screen.report["tuned"]["style_ks"]["length"]
             lo, hi = screen.report["tuned"]["intervals"]["style_ks"]["length"]
             assert f"{ks:.2f} ({lo:.2f}-{hi:.2f})" in style
+            assert "Tuned persona against base + their messages as a prompt: closer" in style
             await wait_for(pilot, lambda: "Evaluated: Saved" in " ".join(notifications(app)))
 
     asyncio.run(go())

@@ -22,6 +22,7 @@ from convsim.core.evaluation.imitation import (
     detector_accuracy,
     style_intervals,
     style_match,
+    style_versus,
 )
 from convsim.core.inference import best_of
 from convsim.core.inference.engine import Engine, Sampling
@@ -93,6 +94,38 @@ def test_style_ks_has_a_bootstrap_interval_that_narrows_with_more_replies() -> N
     turns = [[t] for t in chat(50, 3.0)]
     real = chat(50, 3.0)
     assert style_intervals(turns, real, [1] * 50, 7) == style_intervals(turns, real, [1] * 50, 7)
+
+
+def test_style_versus_tells_a_real_difference_from_chance() -> None:
+    rng = np.random.default_rng(3)
+
+    def chat(n: int, mean_words: float) -> list[str]:
+        return [" ".join(["ok"] * (1 + rng.poisson(mean_words))) for _ in range(n)]
+
+    real, moments = chat(150, 4.0), [i for i in range(60) for _ in range(3)]
+    alike, also_alike, far = ([[t] for t in chat(180, w)] for w in (4.0, 4.0, 8.0))
+    near = style_versus(alike, moments, far, moments, real, [1] * 150)
+    difference, (lo, hi) = near["length"]
+    assert difference == pytest.approx(
+        stats.ks_statistic([len(t[0].split()) for t in alike], [len(t.split()) for t in real])
+        - stats.ks_statistic([len(t[0].split()) for t in far], [len(t.split()) for t in real])
+    )
+    assert difference < 0 and lo <= difference <= hi < 0  # closer, beyond chance
+    # Swapped, the same difference the other way; two samples of one distribution: undecided.
+    assert style_versus(far, moments, alike, moments, real, [1] * 150)["length"][0] == (
+        pytest.approx(-difference)
+    )
+    lo, hi = style_versus(alike, moments, also_alike, moments, real, [1] * 150)["length"][1]
+    assert lo < 0 < hi
+    # Messages per turn: one-message turns against real turns of one (identical: 0) or two.
+    assert near["messages_per_turn"][0] == 0.0
+    versus_two = style_versus(alike, moments, [["a", "b"]] * 180, moments, real, [2] * 150)
+    assert versus_two["messages_per_turn"] == (1.0, (1.0, 1.0))  # 1 - 0, in every resample
+    with pytest.raises(ValueError, match="one moment per generated turn"):
+        style_versus(alike, moments[:-1], far, moments, real, [1] * 150)
+    assert all(
+        math.isnan(d) for d, _ in style_versus(alike, moments, far, moments, [], []).values()
+    )
 
 
 def test_style_features_and_profile() -> None:
@@ -391,6 +424,17 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
         assert set(spread) == set(v["style_ks"])
         assert all(None in s or 0 <= s[0] <= s[1] <= 1 for s in spread.values())
         assert None not in spread["length"] and None not in spread["messages_per_turn"]
+        if variant in ("tuned", "best_of_n"):  # against in_context, with a paired interval
+            diffs = v["style_ks_vs_in_context"]
+            assert set(diffs) == set(v["style_ks"])
+            for name, d in diffs.items():
+                if None not in (d, v["style_ks"][name], report["in_context"]["style_ks"][name]):
+                    ks, ic = v["style_ks"][name], report["in_context"]["style_ks"][name]
+                    assert d == pytest.approx(ks - ic, abs=2e-4)
+                    lo, hi = v["intervals"]["style_ks_vs_in_context"][name]
+                    assert -1 <= lo <= hi <= 1
+        else:
+            assert "style_ks_vs_in_context" not in v
     assert report["temperature"] == 0.9
     # Every variant's replies at 0.9, best-of-N's included; the forever conversation may go
     # hotter only to break a loop (`engine.hotter`).
@@ -423,6 +467,9 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
     assert f"{report['tuned']['hits_at_1_others']:.2f}" in out and "forever" in out
     ks, (lo, hi) = report["tuned"]["style_ks"]["length"], spreads[2]["length"]
     assert f"{ks:.2f} ({lo:.2f}-{hi:.2f})" in out
+    closer = sum(d < 0 for d in report["tuned"]["style_ks_vs_in_context"].values() if d is not None)
+    line = f"Tuned persona against base + their messages as a prompt: closer to them on {closer} of"
+    assert line in out and line in page
 
 
 def test_eval_refuses_bad_input(persona, monkeypatch, capsys) -> None:

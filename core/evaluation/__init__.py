@@ -7,7 +7,8 @@ authorship and a real-or-generated detector on generated replies (`imitation`, `
 forever-conversation health (`health`), with bootstrap intervals (`stats`); `report` writes
 `eval.json` and a self-contained `report.html` beside the model (`temperature_of` reads the
 temperature a report's replies were sampled at, `replies_of` how many there were per moment,
-`style_interval` a style feature's interval).
+`style_interval` a style feature's interval, `versus_in_context` a sentence on the style
+features a variant is closer on than the prompted base).
 `explain` finds the person's real training messages closest to a reply.
 
 Contract: results are plain JSON-able dicts, saved beside the model; deterministic for a seed;
@@ -27,7 +28,12 @@ from convsim.core.evaluation.explain import (
     explain,
     surrounding,
 )
-from convsim.core.evaluation.report import replies_of, style_interval, temperature_of
+from convsim.core.evaluation.report import (
+    replies_of,
+    style_interval,
+    temperature_of,
+    versus_in_context,
+)
 from convsim.core.evaluation.suite import FULL, QUICK, VARIANTS, SuiteEvent, SuiteStopped, run
 
 __all__ = [
@@ -50,4 +56,5 @@ __all__ = [
     "style_interval",
     "surrounding",
     "temperature_of",
+    "versus_in_context",
 ]

@@ -4,7 +4,9 @@
   two-sample KS statistic and the relative error of the mean, generated against real; the
   per-message features over what was written (`data.style.written`: a photo, sticker or call
   placeholder is no message to measure; it still counts in its turn). `style_intervals`: the
-  bootstrap 95% interval of each feature's KS.
+  bootstrap 95% interval of each feature's KS. `style_versus`: per feature, one variant's KS
+  less another's on the same moments, with a paired interval: whether a closer figure is
+  closer beyond what other samples of the same size would change.
 - `Authorship`: a classifier of the person against everyone else in the store (held-out
   sessions excluded); a reply's score is placed on the scale 0 = other people's held-out
   messages (floor), 1 = the person's own held-out messages (ceiling).
@@ -27,7 +29,13 @@ import numpy as np
 
 from convsim.core.data.style import FEATURES, features, written
 from convsim.core.evaluation.classify import NaiveBayes, cross_validated
-from convsim.core.evaluation.stats import bootstrap_two, grouped_mean_interval, ks_statistic
+from convsim.core.evaluation.stats import (
+    BOOTSTRAP_SAMPLES,
+    bootstrap_two,
+    grouped_mean_interval,
+    ks_statistic,
+    percentile_interval,
+)
 
 __all__ = [
     "MAX_MESSAGES",
@@ -38,6 +46,7 @@ __all__ = [
     "message_moments",
     "style_intervals",
     "style_match",
+    "style_versus",
 ]
 
 MAX_MESSAGES = 4  # a generated turn may hold this many messages (real turns are clipped to it)
@@ -79,20 +88,70 @@ def style_intervals(
     biased upwards, so the interval tells how far the figure moves with other samples, not
     where 0 lies."""
     per_turn, ref = _style_values(generated, real, real_turn_sizes)
-    keys = list(range(len(generated))) if moments is None else list(moments)
-    if len(keys) != len(generated):
-        raise ValueError(f"{len(keys)} moments for {len(generated)} generated turns")
-    groups: dict[int, list[int]] = {}
-    for j, key in enumerate(keys):
-        groups.setdefault(key, []).append(j)
+    order = list(range(len(generated))) if moments is None else list(moments)
+    if len(order) != len(generated):
+        raise ValueError(f"{len(order)} moments for {len(generated)} generated turns")
+    keys = list(dict.fromkeys(order))
     out = {}
     for name in STYLE_FEATURES:
-        units = [
-            np.concatenate([np.empty(0), *(per_turn[name][j] for j in g)]) for g in groups.values()
-        ]
-        values = ref[name]
+        units, values = _by_moment(per_turn[name], order, keys), ref[name]
         out[name] = bootstrap_two(len(units), len(values), _ks_of(units, values), seed=seed)
     return out
+
+
+def style_versus(
+    generated: Sequence[Sequence[str]],
+    moments: Sequence[int],
+    other: Sequence[Sequence[str]],
+    other_moments: Sequence[int],
+    real: Sequence[str],
+    real_turn_sizes: Sequence[int],
+    seed: int = 0,
+) -> dict[str, tuple[float, tuple[float, float]]]:
+    """Per feature: `generated`'s KS to the real replies less `other`'s (negative: `generated`
+    is closer), both answering the same moments (`moments[j]`, `other_moments[j]`: the moment
+    turn j answers), and the bootstrap 95% interval of that difference, paired: each resample
+    draws the moments once for both (a moment's replies go together) and the real messages
+    once. An interval wholly below 0 means closer beyond what other samples of these sizes
+    would change; wholly above 0, farther; across 0, undecided."""
+    if len(moments) != len(generated) or len(other_moments) != len(other):
+        raise ValueError("one moment per generated turn is needed for both variants")
+    mine, ref = _style_values(generated, real, real_turn_sizes)
+    theirs, _ = _style_values(other, real, real_turn_sizes)
+    keys = sorted(set(moments) | set(other_moments))
+    out = {}
+    for name in STYLE_FEATURES:
+        a = _by_moment(mine[name], moments, keys)
+        b = _by_moment(theirs[name], other_moments, keys)
+        values = ref[name]
+        if not len(values) or not keys:
+            out[name] = (float("nan"), (float("nan"), float("nan")))
+            continue
+        difference = ks_statistic(np.concatenate(a), values) - ks_statistic(
+            np.concatenate(b), values
+        )
+        rng = np.random.default_rng(seed)
+        samples = []
+        for _ in range(BOOTSTRAP_SAMPLES):
+            picked = rng.integers(0, len(keys), len(keys))
+            r = values[rng.integers(0, len(values), len(values))]
+            samples.append(
+                ks_statistic(np.concatenate([a[i] for i in picked]), r)
+                - ks_statistic(np.concatenate([b[i] for i in picked]), r)
+            )
+        out[name] = (difference, percentile_interval(samples))
+    return out
+
+
+def _by_moment(
+    per_turn: list[np.ndarray], moments: Sequence[int], keys: Sequence[int]
+) -> list[np.ndarray]:
+    """The values of each moment's turns, one array per key, in the keys' order (empty for a
+    moment not answered)."""
+    grouped: dict[int, list[np.ndarray]] = {k: [np.empty(0)] for k in keys}
+    for values, moment in zip(per_turn, moments, strict=True):
+        grouped[moment].append(values)
+    return [np.concatenate(grouped[k]) for k in keys]
 
 
 def _ks_of(

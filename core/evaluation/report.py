@@ -15,7 +15,15 @@ from typing import Any
 
 from convsim.core.files import write_json, write_text
 
-__all__ = ["CHARTS", "LABELS", "render", "replies_of", "save", "temperature_of"]
+__all__ = [
+    "CHARTS",
+    "LABELS",
+    "render",
+    "replies_of",
+    "save",
+    "temperature_of",
+    "versus_in_context",
+]
 
 LABELS = {
     "base": "base model",
@@ -59,6 +67,38 @@ def style_interval(figures: dict[str, Any], feature: str) -> list[Any]:
     """A variant's 95% interval of a style feature's KS, `[low, high]`; [] when its report has
     none (saved before style had intervals)."""
     return list(figures.get("intervals", {}).get("style_ks", {}).get(feature, []))
+
+
+def versus_in_context(report: dict[str, Any], variant: str = "tuned") -> str:
+    """One sentence: on how many style features `variant` is closer to the person than the
+    prompted base, and which differences are beyond chance (`style_ks_vs_in_context`, whose
+    paired 95% interval lies wholly on one side of 0); "" when the report has none."""
+    figures = report.get(variant)
+    if not isinstance(figures, dict) or not figures.get("style_ks_vs_in_context"):
+        return ""
+    diffs = figures["style_ks_vs_in_context"]
+    spans = figures.get("intervals", {}).get("style_ks_vs_in_context", {})
+    known = {f: d for f, d in diffs.items() if d is not None}
+    closer = [f for f, d in known.items() if d < 0]
+    farther = [f for f, d in known.items() if d >= 0]
+
+    def beyond(names: list[str], side: int) -> list[str]:
+        """The names whose interval lies wholly below 0 (side -1) or above it (side 1)."""
+        spans_of = {f: spans.get(f) or [None, None] for f in names}
+        return [f for f, (lo, hi) in spans_of.items() if lo is not None and hi is not None
+                and min(side * lo, side * hi) > 0]  # fmt: skip
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(n.replace("_", " ") for n in names) or "none"
+
+    text = (
+        f"{LABELS[variant].capitalize()} against {LABELS['in_context']}: closer to them on "
+        f"{len(closer)} of {len(known)} style features (beyond chance on "
+        f"{listed(beyond(closer, -1))})"
+    )
+    if farther:
+        text += f"; not closer on {listed(farther)} (beyond chance on {listed(beyond(farther, 1))})"
+    return text + "."
 
 
 def save(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
@@ -160,6 +200,9 @@ def render(report: dict[str, Any]) -> str:
         "<h2>Style: KS distance of each feature to their real messages (lower is better)</h2>"
         + bars(groups, 0.10, 1.0, width=max(640, 90 * len(features)))
     )
+    for variant in ("tuned", "best_of_n"):
+        if line := versus_in_context(report, variant):
+            parts.append(f"<p>{html.escape(line)}</p>")
     parts.append(_table(report, variants))
     forever = report.get("forever") or {}
     if forever.get("seeds"):

@@ -15,6 +15,7 @@ __all__ = [
     "grouped_mean_interval",
     "ks_statistic",
     "mean_interval",
+    "percentile_interval",
 ]
 
 BOOTSTRAP_SAMPLES = 1000
@@ -32,7 +33,7 @@ def bootstrap(
     if n == 0:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    return _percentiles([statistic(rng.integers(0, n, n)) for _ in range(samples)])
+    return percentile_interval([statistic(rng.integers(0, n, n)) for _ in range(samples)])
 
 
 def bootstrap_two(
@@ -49,10 +50,10 @@ def bootstrap_two(
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     pairs = ((rng.integers(0, n, n), rng.integers(0, m, m)) for _ in range(samples))
-    return _percentiles([statistic(a, b) for a, b in pairs])
+    return percentile_interval([statistic(a, b) for a, b in pairs])
 
 
-def _percentiles(statistics: list[float]) -> tuple[float, float]:
+def percentile_interval(statistics: Sequence[float]) -> tuple[float, float]:
     """The 2.5th and 97.5th percentiles of the finite values (NaN, NaN when there are none)."""
     values = np.array(statistics, dtype=float)
     values = values[np.isfinite(values)]

@@ -16,8 +16,12 @@ messages: "just ask an LLM to write like them"), `tuned` (base + the persona's L
   feature, `authorship` (0 = other people, 1 = the person's held-out messages) and
   `detector_accuracy` (real vs generated, cross-validated; 0.5 = indistinguishable), and
   `first_message_s`, the mean time to a reply's first token on this machine;
-- `intervals`: bootstrap 95% intervals, `[low, high]` per figure (`style_ks`: per feature;
-  style, authorship and the detector resample a moment's replies together);
+- `tuned` and `best_of_n` also get `style_ks_vs_in_context`: per feature, their KS less
+  in_context's (negative: closer to the person), with a paired interval (`imitation.style_versus`):
+  an interval across 0 means the two are not told apart by replies and messages of these numbers;
+- `intervals`: bootstrap 95% intervals, `[low, high]` per figure (`style_ks` and
+  `style_ks_vs_in_context`: per feature; style, authorship and the detector resample a
+  moment's replies together);
   `counts`: what the figures cover.
 
 `forever` holds the forever-conversation health of the tuned persona (`health`).
@@ -223,6 +227,8 @@ def run(
     }
     for variant in VARIANTS:
         out[variant] = _figures(ranked[variant], generated[variant], m, author, seed)
+    for variant in ("tuned", "best_of_n"):
+        _versus_in_context(out[variant], generated[variant], generated["in_context"], m, seed)
     out["best_of_n"]["ranking_from"] = "tuned"
     out["best_of_n"]["n"] = best_of
     out["forever"] = {k: _clean(v) if isinstance(v, float) else v for k, v in forever.items()}
@@ -356,6 +362,21 @@ def _figures(
         "detector_texts": judged,
     }
     return figures
+
+
+def _versus_in_context(
+    figures: dict[str, Any], mine: Replies, theirs: Replies, m: heldout.Material, seed: int
+) -> None:
+    """`style_ks_vs_in_context` (per feature: this variant's KS less in_context's; negative
+    is closer) and its paired interval (`imitation.style_versus`)."""
+    versus = imitation.style_versus(
+        mine.turns, mine.moments, theirs.turns, theirs.moments,
+        m.heldout_replies, m.real_turn_sizes, seed,
+    )  # fmt: skip
+    figures["style_ks_vs_in_context"] = {k: _clean(d) for k, (d, _) in versus.items()}
+    figures["intervals"]["style_ks_vs_in_context"] = {
+        k: [_clean(lo), _clean(hi)] for k, (_, (lo, hi)) in versus.items()
+    }
 
 
 def _clean(x: float) -> float | None:

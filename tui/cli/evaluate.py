@@ -55,7 +55,12 @@ def _cell(value: Any, interval: Any) -> str:
 
 
 def print_report(report: dict[str, Any], folder: Path) -> None:
-    from convsim.core.evaluation import replies_of, style_interval, temperature_of
+    from convsim.core.evaluation import (
+        replies_of,
+        style_interval,
+        temperature_of,
+        versus_in_context,
+    )
 
     variants = [v for v in HEADS if v in report]
     print(
@@ -77,6 +82,9 @@ def print_report(report: dict[str, Any], folder: Path) -> None:
             for v in variants
         ]
         print(f"    {feature:<32}" + "".join(f"{c:>{width}}" for c in cells))
+    for variant in ("tuned", "best_of_n"):
+        if line := versus_in_context(report, variant):
+            print(f"  {line}")
     f = report.get("forever") or {}
     if f.get("seeds"):
         print(

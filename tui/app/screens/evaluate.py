@@ -220,7 +220,7 @@ class EvaluateScreen(Screen[None]):
 def style_line(report: dict[str, Any]) -> str:
     """Style KS per feature for each variant, with its 95% interval when the report has one:
     `[green]` where the KS is within the 0.10 goal."""
-    from convsim.core.evaluation import style_interval
+    from convsim.core.evaluation import style_interval, versus_in_context
 
     variants = [v for v in VARIANT_LABELS if isinstance(report.get(v), dict)]
     features = list(report[variants[0]]["style_ks"]) if variants else []
@@ -237,6 +237,7 @@ def style_line(report: dict[str, Any]) -> str:
             fits = ks is not None and ks <= 0.10
             cells += f"[green]{cell:>{width}}[/green]" if fits else f"{cell:>{width}}"
         lines.append(f"{feature:>17} {cells}")
+    lines += [line for v in ("tuned", "best_of_n") if (line := versus_in_context(report, v))]
     return "\n".join(lines)
 
 
