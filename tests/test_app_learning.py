@@ -7,6 +7,7 @@ then feedback, then the updates that learn it, then a rollback."""
 
 from __future__ import annotations
 
+import json
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from judge_server import Judge, judging
 from test_app import SIZE, notifications, run, wait_for
 
+from convsim.core.inference.best_of import PRIOR_REPLIES, TALLY_FILE
 from convsim.tui.app import ConvsimApp
 
 pytest.importorskip("peft")
@@ -177,6 +179,9 @@ def test_thumbs_edits_and_regenerations_are_stored_with_their_context(persona) -
             assert regen.kind == "regenerate" and regen.reply == replaced.strip()
             assert regen.transcript == before and len(regen.candidates) == 2
             assert {"text", "score"} <= set(regen.candidates[0])
+            # The candidates' styles are counted in the persona's folder, for the next chat.
+            tally = json.loads((home / "models" / model_id / TALLY_FILE).read_text())
+            assert tally["tallies"]["Sam"]["total"] > PRIOR_REPLIES
             await wait_for(pilot, lambda: not chat.generating, timeout=120)
             assert index not in chat.feedback_marks  # that message is gone
             if chat.turns[-1][0] != "Sam":

@@ -4,9 +4,11 @@ trained on the sample chat (real SQLite, real llama.cpp, real files)."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -339,6 +341,51 @@ def test_best_of_n_holds_back_a_style_the_persona_already_overproduces(tiny: Tin
     engine.close()
 
 
+def test_best_of_n_keeps_its_tally_from_one_chat_to_the_next(
+    tiny: TinyModel, tmp_path: Path
+) -> None:
+    person = Profile.of(["ok", "ya sure", "lol", "where r u?", "haha yes 😂"] * 4)
+    chat = [("Riya", "hey are we going"), ("Sam", "yes we are"), ("Riya", "the place")]
+    s = Sampling(seed=3, max_tokens=10, best_of=3)
+    saved = tmp_path / best_of.TALLY_FILE
+    first = Engine(tiny.gguf_path, n_ctx=512, threads=2)
+    first.set_style("Sam", person)
+    best_of.remember(first, saved)  # no file yet: the tally starts from the person's profile
+    assert "Sam" not in first.candidate_styles and not saved.exists()
+    for seed in (3, 4):
+        first.simulate(chat, "Sam", replace(s, seed=seed)).result()
+    tally = first.candidate_styles["Sam"]
+    first.close()
+    assert tally.total > best_of.PRIOR_REPLIES
+    # The next chat takes it up where the last one left it, and goes on counting.
+    second = Engine(tiny.gguf_path, n_ctx=512, threads=2)
+    second.set_style("Sam", person)
+    best_of.remember(second, saved)
+    assert second.candidate_styles["Sam"] == tally
+    reply = second.simulate(chat, "Sam", replace(s, seed=5)).result()
+    said = [t.replace("\n", " ") for t, _ in reply.candidates if t]
+    assert second.candidate_styles["Sam"].total == pytest.approx(tally.total + len(said))
+    assert (
+        Profile.from_json(json.loads(saved.read_text())["tallies"]["Sam"])
+        == (second.candidate_styles["Sam"])
+    )
+    # Only speakers whose style is set take a tally up; a file this version cannot read is a
+    # tally lost, not an error, and is replaced after the next reply.
+    second.set_style("Sam", None)
+    best_of.remember(second, saved)
+    assert "Sam" not in second.candidate_styles
+    for junk in ("{not json", '{"version": 1, "tallies": {"Sam": {"total": "x"}}}', "[]"):
+        saved.write_text(junk)
+        second.set_style("Sam", person)
+        best_of.remember(second, saved)
+        assert "Sam" not in second.candidate_styles
+    second.simulate(chat, "Sam", s).result()
+    assert json.loads(saved.read_text())["version"] == best_of.TALLY_VERSION
+    second.close()
+    with pytest.raises(ValueError, match="not a style profile"):
+        Profile.from_json({"total": 1})
+
+
 def _buckets(reply: str) -> dict[str, dict[int, float]]:
     """A reply's style buckets, as best-of-N counts them (its messages as one text)."""
     return Profile.of([reply.replace("\n", " ")]).counts
@@ -500,3 +547,16 @@ def test_simulate_best_of_n_on_the_command_line(persona, monkeypatch, capsys, tm
     assert best["speaker"] == "Sam" and best["text"]
     assert main([*args, "--best-of", "0"]) == 2
     assert "--best-of must be 1 or more" in capsys.readouterr().err
+    # `simulate` is the same for the same seed: it keeps no tally. A chat keeps it in the
+    # persona's folder, and the next chat takes it up.
+    tally = home / "models" / model_id / best_of.TALLY_FILE
+    assert not tally.exists()
+    totals = []
+    for line in ("are you coming tonight?\n", "hey\nwhere are you\n"):
+        monkeypatch.setattr("sys.stdin", io.StringIO(line))
+        chat = ["chat", model_id, "--as", "Riya", "--max-tokens", "6", "--best-of", "2"]
+        assert main([*chat, "--threads", "2"]) == 0
+        capsys.readouterr()
+        totals.append(Profile.from_json(json.loads(tally.read_text())["tallies"]["Sam"]).total)
+    # two candidates for each reply, counted on top of the person's prior
+    assert totals[1] > totals[0] > best_of.PRIOR_REPLIES

@@ -20,6 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["FEATURES", "Profile", "features", "turn_sizes", "written"]
 
@@ -127,6 +128,23 @@ class Profile:
             for b, c in seen.items():
                 mine[b] = mine.get(b, 0) + c
         return Profile(counts, self.total + more.total)
+
+    def to_json(self) -> dict[str, Any]:
+        """The profile as JSON-able data (`from_json` reads it back)."""
+        counts = {name: {str(b): c for b, c in seen.items()} for name, seen in self.counts.items()}
+        return {"total": self.total, "counts": counts}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Profile:
+        """A profile from `to_json`'s data; ValueError for anything else."""
+        try:
+            counts = {
+                str(name): {int(b): float(c) for b, c in seen.items()}
+                for name, seen in data["counts"].items()
+            }
+            return cls(counts, float(data["total"]))
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a style profile ({type(e).__name__}: {e})") from None
 
     def log_prob(self, text: str) -> float:
         """How typical `text` is of the person: the sum over features of the log of its

@@ -21,9 +21,10 @@ no profile is set.
 Contract: `simulate` returns a `Stream` like `Engine.simulate`, of the best candidate, with
 every candidate and its score in `Reply.candidates` (best first), and adds the candidates to
 `Engine.candidate_styles` (so the same call twice may keep different candidates; `set_style`
-starts afresh). The candidates are generated in full before the first piece streams, so the
-time to first token is the time of all N plus their scoring. Seeds: candidate i samples with
-`seed + 7919 * i` when a seed is given. "No conversation" is the head and the speaker's tag
+starts afresh; `remember` keeps the tallies in the persona's folder from one chat to the next).
+The candidates are generated in full before the first piece streams, so the time to first
+token is the time of all N plus their scoring. Seeds: candidate i samples with `seed + 7919 *
+i` when a seed is given. "No conversation" is the head and the speaker's tag
 alone, scored in the engine's second context (`Engine.neutral_model`) so that the
 conversation's cache survives. A control vector steers the candidates and their score in the
 conversation, not the neutral score.
@@ -31,13 +32,17 @@ conversation, not the neutral score.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from convsim.core.data.style import Profile
 from convsim.core.data.turns import speaker_tail, tag
+from convsim.core.files import write_json
 from convsim.core.inference.reply import Progress, Stream
 
 if TYPE_CHECKING:
@@ -45,10 +50,40 @@ if TYPE_CHECKING:
     from convsim.core.inference.engine import Engine, Sampling
     from convsim.core.inference.llama import LlamaModel
 
-__all__ = ["PRIOR_REPLIES", "STYLE_WEIGHT", "continuation", "logprob_after", "simulate"]
+__all__ = [
+    "PRIOR_REPLIES",
+    "STYLE_WEIGHT",
+    "TALLY_FILE",
+    "continuation",
+    "logprob_after",
+    "remember",
+    "simulate",
+]
 
 STYLE_WEIGHT = 1.0
 PRIOR_REPLIES = 10  # the persona's style starts as the person's, weighed as this many replies
+TALLY_FILE = "best_of_styles.json"  # in a persona's folder: its tallies between chats (`remember`)
+TALLY_VERSION = 1
+
+
+def remember(engine: Engine, path: Path) -> None:
+    """Keep `engine`'s tallies of its candidates' styles (`Engine.candidate_styles`) in `path`
+    from one chat to the next: take up the tallies saved there for the speakers whose style is
+    set (`Engine.set_style` first), and write them all after every best-of-N reply (replacing
+    the file whole). A file that cannot be read only loses its tallies, which start again from
+    the person's profile: it holds counts derived from generated replies, nothing of the
+    user's."""
+    engine.tally_file = path
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version") != TALLY_VERSION:
+            return
+        saved = {str(t): Profile.from_json(p) for t, p in data["tallies"].items()}
+    except (OSError, AttributeError, KeyError, TypeError, ValueError):
+        return  # no file yet, or not one this version wrote
+    for tagged, tally in saved.items():
+        if tagged in engine.styles:
+            engine.candidate_styles[tagged] = tally
 
 
 def continuation(messages: Sequence[str], speaker: str) -> str:
@@ -120,6 +155,9 @@ def simulate(
         scored.append((reply.text, pmi + STYLE_WEIGHT * style))
     if persona is not None:
         engine.candidate_styles[tagged] = persona.plus(said)
+        if engine.tally_file is not None:
+            tallies = {t: p.to_json() for t, p in engine.candidate_styles.items()}
+            write_json(engine.tally_file, {"version": TALLY_VERSION, "tallies": tallies})
     scored.sort(key=lambda c: c[1], reverse=True)
     best = scored[0][0] if scored else ""
     progress = Progress(

@@ -99,6 +99,7 @@ class Engine:
         self.styles: dict[str, Profile] = {}  # tag -> that person's style, for best-of-N
         # tag -> the style of best-of-N's candidates for that speaker so far (`best_of`)
         self.candidate_styles: dict[str, Profile] = {}
+        self.tally_file: Path | None = None  # where they are kept between sessions (`best_of`)
         # Trim this many tokens beyond what is needed, so trimming (which costs a re-evaluation
         # of the conversation) happens once every few turns, not on every turn.
         self.trim_margin = n_ctx // 4 if trim_margin is None else trim_margin

@@ -220,7 +220,11 @@ def _stream_reply(
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    from convsim.core.inference import best_of
+
     engine, record = _open(args)
+    if engine.styles:  # --best-of on a persona: take up the tally of its earlier chats
+        best_of.remember(engine, Path(record.path) / best_of.TALLY_FILE)
     interactive = sys.stdin.isatty()
     if interactive:
         print(

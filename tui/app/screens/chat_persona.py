@@ -24,10 +24,11 @@ class Persona:
 
 def persona_from_model(app: Any, model_id: str) -> Persona:
     """Load a trained persona (base + its adapter), with the style of the messages it was
-    trained on for best-of-N replies."""
+    trained on for best-of-N replies and the tally of its earlier chats' candidates."""
     from convsim.core import training
     from convsim.core.data.style import Profile
     from convsim.core.evaluation.heldout import trained_texts
+    from convsim.core.inference import best_of
     from convsim.core.inference.engine import Engine
 
     with app.workspace() as ws:
@@ -43,6 +44,7 @@ def persona_from_model(app: Any, model_id: str) -> Persona:
     engine.set_tags(tags)
     if texts:
         engine.set_style(record.person, Profile.of(texts))
+        best_of.remember(engine, Path(record.path) / best_of.TALLY_FILE)
     title = f"{record.person} ({model_id})"
     return Persona(engine, record.person, me, title, model_id, record.chat_id, Path(record.path))
 
