@@ -89,15 +89,19 @@ def versus_in_context(report: dict[str, Any], variant: str = "tuned") -> str:
                 and min(side * lo, side * hi) > 0]  # fmt: skip
 
     def listed(names: list[str]) -> str:
-        return ", ".join(n.replace("_", " ") for n in names) or "none"
+        return ", ".join(n.replace("_", " ") for n in names)
 
+    def sure(names: list[str], side: int) -> str:
+        chance = beyond(names, side)
+        return f"beyond chance on {listed(chance)}" if chance else "none beyond chance"
+
+    label = LABELS[variant][:1].upper() + LABELS[variant][1:]
     text = (
-        f"{LABELS[variant].capitalize()} against {LABELS['in_context']}: closer to them on "
-        f"{len(closer)} of {len(known)} style features (beyond chance on "
-        f"{listed(beyond(closer, -1))})"
+        f"{label} against {LABELS['in_context']}: closer to them on {len(closer)} of "
+        f"{len(known)} style features ({sure(closer, -1)})"
     )
     if farther:
-        text += f"; not closer on {listed(farther)} (beyond chance on {listed(beyond(farther, 1))})"
+        text += f"; not closer on {listed(farther)} ({sure(farther, 1)})"
     return text + "."
 
 

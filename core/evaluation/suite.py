@@ -17,8 +17,9 @@ messages: "just ask an LLM to write like them"), `tuned` (base + the persona's L
   `detector_accuracy` (real vs generated, cross-validated; 0.5 = indistinguishable), and
   `first_message_s`, the mean time to a reply's first token on this machine;
 - `tuned` and `best_of_n` also get `style_ks_vs_in_context`: per feature, their KS less
-  in_context's (negative: closer to the person), with a paired interval (`imitation.style_versus`):
-  an interval across 0 means the two are not told apart by replies and messages of these numbers;
+  in_context's (negative: closer to the person), with a paired interval
+  (`imitation.style_versus`): one across 0 means this many replies and real messages cannot
+  tell the two apart on that feature;
 - `intervals`: bootstrap 95% intervals, `[low, high]` per figure (`style_ks` and
   `style_ks_vs_in_context`: per feature; style, authorship and the detector resample a
   moment's replies together);

@@ -23,8 +23,8 @@ every candidate and its score in `Reply.candidates` (best first), and adds the c
 `Engine.candidate_styles` (so the same call twice may keep different candidates; `set_style`
 starts afresh; `remember` keeps the tallies in the persona's folder from one chat to the next).
 The candidates are generated in full before the first piece streams, so the time to first
-token is the time of all N plus their scoring. Seeds: candidate i samples with `seed + 7919 *
-i` when a seed is given. "No conversation" is the head and the speaker's tag
+token is the time of all N plus their scoring. Seeds: candidate i samples with
+`seed + 7919 * i` when a seed is given. "No conversation" is the head and the speaker's tag
 alone, scored in the engine's second context (`Engine.neutral_model`) so that the
 conversation's cache survives. A control vector steers the candidates and their score in the
 conversation, not the neutral score.
