@@ -33,7 +33,7 @@ import subprocess
 import sys
 from typing import Any
 
-from convsim.core.evaluation.report import replies_of
+from convsim.core.evaluation.report import chance_side, replies_of
 
 
 def report_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,9 +87,8 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
 def chance(span: list[Any] | None) -> str:
     """ " (within chance)" when the paired interval of the KS difference holds 0 (a report saved
     before the suite measured it: "")."""
-    if not span or None in span:
-        return ""
-    return " (within chance)" if span[0] <= 0 <= span[1] else " (beyond chance)"
+    side = chance_side(span)
+    return "" if side is None else " (within chance)" if side == 0 else " (beyond chance)"
 
 
 def main() -> int:

@@ -350,7 +350,7 @@ def test_best_of_n_keeps_its_tally_from_one_chat_to_the_next(
     saved = tmp_path / best_of.TALLY_FILE
     first = Engine(tiny.gguf_path, n_ctx=512, threads=2)
     first.set_style("Sam", person)
-    best_of.remember(first, saved)  # no file yet: the tally starts from the person's profile
+    best_of.remember(first, tmp_path)  # no file yet: the tally starts from the person's profile
     assert "Sam" not in first.candidate_styles and not saved.exists()
     for seed in (3, 4):
         first.simulate(chat, "Sam", replace(s, seed=seed)).result()
@@ -360,7 +360,7 @@ def test_best_of_n_keeps_its_tally_from_one_chat_to_the_next(
     # The next chat takes it up where the last one left it, and goes on counting.
     second = Engine(tiny.gguf_path, n_ctx=512, threads=2)
     second.set_style("Sam", person)
-    best_of.remember(second, saved)
+    best_of.remember(second, tmp_path)
     assert second.candidate_styles["Sam"] == tally
     reply = second.simulate(chat, "Sam", replace(s, seed=5)).result()
     said = [t.replace("\n", " ") for t, _ in reply.candidates if t]
@@ -372,12 +372,12 @@ def test_best_of_n_keeps_its_tally_from_one_chat_to_the_next(
     # Only speakers whose style is set take a tally up; a file this version cannot read is a
     # tally lost, not an error, and is replaced after the next reply.
     second.set_style("Sam", None)
-    best_of.remember(second, saved)
+    best_of.remember(second, tmp_path)
     assert "Sam" not in second.candidate_styles
     for junk in ("{not json", '{"version": 1, "tallies": {"Sam": {"total": "x"}}}', "[]"):
         saved.write_text(junk)
         second.set_style("Sam", person)
-        best_of.remember(second, saved)
+        best_of.remember(second, tmp_path)
         assert "Sam" not in second.candidate_styles
     second.simulate(chat, "Sam", s).result()
     assert json.loads(saved.read_text())["version"] == best_of.TALLY_VERSION

@@ -7,8 +7,9 @@ authorship and a real-or-generated detector on generated replies (`imitation`, `
 forever-conversation health (`health`), with bootstrap intervals (`stats`); `report` writes
 `eval.json` and a self-contained `report.html` beside the model (`temperature_of` reads the
 temperature a report's replies were sampled at, `replies_of` how many there were per moment,
-`style_interval` a style feature's interval, `versus_in_context` a sentence on the style
-features a variant is closer on than the prompted base).
+`style_interval` a style feature's interval, `versus_in_context` sentences on the style
+features the persona and best-of-N are closer on than the prompted base, `chance_side`
+where a difference's interval lies).
 `explain` finds the person's real training messages closest to a reply.
 
 Contract: results are plain JSON-able dicts, saved beside the model; deterministic for a seed;
@@ -29,6 +30,7 @@ from convsim.core.evaluation.explain import (
     surrounding,
 )
 from convsim.core.evaluation.report import (
+    chance_side,
     replies_of,
     style_interval,
     temperature_of,
@@ -50,6 +52,7 @@ __all__ = [
     "SuiteEvent",
     "SuiteStopped",
     "TextEmbedder",
+    "chance_side",
     "explain",
     "replies_of",
     "run",

@@ -18,6 +18,7 @@ from convsim.core.files import write_json, write_text
 __all__ = [
     "CHARTS",
     "LABELS",
+    "chance_side",
     "render",
     "replies_of",
     "save",
@@ -69,31 +70,36 @@ def style_interval(figures: dict[str, Any], feature: str) -> list[Any]:
     return list(figures.get("intervals", {}).get("style_ks", {}).get(feature, []))
 
 
-def versus_in_context(report: dict[str, Any], variant: str = "tuned") -> str:
-    """One sentence: on how many style features `variant` is closer to the person than the
-    prompted base, and which differences are beyond chance (`style_ks_vs_in_context`, whose
-    paired 95% interval lies wholly on one side of 0); "" when the report has none."""
-    figures = report.get(variant)
-    if not isinstance(figures, dict) or not figures.get("style_ks_vs_in_context"):
-        return ""
-    diffs = figures["style_ks_vs_in_context"]
+def chance_side(span: Sequence[Any] | None) -> int | None:
+    """Where a difference's 95% interval `[low, high]` lies: -1 wholly below 0, 1 wholly above
+    it, 0 across it (within chance); None when there is none."""
+    if not span or None in span:
+        return None
+    low, high = span
+    return -1 if high < 0 else 1 if low > 0 else 0
+
+
+def versus_in_context(report: dict[str, Any]) -> list[str]:
+    """One sentence for the tuned persona and one for best-of-N: on how many style features it
+    is closer to the person than the prompted base, and which differences are beyond chance
+    (`style_ks_vs_in_context` and its paired interval, `chance_side`); none for a variant
+    the report has no such figures for."""
+    return [
+        _versus(report[v], v)
+        for v in ("tuned", "best_of_n")
+        if isinstance(report.get(v), dict) and report[v].get("style_ks_vs_in_context")
+    ]
+
+
+def _versus(figures: dict[str, Any], variant: str) -> str:
     spans = figures.get("intervals", {}).get("style_ks_vs_in_context", {})
-    known = {f: d for f, d in diffs.items() if d is not None}
+    known = {f: d for f, d in figures["style_ks_vs_in_context"].items() if d is not None}
     closer = [f for f, d in known.items() if d < 0]
     farther = [f for f, d in known.items() if d >= 0]
 
-    def beyond(names: list[str], side: int) -> list[str]:
-        """The names whose interval lies wholly below 0 (side -1) or above it (side 1)."""
-        spans_of = {f: spans.get(f) or [None, None] for f in names}
-        return [f for f, (lo, hi) in spans_of.items() if lo is not None and hi is not None
-                and min(side * lo, side * hi) > 0]  # fmt: skip
-
-    def listed(names: list[str]) -> str:
-        return ", ".join(n.replace("_", " ") for n in names)
-
     def sure(names: list[str], side: int) -> str:
-        chance = beyond(names, side)
-        return f"beyond chance on {listed(chance)}" if chance else "none beyond chance"
+        chance = [f for f in names if chance_side(spans.get(f)) == side]
+        return f"beyond chance on {_listed(chance)}" if chance else "none beyond chance"
 
     label = LABELS[variant][:1].upper() + LABELS[variant][1:]
     text = (
@@ -101,8 +107,12 @@ def versus_in_context(report: dict[str, Any], variant: str = "tuned") -> str:
         f"{len(known)} style features ({sure(closer, -1)})"
     )
     if farther:
-        text += f"; not closer on {listed(farther)} ({sure(farther, 1)})"
+        text += f"; not closer on {_listed(farther)} ({sure(farther, 1)})"
     return text + "."
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(n.replace("_", " ") for n in names)
 
 
 def save(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
@@ -204,9 +214,7 @@ def render(report: dict[str, Any]) -> str:
         "<h2>Style: KS distance of each feature to their real messages (lower is better)</h2>"
         + bars(groups, 0.10, 1.0, width=max(640, 90 * len(features)))
     )
-    for variant in ("tuned", "best_of_n"):
-        if line := versus_in_context(report, variant):
-            parts.append(f"<p>{html.escape(line)}</p>")
+    parts += [f"<p>{html.escape(line)}</p>" for line in versus_in_context(report)]
     parts.append(_table(report, variants))
     forever = report.get("forever") or {}
     if forever.get("seeds"):

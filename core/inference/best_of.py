@@ -66,14 +66,14 @@ TALLY_FILE = "best_of_styles.json"  # in a persona's folder: its tallies between
 TALLY_VERSION = 1
 
 
-def remember(engine: Engine, path: Path) -> None:
-    """Keep `engine`'s tallies of its candidates' styles (`Engine.candidate_styles`) in `path`
-    from one chat to the next: take up the tallies saved there for the speakers whose style is
-    set (`Engine.set_style` first), and write them all after every best-of-N reply (replacing
-    the file whole). A file that cannot be read only loses its tallies, which start again from
-    the person's profile: it holds counts derived from generated replies, nothing of the
-    user's."""
-    engine.tally_file = path
+def remember(engine: Engine, folder: Path) -> None:
+    """Keep `engine`'s tallies of its candidates' styles (`Engine.candidate_styles`) in the
+    persona's `folder` (`TALLY_FILE`) from one chat to the next: take up the tallies saved
+    there for the speakers whose style is set (`Engine.set_style` first), and write them all
+    after every best-of-N reply (replacing the file whole). A file that cannot be read only
+    loses its tallies, which start again from the person's profile: it holds counts derived
+    from generated replies, nothing of the user's."""
+    path = engine.tally_file = folder / TALLY_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("version") != TALLY_VERSION:

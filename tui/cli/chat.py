@@ -224,7 +224,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     engine, record = _open(args)
     if engine.styles:  # --best-of on a persona: take up the tally of its earlier chats
-        best_of.remember(engine, Path(record.path) / best_of.TALLY_FILE)
+        best_of.remember(engine, Path(record.path))
     interactive = sys.stdin.isatty()
     if interactive:
         print(

@@ -82,9 +82,8 @@ def print_report(report: dict[str, Any], folder: Path) -> None:
             for v in variants
         ]
         print(f"    {feature:<32}" + "".join(f"{c:>{width}}" for c in cells))
-    for variant in ("tuned", "best_of_n"):
-        if line := versus_in_context(report, variant):
-            print(f"  {line}")
+    for line in versus_in_context(report):
+        print(f"  {line}")
     f = report.get("forever") or {}
     if f.get("seeds"):
         print(

@@ -44,7 +44,7 @@ def persona_from_model(app: Any, model_id: str) -> Persona:
     engine.set_tags(tags)
     if texts:
         engine.set_style(record.person, Profile.of(texts))
-        best_of.remember(engine, Path(record.path) / best_of.TALLY_FILE)
+        best_of.remember(engine, Path(record.path))
     title = f"{record.person} ({model_id})"
     return Persona(engine, record.person, me, title, model_id, record.chat_id, Path(record.path))
 

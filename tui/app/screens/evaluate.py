@@ -237,7 +237,7 @@ def style_line(report: dict[str, Any]) -> str:
             fits = ks is not None and ks <= 0.10
             cells += f"[green]{cell:>{width}}[/green]" if fits else f"{cell:>{width}}"
         lines.append(f"{feature:>17} {cells}")
-    lines += [line for v in ("tuned", "best_of_n") if (line := versus_in_context(report, v))]
+    lines += versus_in_context(report)
     return "\n".join(lines)
 
 
