@@ -150,6 +150,41 @@ def test_an_old_store_opened_at_once_by_several_connections_is_backed_up_once(
     assert backup.version == 1 and texts_in(path) == TEXTS
 
 
+class LateConnection(sqlite3.Connection):
+    """A connection that, just before it first asks for the write lock, lets `before_lock`
+    run: another connection's step lands between its look at the schema and its own step."""
+
+    before_lock: Callable[[], None] | None = None
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "BEGIN IMMEDIATE" and self.before_lock is not None:
+            run, self.before_lock = self.before_lock, None
+            run()
+        return super().execute(sql, *args)
+
+
+def test_a_connection_that_finds_a_migration_under_way_takes_no_second_backup(
+    tmp_path: Path,
+) -> None:
+    """The order the threads above only sometimes hit: this connection reads version 1, another
+    takes step 2 (backing up at version 1) and lets go of the lock, and this one takes step 3."""
+    path = old_store(tmp_path / "s.db")
+    late = sqlite3.connect(path, isolation_level=None, factory=LateConnection)
+    other = sqlite3.connect(path, isolation_level=None)
+
+    def other_takes_step_2() -> None:
+        assert migrate(other, upto=2) == 2
+
+    late.before_lock = other_takes_step_2
+    try:
+        assert migrate(late) == VERSION
+    finally:
+        late.close()
+        other.close()
+    (backup,) = list_backups(path)
+    assert backup.version == 1 and texts_in(path) == TEXTS
+
+
 # --- damage --------------------------------------------------------------------------------
 
 

@@ -187,8 +187,9 @@ class NewerStoreError(RuntimeError):
 def migrate(conn: sqlite3.Connection, upto: int = VERSION, backup: bool = True) -> int:
     """Bring the schema to version `upto`, one transaction per step. Returns the new version.
     With `backup`, a store file that has a schema is backed up before it is changed, once, by
-    the connection that changes it (a damaged file raises `StoreCorruptError` and is left as
-    it was; so does a backup that cannot be written)."""
+    the connection that takes the first step, even when several migrate it at once (a damaged
+    file raises `StoreCorruptError` and is left as it was; so does a backup that cannot be
+    written)."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     if current > VERSION:
         raise NewerStoreError(
@@ -208,8 +209,10 @@ def migrate(conn: sqlite3.Connection, upto: int = VERSION, backup: bool = True) 
             if not backed_up:  # before the first step this connection takes
                 backed_up = True
                 path = _file_of(conn)
-                if found > 0 and path is not None:
-                    # Another connection reads the file as last committed: nothing written yet.
+                # Only when no other connection has started migrating since this one looked
+                # (it backed the file up before its first step); other connections read the
+                # file as last committed: nothing written yet.
+                if 0 < found == current and path is not None:
                     backup_store(path)
             for statement in STEPS[version - 1].split(";"):
                 if statement.strip():
