@@ -124,14 +124,14 @@ class Workspace:
     def forget(self, plan: ForgetPlan) -> bool:
         """Carry out a plan: its files first (so that an interrupted run can simply be run
         again: the rows still point at what is left), then the rows, erased from the database
-        file and its WAL. Returns False if another program held the WAL open (see
+        file and its WAL, then the files of datasets and models made since the plan (which
+        `erase` adds to it). Returns False if another program held the WAL open (see
         `store.forget.erase`)."""
-        for path in plan.files:
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-        return forget.erase(self.store.conn, plan)
+        _remove(plan.files)
+        emptied = forget.erase(self.store.conn, plan)
+        made = [Path(d["path"]) for d in plan.datasets] + [Path(m.path) for m in plan.models]
+        _remove([p for p in made if p not in plan.files])
+        return emptied
 
     def build_dataset(self, chat_id: int, config: DatasetConfig) -> DatasetRecord:
         """Build the training dataset of `config.target` in `chat_id`, write it (see
@@ -169,6 +169,14 @@ class Workspace:
         """(train, validation, sha256 of both files) of a stored dataset."""
         files = self.dataset(dataset_id)
         return files.train, files.validation, files.sha256
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 __all__ = [

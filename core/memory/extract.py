@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from convsim.core.inference.llama import LlamaModel
 from convsim.core.memory.facts import Fact, Facts, now
 from convsim.core.memory.gate import KEYS, REASONS, Candidate, Gate
-from convsim.core.memory.index import Row, chat_rows, progress_of, set_mark
+from convsim.core.memory.index import Row, chat_rows, progress_of, set_mark, still_stored
 from convsim.core.store import Store
 
 WINDOW_MESSAGES = 20  # messages per window...
@@ -319,7 +319,9 @@ def build_memory(
                 report.messages = done
                 continue
             failures = 0
-            _store_window(store, chat_id, window, people, candidates, gate, report)
+            if not _store_window(store, chat_id, window, candidates, gate, report):
+                report.stopped = True  # the chat was forgotten meanwhile
+                break
             done += len(window)
             report.messages = done
         if progress and not report.stopped:
@@ -337,15 +339,21 @@ def _store_window(
     store: Store,
     chat_id: int,
     window: Sequence[Row],
-    people: Sequence[str],
     candidates: Sequence[Candidate],
     gate: Gate,
     report: BuildReport,
-) -> None:
-    texts = {r.id: (r.sender, r.text) for r in window}
+) -> bool:
+    """Store what the gate keeps of `candidates`; False (nothing stored) when the chat is
+    gone. The chat's people and messages are read again under the write lock: a person or
+    messages forgotten since the job read them are neither stored about nor cited."""
     stamps = {r.id: r.ts for r in window}
     facts = Facts(store)
     with store.transaction() as conn:
+        if not store.has_chat(chat_id):
+            return False
+        people = chat_people(store, chat_id)
+        kept_ids = still_stored(conn, [r.id for r in window])
+        texts = {r.id: (r.sender, r.text) for r in window if r.id in kept_ids}
         for candidate in candidates:
             kept, reason = gate.check(candidate, texts, people)
             if kept is None:
@@ -360,6 +368,7 @@ def _store_window(
         set_mark(conn, chat_id, "extracted_upto", window[-1].id)
     report.windows += 1
     report.extracted_upto = window[-1].id
+    return True
 
 
 def extract_live(

@@ -94,6 +94,12 @@ def set_mark(conn: sqlite3.Connection, chat_id: int, column: str, value: int) ->
     conn.execute(f"UPDATE memory_progress SET {column} = ? WHERE chat_id = ?", (value, chat_id))
 
 
+def still_stored(conn: sqlite3.Connection, ids: list[int]) -> set[int]:
+    """Which of the message `ids` are still stored (a forget may have deleted some)."""
+    marks = ", ".join("?" * len(ids))
+    return {i for (i,) in conn.execute(f"SELECT id FROM messages WHERE id IN ({marks})", ids)}
+
+
 def embedding_text(row: Row) -> str:
     if len(row.text.split()) < SHORT_WORDS and row.context:
         return f"{row.context}\n{row.text}"
@@ -112,13 +118,11 @@ def update_index(
     was embedded is kept and the next call goes on from there)."""
     if not store.has_chat(chat_id):
         raise KeyError(f"no chat with id {chat_id}")
-    indexed_upto, embedded_upto, _ = progress_of(store, chat_id)
-    # Keyword-only callers leave the embeddings alone: only what the full text lacks is read.
-    after = indexed_upto if embedder is None else min(indexed_upto, embedded_upto)
-    rows = chat_rows(store, chat_id, after=after)
-    new_text = [r for r in rows if r.id > indexed_upto]
-    if new_text:
-        with store.transaction() as conn:
+    # Read and written under one lock: another indexer of the chat, or a forget (which
+    # deletes messages and resets the marks), cannot come between.
+    with store.transaction() as conn:
+        new_text = chat_rows(store, chat_id, after=progress_of(store, chat_id)[0])
+        if new_text:
             conn.executemany(
                 "INSERT INTO message_index (rowid, text, context, sender) VALUES (?, ?, ?, ?)",
                 [(r.id, r.text, r.context, r.sender or "") for r in new_text],
@@ -126,20 +130,26 @@ def update_index(
             set_mark(conn, chat_id, "indexed_upto", new_text[-1].id)
     embedded = 0
     if embedder is not None:
-        todo = [r for r in rows if r.id > embedded_upto]
+        mark = progress_of(store, chat_id)[1]
+        todo = chat_rows(store, chat_id, after=mark)
         for start in range(0, len(todo), EMBED_BATCH):
             if stop is not None and stop.is_set():
                 break
             if progress:
                 progress(start, len(todo))
             batch = todo[start : start + EMBED_BATCH]
-            vectors = embedder.embed([embedding_text(r) for r in batch])
+            vectors = embedder.embed([embedding_text(r) for r in batch])  # seconds: no lock
             with store.transaction() as conn:
+                if progress_of(store, chat_id)[1] != mark:
+                    break  # a forget or another indexer moved it: the next update goes on
+                kept = still_stored(conn, [r.id for r in batch])
                 conn.executemany(
                     "INSERT OR REPLACE INTO message_vectors (message_id, vec) VALUES (?, ?)",
-                    [(r.id, to_blob(v)) for r, v in zip(batch, vectors, strict=True)],
-                )
-                set_mark(conn, chat_id, "embedded_upto", batch[-1].id)
+                    [(r.id, to_blob(v)) for r, v in zip(batch, vectors, strict=True)
+                     if r.id in kept],
+                )  # fmt: skip
+                mark = batch[-1].id
+                set_mark(conn, chat_id, "embedded_upto", mark)
             embedded += len(batch)
         if progress and todo:
             progress(embedded, len(todo))

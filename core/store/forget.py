@@ -42,6 +42,8 @@ class ForgetPlan:
     reindex: list[int] = field(default_factory=list)  # chats whose search index is rebuilt
     files: list[Path] = field(default_factory=list)  # filled in by the workspace
     folders: set[Path] = field(default_factory=set)  # which of them are folders
+    chat: int | None = None  # what was asked for: a chat...
+    person: str | None = None  # ...or a person
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +83,7 @@ def plan_chat(conn: sqlite3.Connection, chat_id: int) -> ForgetPlan:
     plan = ForgetPlan(
         f"chat {chat_id} ({row[0]})", [chat_id], [], messages, *_derived(conn, [chat_id])
     )
+    plan.chat = chat_id
     plan.facts = [i for (i,) in conn.execute("SELECT id FROM facts WHERE chat_id = ?", (chat_id,))]
     plan.reindex = [chat_id]
     return plan
@@ -103,6 +106,7 @@ def plan_person(conn: sqlite3.Connection, name: str) -> ForgetPlan:
     # Every dataset of their chats holds their messages, as targets or as context.
     chats = sorted({r[1] for r in rows})
     plan = ForgetPlan(f"person {name}", [], ids, messages, *_derived(conn, chats))
+    plan.person = name
     plan.names = sorted({name, *(r[2] for r in rows)})
     plan.facts = _facts_of_person(conn, plan.names, ids)
     plan.reindex = chats
@@ -173,16 +177,42 @@ def texts(conn: sqlite3.Connection, plan: ForgetPlan, shortest: int = 12) -> set
 def erase(conn: sqlite3.Connection, plan: ForgetPlan) -> bool:
     """Delete the plan's rows, then rewrite the file and empty the WAL. Returns False when
     another connection kept the WAL from being emptied (the app reading at that moment); the
-    rows are gone either way, and the next checkpoint finishes the job."""
+    rows are gone either way, and the next checkpoint finishes the job.
+
+    Under the write lock the plan is first widened (in place) to what its chat or person
+    covers at that moment: a dataset, model or fact added since it was made (while the user
+    read the confirmation) goes too, and the caller deletes the files of the widened plan."""
     conn.execute("PRAGMA secure_delete = ON")
     conn.execute("BEGIN IMMEDIATE")
     try:
+        _widen(conn, plan)
         _delete(conn, plan)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
     return compact(conn)
+
+
+def _widen(conn: sqlite3.Connection, plan: ForgetPlan) -> None:
+    """Add to `plan` what planning its chat or person again finds now (nothing when it is
+    gone already, or when the plan names neither)."""
+    try:
+        if plan.chat is not None:
+            now = plan_chat(conn, plan.chat)
+        elif plan.person is not None:
+            now = plan_person(conn, plan.person)
+        else:
+            return
+    except KeyError:
+        return
+    for name in ("chat_ids", "participant_ids", "names", "facts", "reindex"):
+        setattr(plan, name, sorted({*getattr(plan, name), *getattr(now, name)}))
+    known = {d["id"] for d in plan.datasets}
+    plan.datasets += [d for d in now.datasets if d["id"] not in known]
+    known = {m.id for m in plan.models}
+    plan.models += [m for m in now.models if m.id not in known]
+    plan.messages = max(plan.messages, now.messages)
 
 
 def compact(conn: sqlite3.Connection, tries: int = 50) -> bool:
@@ -226,6 +256,9 @@ def _delete(conn: sqlite3.Connection, plan: ForgetPlan) -> None:
             " (SELECT person_id FROM participants WHERE person_id IS NOT NULL)"
         )
         _scrub_reports(conn, set(plan.names))
+    # Facts that went with their chat (by cascade) leave their full-text rows behind, whose
+    # ids a new fact would then collide with.
+    conn.execute("DELETE FROM fact_index WHERE rowid NOT IN (SELECT id FROM facts)")
 
 
 def _delete_memory(conn: sqlite3.Connection, plan: ForgetPlan) -> None:
