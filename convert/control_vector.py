@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from convsim.core.files import replacing
+
 ARCH = "controlvector"
 PREFIX = "convsim."
 JSON_MARK = "json:"
@@ -38,33 +40,33 @@ class ControlVector:
 
 
 def write_control_vector(path: Path, vector: ControlVector) -> Path:
-    """Write `vector` to `path` (through a temporary file beside it, then renamed)."""
+    """Write `vector` to `path` (through a temporary file of its own beside it, then renamed:
+    two builds of the same vector at once never write into each other's file)."""
     import gguf
 
     path = Path(path)
     rows = np.asarray(vector.rows, dtype=np.float32)
     steered = [n for n in range(1, len(rows)) if np.any(rows[n])]
-    tmp = path.with_name(path.name + ".tmp")
-    writer = gguf.GGUFWriter(str(tmp), ARCH)
-    writer.add_string(f"{ARCH}.model_hint", vector.model_hint)
-    writer.add_uint32(f"{ARCH}.layer_count", len(steered))
-    for key, value in vector.meta.items():
-        name = PREFIX + key
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            writer.add_string(name, JSON_MARK + json.dumps(value))
-        elif isinstance(value, str):
-            writer.add_string(name, value)
-        elif isinstance(value, int):
-            writer.add_int64(name, value)
-        else:
-            writer.add_float64(name, value)
-    for n in steered:
-        writer.add_tensor(f"direction.{n}", rows[n])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        writer = gguf.GGUFWriter(str(tmp), ARCH)
+        writer.add_string(f"{ARCH}.model_hint", vector.model_hint)
+        writer.add_uint32(f"{ARCH}.layer_count", len(steered))
+        for key, value in vector.meta.items():
+            name = PREFIX + key
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                writer.add_string(name, JSON_MARK + json.dumps(value))
+            elif isinstance(value, str):
+                writer.add_string(name, value)
+            elif isinstance(value, int):
+                writer.add_int64(name, value)
+            else:
+                writer.add_float64(name, value)
+        for n in steered:
+            writer.add_tensor(f"direction.{n}", rows[n])
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
     return path
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,7 +98,10 @@ def export(
     """
     check_kind(quant)  # fail on a bad kind before the slow merge
     out = Path(out)
-    merged = out.with_name(out.name + ".merged-f16.tmp")
+    # A name of its own: two exports of the same model at once must not share it.
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".merged-f16.tmp")
+    os.close(fd)
+    merged = Path(name)
     try:
         merge_lora(
             base, adapter, merged, "f16",
