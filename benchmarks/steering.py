@@ -2,7 +2,7 @@
 
     pip install ".[bench]"      # the VADER sentiment lexicon
     python benchmarks/steering.py [--model MODEL_ID] [--contexts 50] [--seeds 1]
-                                  [--axes happy,warm,...] [--compare happy]
+                                  [--axes happy,warm,...] [--compare happy] [--beyond 1]
                                   [--plot benchmarks/steering.svg] [--json]
 
 On a persona trained on the sample chat (`convsim quickstart` makes one: sam-1), for each
@@ -25,6 +25,7 @@ seeds). Then three sliders at +-1 together. Then, for
 (PCA over the differences at all positions, unit length per block, every block; its sign is
 arbitrary, here turned to agree with the pairs, in its favour), calibrated the same way: the
 effect each method gives at the strength where coherence breaks, and their ratio.
+`--beyond K` stretches the slider positions to K times the calibrated range: what lies past it.
 """
 
 from __future__ import annotations
@@ -135,8 +136,10 @@ def sweep_seeds(
     return [by[s] for s in strengths]
 
 
-def axis_report(llm: Any, v: Any, contexts: list[Any], vader: Any, seeds: int) -> dict[str, Any]:
-    strengths = [v.calibration.strength(x) for x in POSITIONS]
+def axis_report(
+    llm: Any, v: Any, contexts: list[Any], vader: Any, seeds: int, beyond: float = 1.0
+) -> dict[str, Any]:
+    strengths = [beyond * v.calibration.strength(x) for x in POSITIONS]
     points = sweep_seeds(llm, contexts, v.rows[1:], v.band, strengths, seeds)
     scores = np.array([[metric(v.name, t, vader) for t in p.replies] for p in points])
     means = scores.mean(axis=1)
@@ -145,7 +148,7 @@ def axis_report(llm: Any, v: Any, contexts: list[Any], vader: Any, seeds: int) -
     lo, hi = per_context[0], per_context[-1]
     report: dict[str, Any] = {
         "axis": v.name,
-        "range": [-v.calibration.negative, v.calibration.positive],
+        "range": [-beyond * v.calibration.negative, beyond * v.calibration.positive],
         "band": list(v.band),
         "metric_by_position": dict(zip(map(str, POSITIONS), map(float, means), strict=True)),
         "spearman": spearman(POSITIONS, list(means)),
@@ -273,10 +276,13 @@ def main() -> int:
     ap.add_argument("--latency", action="store_true", help="time a reply after a change")
     ap.add_argument("--parity", type=int, default=8, help="contexts for the torch parity check")
     ap.add_argument("--plot", type=Path, default=Path(__file__).with_name("steering.svg"))
+    ap.add_argument("--beyond", type=float, default=1.0, help="times the calibrated range")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.seeds < 1:
         ap.error("--seeds must be at least 1")
+    if args.beyond <= 0:
+        ap.error("--beyond must be above 0")
     vader = _vader()
     ws = Workspace.open()
     ready = [m for m in ws.store.models() if m.status == "ready"]
@@ -295,7 +301,7 @@ def main() -> int:
             t = time.perf_counter()
             found[name] = steering.build_vector(ws, record.id, steering.Spec(name, axis=name))
             builds[name] = time.perf_counter() - t
-        reports.append(axis_report(llm, found[name], contexts, vader, args.seeds))
+        reports.append(axis_report(llm, found[name], contexts, vader, args.seeds, args.beyond))
         r = reports[-1]
         print(
             f"{name:<8} range {r['range'][0]:+.1f}..{r['range'][1]:+.1f} blocks {r['band']} "
