@@ -118,16 +118,18 @@ def update_index(
     was embedded is kept and the next call goes on from there)."""
     if not store.has_chat(chat_id):
         raise KeyError(f"no chat with id {chat_id}")
-    # Read and written under one lock: another indexer of the chat, or a forget (which
-    # deletes messages and resets the marks), cannot come between.
-    with store.transaction() as conn:
-        new_text = chat_rows(store, chat_id, after=progress_of(store, chat_id)[0])
-        if new_text:
+    new_text = chat_rows(store, chat_id, after=progress_of(store, chat_id)[0])
+    if new_text:  # (nothing new, the usual case before a search: no write lock taken)
+        # Read again and written under one lock: another indexer of the chat, or a forget
+        # (which deletes messages and resets the marks), cannot come between.
+        with store.transaction() as conn:
+            new_text = chat_rows(store, chat_id, after=progress_of(store, chat_id)[0])
             conn.executemany(
                 "INSERT INTO message_index (rowid, text, context, sender) VALUES (?, ?, ?, ?)",
                 [(r.id, r.text, r.context, r.sender or "") for r in new_text],
             )
-            set_mark(conn, chat_id, "indexed_upto", new_text[-1].id)
+            if new_text:
+                set_mark(conn, chat_id, "indexed_upto", new_text[-1].id)
     embedded = 0
     if embedder is not None:
         mark = progress_of(store, chat_id)[1]
