@@ -6,7 +6,8 @@
 empties the WAL. Files on disk (datasets, models, transcripts, backups) are the workspace's part.
 
 Contract: a plan names everything stored that is derived from the forgotten messages; `erase`
-removes exactly that, or nothing when it fails before its commit. A table added later that
+removes exactly that (widened, under its write lock, to what the same chat or person gained
+since the plan was made), or nothing when it fails before its commit. A table added later that
 holds text derived from messages (feedback...) must be added to `_DERIVED`; memory (facts and
 the search index) is handled by `_delete_memory`.
 """
