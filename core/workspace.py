@@ -109,7 +109,7 @@ class Workspace:
             plan = forget.plan_chat(conn, chat_id)
         else:
             raise ValueError("forget_plan needs a chat_id or a person")
-        files = [Path(d["path"]) for d in plan.datasets] + [Path(m.path) for m in plan.models]
+        files = plan.row_folders()
         speakers = {*plan.names, *(m.person for m in plan.models)}
         texts = forget.texts(conn, plan)
         files += mentioning(self.locations.transcripts, speakers, texts)
@@ -129,8 +129,7 @@ class Workspace:
         `store.forget.erase`)."""
         _remove(plan.files)
         emptied = forget.erase(self.store.conn, plan)
-        made = [Path(d["path"]) for d in plan.datasets] + [Path(m.path) for m in plan.models]
-        _remove([p for p in made if p not in plan.files])
+        _remove([p for p in plan.row_folders() if p not in plan.files])
         return emptied
 
     def build_dataset(self, chat_id: int, config: DatasetConfig) -> DatasetRecord:

@@ -33,8 +33,8 @@ def forget_elsewhere(person: str) -> None:
         other.forget(other.forget_plan(person=person))
 
 
-def gone_ids(ws: Workspace, before: set[int]) -> set[int]:
-    return before - {i for (i,) in ws.store.conn.execute("SELECT id FROM messages")}
+def message_ids(ws: Workspace) -> set[int]:
+    return {i for (i,) in ws.store.conn.execute("SELECT id FROM messages")}
 
 
 class ForgetsMidway:
@@ -57,14 +57,14 @@ class ForgetsMidway:
 def test_facts_extracted_while_a_person_is_forgotten_are_not_stored(home: Path) -> None:
     chat_id = sample(home)
     with Workspace.open() as ws:
-        before = {i for (i,) in ws.store.conn.execute("SELECT id FROM messages")}
+        before = message_ids(ws)
         extractor = ForgetsMidway()
         report = build_memory(
             ws.store, chat_id, extractor, gate=Gate(min_importance=1, min_support=0.0)
         )
         assert extractor.calls > 2 and not report.stopped
         conn = ws.store.conn
-        gone = gone_ids(ws, before)
+        gone = before - message_ids(ws)
         assert gone  # their messages went while the job ran
         # The first window's fact was stored, then forgotten; the later ones were refused.
         assert report.added == 1 and report.rejected["unknown person"] == extractor.calls - 1
@@ -104,9 +104,9 @@ def test_embeddings_computed_while_a_person_is_forgotten_keep_none_of_theirs(hom
             return real.embed(texts)
 
     with Workspace.open() as ws:
-        before = {i for (i,) in ws.store.conn.execute("SELECT id FROM messages")}
+        before = message_ids(ws)
         state = update_index(ws.store, chat_id, ForgetsWhileEmbedding())  # type: ignore[arg-type]
-        gone = gone_ids(ws, before)
+        gone = before - message_ids(ws)
         assert gone and state.embedded > 0
         stored = {i for (i,) in ws.store.conn.execute("SELECT message_id FROM message_vectors")}
         assert stored and not stored & gone

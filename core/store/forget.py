@@ -46,6 +46,10 @@ class ForgetPlan:
     chat: int | None = None  # what was asked for: a chat...
     person: str | None = None  # ...or a person
 
+    def row_folders(self) -> list[Path]:
+        """The folders of the plan's datasets and models (exports included)."""
+        return [Path(d["path"]) for d in self.datasets] + [Path(m.path) for m in self.models]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "subject": self.subject,
