@@ -96,7 +96,7 @@ MAY_IMPORT = {
     },
     "convert": set(),
 }
-SHARED = {"locations", "workspace", "files", "config"}
+SHARED = {"locations", "workspace", "files", "locks", "config"}
 
 
 def stage_imports(path: Path) -> set[str]:

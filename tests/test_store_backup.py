@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import sqlite3
 import stat
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +23,9 @@ from convsim.core.store import (
     Store,
     StoreCorruptError,
     backup_store,
+    backups,
     backups_dir,
+    damaged_copies,
     latest_good_backup,
     list_backups,
     restore_backup,
@@ -346,4 +350,57 @@ def test_doctor_asks_before_restoring(
     check = offer_restore(locations)
     assert check is not None and check.status == OK
     assert "The damaged store is kept as" in capsys.readouterr().out
+    assert texts_in(locations.store) == TEXTS
+
+
+# --- restoring while convsim runs ------------------------------------------------------------
+
+
+def test_a_store_opened_during_a_restore_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An app worker that opens the store between the two renames of a restore found no file
+    there, made an empty store, and its -wal then undid the restore."""
+    path = old_store(tmp_path / "convsim.db")
+    backup_store(path)
+    damage(path, noise)
+    opened: list[Store] = []
+    worker = threading.Thread(target=lambda: opened.append(Store.open(path)))
+    move_aside = backups._move_aside
+
+    def move_aside_then_open(store: Path, stamp: str) -> list[Path]:
+        kept = move_aside(store, stamp)
+        worker.start()  # the store file is gone now, the backup not yet in its place
+        worker.join(0.5)
+        assert worker.is_alive()  # waiting for the restore
+        return kept
+
+    monkeypatch.setattr(backups, "_move_aside", move_aside_then_open)
+    restore_backup(path)
+    worker.join(10)
+    (store,) = opened
+    with store:
+        store.set_setting("ui.theme", "textual-light")
+        assert [m.text for m in store.messages(1)] == TEXTS
+    assert store_problem(path) is None and texts_in(path) == TEXTS
+
+
+def test_doctor_restore_refuses_while_the_store_is_open(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    locations = Locations.from_env()
+    old_store(locations.store)
+    with Store.open(locations.store):  # migrated, backed up
+        pass
+    app = Store.open(locations.store)  # e.g. the app, open since before the damage
+    try:
+        data = damage(locations.store)
+        assert main(["doctor", "--restore"]) == 2
+        err = capsys.readouterr().err
+        assert f"the store {locations.store} is open in another convsim" in err
+        assert locations.store.read_bytes() == data and damaged_copies(locations.store) == []
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            app.close()
+    assert main(["doctor", "--restore"]) == 0
     assert texts_in(locations.store) == TEXTS

@@ -31,16 +31,19 @@ from typing import Any
 from convsim.core.chats.importers.base import gc_paused
 from convsim.core.chats.messages import ChatStream, ParsedChat, StoredMessage
 from convsim.core.files import DiskFullError
+from convsim.core.locks import Held, acquire
 from convsim.core.store.backups import (
     Backup,
     Restored,
     StoreCorruptError,
+    StoreInUse,
     backup_store,
     backups_dir,
     damaged_copies,
     is_damage,
     latest_good_backup,
     list_backups,
+    lock_path,
     refuse_damaged,
     restore_backup,
     store_problem,
@@ -60,6 +63,7 @@ __all__ = [
     "Restored",
     "Store",
     "StoreCorruptError",
+    "StoreInUse",
     "backup_store",
     "backups_dir",
     "damaged_copies",
@@ -72,22 +76,35 @@ __all__ = [
 
 
 BUSY_TIMEOUT_S = 300.0
+RESTORE_WAIT_S = 60.0
+"""How long `Store.open` waits for a restore of the store (seconds: it copies one file)."""
 # What SQLite says when a write finds no room: by error name (Python 3.11+), else by text.
 NO_ROOM = {"SQLITE_FULL", "SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC", "SQLITE_IOERR_TRUNCATE"}
 NO_ROOM_TEXT = {"database or disk is full", "disk I/O error"}
 
 
 class Store:
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, held: Held | None = None) -> None:
         self.conn = conn
         self.path = path
+        self._held = held
 
     @classmethod
     def open(cls, path: Path) -> Store:
         """Open (creating if needed) the store at `path`, migrated to the current schema (backed
         up first when it had an older one). A damaged file raises `StoreCorruptError`."""
-        new = not path.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Shared with every other open store, exclusive while a backup is put in its place.
+        held = acquire(lock_path(path), shared=True, wait=RESTORE_WAIT_S)
+        try:
+            return cls._connect(path, held)
+        except BaseException:
+            held.release()
+            raise
+
+    @classmethod
+    def _connect(cls, path: Path, held: Held) -> Store:
+        new = not path.exists()
         # The app and commands write the store at once: a writer waits for another's
         # transaction (an import of millions of messages takes tens of seconds) instead of
         # failing at Python's default of 5 s with "database is locked".
@@ -108,10 +125,14 @@ class Store:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path)
+        return cls(conn, path, held)
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.conn.close()
+        finally:
+            if self._held is not None:
+                self._held.release()
 
     def __enter__(self) -> Store:
         return self
@@ -334,42 +355,33 @@ class Store:
 
     # -- models -----------------------------------------------------------------------------
 
-    def new_model_id(self, person: str) -> str:
-        """A short id such as "sam-2": the person's name, made safe, and a counter."""
+    def add_new_model(self, person: str, make: Callable[[str], ModelRecord]) -> ModelRecord:
+        """Store `make(model_id)` under a new id such as "sam-2" (the person's name, made safe,
+        and a counter), picked in the same transaction: two trainings started at once get two."""
         slug = "".join(c if c.isalnum() else "-" for c in person.lower()).strip("-") or "model"
-        taken = {row[0] for row in self.conn.execute("SELECT id FROM models")}
-        n = 1
-        while f"{slug}-{n}" in taken:
-            n += 1
-        return f"{slug}-{n}"
+        with self.transaction() as conn:
+            taken = {row[0] for row in conn.execute("SELECT id FROM models")}
+            n = 1
+            while f"{slug}-{n}" in taken:
+                n += 1
+            record = make(f"{slug}-{n}")
+            conn.execute(ModelRecord.INSERT, record.row())
+        return record
 
     def add_model(self, record: ModelRecord) -> None:
         with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO models (id, chat_id, dataset_id, person, base, base_sha256, created,"
-                " status, path, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.id,
-                    record.chat_id,
-                    record.dataset_id,
-                    record.person,
-                    record.base,
-                    record.base_sha256,
-                    record.created,
-                    record.status,
-                    record.path,
-                    json.dumps(record.metrics) if record.metrics is not None else None,
-                ),
-            )
+            conn.execute(ModelRecord.INSERT, record.row())
 
     def update_model(
         self, model_id: str, status: str, metrics: dict[str, Any] | None = None
-    ) -> None:
+    ) -> bool:
+        """Set a model's status (and metrics); False when there is no such model (any more)."""
         with self.transaction() as conn:
-            conn.execute(
+            cursor = conn.execute(
                 "UPDATE models SET status = ?, metrics = coalesce(?, metrics) WHERE id = ?",
                 (status, json.dumps(metrics) if metrics is not None else None, model_id),
             )
+        return cursor.rowcount == 1
 
     def models(self) -> list[ModelRecord]:
         rows = self.conn.execute(

@@ -19,7 +19,11 @@ Contract:
 - `restore_backup(path, backup=None)` puts a backup (by default the newest good one) in the
   store's place. It checks the backup first; it never deletes the file it replaces: the store and
   its -wal/-shm files are renamed to `<store>.corrupt-<stamp>` (and `...-wal`, `...-shm`, so
-  SQLite still reads them as one database). No other program may have the store open meanwhile.
+  SQLite still reads them as one database). It holds the store's lock file (`lock_path`)
+  exclusively meanwhile, and every open `Store` holds it shared: while the store is open
+  anywhere (the app, another command) a restore raises `StoreInUse` and changes nothing, and a
+  `Store.open` during a restore waits for it to finish rather than create an empty store in the
+  gap between the two renames.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 
 from convsim.core.files import replacing
 from convsim.core.locations import make_private_dir
+from convsim.core.locks import Busy, acquire
 
 KEEP = 3
 """How many backups of a store `backup_store` keeps."""
@@ -40,6 +45,8 @@ STAMP = "%Y%m%d-%H%M%S"
 # How many lines of `PRAGMA quick_check` to read: enough to see past SQLite 3.40's false
 # reports (one per row of a table, see `_quick_check`) to the real ones.
 CHECK_LINES = 100_000
+IN_USE_WAIT_S = 2.0
+"""How long a restore waits for the store to be closed elsewhere (seconds)."""
 
 
 class StoreCorruptError(sqlite3.DatabaseError):
@@ -50,6 +57,23 @@ class StoreCorruptError(sqlite3.DatabaseError):
         super().__init__(f"the store {path} is damaged: {problem}")
         self.path = Path(path)
         self.problem = problem
+
+
+class StoreInUse(RuntimeError):
+    """The store at `path` is open in another convsim (or another thread): it cannot be
+    replaced under it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"the store {path} is open in another convsim (the app, or a command still "
+            "running): close it, then restore again"
+        )
+        self.path = path
+
+
+def lock_path(store: Path) -> Path:
+    """The lock file of the store at `store`: `<store>.lock` beside it."""
+    return store.with_name(store.name + ".lock")
 
 
 def is_damage(error: BaseException) -> bool:
@@ -250,6 +274,16 @@ def restore_backup(store: Path, backup: Backup | None = None) -> Restored:
         problem = store_problem(backup.path)
         if problem is not None:
             raise StoreCorruptError(backup.path, problem)
+    try:
+        held = acquire(lock_path(store), wait=IN_USE_WAIT_S)
+    except Busy:
+        raise StoreInUse(store) from None
+    with held:
+        return Restored(backup, _put_in_place(store, backup))
+
+
+def _put_in_place(store: Path, backup: Backup) -> list[Path]:
+    """Copy `backup` over `store`, its files moved aside first: the paths they were kept as."""
     stamp = datetime.now().strftime(STAMP)
     with replacing(store) as tmp:
         source = sqlite3.connect(_read_only(backup.path), uri=True)
@@ -263,7 +297,7 @@ def restore_backup(store: Path, backup: Backup | None = None) -> Restored:
             tmp.chmod(0o600)
         # The -wal first: a stale one left beside the restored file would be replayed into it.
         kept = _move_aside(store, stamp)
-    return Restored(backup, kept)
+    return kept
 
 
 def damaged_copies(store: Path) -> list[Path]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -73,3 +74,24 @@ class ModelRecord:
     status: str  # training, cancelled, ready, failed
     path: str  # the model's folder (run.json, checkpoint/, adapter/, adapter.gguf, exports)
     metrics: dict[str, Any] | None = None
+
+    INSERT: ClassVar[str] = (
+        "INSERT INTO models (id, chat_id, dataset_id, person, base, base_sha256, created,"
+        " status, path, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+
+    def row(self) -> tuple[Any, ...]:
+        """The record as `INSERT`'s values."""
+        metrics = json.dumps(self.metrics) if self.metrics is not None else None
+        return (
+            self.id,
+            self.chat_id,
+            self.dataset_id,
+            self.person,
+            self.base,
+            self.base_sha256,
+            self.created,
+            self.status,
+            self.path,
+            metrics,
+        )

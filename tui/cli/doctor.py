@@ -133,6 +133,7 @@ def restore(locations: Locations, as_json: bool = False) -> int:
     import sqlite3
 
     from convsim.core.store import (
+        StoreInUse,
         backups_dir,
         latest_good_backup,
         list_backups,
@@ -159,7 +160,10 @@ def restore(locations: Locations, as_json: bool = False) -> int:
             + (f"none of the {found} in {backups_dir(store)} passes" if found else "none made")
             + "; run `convsim doctor` for what else to do"
         )
-    restored = restore_backup(store, backup)
+    try:
+        restored = restore_backup(store, backup)
+    except StoreInUse as e:
+        raise CliError(str(e)) from e
     check = check_store(locations)
     if as_json:
         print_json(
@@ -185,7 +189,7 @@ def offer_restore(locations: Locations) -> Check | None:
     returns the store check afterwards (None when nothing was restored)."""
     import sqlite3
 
-    from convsim.core.store import latest_good_backup, restore_backup, store_problem
+    from convsim.core.store import StoreInUse, latest_good_backup, restore_backup, store_problem
     from convsim.core.system.doctor import check_store, when
 
     store = locations.store
@@ -203,7 +207,12 @@ def offer_restore(locations: Locations) -> Check | None:
         return None
     if answer.strip().lower() not in ("y", "yes"):
         return None
-    _print_restored(restore_backup(store, backup), store)
+    try:
+        restored = restore_backup(store, backup)
+    except StoreInUse as e:
+        print(f"Not restored: {e}")
+        return None
+    _print_restored(restored, store)
     check = check_store(locations)
     _print_check(check, len(check.name))
     return check
