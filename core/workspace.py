@@ -126,7 +126,15 @@ class Workspace:
         again: the rows still point at what is left), then the rows, erased from the database
         file and its WAL, then the files of datasets and models made since the plan (which
         `erase` adds to it). Returns False if another program held the WAL open (see
-        `store.forget.erase`)."""
+        `store.forget.erase`). A model of the plan that is training now raises
+        `TrainingRunning` before anything is removed (a run that begins meanwhile removes its
+        own files when it ends, see `training.runs`)."""
+        from convsim.core.training.errors import TrainingRunning
+        from convsim.core.training.runs import is_training
+
+        for model in plan.models:
+            if is_training(model):
+                raise TrainingRunning(model.id)
         _remove(plan.files)
         emptied = forget.erase(self.store.conn, plan)
         _remove([p for p in plan.row_folders() if p not in plan.files])

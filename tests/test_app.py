@@ -604,6 +604,52 @@ def test_a_persona_with_a_missing_model_file_is_a_notification(home: Path) -> No
     run(drive())
 
 
+def test_a_run_killed_mid_training_shows_stopped_and_one_still_running_is_not_resumed(
+    home: Path,
+) -> None:
+    """A status of "training" is also what a killed run leaves: Home tells the two apart by
+    whether a trainer holds the run's lock (here, as `convsim train` in another terminal)."""
+    from textual.widgets import DataTable
+
+    from convsim.core import locks
+    from convsim.core.store.records import ModelRecord
+    from convsim.core.training.runs import TRAINING_LOCK
+    from convsim.core.workspace import Workspace
+    from convsim.tui.app.screens.home import HomeScreen
+
+    with Workspace.open(home) as ws:
+        folder = ws.locations.models / "sam-1"
+        folder.mkdir(parents=True)
+        ws.store.add_model(
+            ModelRecord("sam-1", None, None, "Sam", str(home / "base.gguf"), "0" * 64,
+                        "2026-11-22T10:00:00", "training", str(folder))
+        )  # fmt: skip
+
+    async def drive(running: bool) -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.loaded)
+            table = app.screen.query_one("#personas", DataTable)
+            assert str(table.get_row_at(0)[2]) == ("training" if running else "stopped")
+            table.focus()
+            await pilot.press("o")
+            await wait_for(pilot, lambda: notifications(app))
+            assert notifications(app)[-1] == (
+                ": sam-1 is training now: it opens when it has finished."
+                if running
+                else ": sam-1 is stopped; press r to resume its training."
+            )
+            if running:
+                await pilot.press("r")
+                await wait_for(pilot, lambda: len(notifications(app)) == 2)
+                assert notifications(app)[-1] == ": sam-1 is training now."
+                assert isinstance(app.screen, HomeScreen)
+
+    run(drive(running=False))
+    with locks.acquire(folder / TRAINING_LOCK):
+        run(drive(running=True))
+
+
 def test_quitting_mid_training_leaves_a_resumable_run(home: Path, tiny: TinyModel) -> None:
     from convsim.core.workspace import Workspace
 

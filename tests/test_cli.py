@@ -281,3 +281,34 @@ def test_unusable_models_get_the_command_that_fixes_them(home: Path, capsys) -> 
     code, _, err = run(capsys, "export", "sam-2")
     assert code == 2 and "adapter.gguf: the adapter of model sam-2 is missing" in err
     assert "train it again with: convsim train" in err
+
+
+def test_models_tells_a_run_still_training_from_one_that_was_killed(home: Path, capsys) -> None:
+    from convsim.core import locks
+    from convsim.core.store import ModelRecord
+    from convsim.core.training.runs import TRAINING_LOCK
+    from convsim.core.workspace import Workspace
+
+    folder = home / "models" / "sam-1"
+    folder.mkdir(parents=True)
+    with Workspace.open(home) as ws:
+        ws.store.add_model(
+            ModelRecord("sam-1", None, None, "Sam", "base.gguf", "0" * 64, "2026-01-01T00:00:00",
+                        "training", str(folder))
+        )  # fmt: skip
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and out.split()[:3] == ["sam-1", "Sam", "stopped"]
+    code, out, _ = run(capsys, "models", "--json")
+    assert json.loads(out)["status"] == "training" and json.loads(out)["running"] is False
+    with locks.acquire(folder / TRAINING_LOCK):  # as `convsim train` in another terminal
+        code, out, _ = run(capsys, "models")
+        assert out.split()[:3] == ["sam-1", "Sam", "training"]
+        code, out, _ = run(capsys, "models", "--json")
+        assert json.loads(out)["running"] is True
+        code, _, err = run(capsys, "train", "--resume", "sam-1")
+        assert code == 2 and "model sam-1 is training now" in err
+    # Killed before its training began (the base was still loading): nothing to resume.
+    code, _, err = run(capsys, "train", "--resume", "sam-1")
+    assert code == 2 and "model sam-1 stopped before its training began: train again" in err
+    code, out, _ = run(capsys, "models")
+    assert out.split()[:3] == ["sam-1", "Sam", "failed"]

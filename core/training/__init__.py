@@ -8,12 +8,19 @@ callbacks of plain events, stops at a `threading.Event`, and records what it mad
 files. torch is imported only when a run starts.
 """
 
-from convsim.core.training.errors import AdapterMissing, ModelNotReady
+from convsim.core.training.errors import (
+    AdapterMissing,
+    ModelForgotten,
+    ModelNotReady,
+    TrainingRunning,
+)
 from convsim.core.training.export import adapter_gguf, export_model
 from convsim.core.training.runs import (
     TrainOutcome,
     default_config,
+    is_training,
     resume_training,
+    shown_status,
     speaker_tags,
     train_person,
 )
@@ -21,15 +28,19 @@ from convsim.core.training.trainer import TrainConfig, TrainEvent, TrainResult
 
 __all__ = [
     "AdapterMissing",
+    "ModelForgotten",
     "ModelNotReady",
     "TrainConfig",
     "TrainEvent",
     "TrainOutcome",
     "TrainResult",
+    "TrainingRunning",
     "adapter_gguf",
     "default_config",
     "export_model",
+    "is_training",
     "resume_training",
+    "shown_status",
     "speaker_tags",
     "train_person",
 ]

@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from convsim.core import locks
 from convsim.core.files import write_json
 from convsim.core.store import ModelRecord
+from convsim.core.training.errors import ModelForgotten, TrainingRunning
 from convsim.core.training.trainer import TrainConfig, TrainEvent, TrainResult
 from convsim.core.workspace import Workspace
 
 if TYPE_CHECKING:
     from convsim.core.data.dataset import Example
+
+TRAINING_LOCK = "training.lock"
+"""Held in a model's folder while it trains, so that one model never has two trainers."""
 
 
 @dataclass(frozen=True)
@@ -93,41 +99,44 @@ def train_person(
             dataset_config = dataset_config.with_overrides(max_context=max_context)
         dataset_id = ws.build_dataset(chat_id, dataset_config).id
     base_path = bases.resolve_base(base, ws.locations, progress=progress)
-    model_id = ws.store.new_model_id(person)
-    folder = ws.locations.models / model_id
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    model, tokenizer = bases.load_for_training(base_path, ws.locations, progress=progress)
-    n_params = sum(p.numel() for p in model.parameters())
-    config = default_config(n_params, **overrides)
-    train, validation, dataset_sha = ws.dataset_files(dataset_id)
-    record = ModelRecord(
-        id=model_id,
-        chat_id=chat_id,
-        dataset_id=dataset_id,
-        person=person,
-        base=str(base_path),
-        base_sha256=bases.sha256_file(base_path, ws.locations),
-        created=datetime.now().isoformat(timespec="seconds"),
-        status="training",
-        path=str(folder),
+    base_sha256 = bases.sha256_file(base_path, ws.locations)  # not inside the transaction
+    record = ws.store.add_new_model(
+        person,
+        lambda model_id: ModelRecord(
+            id=model_id,
+            chat_id=chat_id,
+            dataset_id=dataset_id,
+            person=person,
+            base=str(base_path),
+            base_sha256=base_sha256,
+            created=datetime.now().isoformat(timespec="seconds"),
+            status="training",
+            path=str(ws.locations.models / model_id),
+        ),
     )
-    run = {
-        "model_id": model_id,
-        "person": person,
-        "chat_id": chat_id,
-        "dataset_id": dataset_id,
-        "dataset_sha256": dataset_sha,
-        "base": str(base_path),
-        "base_sha256": record.base_sha256,
-        "base_parameters": n_params,
-        "train": config.to_json(),
-        "start_from": start_from,
-        "created": record.created,
-    }
-    write_json(folder / "run.json", run)
-    ws.store.add_model(record)
-    examples = (train, validation)
-    return _run(ws, record, model, tokenizer, examples, config, False, on_event, cancel)
+    folder = Path(record.path)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _running(record), _failing(ws, record):
+        model, tokenizer = bases.load_for_training(base_path, ws.locations, progress=progress)
+        n_params = sum(p.numel() for p in model.parameters())
+        config = default_config(n_params, **overrides)
+        train, validation, dataset_sha = ws.dataset_files(dataset_id)
+        run = {
+            "model_id": record.id,
+            "person": person,
+            "chat_id": chat_id,
+            "dataset_id": dataset_id,
+            "dataset_sha256": dataset_sha,
+            "base": str(base_path),
+            "base_sha256": record.base_sha256,
+            "base_parameters": n_params,
+            "train": config.to_json(),
+            "start_from": start_from,
+            "created": record.created,
+        }
+        write_json(folder / "run.json", run)
+        examples = (train, validation)
+        return _run(ws, record, model, tokenizer, examples, config, False, on_event, cancel)
 
 
 def _continued(ws: Workspace, model_id: str, base: str | None) -> tuple[str, dict[str, Any]]:
@@ -170,14 +179,79 @@ def resume_training(
     record = ws.store.model(model_id)
     if record.status == "ready":
         raise ValueError(f"model {model_id} has finished training; nothing to resume")
-    run = json.loads((Path(record.path) / "run.json").read_text())
-    config = TrainConfig.from_json(run["train"])
-    model, tokenizer = bases.load_for_training(Path(record.base), ws.locations, progress=progress)
-    assert record.dataset_id is not None
-    train, validation, _ = ws.dataset_files(record.dataset_id)
-    ws.store.update_model(model_id, "training")
-    examples = (train, validation)
-    return _run(ws, record, model, tokenizer, examples, config, True, on_event, cancel)
+    with _running(record), _failing(ws, record):
+        run_file = Path(record.path) / "run.json"
+        if not run_file.is_file():
+            raise ValueError(f"model {model_id} stopped before its training began: train again")
+        config = TrainConfig.from_json(json.loads(run_file.read_text())["train"])
+        model, tokenizer = bases.load_for_training(
+            Path(record.base), ws.locations, progress=progress
+        )
+        assert record.dataset_id is not None
+        train, validation, _ = ws.dataset_files(record.dataset_id)
+        _set_status(ws, record, "training")
+        examples = (train, validation)
+        return _run(ws, record, model, tokenizer, examples, config, True, on_event, cancel)
+
+
+def is_training(record: ModelRecord) -> bool:
+    """Whether `record`'s training is running now, in this process or another (a status of
+    "training" alone also stands for a run that was killed)."""
+    try:
+        with locks.acquire(Path(record.path) / TRAINING_LOCK):
+            return False
+    except locks.Busy:
+        return True
+    except FileNotFoundError:  # no folder: nothing runs there
+        return False
+
+
+def shown_status(record: ModelRecord) -> str:
+    """`record.status` as a person should read it: "stopped" for a run whose status still says
+    "training" but that no trainer runs any more (it was killed; it can resume)."""
+    if record.status == "training" and not is_training(record):
+        return "stopped"
+    return record.status
+
+
+@contextlib.contextmanager
+def _running(record: ModelRecord) -> Iterator[None]:
+    """Hold `record`'s training lock for the block; raises `TrainingRunning` when another
+    training of it (a resume started twice, the app and a command) holds it."""
+    try:
+        held = locks.acquire(Path(record.path) / TRAINING_LOCK)
+    except locks.Busy:
+        raise TrainingRunning(record.id) from None
+    with held:
+        yield
+
+
+@contextlib.contextmanager
+def _failing(ws: Workspace, record: ModelRecord) -> Iterator[None]:
+    """Mark `record` failed when the block raises (a full disk may refuse that write too: the
+    error that stopped training is the news)."""
+    try:
+        yield
+    except ModelForgotten:
+        raise
+    except BaseException as e:
+        try:
+            _set_status(ws, record, "failed")
+        except ModelForgotten as forgotten:
+            raise forgotten from e
+        except Exception:
+            pass
+        raise
+
+
+def _set_status(
+    ws: Workspace, record: ModelRecord, status: str, metrics: dict[str, Any] | None = None
+) -> None:
+    """Record `status`; when the model was forgotten meanwhile (`convsim forget` of its person
+    or chat while it trained), remove the files this run wrote, and raise `ModelForgotten`."""
+    if not ws.store.update_model(record.id, status, metrics):
+        shutil.rmtree(record.path, ignore_errors=True)
+        raise ModelForgotten(record.id)
 
 
 def _run(
@@ -196,16 +270,10 @@ def _run(
 
     train, validation = examples
     folder = Path(record.path)
-    try:
-        trainer = Trainer(model, tokenizer, train, validation, config, folder, on_event, cancel)
-        result = trainer.run(resume=resume)
-    except BaseException:
-        # A full disk may refuse this write too: the error that stopped training is the news.
-        with contextlib.suppress(Exception):
-            ws.store.update_model(record.id, "failed")
-        raise
+    trainer = Trainer(model, tokenizer, train, validation, config, folder, on_event, cancel)
+    result = trainer.run(resume=resume)
     if result.cancelled:
-        ws.store.update_model(record.id, "cancelled", result.metrics)
+        _set_status(ws, record, "cancelled", result.metrics)
         return TrainOutcome(ws.store.model(record.id), result, None)
     assert result.adapter_dir is not None
     gguf = write_lora_adapter(
@@ -215,5 +283,5 @@ def _run(
         alpha=config.alpha,
         rank=config.rank,
     )
-    ws.store.update_model(record.id, "ready", result.metrics)
+    _set_status(ws, record, "ready", result.metrics)
     return TrainOutcome(ws.store.model(record.id), result, gguf)

@@ -6,8 +6,9 @@ on `model` (a transformers causal LM, e.g. from `bases.load_for_training`) for `
 `run_dir/checkpoint` and the final adapter (PEFT format) under `run_dir/adapter`, and reports
 progress as `TrainEvent`s through `on_event`. Setting the `cancel` event stops it at the next
 step boundary with a checkpoint written; `run(resume=True)` continues from the last checkpoint
-exactly where it stopped. With `config.init_adapter` the LoRA starts from a finished run's
-adapter instead of zero (an update), with a fresh optimiser and learning-rate warm-up.
+exactly where it stopped (a run killed before its first checkpoint starts again from step 0).
+With `config.init_adapter` the LoRA starts from a finished run's adapter instead of zero (an
+update), with a fresh optimiser and learning-rate warm-up.
 
 The loop knows only what the `Objective` protocol says: items, batches of `batch_size` of them,
 and summed losses. It owns the optimiser, schedule, evaluation passes, checkpoints and events,
@@ -195,7 +196,9 @@ class Trainer:
         self.peak_memory.start()
         precision = "" if self.precision == "fp32" else f" ({self.precision})"
         rows = f"{len(self.train_rows)} packed rows on {self.device}{precision}"
-        self._emit("start", step, message=f"{rows}; {self.total_steps} steps ({self.plan.why})")
+        again = "no checkpoint was saved: from the first step; " if resume and step == 0 else ""
+        message = f"{again}{rows}; {self.total_steps} steps ({self.plan.why})"
+        self._emit("start", step, message=message)
 
         tokens = 0
         busy = 0.0
@@ -340,10 +343,9 @@ class Trainer:
 
         folder = self.run_dir / "checkpoint"
         if not (folder / "trainer.json").exists():
-            old = self.run_dir / "checkpoint.old"
-            if not (old / "trainer.json").exists():
-                raise FileNotFoundError(f"{self.run_dir}: no checkpoint to resume from")
-            folder = old
+            folder = self.run_dir / "checkpoint.old"
+            if not (folder / "trainer.json").exists():
+                return 0  # killed before its first checkpoint: nothing to load
         meta = json.loads((folder / "trainer.json").read_text())
         weights = load_file(folder / "adapter.safetensors", device=self.device)
         set_peft_model_state_dict(self.model, weights)

@@ -14,6 +14,8 @@ from convsim.tui.cli.common import workspace as _workspace
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
+    from convsim.core.training import TrainingRunning
+
     with _workspace() as ws:
         try:
             if args.what == "chat":
@@ -28,7 +30,10 @@ def cmd_forget(args: argparse.Namespace) -> int:
             return 0
         if not args.yes:
             _confirm(plan)
-        erased = ws.forget(plan)
+        try:
+            erased = ws.forget(plan)
+        except TrainingRunning as e:
+            raise CliError(f"{e}; nothing was removed") from None
     _show(plan, args.json, done=True, erased=erased)
     return 0
 

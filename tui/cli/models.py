@@ -166,6 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from convsim.core.training import is_training, shown_status
+
     with workspace() as ws:
         models = ws.store.models()
     if not models and not args.json:
@@ -173,11 +175,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in models:
         metrics = {k: v for k, v in (m.metrics or {}).items() if k != "history"}
         if args.json:
-            print_json(record_json(m, {"id": "model_id"}, ("base_sha256",), metrics=metrics))
+            running = m.status == "training" and is_training(m)
+            print_json(
+                record_json(
+                    m, {"id": "model_id"}, ("base_sha256",), metrics=metrics, running=running
+                )
+            )
         else:
             val = metrics.get("val_loss")
             val_text = f"val loss {val:.3f}" if val is not None else ""
-            print(f"{m.id:<14} {m.person:<16} {m.status:<10} {val_text}  base {m.base}")
+            print(f"{m.id:<14} {m.person:<16} {shown_status(m):<10} {val_text}  base {m.base}")
     return 0
 
 

@@ -113,6 +113,8 @@ class HomeScreen(Screen[None]):
 
     @on(StoreListed)
     def _show(self, listed: StoreListed) -> None:
+        from convsim.core.training import shown_status
+
         chats, models = listed.chats, listed.models
         rows = [
             (str(c.id), [str(c.id), c.title, c.format, str(c.messages), _day(c.first),
@@ -123,7 +125,7 @@ class HomeScreen(Screen[None]):
         self._chats = {str(c.id): c for c in chats}
         self._models = {m.id: m for m in models}
         rows = [
-            (m.id, [m.id, m.person, m.status, "–" if m.chat_id is None else str(m.chat_id),
+            (m.id, [m.id, m.person, shown_status(m), "–" if m.chat_id is None else str(m.chat_id),
                     _val_loss(m.metrics), m.base.rsplit("/", 1)[-1]])
             for m in models
         ]  # fmt: skip
@@ -163,14 +165,19 @@ class HomeScreen(Screen[None]):
 
     def _ready_persona(self) -> Any:
         """The selected persona's record if it has finished training; else None, said."""
+        from convsim.core.training import shown_status
+
         model_id = self._selected("#personas")
         if model_id is None:
             self.notify("No personas yet: select a chat and press t to train one.")
             return None
         record = self._models[model_id]
         if record.status != "ready":
+            status = shown_status(record)
             self.notify(
-                f"{model_id} is {record.status}; press r to resume its training.",
+                f"{model_id} is training now: it opens when it has finished."
+                if status == "training"
+                else f"{model_id} is {status}; press r to resume its training.",
                 severity="warning",
                 markup=False,
             )
@@ -210,13 +217,16 @@ class HomeScreen(Screen[None]):
         self._open_persona(None)
 
     def action_resume(self) -> None:
+        from convsim.core.training import shown_status
         from convsim.tui.app.screens.training import TrainingScreen
 
         model_id = self._selected("#personas")
         if model_id is None:
             return
-        if self._models[model_id].status == "ready":
-            self.notify(f"{model_id} has finished training.", markup=False)
+        status = shown_status(self._models[model_id])
+        if status in ("ready", "training"):
+            said = "has finished training" if status == "ready" else "is training now"
+            self.notify(f"{model_id} {said}.", markup=False)
             return
         self.app.push_screen(TrainingScreen(resume=model_id))
 
