@@ -22,6 +22,17 @@ def test_saved_transcripts_read_back_and_list_newest_first(tmp_path: Path) -> No
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
 
 
+def test_two_saves_in_the_same_second_keep_both(tmp_path: Path) -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5)
+    paths = [transcripts.save(tmp_path, "sam-1", [("Sam", f"take {i}")], when) for i in (1, 2, 3)]
+    assert [p.name for p in paths] == [
+        "sam-1-20260102-030405.jsonl",
+        "sam-1-20260102-030405-2.jsonl",
+        "sam-1-20260102-030405-3.jsonl",
+    ]
+    assert [transcripts.load(p) for p in paths] == [[("Sam", f"take {i}")] for i in (1, 2, 3)]
+
+
 def test_hand_written_lines_and_json_lines_mix(tmp_path: Path) -> None:
     path = tmp_path / "chat.txt"
     path.write_text('[Riya] hey are we going\n\n{"speaker": "Sam", "text": "yes"}\n[Riya]  ok \n')

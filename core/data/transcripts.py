@@ -8,6 +8,7 @@ never leaves half a transcript under the real name."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -22,12 +23,25 @@ class TranscriptError(ValueError):
 
 
 def save(folder: Path, name: str, turns: Sequence[Turn], when: datetime | None = None) -> Path:
-    """Write `turns` to `folder/<name>-<YYYYmmdd-HHMMSS>.jsonl` and return the path."""
+    """Write `turns` to `folder/<name>-<YYYYmmdd-HHMMSS>.jsonl` and return the path; a second
+    save within the same second (another window, another command) gets `...-2.jsonl`, and so on:
+    a save never replaces another."""
     make_private_dir(folder)
     stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "chat"
-    target = folder / f"{safe}-{stamp}.jsonl"
-    return write_jsonl(target, ({"speaker": speaker, "text": text} for speaker, text in turns))
+    n = 1
+    while True:  # claim a free name first (O_EXCL), then write it whole in its place
+        target = folder / (f"{safe}-{stamp}.jsonl" if n == 1 else f"{safe}-{stamp}-{n}.jsonl")
+        try:
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            break
+        except FileExistsError:
+            n += 1
+    try:
+        return write_jsonl(target, ({"speaker": who, "text": text} for who, text in turns))
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
 
 
 def load(path: Path) -> list[Turn]:
