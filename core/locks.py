@@ -8,7 +8,11 @@ Contract:
   cannot be had within `wait` seconds raises `Busy`, naming the file.
 - Each hold is its own open file: two holds in one process exclude each other as two processes
   do (so do not take an exclusive hold on a file this thread already holds).
-- Where the file system has no locks (some network file systems), a hold holds nothing.
+- `is_held(path)` says whether anyone holds `path` now, without creating it and without
+  keeping anyone out for longer than the look takes (it takes a shared hold and lets go).
+- Where the file system has no locks (some network file systems), a hold holds nothing. On
+  NFS, Linux turns `flock` into POSIX record locks, which belong to the whole process: there,
+  letting go of one hold lets go of every hold the process has on that file.
 - POSIX: `flock`. Windows: byte ranges (`msvcrt.locking`): a shared hold locks one of `SLOTS`
   bytes, an exclusive hold all of them.
 """
@@ -21,12 +25,13 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["Busy", "Held", "acquire"]
+__all__ = ["Busy", "Held", "acquire", "is_held"]
 
 SLOTS = 64
 """How many shared holds one lock file admits on Windows."""
 POLL_S = 0.05
 NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS})
+WINDOWS_BUSY = frozenset({errno.EACCES, errno.EDEADLK})  # what msvcrt.locking says when held
 
 
 class Busy(OSError):
@@ -83,6 +88,23 @@ def acquire(path: Path, *, shared: bool = False, wait: float = 0.0) -> Held:
         raise
 
 
+def is_held(path: Path) -> bool:
+    """Whether a hold on `path` keeps a shared one out now (False when there is no such file)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False  # no file (or no access to it): nobody made a hold there
+    try:
+        Held(path, fd, _try(fd, shared=True)).release()
+    except BlockingIOError:
+        os.close(fd)
+        return True
+    except OSError:
+        os.close(fd)
+        return False
+    return False
+
+
 def _try(fd: int, shared: bool) -> tuple[int, int] | None:
     """Lock `fd` without waiting: the byte span held (Windows), None (POSIX, or no locks
     here). Raises BlockingIOError when another hold keeps this one out."""
@@ -94,8 +116,10 @@ def _try(fd: int, shared: bool) -> tuple[int, int] | None:
             os.lseek(fd, start, os.SEEK_SET)
             try:
                 msvcrt.locking(fd, msvcrt.LK_NBLCK, length)
-            except OSError:
-                continue
+            except OSError as e:
+                if e.errno in WINDOWS_BUSY:
+                    continue
+                return None  # no byte-range locks here (a network share): nothing held
             return start, length
         raise BlockingIOError(errno.EAGAIN, "locked")
     import fcntl

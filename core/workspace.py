@@ -7,11 +7,13 @@ It knows nothing about how results are shown.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from convsim.core import locks
 from convsim.core.chats.importers import (
     AmbiguousDateOrder,
     ImportOptions,
@@ -22,7 +24,14 @@ from convsim.core.chats.importers import (
 )
 from convsim.core.files import publishing
 from convsim.core.locations import Locations, make_private_dir
-from convsim.core.store import ImportReport, Store, damaged_copies, forget, list_backups
+from convsim.core.store import (
+    ImportReport,
+    ModelRecord,
+    Store,
+    damaged_copies,
+    forget,
+    list_backups,
+)
 from convsim.core.store.forget import ForgetPlan
 
 if TYPE_CHECKING:
@@ -30,6 +39,40 @@ if TYPE_CHECKING:
     from convsim.core.data.dataset_files import DatasetFiles
 
 SAMPLE_CHAT = Path(__file__).parent / "chats" / "samples" / "sample_whatsapp.txt"
+TRAINING_LOCK = "training.lock"
+"""Held in a model's folder while it trains (a first training, a resume, an update)."""
+
+
+class TrainingRunning(ValueError):
+    """The model is training now, in another convsim (the app, a command) or another worker:
+    a second trainer of it would overwrite the first one's checkpoints, and forgetting it would
+    pull its folder from under it."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        super().__init__(
+            f"model {model_id} is training now (in the app or another `convsim train`): "
+            "let it finish, or stop it there first"
+        )
+
+
+def is_training(record: ModelRecord) -> bool:
+    """Whether `record` is training now, in this process or another (its status says
+    "training" also for a run that was killed)."""
+    return locks.is_held(Path(record.path) / TRAINING_LOCK)
+
+
+@contextmanager
+def training(record: ModelRecord) -> Iterator[None]:
+    """Hold `record`'s training lock (its folder must exist) for the block; `TrainingRunning`
+    when another training of it holds it."""
+    try:
+        # A moment's wait: someone may be looking (`is_training`) just now.
+        held = locks.acquire(Path(record.path) / TRAINING_LOCK, wait=2.0)
+    except locks.Busy:
+        raise TrainingRunning(record.id) from None
+    with held:
+        yield
 
 
 def _date_order_key(path: Path) -> str:
@@ -129,9 +172,6 @@ class Workspace:
         `store.forget.erase`). A model of the plan that is training now raises
         `TrainingRunning` before anything is removed (a run that begins meanwhile removes its
         own files when it ends, see `training.runs`)."""
-        from convsim.core.training.errors import TrainingRunning
-        from convsim.core.training.runs import is_training
-
         for model in plan.models:
             if is_training(model):
                 raise TrainingRunning(model.id)

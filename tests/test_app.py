@@ -613,8 +613,7 @@ def test_a_run_killed_mid_training_shows_stopped_and_one_still_running_is_not_re
 
     from convsim.core import locks
     from convsim.core.store.records import ModelRecord
-    from convsim.core.training.runs import TRAINING_LOCK
-    from convsim.core.workspace import Workspace
+    from convsim.core.workspace import TRAINING_LOCK, Workspace
     from convsim.tui.app.screens.home import HomeScreen
 
     with Workspace.open(home) as ws:

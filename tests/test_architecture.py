@@ -71,8 +71,8 @@ def test_console_script_help_and_version() -> None:
 
 
 # The one-way data flow (ARCHITECTURE.md): which stage packages each one may import, besides
-# the shared helpers at core's top level (locations, workspace, files, config). `convert` is the
-# GGUF toolbox that training and inference call.
+# the shared helpers at core's top level (locations, workspace, files, locks, config).
+# `convert` is the GGUF toolbox that training and inference call.
 MAY_IMPORT = {
     "chats": set(),
     "store": {"chats"},

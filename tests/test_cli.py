@@ -286,8 +286,7 @@ def test_unusable_models_get_the_command_that_fixes_them(home: Path, capsys) -> 
 def test_models_tells_a_run_still_training_from_one_that_was_killed(home: Path, capsys) -> None:
     from convsim.core import locks
     from convsim.core.store import ModelRecord
-    from convsim.core.training.runs import TRAINING_LOCK
-    from convsim.core.workspace import Workspace
+    from convsim.core.workspace import TRAINING_LOCK, Workspace
 
     folder = home / "models" / "sam-1"
     folder.mkdir(parents=True)

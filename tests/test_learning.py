@@ -227,6 +227,34 @@ def test_forgetting_the_chat_removes_feedback_versions_and_their_files(
     assert not folder.exists()
 
 
+def test_an_update_holds_the_model_so_a_second_one_and_forgetting_it_wait(
+    persona: tuple[Workspace, str],
+) -> None:
+    """An update trains into the persona's folder like a first training does: a second
+    update at once, or a forget that pulls the folder away, is refused while it runs."""
+    from convsim.core.workspace import TrainingRunning, is_training
+
+    ws, model_id = persona
+    feedback(ws, model_id)
+    refused: list[str] = []
+
+    def meanwhile(e: Any) -> None:
+        if e.train is None or e.train.kind != "step" or refused:
+            return
+        assert is_training(ws.store.model(model_id))
+        with Workspace.open(ws.locations.home) as other:
+            with pytest.raises(TrainingRunning) as second:
+                learn(other, model_id, settings=FAST)
+            with pytest.raises(TrainingRunning) as forgotten:
+                other.forget(other.forget_plan(person="Sam"))
+        refused.extend([str(second.value), str(forgotten.value)])
+
+    out = learn(ws, model_id, settings=FAST, on_event=meanwhile)
+    assert out.status == "done" and len(refused) == 2
+    assert all(r.startswith(f"model {model_id} is training now") for r in refused)
+    assert not is_training(ws.store.model(model_id)) and len(versions(ws.store, model_id)) == 2
+
+
 # -- the update objective ------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from convsim.core.locks import Busy, acquire
+from convsim.core.locks import Busy, acquire, is_held
 
 HOLDER = """
 import sys, time
@@ -78,3 +78,24 @@ def test_a_waiting_hold_gets_the_lock_once_it_is_free(tmp_path: Path) -> None:
         killer.wait()
         proc.kill()
         proc.wait()
+
+
+def test_looking_whether_a_file_is_held_creates_nothing_and_keeps_no_one_out(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "model" / "training.lock"
+    assert not is_held(path) and not path.parent.exists()  # no folder: nothing runs there
+    path.parent.mkdir()
+    assert not is_held(path) and not path.exists()
+    proc = holder(path, "exclusive")
+    try:
+        assert is_held(path)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not is_held(path)
+    with acquire(path, shared=True):  # shared holds (open stores) share with a look
+        assert not is_held(path)
+    assert not is_held(path)
+    with acquire(path):  # and a look lets go at once: an exclusive hold right after it
+        assert is_held(path)

@@ -404,3 +404,23 @@ def test_doctor_restore_refuses_while_the_store_is_open(
             app.close()
     assert main(["doctor", "--restore"]) == 0
     assert texts_in(locations.store) == TEXTS
+
+
+def test_a_store_opened_during_a_long_restore_says_so(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from convsim.core import store as store_module
+    from convsim.core.locks import acquire
+
+    locations = Locations.from_env()
+    with Store.open(locations.store):
+        pass
+    monkeypatch.setattr(store_module, "RESTORE_WAIT_S", 0.2)
+    with acquire(backups.lock_path(locations.store)):  # a restore, still copying
+        assert main(["chats"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"convsim: error: the store {locations.store} is being restored "
+        "(`convsim doctor --restore`): try again once that has finished"
+    )
+    assert main(["chats"]) == 0

@@ -75,6 +75,11 @@ def test_unknown_overrides_are_refused_before_any_work(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=r"unknown training setting: learning_rat \(valid"):
             train_person(ws, report.chat_id, "Sam", overrides={"learning_rat": 1e-3})
         assert ws.store.datasets() == [] and ws.store.models() == []
+        # Bad values too, before the base is loaded and the model stored.
+        with pytest.raises(ValueError, match="schedule must be cosine, linear or constant"):
+            train_person(ws, report.chat_id, "Sam", base=str(tmp_path / "none.gguf"),
+                         overrides={"schedule": "sometimes"})  # fmt: skip
+        assert ws.store.models() == []
 
 
 def test_speaker_tags_are_the_renames_the_model_was_trained_with(tmp_path: Path) -> None:

@@ -62,3 +62,11 @@ def test_unreadable_files_say_why(tmp_path: Path) -> None:
     latin.write_bytes(b"[Ren\xe9] salut\n")
     with pytest.raises(transcripts.TranscriptError, match="not UTF-8 text"):
         transcripts.load(latin)
+
+
+def test_a_name_claimed_by_a_save_still_writing_is_not_listed(tmp_path: Path) -> None:
+    claimed = tmp_path / "sam-1-20260102-030405.jsonl"
+    claimed.touch()  # what a save in another window holds while it writes
+    written = transcripts.save(tmp_path, "sam-1", [("Sam", "hi")], datetime(2026, 1, 2, 3, 4, 5))
+    assert written.name == "sam-1-20260102-030405-2.jsonl"
+    assert transcripts.saved(tmp_path) == [written]

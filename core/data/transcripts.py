@@ -69,10 +69,11 @@ def load(path: Path) -> list[Turn]:
 
 
 def saved(folder: Path) -> list[Path]:
-    """Saved transcripts in `folder`, newest first."""
+    """Saved transcripts in `folder`, newest first (not empty files: a save claims its name
+    with one before it writes)."""
     if not folder.is_dir():
         return []
-    files = [p for p in folder.glob("*.jsonl") if p.is_file()]
+    files = [p for p in folder.glob("*.jsonl") if p.is_file() and p.stat().st_size]
     return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
 
 

@@ -13,7 +13,8 @@ Stages, each reported as a `LearnEvent`:
 The new version is recorded whatever the verdict (`training.versions`): promoted, it becomes
 the one the chat uses; not promoted, the user sees why and may keep it anyway
 (`versions.use_version`). A stopped update is resumable; a failed one stays failed. Either
-way the chat keeps the previous version.
+way the chat keeps the previous version. An update holds the model's training lock
+(`workspace.training`): a second update of it at once is refused, and so is forgetting it.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from convsim.core.config import Config
 from convsim.core.files import write_json
 from convsim.core.learning.forgetting import SliceScore, frozen_slices, score_slices, verdict
 from convsim.core.learning.material import gather
+from convsim.core.store import ModelRecord
 from convsim.core.training import TrainEvent
 from convsim.core.training.versions import Version, add_version, current, finish_version, versions
-from convsim.core.workspace import Workspace
+from convsim.core.workspace import Workspace, training
 
 __all__ = ["LearnEvent", "LearnOutcome", "LearnSettings", "NothingToLearn", "learn"]
 
@@ -139,12 +141,28 @@ def learn(
     base model's preparation events (`bases.BaseModelProgress`)."""
     from convsim.core.training.errors import ModelNotReady
 
-    started = time.perf_counter()
-    say = on_event or (lambda e: None)
-    cancel = cancel or threading.Event()
     record = ws.store.model(model_id)
     if record.status != "ready":
         raise ModelNotReady(model_id, record.status)
+    # One trainer per model (a second update refused with `TrainingRunning`), and no forgetting
+    # of the model while it learns.
+    with training(record):
+        return _learn(ws, record, settings, resume, on_event, cancel, progress)
+
+
+def _learn(
+    ws: Workspace,
+    record: ModelRecord,
+    settings: LearnSettings | None,
+    resume: bool,
+    on_event: Callable[[LearnEvent], None] | None,
+    cancel: threading.Event | None,
+    progress: Callable[[Any], None] | None,
+) -> LearnOutcome:
+    started = time.perf_counter()
+    say = on_event or (lambda e: None)
+    cancel = cancel or threading.Event()
+    model_id = record.id
     first = _first(ws, model_id)  # the dataset files, read once for the whole update
     if resume:
         version, settings, m = _stopped(ws, model_id)

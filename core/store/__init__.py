@@ -31,7 +31,7 @@ from typing import Any
 from convsim.core.chats.importers.base import gc_paused
 from convsim.core.chats.messages import ChatStream, ParsedChat, StoredMessage
 from convsim.core.files import DiskFullError
-from convsim.core.locks import Held, acquire
+from convsim.core.locks import Busy, Held, acquire
 from convsim.core.store.backups import (
     Backup,
     Restored,
@@ -95,7 +95,10 @@ class Store:
         up first when it had an older one). A damaged file raises `StoreCorruptError`."""
         path.parent.mkdir(parents=True, exist_ok=True)
         # Shared with every other open store, exclusive while a backup is put in its place.
-        held = acquire(lock_path(path), shared=True, wait=RESTORE_WAIT_S)
+        try:
+            held = acquire(lock_path(path), shared=True, wait=RESTORE_WAIT_S)
+        except Busy:
+            raise StoreInUse(path, restoring=True) from None
         try:
             return cls._connect(path, held)
         except BaseException:
@@ -355,14 +358,20 @@ class Store:
 
     # -- models -----------------------------------------------------------------------------
 
-    def add_new_model(self, person: str, make: Callable[[str], ModelRecord]) -> ModelRecord:
+    def add_new_model(
+        self,
+        person: str,
+        make: Callable[[str], ModelRecord],
+        taken: Callable[[str], bool] = lambda model_id: False,
+    ) -> ModelRecord:
         """Store `make(model_id)` under a new id such as "sam-2" (the person's name, made safe,
-        and a counter), picked in the same transaction: two trainings started at once get two."""
+        and a counter), picked in the same transaction: two trainings started at once get two.
+        An id that `taken` says is in use elsewhere (its folder still exists) is skipped."""
         slug = "".join(c if c.isalnum() else "-" for c in person.lower()).strip("-") or "model"
         with self.transaction() as conn:
-            taken = {row[0] for row in conn.execute("SELECT id FROM models")}
+            stored = {row[0] for row in conn.execute("SELECT id FROM models")}
             n = 1
-            while f"{slug}-{n}" in taken:
+            while f"{slug}-{n}" in stored or taken(f"{slug}-{n}"):
                 n += 1
             record = make(f"{slug}-{n}")
             conn.execute(ModelRecord.INSERT, record.row())
@@ -388,18 +397,10 @@ class Store:
             "SELECT id, chat_id, dataset_id, person, base, base_sha256, created, status, path,"
             " metrics FROM models ORDER BY created, id"
         )
-        return [
-            ModelRecord(id_, chat, dataset, person, base, sha, created, status, path, metrics_of(m))
-            for id_, chat, dataset, person, base, sha, created, status, path, m in rows
-        ]
+        return [ModelRecord.from_row(row) for row in rows]
 
     def model(self, model_id: str) -> ModelRecord:
         for m in self.models():
             if m.id == model_id:
                 return m
         raise KeyError(f"no model with id {model_id!r}")
-
-
-def metrics_of(text: str | None) -> dict[str, Any] | None:
-    """A model's stored metrics (JSON text, or NULL while it trains)."""
-    return json.loads(text) if text else None

@@ -60,12 +60,15 @@ class StoreCorruptError(sqlite3.DatabaseError):
 
 
 class StoreInUse(RuntimeError):
-    """The store at `path` is open in another convsim (or another thread): it cannot be
-    replaced under it."""
+    """The store at `path` cannot be had now: it is open in another convsim (or another
+    thread), so a restore cannot replace it; or (`restoring`) a restore is replacing it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, restoring: bool = False) -> None:
         super().__init__(
-            f"the store {path} is open in another convsim (the app, or a command still "
+            f"the store {path} is being restored (`convsim doctor --restore`): try again once "
+            "that has finished"
+            if restoring
+            else f"the store {path} is open in another convsim (the app, or a command still "
             "running): close it, then restore again"
         )
         self.path = path
@@ -263,7 +266,8 @@ def _free_name(folder: Path, stem: str, suffix: str = ".sqlite3") -> Path:
 def restore_backup(store: Path, backup: Backup | None = None) -> Restored:
     """Put `backup` (default: the newest good one) in the place of the store at `store`; the
     file there is kept, renamed (see the module's contract). Raises FileNotFoundError when there
-    is no good backup, `StoreCorruptError` (naming the backup) when the given one is damaged."""
+    is no good backup, `StoreCorruptError` (naming the backup) when the given one is damaged,
+    `StoreInUse` when the store is open elsewhere."""
     if backup is None:
         backup = latest_good_backup(store)
         if backup is None:

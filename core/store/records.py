@@ -80,6 +80,14 @@ class ModelRecord:
         " status, path, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> ModelRecord:
+        """A record from `INSERT`'s columns as stored (metrics: JSON text, or NULL while it
+        trains)."""
+        id_, chat, dataset, person, base, sha, created, status, path, metrics = row
+        metrics = json.loads(metrics) if metrics else None
+        return cls(id_, chat, dataset, person, base, sha, created, status, path, metrics)
+
     def row(self) -> tuple[Any, ...]:
         """The record as `INSERT`'s values."""
         metrics = json.dumps(self.metrics) if self.metrics is not None else None

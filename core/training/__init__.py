@@ -18,13 +18,13 @@ from convsim.core.training.export import adapter_gguf, export_model
 from convsim.core.training.runs import (
     TrainOutcome,
     default_config,
-    is_training,
     resume_training,
     shown_status,
     speaker_tags,
     train_person,
 )
 from convsim.core.training.trainer import TrainConfig, TrainEvent, TrainResult
+from convsim.core.workspace import is_training
 
 __all__ = [
     "AdapterMissing",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from convsim.core.workspace import TrainingRunning
+
 __all__ = ["AdapterMissing", "ModelForgotten", "ModelNotReady", "TrainingRunning"]
 
 
@@ -19,18 +21,6 @@ class ModelNotReady(ValueError):
         self.model_id = model_id
         self.status = status
         super().__init__(f"model {model_id} is not ready ({status}): its training has not finished")
-
-
-class TrainingRunning(ValueError):
-    """The model is training now, in another convsim (the app, a command) or another worker:
-    a second trainer of it would overwrite the first one's checkpoints."""
-
-    def __init__(self, model_id: str) -> None:
-        self.model_id = model_id
-        super().__init__(
-            f"model {model_id} is training now (in the app or another `convsim train`): "
-            "let it finish, or stop it there first"
-        )
 
 
 class ModelForgotten(ValueError):

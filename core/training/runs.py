@@ -17,18 +17,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from convsim.core import locks
 from convsim.core.files import write_json
 from convsim.core.store import ModelRecord
-from convsim.core.training.errors import ModelForgotten, TrainingRunning
+from convsim.core.training.errors import ModelForgotten
 from convsim.core.training.trainer import TrainConfig, TrainEvent, TrainResult
-from convsim.core.workspace import Workspace
+from convsim.core.workspace import Workspace, is_training, training
 
 if TYPE_CHECKING:
     from convsim.core.data.dataset import Example
-
-TRAINING_LOCK = "training.lock"
-"""Held in a model's folder while it trains, so that one model never has two trainers."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +94,7 @@ def train_person(
         if max_context is not None:
             dataset_config = dataset_config.with_overrides(max_context=max_context)
         dataset_id = ws.build_dataset(chat_id, dataset_config).id
+    default_config(0, **overrides)  # bad values are refused before anything is stored
     base_path = bases.resolve_base(base, ws.locations, progress=progress)
     base_sha256 = bases.sha256_file(base_path, ws.locations)  # not inside the transaction
     record = ws.store.add_new_model(
@@ -113,30 +110,33 @@ def train_person(
             status="training",
             path=str(ws.locations.models / model_id),
         ),
+        # A folder left by a model forgotten while it still trains is not taken over.
+        taken=lambda model_id: (ws.locations.models / model_id).exists(),
     )
     folder = Path(record.path)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with _running(record), _failing(ws, record):
-        model, tokenizer = bases.load_for_training(base_path, ws.locations, progress=progress)
-        n_params = sum(p.numel() for p in model.parameters())
-        config = default_config(n_params, **overrides)
-        train, validation, dataset_sha = ws.dataset_files(dataset_id)
-        run = {
-            "model_id": record.id,
-            "person": person,
-            "chat_id": chat_id,
-            "dataset_id": dataset_id,
-            "dataset_sha256": dataset_sha,
-            "base": str(base_path),
-            "base_sha256": record.base_sha256,
-            "base_parameters": n_params,
-            "train": config.to_json(),
-            "start_from": start_from,
-            "created": record.created,
-        }
-        write_json(folder / "run.json", run)
-        examples = (train, validation)
-        return _run(ws, record, model, tokenizer, examples, config, False, on_event, cancel)
+    with _failing(ws, record):  # a new model: no other trainer has it
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with training(record):
+            model, tokenizer = bases.load_for_training(base_path, ws.locations, progress=progress)
+            n_params = sum(p.numel() for p in model.parameters())
+            config = default_config(n_params, **overrides)
+            train, validation, dataset_sha = ws.dataset_files(dataset_id)
+            run = {
+                "model_id": record.id,
+                "person": person,
+                "chat_id": chat_id,
+                "dataset_id": dataset_id,
+                "dataset_sha256": dataset_sha,
+                "base": str(base_path),
+                "base_sha256": record.base_sha256,
+                "base_parameters": n_params,
+                "train": config.to_json(),
+                "start_from": start_from,
+                "created": record.created,
+            }
+            write_json(folder / "run.json", run)
+            examples = (train, validation)
+            return _run(ws, record, model, tokenizer, examples, config, False, on_event, cancel)
 
 
 def _continued(ws: Workspace, model_id: str, base: str | None) -> tuple[str, dict[str, Any]]:
@@ -179,10 +179,13 @@ def resume_training(
     record = ws.store.model(model_id)
     if record.status == "ready":
         raise ValueError(f"model {model_id} has finished training; nothing to resume")
-    with _running(record), _failing(ws, record):
+    never = ValueError(f"model {model_id} stopped before its training began: train again")
+    if not Path(record.path).is_dir():
+        raise never
+    with training(record), _failing(ws, record):
         run_file = Path(record.path) / "run.json"
         if not run_file.is_file():
-            raise ValueError(f"model {model_id} stopped before its training began: train again")
+            raise never
         config = TrainConfig.from_json(json.loads(run_file.read_text())["train"])
         model, tokenizer = bases.load_for_training(
             Path(record.base), ws.locations, progress=progress
@@ -194,36 +197,12 @@ def resume_training(
         return _run(ws, record, model, tokenizer, examples, config, True, on_event, cancel)
 
 
-def is_training(record: ModelRecord) -> bool:
-    """Whether `record`'s training is running now, in this process or another (a status of
-    "training" alone also stands for a run that was killed)."""
-    try:
-        with locks.acquire(Path(record.path) / TRAINING_LOCK):
-            return False
-    except locks.Busy:
-        return True
-    except FileNotFoundError:  # no folder: nothing runs there
-        return False
-
-
 def shown_status(record: ModelRecord) -> str:
     """`record.status` as a person should read it: "stopped" for a run whose status still says
     "training" but that no trainer runs any more (it was killed; it can resume)."""
     if record.status == "training" and not is_training(record):
         return "stopped"
     return record.status
-
-
-@contextlib.contextmanager
-def _running(record: ModelRecord) -> Iterator[None]:
-    """Hold `record`'s training lock for the block; raises `TrainingRunning` when another
-    training of it (a resume started twice, the app and a command) holds it."""
-    try:
-        held = locks.acquire(Path(record.path) / TRAINING_LOCK)
-    except locks.Busy:
-        raise TrainingRunning(record.id) from None
-    with held:
-        yield
 
 
 @contextlib.contextmanager
@@ -238,7 +217,8 @@ def _failing(ws: Workspace, record: ModelRecord) -> Iterator[None]:
         try:
             _set_status(ws, record, "failed")
         except ModelForgotten as forgotten:
-            raise forgotten from e
+            if isinstance(e, Exception):  # Ctrl-C stays Ctrl-C
+                raise forgotten from e
         except Exception:
             pass
         raise

@@ -14,7 +14,7 @@ from convsim.tui.cli.common import workspace as _workspace
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from convsim.core.training import TrainingRunning
+    from convsim.core.workspace import TrainingRunning, is_training
 
     with _workspace() as ws:
         try:
@@ -28,9 +28,12 @@ def cmd_forget(args: argparse.Namespace) -> int:
         if args.dry_run:
             _show(plan, args.json, done=False)
             return 0
-        if not args.yes:
-            _confirm(plan)
         try:
+            for model in plan.models:  # say so before asking (`forget` checks again)
+                if is_training(model):
+                    raise TrainingRunning(model.id)
+            if not args.yes:
+                _confirm(plan)
             erased = ws.forget(plan)
         except TrainingRunning as e:
             raise CliError(f"{e}; nothing was removed") from None

@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from convsim.core.chats.messages import ChatImportError
     from convsim.core.files import DiskFullError
-    from convsim.core.store import NewerStoreError, StoreCorruptError, is_damage
+    from convsim.core.store import NewerStoreError, StoreCorruptError, StoreInUse, is_damage
 
     try:
         return int(args.func(args))
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"convsim: error: the store is damaged ({e}); run `convsim doctor`", file=sys.stderr)
         return EXIT_ERROR
-    except (CliError, ChatImportError, NewerStoreError, DiskFullError) as e:
+    except (CliError, ChatImportError, NewerStoreError, DiskFullError, StoreInUse) as e:
         print(f"convsim: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
