@@ -574,20 +574,27 @@ def test_loss_chart_columns_cover_every_step_without_gaps() -> None:
     assert _bucket(points[:2], 4, 4) == [4.0, 3.0, None, None]
 
 
+def stored_model(home: Path, model_id: str, person: str, status: str) -> Path:
+    """A model row with `status` and an empty folder (no base or adapter file): its folder."""
+    from convsim.core.store.records import ModelRecord
+    from convsim.core.workspace import Workspace
+
+    with Workspace.open(home) as ws:
+        folder = ws.locations.models / model_id
+        folder.mkdir(parents=True)
+        ws.store.add_model(
+            ModelRecord(model_id, None, None, person, str(home / "missing.gguf"), "0" * 64,
+                        "2026-11-22T10:00:00", status, str(folder))
+        )  # fmt: skip
+    return folder
+
+
 def test_a_persona_with_a_missing_model_file_is_a_notification(home: Path) -> None:
     from textual.widgets import DataTable
 
-    from convsim.core.store.records import ModelRecord
-    from convsim.core.workspace import Workspace
     from convsim.tui.app.screens.home import HomeScreen
 
-    with Workspace.open(home) as ws:
-        folder = ws.locations.models / "gone-1"
-        folder.mkdir(parents=True)
-        ws.store.add_model(
-            ModelRecord("gone-1", None, None, "Gone", str(home / "missing.gguf"), "0" * 64,
-                        "2026-11-22T10:00:00", "ready", str(folder))
-        )  # fmt: skip
+    stored_model(home, "gone-1", "Gone", "ready")
 
     async def drive() -> None:
         app = ConvsimApp(home)
@@ -612,17 +619,10 @@ def test_a_run_killed_mid_training_shows_stopped_and_one_still_running_is_not_re
     from textual.widgets import DataTable
 
     from convsim.core import locks
-    from convsim.core.store.records import ModelRecord
-    from convsim.core.workspace import TRAINING_LOCK, Workspace
+    from convsim.core.workspace import TRAINING_LOCK
     from convsim.tui.app.screens.home import HomeScreen
 
-    with Workspace.open(home) as ws:
-        folder = ws.locations.models / "sam-1"
-        folder.mkdir(parents=True)
-        ws.store.add_model(
-            ModelRecord("sam-1", None, None, "Sam", str(home / "base.gguf"), "0" * 64,
-                        "2026-11-22T10:00:00", "training", str(folder))
-        )  # fmt: skip
+    folder = stored_model(home, "sam-1", "Sam", "training")
 
     async def drive(running: bool) -> None:
         app = ConvsimApp(home)
