@@ -95,13 +95,11 @@ def is_held(path: Path) -> bool:
     except OSError:
         return False  # no file (or no access to it): nobody made a hold there
     try:
-        Held(path, fd, _try(fd, shared=True)).release()
-    except BlockingIOError:
+        span = _try(fd, shared=True)
+    except OSError as e:
         os.close(fd)
-        return True
-    except OSError:
-        os.close(fd)
-        return False
+        return isinstance(e, BlockingIOError)
+    Held(path, fd, span).release()
     return False
 
 
