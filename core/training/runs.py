@@ -173,7 +173,9 @@ def resume_training(
     cancel: threading.Event | None = None,
     progress: Callable[[Any], None] | None = None,
 ) -> TrainOutcome:
-    """Continue a cancelled or killed run from its last checkpoint, with its own settings."""
+    """Continue a cancelled or killed run from its last checkpoint (from step 0 when it had
+    none yet), with its own settings. Raises `TrainingRunning` when the run is still going (in
+    this process or another), ValueError when it finished or never began."""
     from convsim.core import bases
 
     record = ws.store.model(model_id)
