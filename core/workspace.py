@@ -62,6 +62,13 @@ def is_training(record: ModelRecord) -> bool:
     return locks.is_held(Path(record.path) / TRAINING_LOCK)
 
 
+def refuse_training(models: list[ModelRecord]) -> None:
+    """Raise `TrainingRunning` for the first of `models` that is training now."""
+    for model in models:
+        if is_training(model):
+            raise TrainingRunning(model.id)
+
+
 @contextmanager
 def training(record: ModelRecord) -> Iterator[None]:
     """Hold `record`'s training lock (its folder must exist) for the block; `TrainingRunning`
@@ -172,9 +179,7 @@ class Workspace:
         `store.forget.erase`). A model of the plan that is training now raises
         `TrainingRunning` before anything is removed (a run that begins meanwhile removes its
         own files when it ends, see `training.runs`)."""
-        for model in plan.models:
-            if is_training(model):
-                raise TrainingRunning(model.id)
+        refuse_training(plan.models)
         _remove(plan.files)
         emptied = forget.erase(self.store.conn, plan)
         _remove([p for p in plan.row_folders() if p not in plan.files])

@@ -133,7 +133,6 @@ def restore(locations: Locations, as_json: bool = False) -> int:
     import sqlite3
 
     from convsim.core.store import (
-        StoreInUse,
         backups_dir,
         latest_good_backup,
         list_backups,
@@ -160,10 +159,7 @@ def restore(locations: Locations, as_json: bool = False) -> int:
             + (f"none of the {found} in {backups_dir(store)} passes" if found else "none made")
             + "; run `convsim doctor` for what else to do"
         )
-    try:
-        restored = restore_backup(store, backup)
-    except StoreInUse as e:
-        raise CliError(str(e)) from e
+    restored = restore_backup(store, backup)  # StoreInUse: `main` says it in one line
     check = check_store(locations)
     if as_json:
         print_json(

@@ -14,7 +14,7 @@ from convsim.tui.cli.common import workspace as _workspace
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from convsim.core.workspace import TrainingRunning, is_training
+    from convsim.core.workspace import TrainingRunning, refuse_training
 
     with _workspace() as ws:
         try:
@@ -29,9 +29,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
             _show(plan, args.json, done=False)
             return 0
         try:
-            for model in plan.models:  # say so before asking (`forget` checks again)
-                if is_training(model):
-                    raise TrainingRunning(model.id)
+            refuse_training(plan.models)  # say so before asking (`forget` checks again)
             if not args.yes:
                 _confirm(plan)
             erased = ws.forget(plan)

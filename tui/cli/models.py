@@ -166,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from convsim.core.training import is_training, shown_status
+    from convsim.core.training import shown_status
 
     with workspace() as ws:
         models = ws.store.models()
@@ -174,8 +174,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("No models yet. Train one: convsim train CHAT_ID --as NAME")
     for m in models:
         metrics = {k: v for k, v in (m.metrics or {}).items() if k != "history"}
+        status = shown_status(m)
         if args.json:
-            running = m.status == "training" and is_training(m)
+            running = status == "training"
             print_json(
                 record_json(
                     m, {"id": "model_id"}, ("base_sha256",), metrics=metrics, running=running
@@ -184,7 +185,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         else:
             val = metrics.get("val_loss")
             val_text = f"val loss {val:.3f}" if val is not None else ""
-            print(f"{m.id:<14} {m.person:<16} {shown_status(m):<10} {val_text}  base {m.base}")
+            print(f"{m.id:<14} {m.person:<16} {status:<10} {val_text}  base {m.base}")
     return 0
 
 
