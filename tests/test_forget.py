@@ -102,6 +102,28 @@ def test_forget_chat_removes_everything_made_from_it(filled: Path, capsys) -> No
     assert not (home / "models").exists() or not any((home / "models").iterdir())
 
 
+def test_a_copied_data_folder_forgets_its_own_files_not_the_originals(
+    filled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The store's rows name folders by absolute path: a copy of the data folder (a move, a
+    restore from a backup drive) must use, and forget, its own."""
+    copy = tmp_path / "copy"
+    shutil.copytree(filled, copy)
+    monkeypatch.setenv("CONVSIM_HOME", str(copy))
+    assert main(["models", "--json"]) == 0
+    (model,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert Path(model["path"]) == copy / "models" / model["model_id"]
+
+    assert main(["forget", "chat", "1", "--yes", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert all(Path(f).is_relative_to(copy) for f in done["files"]), done["files"]
+    for line in SAMPLE_LINES:
+        assert files_holding(copy, line) == [], line
+    # The original folder is untouched: its datasets and model are all still there.
+    assert (filled / "models" / model["model_id"] / "adapter.gguf").exists()
+    assert sorted(p.name for p in (filled / "datasets").iterdir()) == ["1", "2"]
+
+
 def test_forget_person_removes_their_messages_from_every_chat(filled: Path, capsys) -> None:
     home = filled
     assert main(["forget", "person", "Riya", "--yes", "--json"]) == 0

@@ -50,7 +50,15 @@ from convsim.core.store.backups import (
 )
 from convsim.core.store.importing import add_chat, add_stream
 from convsim.core.store.migrations import VERSION, NewerStoreError, migrate
-from convsim.core.store.records import ChatInfo, ImportReport, ModelRecord, Participant
+from convsim.core.store.records import (
+    DATASETS,
+    ChatInfo,
+    ImportReport,
+    ModelRecord,
+    Participant,
+    in_home,
+    model_in_home,
+)
 
 __all__ = [
     "VERSION",
@@ -343,6 +351,7 @@ class Store:
             " ORDER BY id",
             args,
         )
+        home = self.path.parent
         return [
             {
                 "id": i,
@@ -351,7 +360,7 @@ class Store:
                 "created": at,
                 "config": json.loads(cfg),
                 "stats": json.loads(st),
-                "path": p,
+                "path": in_home(p, home, DATASETS, str(i)),
             }
             for i, c, t, at, cfg, st, p in rows
         ]
@@ -397,7 +406,7 @@ class Store:
             "SELECT id, chat_id, dataset_id, person, base, base_sha256, created, status, path,"
             " metrics FROM models ORDER BY created, id"
         )
-        return [ModelRecord.from_row(row) for row in rows]
+        return [model_in_home(ModelRecord.from_row(row), self.path.parent) for row in rows]
 
     def model(self, model_id: str) -> ModelRecord:
         for m in self.models():

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convsim.core.store.records import ModelRecord
+from convsim.core.store.records import DATASETS, ModelRecord, home_of, in_home, model_in_home
 
 # Tables whose rows hang off a model and are derived from its training data; each has a
 # `model_id` column. Later subsystems add theirs here.
@@ -138,8 +138,9 @@ def _derived(
     conn: sqlite3.Connection, chat_ids: list[int]
 ) -> tuple[list[dict[str, Any]], list[ModelRecord]]:
     marks = ", ".join("?" * len(chat_ids))
+    home = home_of(conn)
     datasets = [
-        {"id": i, "chat_id": c, "target": t, "path": p}
+        {"id": i, "chat_id": c, "target": t, "path": in_home(p, home, DATASETS, str(i))}
         for i, c, t, p in conn.execute(
             f"SELECT id, chat_id, target, path FROM datasets WHERE chat_id IN ({marks})"
             " ORDER BY id",
@@ -153,7 +154,7 @@ def _derived(
         f" OR dataset_id IN ({', '.join('?' * len(dataset_ids))}) ORDER BY created, id",
         [*chat_ids, *dataset_ids],
     )
-    return datasets, [ModelRecord(*r) for r in rows]
+    return datasets, [model_in_home(ModelRecord(*r), home) for r in rows]
 
 
 def texts(conn: sqlite3.Connection, plan: ForgetPlan, shortest: int = 12) -> set[str]:

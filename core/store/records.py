@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import sqlite3
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 
@@ -103,3 +105,36 @@ class ModelRecord:
             self.path,
             metrics,
         )
+
+
+# Where a data folder keeps what the store's rows point at (see `Locations`).
+DATASETS, MODELS, BASE_MODELS = "datasets", "models", "base-models"
+
+
+def home_of(conn: sqlite3.Connection) -> Path:
+    """The data folder a store's connection is in (the folder of its database file)."""
+    return Path(
+        next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
+    ).parent
+
+
+def in_home(stored: str, home: Path, folder: str, name: str) -> str:
+    """A folder a row names, read in the data folder `home` the store is in now. Rows keep
+    absolute paths, so a data folder that was moved or copied names the old folder's files: a
+    path laid out as convsim lays out its own (`OLD/datasets/3`, `OLD/models/sam-1`) is taken
+    in `home` instead, and a copy never reads, writes or deletes the folder it came from."""
+    path = Path(stored)
+    if path.is_absolute() and path.parent.name == folder and path.name == name:
+        return str(home / folder / name)
+    return stored
+
+
+def model_in_home(record: ModelRecord, home: Path) -> ModelRecord:
+    """`record` with its folder in `home` (`in_home`), and its base too where the base was the
+    old folder's copy (`OLD/base-models/…`) and is gone from there (a base of the user's own,
+    anywhere else, is kept as named; a copy reading a base it still finds is harmless)."""
+    base = Path(record.base)
+    moved = home / BASE_MODELS / base.name
+    if base.parent.name == BASE_MODELS and not base.exists() and moved.exists():
+        record = replace(record, base=str(moved))
+    return replace(record, path=in_home(record.path, home, MODELS, record.id))

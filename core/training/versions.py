@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from convsim.core.store import Store
+from convsim.core.store.records import MODELS
 
 __all__ = ["Version", "add_version", "current", "finish_version", "use_version", "versions"]
 
@@ -65,9 +66,26 @@ def versions(store: Store, model_id: str) -> list[Version]:
         (model_id,),
     )
     return [first] + [
-        Version(model_id, v, created, status, bool(kept), Path(path), json.loads(rec))
+        Version(
+            model_id,
+            v,
+            created,
+            status,
+            bool(kept),
+            _in_model(path, record.path, v),
+            json.loads(rec),
+        )
         for v, created, status, kept, path, rec in rows
     ]
+
+
+def _in_model(stored: str, model_folder: str, version: int) -> Path:
+    """A version's folder, in the model's folder as the store finds it now (a data folder
+    that was moved or copied: `records.in_home`)."""
+    path = Path(stored)
+    if path.parts[-4:] == (MODELS, Path(model_folder).name, "versions", str(version)):
+        return Path(model_folder) / "versions" / str(version)
+    return path
 
 
 def _first_status(model_status: str) -> str:
