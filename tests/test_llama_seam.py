@@ -358,3 +358,33 @@ def test_only_the_seam_touches_llama_cpp() -> None:
                     line = source.count("\n", 0, match.start()) + 1
                     offenders.append(f"{rel}:{line}: {match.group().strip()}")
     assert not offenders, "only core/inference/llama/ may use llama_cpp:\n" + "\n".join(offenders)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_a_damaged_adapter_is_refused_naming_it_not_a_crash(
+    tiny: TinyModel, adapter: Path, tmp_path: Path, damage: str
+) -> None:
+    """llama.cpp reads a damaged adapter past its end and takes the process down (a
+    segfault): it runs in a child process here, so that the old behaviour fails the test."""
+    import subprocess
+    import sys
+
+    data = adapter.read_bytes()
+    broken = tmp_path / "adapter.gguf"
+    broken.write_bytes(
+        {
+            "garbage": np.random.default_rng(0).bytes(5000),
+            "truncated": data[: len(data) // 2],
+            "empty": b"",
+        }[damage]  # fmt: skip
+    )
+    code = (
+        "from convsim.core.inference.llama import LlamaModel\n"
+        "try:\n"
+        f"    LlamaModel({str(tiny.gguf_path)!r}, [({str(broken)!r}, 1.0)], n_ctx=64)\n"
+        "except ValueError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith(f"refused: {broken}: "), run.stdout

@@ -99,6 +99,7 @@ class LlamaModel:
     def _set_adapters(self, adapters: Sequence[tuple[Path, float]]) -> None:
         import llama_cpp
 
+        from convsim.convert.gguf_file import read_gguf
         from convsim.convert.llama_logs import quiet_llama_logs
 
         # Not freed by hand: llama.cpp frees an adapter together with the model it was loaded on.
@@ -107,6 +108,9 @@ class LlamaModel:
             for path, _ in adapters:
                 if not Path(path).is_file():
                     raise FileNotFoundError(f"{path}: adapter file not found")
+                # llama.cpp reads a damaged adapter past its end and crashes the process:
+                # check the header and that every tensor fits in the file first.
+                read_gguf(path)
                 handle = llama_cpp.llama_adapter_lora_init(
                     self._llm._model.model, str(path).encode("utf-8")
                 )
