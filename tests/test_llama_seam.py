@@ -376,7 +376,7 @@ def test_a_damaged_adapter_is_refused_naming_it_not_a_crash(
             "garbage": np.random.default_rng(0).bytes(5000),
             "truncated": data[: len(data) // 2],
             "empty": b"",
-        }[damage]  # fmt: skip
+        }[damage]
     )
     code = (
         "from convsim.core.inference.llama import LlamaModel\n"
