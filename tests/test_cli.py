@@ -194,6 +194,72 @@ def test_dataset_command(home: Path, tmp_path: Path, capsys) -> None:
     assert code != 0 and "999" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["dataset", "1", "--as", "Sam", "--gap", "0"], "--gap must be > 0"),
+        (["dataset", "1", "--as", "Sam", "--context", "0"], "--context must be at least 1"),
+        (["dataset", "1", "--as", "Sam", "--validation", "1"], "--validation must be in [0, 1)"),
+        (["dataset", "1", "--as", "Sam", "--tag", "Sam=Ri]ya"], "tag for 'Sam' must be"),
+        (["train", "1", "--as", "Sam", "--lr", "0"], "learning_rate must be a number above 0"),
+        (["train", "1", "--as", "Sam", "--alpha", "0"], "alpha must be a number above 0"),
+        (["train", "1", "--as", "Sam", "--dropout", "1.5"], "dropout must be from 0 up to"),
+        (["train", "1", "--as", "Sam", "--warmup-steps", "-1"], "warmup_steps and weight_decay"),
+        (["train", "1", "--as", "Sam", "--target-modules", ""], "target_modules must be some of"),
+        (["train", "1", "--as", "Sam", "--target-modules", "foo_proj"], "target_modules must be"),
+        (["train", "1", "--as", "Sam", "--steps", "0"], "steps must be >= 1"),
+        (["train", "1", "--as", "Sam", "--base", "/nowhere/x.gguf"], "/nowhere/x.gguf"),
+        (["simulate", "sam-1", "--ctx", "64"], "--ctx must be 512 or more, not 64"),
+        (["simulate", "sam-1", "--max-tokens", "0"], "--max-tokens must be 1 or more, not 0"),
+        (["simulate", "sam-1", "--turns", "-2"], "--turns must be 1 or more, not -2"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_is_stored(
+    home: Path, capsys, argv: list[str], says: str
+) -> None:
+    """A setting out of its range is named in one line, before a dataset or a model row is
+    written (a refused training run used to leave a dataset, or a failed model, behind)."""
+    assert main(["import", str(SAMPLE_CHAT)]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and says in err and "Traceback" not in err, err
+    assert main(["models", "--json"]) == 0 and capsys.readouterr().out == ""
+    from convsim.core.workspace import Workspace
+
+    with Workspace.open(home) as ws:
+        assert ws.store.datasets() == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["messages", "99999999999999999999"], "chat id: 99999999999999999999 is out of range"),
+        (["memory", "pin", "99999999999999999999"], "fact id: 99999999999999999999 is out of"),
+        (["simulate", "sam-1", "--temperature", "nan"], "temperature: expected a finite number"),
+        (["simulate", "sam-1", "--temperature", "inf"], "temperature: expected a finite number"),
+    ],
+)
+def test_numbers_no_command_can_use_are_refused_by_the_parser(
+    home: Path, capsys, argv: list[str], says: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and says in err, err
+
+
+def test_a_data_folder_that_cannot_be_made_is_named_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    taken = tmp_path / "a file"
+    taken.write_text("not a folder")
+    for home in (taken, taken / "below"):
+        monkeypatch.setenv("CONVSIM_HOME", str(home))
+        code, _, err = run(capsys, "chats")
+        assert code == 2 and err.startswith(f"convsim: error: {home}: "), err
+        assert "CONVSIM_HOME" in err and "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_quickstart_runs_the_installed_console_script(home: Path) -> None:
     """The README's main job, on the real default base: sample chat → train → export → reply."""

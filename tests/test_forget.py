@@ -165,6 +165,18 @@ def test_forget_asks_and_refuses_without_a_yes(filled: Path, capsys) -> None:
     assert "no chat with id 99" in capsys.readouterr().err
     assert main(["forget", "person", "Nobody", "--yes"]) == 2
     assert "nobody called 'Nobody'" in capsys.readouterr().err
+    # At the prompt in a terminal, Ctrl-D (end of input) is a no as well.
+    import pty
+
+    parent, child = pty.openpty()
+    with open(os.devnull, "w") as quiet:
+        asked = subprocess.Popen([*cli, "chat", "2"], env=env, stdin=child, stdout=quiet,
+                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
+    os.close(child)
+    os.write(parent, b"\x04")
+    _, err = asked.communicate(timeout=60)
+    os.close(parent)
+    assert asked.returncode == 2 and "nothing was removed" in err and "Traceback" not in err, err
     with Workspace.open(filled) as ws:
         assert len(ws.store.chats()) == 2
 

@@ -102,6 +102,20 @@ def test_an_import_with_a_broken_line_names_it_and_stores_nothing(
     path.write_text("\n".join(map(json.dumps, rows)) + "\nnot json\n")
     with pytest.raises(FeedbackError, match=f"{path}:4: not a JSON object"):
         Feedback(ws.store).import_jsonl(model_id, path)
+    for bad, says in [
+        ({"rating": [1]}, 'rating must be 1, -1 or "better", not [1]'),
+        ({"speaker": {"a": 1}}, "'speaker' must be text, not dict"),
+        ({"reply": 5}, "'reply' must be text, not int"),
+        ({"transcript": [{"speaker": "Riya", "text": None}]}, "transcript turn 1: expected"),
+        ({"transcript": [{"speaker": "Ri]ya", "text": "hi"}]}, "transcript turn 1: expected"),
+    ]:
+        path.write_text(json.dumps(rows[0]) + "\n" + json.dumps({**good, **bad}) + "\n")
+        with pytest.raises(FeedbackError, match=re.escape(f"{path}:2: ") + ".*" + re.escape(says)):
+            Feedback(ws.store).import_jsonl(model_id, path)
+    path.write_text("[" * 100_000 + "\n")
+    with pytest.raises(FeedbackError, match=f"{path}:1: not a JSON object"):
+        Feedback(ws.store).import_jsonl(model_id, path)
+    assert Feedback(ws.store).items(model_id) == []
     path.write_text("\n".join(map(json.dumps, rows)) + "\n")
     assert len(Feedback(ws.store).import_jsonl(model_id, path)) == 3
     kinds = [(i.kind, i.transcript) for i in Feedback(ws.store).items(model_id)]

@@ -42,9 +42,15 @@ def test_hand_written_lines_and_json_lines_mix(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('[Riya] fine\n\n{"speaker": "Sam"}\n', ':3: expected a JSON object {"speaker": ..., '),
+        ('[Riya] fine\n\n{"speaker": "Sam"}\n', ':3: expected a JSON object {"speaker": "Name", '),
         ("[Riya] fine\nno tag here\n", ":2: expected a line like '[Name] message'"),
         ("[] nobody\n", ":1: expected a line like '[Name] message'"),
+        ('{"speaker": null, "text": null}\n', ":1: 'speaker' must be a one-line name"),
+        ('{"speaker": "Ri]ya", "text": "hi"}\n', ":1: 'speaker' must be a one-line name"),
+        ('{"speaker": "Riya\\n[Sam", "text": "hi"}\n', ":1: 'speaker' must be a one-line name"),
+        ('{"speaker": " ", "text": "hi"}\n', ":1: 'speaker' must be a one-line name"),
+        ('{"speaker": "Riya", "text": null}\n', ":1: 'text' must be text, not NoneType"),
+        ("{" * 100_000 + "\n", ":1: not JSON"),
     ],
 )
 def test_bad_lines_name_the_file_and_line(tmp_path: Path, content: str, message: str) -> None:
@@ -70,3 +76,9 @@ def test_a_name_claimed_by_a_save_still_writing_is_not_listed(tmp_path: Path) ->
     written = transcripts.save(tmp_path, "sam-1", [("Sam", "hi")], datetime(2026, 1, 2, 3, 4, 5))
     assert written.name == "sam-1-20260102-030405-2.jsonl"
     assert transcripts.saved(tmp_path) == [written]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(tmp_path: Path) -> None:
+    path = tmp_path / "notepad.txt"
+    path.write_text("\ufeff[Riya] hi\n[Sam] hey\n", encoding="utf-8")
+    assert transcripts.load(path) == [("Riya", "hi"), ("Sam", "hey")]

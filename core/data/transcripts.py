@@ -46,26 +46,38 @@ def save(folder: Path, name: str, turns: Sequence[Turn], when: datetime | None =
 
 def load(path: Path) -> list[Turn]:
     """The turns of a transcript file: JSON Lines {"speaker", "text"} (what `save` writes), or
-    `[Name] message` lines, or a mix. Raises TranscriptError naming the file and line."""
-    lines = read_text(path, TranscriptError).splitlines()
+    `[Name] message` lines, or a mix. A speaker is a one-line name without `]` (it becomes a
+    `[Name]` tag in the prompt) and a text is text. Raises TranscriptError naming the file and
+    line."""
+    lines = read_text(path, TranscriptError).removeprefix("\ufeff").splitlines()
     turns = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):
-            try:
-                row = json.loads(line)
-                turns.append((str(row["speaker"]), str(row["text"])))
-            except (ValueError, KeyError, TypeError):
-                raise TranscriptError(
-                    f'{path}:{n}: expected a JSON object {{"speaker": ..., "text": ...}}'
-                ) from None
+            turns.append(_json_turn(f"{path}:{n}", line))
             continue
         turn = parse_line(line)
         if turn is None:
             raise TranscriptError(f"{path}:{n}: expected a line like '[Name] message'")
         turns.append(turn)
     return turns
+
+
+def _json_turn(where: str, line: str) -> Turn:
+    expected = 'expected a JSON object {"speaker": "Name", "text": "..."}'
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError):
+        raise TranscriptError(f"{where}: not JSON; {expected}") from None
+    if not isinstance(row, dict) or not {"speaker", "text"} <= row.keys():
+        raise TranscriptError(f"{where}: {expected}") from None
+    speaker, text = row["speaker"], row["text"]
+    if not isinstance(speaker, str) or not speaker.strip() or "]" in speaker or "\n" in speaker:
+        raise TranscriptError(f"{where}: 'speaker' must be a one-line name without ']'")
+    if not isinstance(text, str):
+        raise TranscriptError(f"{where}: 'text' must be text, not {type(text).__name__}")
+    return speaker.strip(), text
 
 
 def saved(folder: Path) -> list[Path]:

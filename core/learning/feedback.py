@@ -255,10 +255,17 @@ def _turns(transcript: Any, at: str) -> list[Turn]:
     if not isinstance(transcript, (list, tuple)):
         raise FeedbackError(f"{at}transcript: expected a list of turns, got {transcript!r}")
     for n, turn in enumerate(transcript, 1):
-        if isinstance(turn, dict) and isinstance(turn.get("speaker"), str):
-            turns.append((turn["speaker"], str(turn.get("text", ""))))
-        elif isinstance(turn, (list, tuple)) and len(turn) == 2 and isinstance(turn[0], str):
-            turns.append((turn[0], str(turn[1])))
+        if isinstance(turn, dict):
+            turn = (turn.get("speaker"), turn.get("text"))
+        if (
+            isinstance(turn, (list, tuple))
+            and len(turn) == 2
+            and isinstance(turn[0], str)
+            and turn[0].strip()
+            and not {"]", "\n"} & set(turn[0])
+            and isinstance(turn[1], str)
+        ):
+            turns.append((turn[0].strip(), turn[1]))
         else:
             raise FeedbackError(
                 f'{at}transcript turn {n}: expected {{"speaker": ..., "text": ...}}, got {turn!r}'
@@ -272,6 +279,8 @@ def _parse_line(path: Path, n: int, line: str) -> dict[str, Any]:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
         raise FeedbackError(f"{where}: not a JSON object ({e.msg})") from None
+    except RecursionError:
+        raise FeedbackError(f"{where}: not a JSON object (nested too deeply)") from None
     if not isinstance(obj, dict):
         raise FeedbackError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     for key in ("transcript", "reply"):
@@ -279,8 +288,11 @@ def _parse_line(path: Path, n: int, line: str) -> dict[str, Any]:
             raise FeedbackError(f"{where}: missing {key!r}")
     rating = obj.get("rating", "better" if "better" in obj else None)
     kinds = {1: "good", -1: "bad", "better": "better"}
-    if isinstance(rating, bool) or rating not in kinds:
+    if not isinstance(rating, (int, str)) or isinstance(rating, bool) or rating not in kinds:
         raise FeedbackError(f'{where}: rating must be 1, -1 or "better", not {rating!r}')
+    for key in ("reply", "better", "speaker"):
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            raise FeedbackError(f"{where}: {key!r} must be text, not {type(obj[key]).__name__}")
     return {
         "where": where,
         "kind": kinds[rating],

@@ -134,6 +134,8 @@ def file_axis(name: str, path: Path) -> Axis:
             item = json.loads(line)
         except json.JSONDecodeError as e:
             raise PairsError(f"{path}, line {number}: not JSON ({e.msg})") from None
+        except RecursionError:
+            raise PairsError(f"{path}, line {number}: not JSON (nested too deeply)") from None
         if not isinstance(item, dict):
             raise PairsError(f"{path}, line {number}: expected an object with positive/negative")
         for key in ("positive", "negative"):

@@ -124,6 +124,18 @@ class TrainConfig(Config):
             raise ValueError(f"epochs must be > 0, not {self.epochs}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be >= 1, not {self.micro_batch_size}")
+        for name in ("learning_rate", "alpha", "max_grad_norm"):
+            if not 0 < getattr(self, name) < math.inf:  # also refuses nan
+                raise ValueError(f"{name} must be a number above 0, not {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be from 0 up to (not including) 1, not {self.dropout}")
+        if self.warmup_steps < 0 or not 0 <= self.weight_decay < math.inf:
+            raise ValueError("warmup_steps and weight_decay must be 0 or more")
+        known = _lora_targets()
+        if not self.target_modules or not set(self.target_modules) <= set(known):
+            raise ValueError(
+                f"target_modules must be some of {', '.join(known)}, not {self.target_modules}"
+            )
 
 
 @dataclass(frozen=True)

@@ -89,12 +89,16 @@ def train_person(
     if start_from is not None:
         base, inherited = _continued(ws, start_from, base)
         overrides = {**inherited, **{k: v for k, v in overrides.items() if v is not None}}
+    # Bad settings, and a base file that is not one, are refused before anything is stored
+    # (the default base and a download are prepared after the dataset: they take a while).
+    default_config(0, **overrides)
+    if base is not None and base != "default" and not base.startswith("hf:"):
+        bases.resolve_base(base, ws.locations)
     if dataset_id is None:
         dataset_config = DatasetConfig(target=person)
         if max_context is not None:
             dataset_config = dataset_config.with_overrides(max_context=max_context)
         dataset_id = ws.build_dataset(chat_id, dataset_config).id
-    default_config(0, **overrides)  # bad values are refused before anything is stored
     base_path = bases.resolve_base(base, ws.locations, progress=progress)
     base_sha256 = bases.sha256_file(base_path, ws.locations)  # not inside the transaction
     record = ws.store.add_new_model(

@@ -17,6 +17,9 @@ from convsim.tui.cli.steer import add_steer_option, apply_steer, base_record
 
 # The `Sampling` fields a command line may set (`--top-k` ...); unset, each is the default.
 SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty")
+# The smallest --ctx: the memory head (up to 160 tokens) must stay under half of it, with room
+# left for the conversation.
+MIN_CTX = 512
 
 
 def read_transcript(path: Path | None) -> list[tuple[str, str]]:
@@ -47,8 +50,10 @@ def _sampling(args: argparse.Namespace) -> Any:
 def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     """The model's Engine (base + its adapter) and its store record (`base`: the plain
     default base, as "Friend")."""
-    if args.best_of < 1:
-        raise CliError(f"--best-of must be 1 or more, not {args.best_of}")
+    for flag, least in (("best_of", 1), ("max_tokens", 1), ("turns", 1), ("ctx", MIN_CTX)):
+        value = getattr(args, flag, None)
+        if value is not None and value < least:
+            raise CliError(f"--{flag.replace('_', '-')} must be {least} or more, not {value}")
     from convsim.core import training
     from convsim.core.data.style import Profile
     from convsim.core.evaluation.heldout import trained_texts

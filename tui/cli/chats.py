@@ -170,17 +170,28 @@ def _dataset_config(args: argparse.Namespace) -> Any:
         if not sep or not tag.strip():
             raise CliError(f"--tag {spec!r}: expected NAME=TAG, e.g. 'Sam Jones=Sam'")
         tags[name] = tag.strip()
-    return DatasetConfig(
-        target=args.target,
-        tags=tags,
-        session_gap_minutes=args.gap,
-        max_context=args.context,
-        media=args.media,
-        system=args.system,
-        scrub=args.scrub,
-        validation_fraction=args.validation,
-        seed=args.seed,
-    )
+    try:
+        return DatasetConfig(
+            target=args.target,
+            tags=tags,
+            session_gap_minutes=args.gap,
+            max_context=args.context,
+            media=args.media,
+            system=args.system,
+            scrub=args.scrub,
+            validation_fraction=args.validation,
+            seed=args.seed,
+        )
+    except ValueError as e:  # a setting out of its range, a tag that cannot be one
+        message = str(e)
+        for field, flag in _FLAGS.items():
+            message = message.replace(field, flag)
+        raise CliError(message) from None
+
+
+# DatasetConfig's fields as `convsim dataset` names them, for its errors.
+_FLAGS = {"session_gap_minutes": "--gap", "max_context": "--context",
+          "validation_fraction": "--validation"}  # fmt: skip
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:

@@ -49,7 +49,11 @@ def _confirm(plan: Any) -> None:
     print("This removes, for good:", file=sys.stderr)
     for line in plan.lines():
         print(f"  {line}", file=sys.stderr)
-    if input("Type 'forget' to confirm: ").strip().lower() != "forget":
+    try:
+        answer = input("Type 'forget' to confirm: ")
+    except EOFError:  # Ctrl-D
+        answer = ""
+    if answer.strip().lower() != "forget":
         raise CliError("nothing was removed")
 
 

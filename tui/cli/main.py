@@ -7,6 +7,8 @@ module level; each command imports what it needs.
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 import sys
 from collections.abc import Sequence
 
@@ -24,6 +26,9 @@ from convsim.tui.cli.common import CliError
 from convsim.tui.cli.common import workspace as _workspace
 
 EXIT_ERROR = 2
+# Errors that say the data folder (or a file in it) cannot be written or made: reported in a
+# line instead of a traceback.
+NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR}
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
@@ -135,11 +140,27 @@ def quiet_libraries(allow_network: bool) -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="peft")
 
 
+def _out_of_range(args: argparse.Namespace) -> str | None:
+    """Why a number given on the command line cannot be used at all, or None: a whole number
+    past what the store holds (an id of 20 digits), or a fraction that is not finite (nan)."""
+    for name, value in vars(args).items():
+        flag = name.replace("_", " ")
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63:
+                return f"{flag}: {v} is out of range"
+            if isinstance(v, float) and not math.isfinite(v):
+                return f"{flag}: expected a finite number, not {v}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet_libraries(allow_network=any(a.startswith("hf:") for a in argv))
     parser = build_parser()
     args = parser.parse_args(argv)
+    if bad := _out_of_range(args):
+        parser.error(bad)
     if not getattr(args, "func", None):
         if sys.stdin.isatty() and sys.stdout.isatty():
             args.func = cmd_app
@@ -164,6 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except (CliError, ChatImportError, NewerStoreError, DiskFullError, StoreInUse) as e:
         print(f"convsim: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:
+        if e.errno not in NOT_WRITABLE:
+            raise
+        print(f"convsim: error: {e.filename}: {e.strerror}; convsim keeps its data there "
+              "(set CONVSIM_HOME to use another folder)", file=sys.stderr)  # fmt: skip
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("convsim: interrupted", file=sys.stderr)

@@ -80,7 +80,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "dropout": args.dropout,
         "schedule": args.schedule,
         "warmup_steps": args.warmup_steps,
-        "target_modules": args.target_modules.split(",") if args.target_modules else None,
+        "target_modules": (
+            [m.strip() for m in args.target_modules.split(",")]
+            if args.target_modules is not None
+            else None
+        ),
         "device": args.device,
         "precision": args.precision,
         "eval_every": args.eval_every,
