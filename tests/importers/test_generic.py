@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -98,6 +99,15 @@ def test_jsonl_with_guessed_columns():
         ("2024-05-10T07:30:12", "Lena", "Morgen! \u2600\ufe0f", "text"),
         ("2024-05-10T07:31:40", "Tom", "morgen \U0001f634", "text"),
     ]
+
+
+def test_jsonl_whose_first_object_is_longer_than_the_sniffed_head(tmp_path: Path):
+    path = tmp_path / "long.jsonl"
+    first = {"timestamp": "2021-03-05T10:00:00", "sender": "Max", "text": "b" * 70_000}
+    second = {"timestamp": "2021-03-05T10:01:00", "sender": "Ned", "text": "short"}
+    path.write_text(f"{json.dumps(first)}\n{json.dumps(second)}\n", encoding="utf-8")
+    (chat,) = parse_export(path)
+    assert chat.format == "generic" and [m.text for m in chat.messages] == ["b" * 70_000, "short"]
 
 
 def test_equal_timestamps_keep_file_order(tmp_path: Path):

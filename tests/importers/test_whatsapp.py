@@ -210,6 +210,16 @@ def test_zip_without_a_chat_is_refused_naming_the_archive(tmp_path: Path) -> Non
         parse_file(archive)
 
 
+def test_a_zip_cut_short_is_called_a_damaged_zip_not_text(tmp_path: Path) -> None:
+    whole = tmp_path / "chat.zip"
+    with zipfile.ZipFile(whole, "w") as zf:
+        zf.writestr("WhatsApp Chat with Riya.txt", "12/01/2024, 09:00 - Riya: hey\n" * 50)
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(whole.read_bytes()[:120])
+    with pytest.raises(ChatImportError, match=r"cut\.zip: a damaged or incomplete zip archive"):
+        parse_export(cut)
+
+
 def test_parse_export_detects_whatsapp(tmp_path: Path) -> None:
     chats = parse_export(FIXTURES / "WhatsApp Chat with Riya.txt")
     assert chats[0].format == "whatsapp" and len(chats[0].messages) == 12
@@ -327,6 +337,16 @@ def test_impossible_date_is_skipped_with_its_line(tmp_path: Path) -> None:
     assert chat.skipped == [Skipped("line 3", "impossible date or time in header")]
 
 
+def test_an_impossible_time_is_skipped_too_not_read_as_the_line_before(tmp_path: Path) -> None:
+    text = (
+        "14/02/22, 10:00 - Wil: first\n14/02/22, 25:61 - Xia: bad\n"
+        "14/02/22, 10:61 - Xia: bad minutes\n14/02/22, 10:02 - Wil: ok\n"
+    )
+    chat = parse_text(tmp_path, text)
+    assert [(m.sender, m.text) for m in chat.messages] == [("Wil", "first"), ("Wil", "ok")]
+    assert [s.position for s in chat.skipped] == ["line 2", "line 3"]
+
+
 # --- names, invisible marks, bodies --------------------------------------------------------
 
 
@@ -357,6 +377,23 @@ def test_ios_notices_are_system_but_user_locations_are_not(tmp_path: Path) -> No
             None,
         ),
     ]
+
+
+def test_ios_call_records_and_lost_messages_keep_their_sender(tmp_path: Path) -> None:
+    """iOS writes calls, view-once media and undecryptable messages with the invisible mark
+    its notices start with: they are the person's, of the kind they are, not notices."""
+    bodies = [
+        (f"{LRM}Voice call, {LRM}12 min", "call"),
+        (f"{LRM}Video call, {LRM}No answer", "call"),
+        (f"{LRM}Missed voice call", "call"),
+        (f"{LRM}View once voice message omitted", "media"),
+        (f"{LRM}Waiting for this message. This may take a while.", "deleted"),
+        (f"{LRM}Fay changed their phone number", "system"),
+    ]
+    text = "".join(f"[18/01/2023, 10:0{i}:00] Fay: {b}\n" for i, (b, _) in enumerate(bodies))
+    chat = parse_text(tmp_path, text)
+    got = [(m.sender, m.kind) for m in chat.messages]
+    assert got == [(None if k == "system" else "Fay", k) for _, k in bodies]
 
 
 def test_system_lines_that_look_like_name_colon(tmp_path: Path) -> None:

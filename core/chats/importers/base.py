@@ -203,6 +203,11 @@ class Source:
                 self._zip = zipfile.ZipFile(path)
             except ZIP_ERRORS as e:
                 raise ChatImportError(f"{path}: damaged zip archive ({e})") from e
+        elif path.is_file() and self.head()[:4] == b"PK\x03\x04":
+            raise ChatImportError(
+                f"{path}: a damaged or incomplete zip archive (its end is missing: a download "
+                "or copy cut short?); expected the whole .zip the app exported"
+            )
 
     @property
     def is_dir(self) -> bool:

@@ -63,8 +63,19 @@ def sniff(source: Source) -> bool:
     head = source.head()
     utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
     text = head.decode("utf-16" if utf16 else "utf-8-sig", errors="replace")
+    if suffix == ".jsonl" and not utf16 and "\n" not in text.strip():
+        text = _first_line(source)  # a first object longer than the head
     fields = _first_object_keys(text) if suffix == ".jsonl" else _header(text, suffix)
     return all(_guess(fields or [], key) for key in _REQUIRED)
+
+
+def _first_line(source: Source) -> str:
+    """The first non-empty line of a file, however long."""
+    with source.open() as f:
+        for raw in f:
+            if raw.strip():
+                return raw.decode("utf-8-sig", errors="replace")
+    return ""
 
 
 def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:

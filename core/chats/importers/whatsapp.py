@@ -34,6 +34,7 @@ from convsim.core.chats.importers.base import (
 from convsim.core.chats.importers.whatsapp_dates import Dates, date_map, iso_time
 from convsim.core.chats.importers.whatsapp_phrases import (
     ANDROID_FILE,
+    CALL_RECORD,
     EDITED,
     FOLDED_MARKERS,
     IOS_FILE,
@@ -47,6 +48,7 @@ from convsim.core.chats.importers.whatsapp_phrases import (
     TITLE,
 )
 from convsim.core.chats.messages import (
+    CALL,
     MEDIA,
     STICKER,
     SYSTEM,
@@ -65,7 +67,9 @@ _M = "[\u200e\u200f\u202a-\u202e\u2066-\u2069]*"  # invisible direction marks
 _NO_MARKS = dict.fromkeys([0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 _S = "[ \u00a0\u202f]"  # a space, a no-break space or a narrow no-break space
 _AMPM = rf"{_S}*[AaPp]\.?{_S}?[Mm]\.?"
-_HM, _SECONDS = r"[0-9]{1,2}[:.][0-5][0-9]", r"[:.][0-5][0-9]"
+# Any two digits for minutes and seconds: a header with an impossible time (`25:61`) is still
+# a header, reported as such, not a line of the message before it.
+_HM, _SECONDS = r"[0-9]{1,2}[:.][0-9][0-9]", r"[:.][0-9][0-9]"
 _SPACES = (" ", "\u00a0", "\u202f")
 
 # Any header at the start of a line. Groups: 1 bracket, 2 first date field, 3 date separator and
@@ -324,6 +328,8 @@ def _classify(body: str, ios: bool) -> tuple[str, str, dict[str, Any] | None]:
     elif m := OMITTED.match(body):
         kind = STICKER if m[2].lower().startswith("sticker") else MEDIA
         files = [m[1].split(" \u2022 ")[0].translate(_NO_MARKS)] if m[1] else None
+    elif ios and CALL_RECORD.match(body):
+        kind = CALL
     elif ios and body.startswith(_LRM) and not body.startswith(IOS_USER_CONTENT):
         kind = SYSTEM
     if files:

@@ -17,12 +17,14 @@ def iso_time(raw: str) -> str | None:
     """'THH:MM:SS' for a header time such as '9:05', '21.05.33' or '12:10 a. m.'; None when
     impossible. 12 a.m. is 00, 12 p.m. is 12, and '00:08 a. m.' is tolerated as 00:08."""
     if len(raw) in (5, 8) and raw[2] == ":" and raw[-3] == ":":  # 'HH:MM', 'HH:MM:SS'
-        return ("T" + raw + (":00" if len(raw) == 5 else "")) if raw < "24" else None
+        if raw < "24" and raw[3] < "6" and (len(raw) == 5 or raw[6] < "6"):
+            return "T" + raw + (":00" if len(raw) == 5 else "")
+        return None
     digits = re.findall("[0-9]+", raw)
     hour = int(digits[0])
     if raw[-1] in "Mm." and hour <= 12:  # 12-hour clock
         hour = hour % 12 + (12 if raw.rstrip(". \u00a0\u202fMm")[-1] in "Pp" else 0)
-    if hour > 23:
+    if hour > 23 or any(int(d) > 59 for d in digits[1:3]):
         return None
     return f"T{hour:02d}:{digits[1]}:{digits[2] if len(digits) > 2 else '00'}"
 

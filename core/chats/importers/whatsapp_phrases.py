@@ -24,7 +24,9 @@ MARKER_PHRASES = {
     "Eliminaste este mensaje|Diese Nachricht wurde gelöscht|Du hast diese Nachricht gelöscht|"
     "Ce message a été supprimé|Vous avez supprimé ce message|Questo messaggio è stato eliminato|"
     "Hai eliminato questo messaggio|Esta mensagem foi apagada|Você apagou esta mensagem|"
-    "Mensagem apagada",
+    "Mensagem apagada|"
+    # A message the phone could not decrypt when the chat was exported: its text is lost.
+    "Waiting for this message. This may take a while|Waiting for this message",
     CALL: "Missed voice call|Missed video call|Missed group voice call|Missed group video call|"
     "Llamada perdida|Videollamada perdida|Verpasster Sprachanruf|Verpasster Videoanruf",
 }
@@ -74,8 +76,14 @@ ANDROID_FILE = re.compile(  # `IMG-….jpg (file attached)`, maybe with a captio
     re.MULTILINE,
 )
 OMITTED = re.compile(  # iOS without media: `Trip.pdf • 3 pages document omitted`
-    r"\u200e?(?:(.*?)\s\u200e?)?((?:image|video|audio|GIF|sticker|document|Contact card) omitted"
+    r"\u200e?(?:(.*?)\s\u200e?)?((?:image|video|audio|GIF|sticker|document|Contact card|"
+    r"View once (?:voice message|photo|video|message)) omitted"
     r"|(?:imagen|documento|sticker) omitid[ao]|(?:Bild|Dokument|Sticker) weggelassen)\Z"
+)
+# iOS call records, by the person who called: `\u200eVoice call, \u200e12 min`,
+# `\u200eVideo call, \u200eNo answer`.
+CALL_RECORD = re.compile(
+    r"\u200e?(?:Group )?(?:[Vv]oice|[Vv]ideo) call(?:, ?\u200e?[^\n]{1,40})?\Z"
 )
 OMITTED_ENDS = ("omitted", "omitida", "omitido", "weggelassen")
 # iOS bodies that start with U+200E but are the sender's own content, not an app notice.
