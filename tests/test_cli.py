@@ -173,6 +173,25 @@ def test_people_merge_and_me(home: Path, tmp_path: Path, capsys) -> None:
     assert [r["name"] for r in jsonl(out) if r["me"]] == ["Sam"]
 
 
+def test_importing_again_with_your_name_renames_you_instead_of_doubling_you(
+    home: Path, capsys
+) -> None:
+    """iMessage and SMS exports only say "me": imported first as "Me", then with `--me Alex`,
+    the same messages are the same messages."""
+    backup = Path(__file__).parent / "fixtures" / "sms" / "sms-20240302083000.xml"
+    code, out, err = run(capsys, "import", str(backup), "--json")
+    assert code == 0, err
+    first = {r["title"]: r for r in jsonl(out)}
+    code, out, err = run(capsys, "import", str(backup), "--me", "Alex", "--json")
+    assert code == 0, err
+    again = {r["title"]: r for r in jsonl(out)}
+    assert {t: r["new"] for t, r in again.items()} == dict.fromkeys(first, 0)
+    chat_id = first["Riya"]["chat_id"]
+    code, out, _ = run(capsys, "messages", str(chat_id), "--json")
+    senders = {m["sender"] for m in jsonl(out)}
+    assert senders == {"Riya", "Alex"}
+
+
 def test_dataset_command(home: Path, tmp_path: Path, capsys) -> None:
     code, out, err = run(capsys, "import", str(SAMPLE_CHAT), "--json")
     assert code == 0, err

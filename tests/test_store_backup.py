@@ -250,6 +250,41 @@ def test_restore_takes_the_newest_good_backup_and_keeps_the_damaged_store(tmp_pa
     assert texts_in(path) == TEXTS
 
 
+def test_an_emptied_store_beside_its_data_is_damage_and_an_empty_backup_no_backup(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store file cut to nothing (a copy that stopped, a disk error) next to its backups is
+    not opened as a new, empty store; an empty file in the backups is passed over."""
+    locations = Locations.from_env()
+    old_store(locations.store)
+    with Store.open(locations.store):  # migrated: backed up at schema 1
+        pass
+    (good,) = list_backups(locations.store)
+    empty = backups_dir(locations.store) / "convsim-v4-20991231-235959.sqlite3"
+    empty.touch()
+    assert list_backups(locations.store)[0].path == empty
+    assert latest_good_backup(locations.store) == good
+    locations.store.write_bytes(b"")
+    for extra in ("-wal", "-shm"):
+        Path(f"{locations.store}{extra}").unlink(missing_ok=True)
+    with pytest.raises(StoreCorruptError, match="the file is empty, while its data folder"):
+        Store.open(locations.store)
+    assert main(["chats"]) == 2
+    err = capsys.readouterr().err
+    assert "is empty" in err and good.created.strftime("%Y-%m-%d %H:%M") in err, err
+    assert doctor.check_store(locations).status == FAIL
+    assert main(["doctor", "--restore"]) == 0
+    with Store.open(locations.store) as store:
+        assert [m.text for m in store.messages(1)] == TEXTS
+
+
+def test_an_empty_store_file_in_an_empty_folder_is_a_first_start(tmp_path: Path) -> None:
+    path = tmp_path / "convsim.db"
+    path.write_bytes(b"")  # a first start stopped before its first write
+    with Store.open(path) as store:
+        assert store.chats() == []
+
+
 # --- convsim doctor ------------------------------------------------------------------------
 
 

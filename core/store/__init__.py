@@ -45,6 +45,7 @@ from convsim.core.store.backups import (
     list_backups,
     lock_path,
     refuse_damaged,
+    refuse_emptied,
     restore_backup,
     store_problem,
 )
@@ -126,6 +127,7 @@ class Store:
             path.chmod(0o600)
         if not new:
             refuse_damaged(conn, path)  # before anything is written, even the journal mode
+            refuse_emptied(conn, path)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         # A 64 MB page cache: a large import then writes each page once.

@@ -112,6 +112,8 @@ def store_problem(path: Path) -> str | None:
     only: the file is opened read-only, never created, migrated or checkpointed."""
     if not path.exists():
         return None
+    if (problem := emptied(path)) is not None:
+        return problem
     conn = sqlite3.connect(_read_only(path), uri=True)
     try:
         return problem_of(conn)
@@ -151,6 +153,27 @@ def refuse_damaged(conn: sqlite3.Connection, path: Path) -> None:
     if problem is not None:
         conn.close()
         raise StoreCorruptError(path, problem)
+
+
+def refuse_emptied(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise `StoreCorruptError` (closing `conn`) for a store that `emptied` finds."""
+    problem = emptied(path)
+    if problem is not None:
+        conn.close()
+        raise StoreCorruptError(path, problem)
+
+
+def emptied(path: Path) -> str | None:
+    """What is wrong with a store file of no bytes in a data folder that holds what a store
+    records (datasets, models, backups): its content is gone (a copy cut short, a disk error),
+    and opening it would make a new, empty store over it. None otherwise: an empty file in an
+    empty folder is a first start that stopped before its first write."""
+    if path.stat().st_size:
+        return None
+    held = [path.parent / "datasets", path.parent / "models", backups_dir(path)]
+    if any(folder.is_dir() and any(folder.iterdir()) for folder in held):
+        return "the file is empty, while its data folder is not"
+    return None
 
 
 def _quick_check(conn: sqlite3.Connection) -> list[str]:
@@ -209,7 +232,8 @@ def latest_good_backup(store: Path) -> Backup | None:
     """The newest backup of `store` that passes the integrity check, or None."""
     for backup in list_backups(store):
         try:
-            if store_problem(backup.path) is None:
+            # An empty file opens as an empty store: no backup of anything.
+            if backup.path.stat().st_size and store_problem(backup.path) is None:
                 return backup
         except sqlite3.Error:
             continue  # unreadable: try an older one

@@ -111,6 +111,20 @@ def existing_keys(conn: sqlite3.Connection, chat_id: int) -> set[Key]:
     return set(message_keys(rows))
 
 
+def rename_me(conn: sqlite3.Connection, chat_id: int, me: str) -> None:
+    """Give the exporting user of a stored chat the name this import gives them (`--me Sam`
+    on an iMessage or SMS export first imported as "Me"), so that their messages are known
+    again instead of stored twice. A name someone else in the chat already has is left."""
+    taken = conn.execute(
+        "SELECT 1 FROM participants WHERE chat_id = ? AND name = ?", (chat_id, me)
+    ).fetchone()
+    mine = conn.execute(
+        "SELECT id FROM participants WHERE chat_id = ? AND is_me = 1", (chat_id,)
+    ).fetchall()
+    if taken is None and len(mine) == 1:
+        conn.execute("UPDATE participants SET name = ? WHERE id = ?", (me, mine[0][0]))
+
+
 def participant_ids(
     conn: sqlite3.Connection, chat_id: int, names: list[str], me: str | None
 ) -> dict[str | None, int | None]:
@@ -170,6 +184,8 @@ def add_chat(conn: sqlite3.Connection, chat: ParsedChat, path: str) -> ImportRep
         chat_id = _new_chat(conn, chat)
         new = list(messages)
     else:
+        if chat.me is not None:
+            rename_me(conn, chat_id, chat.me)
         have = existing_keys(conn, chat_id)
         keys = message_keys(_parsed_rows(messages))
         new = [m for m, k in zip(messages, keys, strict=True) if k not in have]

@@ -229,16 +229,17 @@ def _print_restored(restored: Restored, store: Path) -> None:
 
 def damaged_store_message(error: StoreCorruptError) -> str:
     """One line for a `StoreCorruptError`: what is wrong and the command that repairs it."""
-    from convsim.core.store import list_backups
+    from convsim.core.store import latest_good_backup, list_backups
     from convsim.core.system.doctor import when
 
-    backups = list_backups(error.path)
-    if backups:
+    backup = latest_good_backup(error.path)  # not a damaged one doctor would refuse
+    if backup is not None:
         return (
             f"{error}; run `convsim doctor --restore` to restore the backup from "
-            f"{when(backups[0].created)}"
+            f"{when(backup.created)}"
         )
-    return f"{error}; there is no backup of it: run `convsim doctor` for what to do"
+    good = "good " if list_backups(error.path) else ""
+    return f"{error}; there is no {good}backup of it: run `convsim doctor` for what to do"
 
 
 def add_commands(sub: Any) -> None:
