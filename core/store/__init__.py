@@ -45,19 +45,17 @@ from convsim.core.store.backups import (
     list_backups,
     lock_path,
     refuse_damaged,
-    refuse_emptied,
     restore_backup,
     store_problem,
 )
 from convsim.core.store.importing import add_chat, add_stream
 from convsim.core.store.migrations import VERSION, NewerStoreError, migrate
 from convsim.core.store.records import (
-    DATASETS,
     ChatInfo,
     ImportReport,
     ModelRecord,
     Participant,
-    in_home,
+    dataset_row,
     model_in_home,
 )
 
@@ -127,7 +125,6 @@ class Store:
             path.chmod(0o600)
         if not new:
             refuse_damaged(conn, path)  # before anything is written, even the journal mode
-            refuse_emptied(conn, path)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         # A 64 MB page cache: a large import then writes each page once.
@@ -353,19 +350,7 @@ class Store:
             " ORDER BY id",
             args,
         )
-        home = self.path.parent
-        return [
-            {
-                "id": i,
-                "chat_id": c,
-                "target": t,
-                "created": at,
-                "config": json.loads(cfg),
-                "stats": json.loads(st),
-                "path": in_home(p, home, DATASETS, str(i)),
-            }
-            for i, c, t, at, cfg, st, p in rows
-        ]
+        return [dataset_row(row, self.path.parent) for row in rows]
 
     # -- models -----------------------------------------------------------------------------
 

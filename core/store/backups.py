@@ -142,22 +142,14 @@ def problem_of(conn: sqlite3.Connection, thorough: bool = True) -> str | None:
 
 def refuse_damaged(conn: sqlite3.Connection, path: Path) -> None:
     """Raise `StoreCorruptError` if the store `conn` has open (at `path`) has a damaged header
-    or schema, closing `conn` first (and on any other error of the check). Damage deeper in
-    shows when its pages are read ("database disk image is malformed"); `convsim doctor`
-    checks every page."""
+    or schema, or was `emptied`, closing `conn` first (and on any other error of the check).
+    Damage deeper in shows when its pages are read ("database disk image is malformed");
+    `convsim doctor` checks every page."""
     try:
-        problem = problem_of(conn, thorough=False)
+        problem = emptied(path) or problem_of(conn, thorough=False)
     except BaseException:
         conn.close()
         raise
-    if problem is not None:
-        conn.close()
-        raise StoreCorruptError(path, problem)
-
-
-def refuse_emptied(conn: sqlite3.Connection, path: Path) -> None:
-    """Raise `StoreCorruptError` (closing `conn`) for a store that `emptied` finds."""
-    problem = emptied(path)
     if problem is not None:
         conn.close()
         raise StoreCorruptError(path, problem)

@@ -138,3 +138,18 @@ def model_in_home(record: ModelRecord, home: Path) -> ModelRecord:
     if base.parent.name == BASE_MODELS and not base.exists() and moved.exists():
         record = replace(record, base=str(moved))
     return replace(record, path=in_home(record.path, home, MODELS, record.id))
+
+
+def dataset_row(row: tuple[Any, ...], home: Path) -> dict[str, Any]:
+    """A dataset as `Store.datasets` gives it, from its stored columns (id, chat_id, target,
+    created, config, stats, path), its folder in `home` (`in_home`)."""
+    i, chat_id, target, created, config, stats, path = row
+    return {
+        "id": i,
+        "chat_id": chat_id,
+        "target": target,
+        "created": created,
+        "config": json.loads(config),
+        "stats": json.loads(stats),
+        "path": in_home(path, home, DATASETS, str(i)),
+    }
