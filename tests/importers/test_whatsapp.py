@@ -200,6 +200,27 @@ def test_unzipped_export_folder(tmp_path: Path) -> None:
     assert rows(chat) == IOS_ROWS
 
 
+@pytest.mark.parametrize("packed", ["zip", "folder"])
+def test_a_zip_or_folder_of_several_exports_imports_every_chat(tmp_path: Path, packed) -> None:
+    exports = {
+        "WhatsApp Chat with Ana.txt": "25/01/2024, 09:00 - Ana: hi\n25/01/2024, 09:01 - Me: yo\n",
+        "WhatsApp Chat with Bo.txt": "13/01/2024, 10:00 - Bo: hey\n",
+        "notes.txt": "13/01/2024, 11:00 - Cy: an attachment that looks alike\n",
+    }
+    where = tmp_path / "chats"
+    if packed == "zip":
+        where = where.with_suffix(".zip")
+        with zipfile.ZipFile(where, "w") as zf:
+            for name, text in exports.items():
+                zf.writestr(name, text)
+    else:
+        where.mkdir()
+        for name, text in exports.items():
+            (where / name).write_text(text, encoding="utf-8")
+    chats = parse_export(where)
+    assert [(c.title, len(c.messages)) for c in chats] == [("Ana", 2), ("Bo", 1)]
+
+
 def test_zip_without_a_chat_is_refused_naming_the_archive(tmp_path: Path) -> None:
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as zf:

@@ -93,16 +93,19 @@ def sniff(source: Source) -> bool:
 
 
 def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:
-    """Parse the export (see the module docstring). Raises ChatImportError naming the file."""
-    member: str | None = None
-    stems = [source.path.stem]
-    if source.is_zip or source.is_dir:
-        member = _chat_member(source)
-        stems.insert(0, PurePosixPath(member).stem)
+    """Parse the export (see the module docstring): one chat, or one per chat text in a zip or
+    folder. Raises ChatImportError naming the file."""
+    if not (source.is_zip or source.is_dir):
+        return [_parse_member(source, None, options)]
+    return [_parse_member(source, member, options) for member in _chat_members(source)]
+
+
+def _parse_member(source: Source, member: str | None, options: ImportOptions) -> ParsedChat:
+    stems = [source.path.stem] if member is None else [PurePosixPath(member).stem, source.path.stem]
     where = source.member_name(member)
     chat = _parse_text(_read(source, member), where, source.name, options)
     chat.title = title_of(stems)
-    return [chat]
+    return chat
 
 
 def stream(source: Source, options: ImportOptions) -> ChatStream | None:
@@ -130,9 +133,11 @@ def _text_members(source: Source) -> list[str]:
     return [m for m in txt if "__MACOSX/" not in m and "/._" not in "/" + m][:20]
 
 
-def _chat_member(source: Source) -> str:
-    """The chat text inside a zip or folder, found by content. The app's own names
-    (`_chat.txt`, `WhatsApp Chat with X.txt`) win over an attached `.txt` that looks alike."""
+def _chat_members(source: Source) -> list[str]:
+    """The chat texts inside a zip or folder, found by content: every one with the app's own
+    name (`_chat.txt`, `WhatsApp Chat with X.txt`: a folder of several exports), and only
+    those, so an attached `.txt` that looks alike is not taken for a chat; else every one that
+    looks like a chat (exports renamed by hand)."""
     found = [m for m in _text_members(source) if _looks_like_chat(source.head(m))]
     if not found:
         raise ChatImportError(
@@ -140,8 +145,9 @@ def _chat_member(source: Source) -> str:
             "_chat.txt or 'WhatsApp Chat with NAME.txt' with lines like "
             "'31/12/2020, 23:59 - Name: text'"
         )
-    own = [m for m in found if m.endswith("_chat.txt") or "WhatsApp" in m]
-    return (own or found)[0]
+    names = {m: PurePosixPath(m) for m in found}
+    own = [m for m, n in names.items() if n.name == "_chat.txt" or TITLE.search(n.stem)]
+    return own or found
 
 
 def _read(source: Source, member: str | None) -> str:
