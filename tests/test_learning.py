@@ -62,8 +62,12 @@ def test_feedback_is_stored_with_its_transcript_version_and_candidates(
     first = items[0]
     assert (first.transcript, first.reply, first.better, first.version) == (MOMENT, "yes", "ya", 1)
     assert first.candidates == [{"text": "yes", "score": 1}] and first.speaker == "Sam"
-    assert Feedback(ws.store).remove(model_id, [items[1].id]) == 1
+    assert Feedback(ws.store).remove(model_id, [items[1].id, items[1].id]) == 1
     assert [i.kind for i in Feedback(ws.store).items(model_id)] == ["better", "bad", "regenerate"]
+    # The newest item removed: its id is not given to the next one (a version that learnt it
+    # names it by id, and would claim the new item as learnt).
+    assert Feedback(ws.store).remove(model_id, [items[3].id]) == 1
+    assert Feedback(ws.store).add(model_id, "good", MOMENT, "sure").id == items[3].id + 1
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,8 @@ KINDS = ("good", "bad", "better", "regenerate", "taken", "dismissed", "edited")
 WEIGHTS = {"good": 1.0, "bad": 1.0, "better": 1.0, "regenerate": 0.5, "taken": 0.5,
            "dismissed": 0.3, "edited": 1.0}  # fmt: skip
 PAIRED = ("better", "edited")
+# The settings key that holds the highest feedback id ever removed (ids are not given twice).
+REMOVED_UPTO = "feedback.removed_upto"
 DESIRABLE = ("good", "taken")
 
 
@@ -167,12 +169,19 @@ class Feedback:
 
     def remove(self, model_id: str, item_ids: Sequence[int]) -> int:
         """Delete items of `model_id`; unknown ids raise and nothing is deleted."""
+        item_ids = list(dict.fromkeys(item_ids))  # `remove 4 4` removes one item
         known = {i.id for i in self.items(model_id)}
         missing = [i for i in item_ids if i not in known]
         if missing:
             raise FeedbackError(f"model {model_id} has no feedback item {missing[0]}")
         with self.store.transaction() as conn:
             conn.executemany("DELETE FROM feedback WHERE id = ?", [(i,) for i in item_ids])
+            # A removed id is never given again: a version's record names what it learnt by id.
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                " SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                (REMOVED_UPTO, str(max(item_ids, default=0))),
+            )
         return len(item_ids)
 
     # -- checks -------------------------------------------------------------------------------
@@ -224,10 +233,16 @@ class Feedback:
         }
 
     def _insert(self, conn: Any, row: dict[str, Any], candidates: Any, origin: str) -> int:
+        (new_id,) = conn.execute(
+            "SELECT max(coalesce((SELECT max(id) FROM feedback), 0),"
+            " coalesce((SELECT CAST(value AS INTEGER) FROM settings WHERE key = ?), 0)) + 1",
+            (REMOVED_UPTO,),
+        ).fetchone()
         cursor = conn.execute(
-            "INSERT INTO feedback (model_id, version, kind, speaker, transcript, reply, better,"
-            " candidates, origin, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO feedback (id, model_id, version, kind, speaker, transcript, reply,"
+            " better, candidates, origin, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
+                new_id,
                 row["model_id"],
                 row["version"],
                 row["kind"],
