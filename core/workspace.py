@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,14 @@ def is_training(record: ModelRecord) -> bool:
     """Whether `record` is training now, in this process or another (its status says
     "training" also for a run that was killed)."""
     return locks.is_held(Path(record.path) / TRAINING_LOCK)
+
+
+def shown_status(record: ModelRecord) -> str:
+    """`record.status` as a person should read it: "stopped" for a run whose status still says
+    "training" but that no trainer runs any more (it was killed; it can resume)."""
+    if record.status == "training" and not is_training(record):
+        return "stopped"
+    return record.status
 
 
 def refuse_training(models: list[ModelRecord]) -> None:
@@ -159,6 +167,7 @@ class Workspace:
             plan = forget.plan_chat(conn, chat_id)
         else:
             raise ValueError("forget_plan needs a chat_id or a person")
+        plan.models = [replace(m, status=shown_status(m)) for m in plan.models]  # not "training"
         files = plan.row_folders()
         speakers = {*plan.names, *(m.person for m in plan.models)}
         texts = forget.texts(conn, plan)

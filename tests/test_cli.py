@@ -384,9 +384,13 @@ def test_models_tells_a_run_still_training_from_one_that_was_killed(home: Path, 
     assert code == 0 and out.split()[:3] == ["sam-1", "Sam", "stopped"]
     code, out, _ = run(capsys, "models", "--json")
     assert json.loads(out)["status"] == "training" and json.loads(out)["running"] is False
+    code, out, _ = run(capsys, "models", "versions", "sam-1", "--json")
+    assert [v["status"] for v in json.loads(out)] == ["stopped"]
     with locks.acquire(folder / TRAINING_LOCK):  # as `convsim train` in another terminal
         code, out, _ = run(capsys, "models")
         assert out.split()[:3] == ["sam-1", "Sam", "training"]
+        code, out, _ = run(capsys, "models", "versions", "sam-1", "--json")
+        assert [v["status"] for v in json.loads(out)] == ["training"]
         code, out, _ = run(capsys, "models", "--json")
         assert json.loads(out)["running"] is True
         code, _, err = run(capsys, "train", "--resume", "sam-1")

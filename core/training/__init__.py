@@ -19,12 +19,11 @@ from convsim.core.training.runs import (
     TrainOutcome,
     default_config,
     resume_training,
-    shown_status,
     speaker_tags,
     train_person,
 )
 from convsim.core.training.trainer import TrainConfig, TrainEvent, TrainResult
-from convsim.core.workspace import is_training
+from convsim.core.workspace import is_training, shown_status
 
 __all__ = [
     "AdapterMissing",

@@ -21,7 +21,7 @@ from convsim.core.files import write_json
 from convsim.core.store import ModelRecord
 from convsim.core.training.errors import ModelForgotten
 from convsim.core.training.trainer import TrainConfig, TrainEvent, TrainResult
-from convsim.core.workspace import Workspace, is_training, training
+from convsim.core.workspace import Workspace, training
 
 if TYPE_CHECKING:
     from convsim.core.data.dataset import Example
@@ -201,14 +201,6 @@ def resume_training(
         _set_status(ws, record, "training")
         examples = (train, validation)
         return _run(ws, record, model, tokenizer, examples, config, True, on_event, cancel)
-
-
-def shown_status(record: ModelRecord) -> str:
-    """`record.status` as a person should read it: "stopped" for a run whose status still says
-    "training" but that no trainer runs any more (it was killed; it can resume)."""
-    if record.status == "training" and not is_training(record):
-        return "stopped"
-    return record.status
 
 
 @contextlib.contextmanager

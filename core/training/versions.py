@@ -21,6 +21,7 @@ from typing import Any
 
 from convsim.core.store import Store
 from convsim.core.store.records import MODELS
+from convsim.core.workspace import shown_status
 
 __all__ = ["Version", "add_version", "current", "finish_version", "use_version", "versions"]
 
@@ -58,7 +59,7 @@ class Version:
 def versions(store: Store, model_id: str) -> list[Version]:
     """Every version of `model_id`, oldest first. KeyError for an unknown model."""
     record = store.model(model_id)
-    first = Version(model_id, 1, record.created, _first_status(record.status), True,
+    first = Version(model_id, 1, record.created, _first_status(shown_status(record)), True,
                     Path(record.path), {"promoted": True, "reason": "first training"})  # fmt: skip
     rows = store.conn.execute(
         "SELECT version, created, status, kept, path, record FROM model_versions"
