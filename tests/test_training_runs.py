@@ -68,6 +68,30 @@ def test_a_finished_model_continues_into_a_new_one(tiny, tmp_path: Path) -> None
             train_person(ws, chat, "Sam", start_from=again.model.id)
         assert caught.value.person == "Sam" and caught.value.chat_id == chat
 
+        ws.store.update_model(first.model.id, "ready")
+        run_json = Path(first.model.path) / "run.json"
+        run_json.write_text('{"model_id": "sam-1", "person": ')  # cut short
+        with pytest.raises(ValueError, match=f"{run_json}: cannot read the run's settings"):
+            train_person(ws, chat, "Sam", start_from=first.model.id)
+
+
+def test_exporting_a_model_whose_base_is_gone_says_so(tiny, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    base = tmp_path / "bases" / "tiny.gguf"
+    base.parent.mkdir()
+    shutil.copy(tiny.gguf_path, base)
+    home = tmp_path / "home"
+    with Workspace.open(home) as ws:
+        (report,) = ws.import_export(SAMPLE_CHAT)
+        model = train_person(ws, report.chat_id, "Sam", base=str(base), overrides=FAST).model
+    base.unlink()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CONVSIM_HOME", str(home))
+        assert main(["export", model.id, "--quant", "f16"]) == 2
+    err = capsys.readouterr().err
+    assert f"{base}: the base model {model.id} was trained on is missing" in err, err
+
 
 def test_unknown_overrides_are_refused_before_any_work(tmp_path: Path) -> None:
     with Workspace.open(tmp_path / "home") as ws:

@@ -263,10 +263,11 @@ def _train(
     from convsim.core import bases
     from convsim.core.learning.material import LEARNED_FILE
     from convsim.core.training.preference import Update
+    from convsim.core.training.runs import run_config
     from convsim.core.training.trainer import TrainConfig, Trainer
 
     record = ws.store.model(model_id)
-    first = TrainConfig.from_json(json.loads((Path(record.path) / "run.json").read_text())["train"])
+    first = run_config(Path(record.path))
     config = TrainConfig(
         rank=first.rank, alpha=first.alpha, target_modules=first.target_modules,
         learning_rate=settings.learning_rate or first.learning_rate * UPDATE_RATE,

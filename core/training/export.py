@@ -38,5 +38,9 @@ def export_model(ws: Workspace, model_id: str, quant: str = "q8_0") -> Path:
 
     check_kind(quant)
     record = ws.store.model(model_id)
+    adapter = adapter_gguf(ws, model_id)
+    if not Path(record.base).is_file():
+        raise ValueError(f"{record.base}: the base model {model_id} was trained on is missing "
+                         "(moved or deleted?); put it back there to export")  # fmt: skip
     out = Path(record.path) / f"{model_id}-{quant}.gguf"
-    return Path(export(Path(record.base), adapter_gguf(ws, model_id), out, quant))
+    return Path(export(Path(record.base), adapter, out, quant))

@@ -159,7 +159,7 @@ def _continued(ws: Workspace, model_id: str, base: str | None) -> tuple[str, dic
         raise ValueError(
             f"model {model_id} was trained on {record.base}; its adapter cannot continue on {base}"
         )
-    previous = TrainConfig.from_json(json.loads((folder / "run.json").read_text())["train"])
+    previous = run_config(folder)
     inherited = {
         "rank": previous.rank,
         "alpha": previous.alpha,
@@ -167,6 +167,18 @@ def _continued(ws: Workspace, model_id: str, base: str | None) -> tuple[str, dic
         "init_adapter": str(adapter),
     }
     return record.base, inherited
+
+
+def run_config(folder: Path) -> TrainConfig:
+    """The training settings a run saved in `folder/run.json`; ValueError naming the file when
+    it is missing or damaged (edited by hand, a disk error)."""
+    path = folder / "run.json"
+    try:
+        return TrainConfig.from_json(json.loads(path.read_text(encoding="utf-8"))["train"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"{path}: cannot read the run's settings ({e}); train the model again"
+        ) from None
 
 
 def resume_training(
@@ -192,7 +204,7 @@ def resume_training(
         run_file = Path(record.path) / "run.json"
         if not run_file.is_file():
             raise never
-        config = TrainConfig.from_json(json.loads(run_file.read_text())["train"])
+        config = run_config(Path(record.path))
         model, tokenizer = bases.load_for_training(
             Path(record.base), ws.locations, progress=progress
         )
