@@ -110,6 +110,35 @@ def test_jsonl_whose_first_object_is_longer_than_the_sniffed_head(tmp_path: Path
     assert chat.format == "generic" and [m.text for m in chat.messages] == ["b" * 70_000, "short"]
 
 
+def test_rows_that_would_lose_or_invent_data_are_skipped_with_the_reason(tmp_path: Path):
+    table = tmp_path / "extra.csv"
+    table.write_text(
+        "timestamp,sender,text\n2022-03-01 10:00:00,Ann,hello,world\n"
+        "2022-03-01 10:01:00,Ben,fine,\n",  # a trailing delimiter is harmless
+        encoding="utf-8",
+    )
+    (chat,) = parse_export(table)
+    assert [m.text for m in chat.messages] == ["fine"]
+    assert chat.skipped == [Skipped("line 2", "4 fields where the header (line 1) has 3")]
+    lines = tmp_path / "senders.jsonl"
+    rows = [{"timestamp": "2022-04-15T10:00:00", "sender": {"n": 1}, "text": "j"},
+            {"timestamp": "2022-04-15T10:01:00", "sender": 5551234, "text": "k"}]  # fmt: skip
+    lines.write_text("\n".join(map(json.dumps, rows)) + "\n", encoding="utf-8")
+    (chat,) = parse_export(lines)
+    assert [(m.sender, m.text) for m in chat.messages] == [("5551234", "k")]
+    assert chat.skipped == [Skipped("line 1", "'sender' is not a name")]
+
+
+def test_a_file_of_only_bad_rows_says_why_each_was_skipped(tmp_path: Path):
+    table = tmp_path / "dates.csv"
+    table.write_text("timestamp,sender,text\n01.03.2022 10:00,Ann,hello\nyesterday,Ben,hi\n")
+    with pytest.raises(ChatImportError) as caught:
+        parse_export(table)
+    assert "every record was skipped: line 2: timestamp '01.03.2022 10:00' is not" in str(
+        caught.value
+    ) and "line 3: timestamp 'yesterday'" in str(caught.value)
+
+
 def test_equal_timestamps_keep_file_order(tmp_path: Path):
     path = tmp_path / "ties.csv"
     path.write_text(

@@ -140,6 +140,22 @@ def test_bad_records_are_skipped_with_their_position(single: ParsedChat) -> None
     ]
 
 
+def test_a_sender_that_is_not_a_name_is_skipped_not_called_deleted(tmp_path: Path) -> None:
+    def message(i: int, sender: object) -> dict:
+        return {"id": i, "type": "message", "date": f"2024-01-0{i}T10:00:00", "from": sender,
+                "from_id": "user1", "text": f"m{i}"}  # fmt: skip
+
+    export = {"name": "Ana", "type": "personal_chat", "id": 5,
+              "messages": [message(1, "Ana"), message(2, ["x"]), message(3, None)]}  # fmt: skip
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(export), encoding="utf-8")
+    (chat,) = parse(path)
+    assert [m.sender for m in chat.messages] == ["Ana", "Deleted Account"]
+    assert [(s.position, s.reason) for s in chat.skipped] == [
+        ("messages[1].from", "expected a name (a string), or null")
+    ]
+
+
 def test_full_export_gives_one_chat_per_chat_including_left_ones() -> None:
     chats = parse(FIXTURES / "full_export.json")
     assert [(c.title, c.source_key) for c in chats] == [

@@ -80,5 +80,11 @@ def parse_export(
         name = format or detect(source)
         chats = importer(name).parse(source, options)
     if not chats or not any(c.messages for c in chats):
-        raise ChatImportError(f"{path}: no messages found in this {name} export")
+        skipped = [s for c in chats for s in c.skipped]
+        why = "; ".join(f"{s.position}: {s.reason}" for s in skipped[:3])
+        more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
+        raise ChatImportError(
+            f"{path}: no messages found in this {name} export"
+            + (f"; every record was skipped: {why}{more}" if skipped else "")
+        )
     return chats

@@ -148,11 +148,12 @@ def _csv_rows(text: str, suffix: str, where: str) -> Iterator[_Row]:
             if not row or row == [""]:
                 continue
             last = line
-            if len(row) < len(header):
+            if len(row) < len(header) or any(f.strip() for f in row[len(header) :]):
+                # Surplus empty fields (a stray delimiter at the end) are ignored; surplus text
+                # (a delimiter inside an unquoted message) would be cut off: the row is refused.
                 why = f"{len(row)} fields where the header (line 1) has {len(header)}"
                 yield line, header, Skipped(f"line {line}", why)
             else:
-                # Surplus fields (a stray delimiter at the end) are ignored.
                 yield line, header, dict(zip(header, row, strict=False))
     except csv.Error as e:
         raise ChatImportError(f"{where}: invalid CSV at line {reader.line_num} ({e})") from e
@@ -272,9 +273,12 @@ def _message(values: dict[str, Any], columns: _Columns, pos: str) -> ParsedMessa
     kind = kind or TEXT
     if kind not in KINDS:
         return Skipped(pos, f"kind {kind!r} is not one of {', '.join(KINDS)}")
-    text, sender = values[columns.text], _cell(values[columns.sender]).strip()
+    text, sender = values[columns.text], values[columns.sender]
     if isinstance(text, (dict, list, bool)):
         return Skipped(pos, f"{columns.text!r} is not text")
+    if isinstance(sender, (dict, list, bool)):
+        return Skipped(pos, f"{columns.sender!r} is not a name")
+    sender = _cell(sender).strip()
     text = _cell(text)
     if kind != SYSTEM and not sender:
         return Skipped(pos, "no sender")

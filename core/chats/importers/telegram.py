@@ -207,7 +207,9 @@ def _message(raw: Any, pos: str, chat_title: str) -> ParsedMessage | Skipped:
     if raw.get("type") == "service":
         return _service(raw, timestamp, meta)
     if "from" in raw:
-        sender = raw["from"] if isinstance(raw["from"], str) else DELETED_ACCOUNT
+        if raw["from"] is not None and not isinstance(raw["from"], str):
+            return Skipped(f"{pos}.from", "expected a name (a string), or null")
+        sender = raw["from"] if raw["from"] is not None else DELETED_ACCOUNT
     else:
         sender = chat_title  # channel posts may carry no "from": the channel is the poster
     kind, body = _content(raw, text, meta)
