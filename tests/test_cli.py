@@ -192,6 +192,22 @@ def test_importing_again_with_your_name_renames_you_instead_of_doubling_you(
     assert senders == {"Riya", "Alex"}
 
 
+def test_the_same_log_imported_again_as_another_format_is_the_same_chat(
+    home: Path, tmp_path: Path, capsys
+) -> None:
+    """`[2024-01-12, 09:00] Name: text` is both a WhatsApp and a Signal layout."""
+    log = tmp_path / "log.txt"
+    log.write_text("".join(f"[2024-01-{d:02d}, 09:00] {who}: day {d}\n"
+                           for d in range(1, 13) for who in ("Ana", "Bo")))  # fmt: skip
+    code, out, err = run(capsys, "import", str(log), "--json")
+    assert code == 0, err
+    (first,) = jsonl(out)
+    code, out, err = run(capsys, "import", str(log), "--format", "signal", "--json")
+    assert code == 0, err
+    (again,) = jsonl(out)
+    assert (again["chat_id"], again["new"]) == (first["chat_id"], 0)
+
+
 def test_dataset_command(home: Path, tmp_path: Path, capsys) -> None:
     code, out, err = run(capsys, "import", str(SAMPLE_CHAT), "--json")
     assert code == 0, err

@@ -78,10 +78,11 @@ def find_chat(
         return found[0] if found else None
     stored: dict[int, set[int]] = {}
     times: set[str] = set()
+    # Any format: the same messages read by another importer (a text log that is both a
+    # WhatsApp and a Signal layout, imported again with --format) are the same chat.
     for cid, ts, fp in conn.execute(
         "SELECT a.chat_id, a.ts, a.fingerprint FROM anchors a JOIN chats c ON c.id = a.chat_id"
-        " WHERE c.format = ? AND c.source_key IS NULL",
-        (chat.format,),
+        " WHERE c.source_key IS NULL"
     ):
         stored.setdefault(cid, set()).add(fp)
         times.add(ts)
