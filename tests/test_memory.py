@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from convsim.core.memory import FactError, Facts, open_searcher, update_index
+from convsim.core.memory.facts import SHOWN
 from convsim.core.memory.recall import HEAD_TITLE, Recall
 from convsim.core.workspace import Workspace
 from convsim.tui.cli import main
@@ -116,6 +117,26 @@ def test_every_change_is_an_event_and_nothing_is_deleted(ws: Workspace) -> None:
         facts.add("Sam", "pet", "cat", origin="dream")
     with pytest.raises(FactError, match="not a flagged pair"):
         facts.resolve(fact.id, fact.id, "both")
+    # Removed means wrong: it is not pinned back, and a second remove or an edit to the same
+    # words records nothing.
+    with pytest.raises(FactError, match=f"fact {fact.id} was removed as wrong"):
+        facts.pin(fact.id)
+    facts.remove(fact.id)
+    other, _ = facts.add("Sam", "job", "baker", chat_id=1)
+    facts.edit(other.id, value="baker")
+    assert [e.action for e in facts.history(fact.id)][-1] == "removed"
+    assert [e.action for e in facts.history(other.id)] == ["added"]
+
+
+def test_a_fact_moved_under_another_key_supersedes_what_that_key_held(ws: Workspace) -> None:
+    facts = Facts(ws.store)
+    held, _ = facts.add("Riya", "job", "interviewing", chat_id=1)
+    loose, _ = facts.add("Riya", "job line", "x", chat_id=1)
+    moved = facts.edit(loose.id, key="job", value="new job")
+    assert [f.value for f in facts.list(chat_id=1, person="Riya", status=SHOWN)] == ["new job"]
+    assert facts.get(held.id).status == "superseded" and moved.status == "active"
+    (pair,) = facts.conflicts(1)
+    assert (pair.old.id, pair.new.id) == (held.id, loose.id)
 
 
 # -- search -----------------------------------------------------------------------------------

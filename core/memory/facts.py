@@ -289,6 +289,8 @@ class Facts:
         new_key = norm_key(key) if key is not None else fact.key
         if not new_value or not new_key:
             raise FactError(f"fact {fact_id}: the key and the value cannot be empty")
+        if (new_key, new_value) == (fact.key, fact.value):
+            return fact
         with _write(self.store):
             self.conn.execute(
                 "UPDATE facts SET key = ?, value = ?, last_seen = ? WHERE id = ?",
@@ -299,10 +301,36 @@ class Facts:
             self._event(
                 fact_id, "edited", {"old": [fact.key, fact.value], "new": [new_key, new_value]}
             )
+            if new_key != fact.key and fact.status in ("active", "pinned"):
+                self._overrule(self.get(fact_id))
         return self.get(fact_id)
+
+    def _overrule(self, fact: Fact) -> None:
+        """A fact moved by the user under a key another fact of the person holds (single-
+        valued): the user's is the newer word. The other is superseded, or, when pinned, the
+        pair is flagged for the user, as `add` does."""
+        if fact.key in MULTI_VALUED:
+            return
+        for rival in self.list(chat_id=None, person=fact.person, status=SHOWN):
+            if rival.id == fact.id or rival.key != fact.key:
+                continue
+            if fact.chat_id is not None and rival.chat_id not in (None, fact.chat_id):
+                continue
+            if same_value(rival.value, fact.value):
+                continue  # the same word twice: nothing to choose between
+            if rival.status == "pinned":
+                self._flag(rival.id, fact.id)
+                continue
+            self._set_status(rival.id, "superseded", replaced_by=fact.id)
+            self._event(rival.id, "superseded", {"by": fact.id})
+            self._flag(rival.id, fact.id)
 
     def pin(self, fact_id: int, pinned: bool = True) -> Fact:
         fact = self.get(fact_id)
+        if fact.status == "removed":
+            raise FactError(f"fact {fact_id} was removed as wrong; add it again to keep it")
+        if (fact.status == "pinned") == pinned:
+            return fact
         with _write(self.store):
             self._set_status(fact_id, "pinned" if pinned else "active")
             self._event(fact_id, "pinned" if pinned else "unpinned", {"was": fact.status})
@@ -310,6 +338,8 @@ class Facts:
 
     def remove(self, fact_id: int) -> Fact:
         fact = self.get(fact_id)
+        if fact.status == "removed":
+            return fact
         with _write(self.store):
             self._set_status(fact_id, "removed")
             self._event(fact_id, "removed", {"was": fact.status})
