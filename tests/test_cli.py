@@ -236,6 +236,8 @@ def test_dataset_command(home: Path, tmp_path: Path, capsys) -> None:
         (["dataset", "1", "--as", "Sam", "--context", "0"], "--context must be at least 1"),
         (["dataset", "1", "--as", "Sam", "--validation", "1"], "--validation must be in [0, 1)"),
         (["dataset", "1", "--as", "Sam", "--tag", "Sam=Ri]ya"], "tag for 'Sam' must be"),
+        (["dataset", "1", "--as", "Sam", "--tag", "Nobody=X"], "a tag for 'Nobody', who sent no"),
+        (["dataset", "1", "--as", "Sam", "--tag", "=X"], "--tag '=X': expected NAME=TAG"),
         (["train", "1", "--as", "Sam", "--lr", "0"], "learning_rate must be a number above 0"),
         (["train", "1", "--as", "Sam", "--alpha", "0"], "alpha must be a number above 0"),
         (["train", "1", "--as", "Sam", "--dropout", "1.5"], "dropout must be from 0 up to"),
@@ -247,6 +249,9 @@ def test_dataset_command(home: Path, tmp_path: Path, capsys) -> None:
         (["simulate", "sam-1", "--ctx", "64"], "--ctx must be 512 or more, not 64"),
         (["simulate", "sam-1", "--max-tokens", "0"], "--max-tokens must be 1 or more, not 0"),
         (["simulate", "sam-1", "--turns", "-2"], "--turns must be 1 or more, not -2"),
+        (["simulate", "sam-1", "--seed", "-1"], "--seed must be from 0 to 4294967295, not -1"),
+        (["complete", "sam-1", "--as", "", "--partial", "x"], "--as '': expected a name"),
+        (["complete", "sam-1", "--as", "Ri]ya", "--partial", "x"], "--as 'Ri]ya': expected"),
     ],
 )
 def test_bad_settings_are_refused_before_anything_is_stored(

@@ -167,7 +167,7 @@ def _dataset_config(args: argparse.Namespace) -> Any:
     tags = {}
     for spec in args.tag or []:
         name, sep, tag = spec.partition("=")
-        if not sep or not tag.strip():
+        if not sep or not name.strip() or not tag.strip():
             raise CliError(f"--tag {spec!r}: expected NAME=TAG, e.g. 'Sam Jones=Sam'")
         tags[name] = tag.strip()
     try:

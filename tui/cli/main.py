@@ -186,12 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, ChatImportError, NewerStoreError, DiskFullError, StoreInUse) as e:
         print(f"convsim: error: {e}", file=sys.stderr)
         return EXIT_ERROR
-    except OSError as e:
-        if e.errno not in NOT_WRITABLE:
-            raise
-        print(f"convsim: error: {e.filename}: {e.strerror}; convsim keeps its data there "
-              "(set CONVSIM_HOME to use another folder)", file=sys.stderr)  # fmt: skip
-        return EXIT_ERROR
     except KeyboardInterrupt:
         print("convsim: interrupted", file=sys.stderr)
         return 130
@@ -202,6 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as e:
+        if e.errno not in NOT_WRITABLE:
+            raise
+        print(f"convsim: error: {e.filename}: {e.strerror}; convsim keeps its data there "
+              "(set CONVSIM_HOME to use another folder)", file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":
