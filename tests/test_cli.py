@@ -134,6 +134,10 @@ def test_bad_inputs_that_are_not_files(home: Path, tmp_path: Path, capsys) -> No
     assert code != 0 and str(zpath) in err and "zip" in err
     code, _, err = run(capsys, "import", str(tmp_path / "missing.txt"))
     assert code != 0 and "missing.txt" in err
+    pipe = tmp_path / "pipe"  # as `convsim import <(unzip -p export.zip)` gives
+    os.mkfifo(pipe)
+    code, _, err = run(capsys, "import", str(pipe))
+    assert code == 2 and f"{pipe}: not a file (a pipe or a device)" in err
 
 
 def test_ambiguous_date_order_asks_for_a_flag_then_remembers(home: Path, tmp_path: Path, capsys):
@@ -405,7 +409,7 @@ def test_models_tells_a_run_still_training_from_one_that_was_killed(home: Path, 
     assert code == 0 and out.split()[:3] == ["sam-1", "Sam", "stopped"]
     code, out, _ = run(capsys, "models", "--json")
     assert json.loads(out)["status"] == "training" and json.loads(out)["running"] is False
-    code, out, _ = run(capsys, "models", "versions", "sam-1", "--json")
+    code, out, _ = run(capsys, "models", "--json", "versions", "sam-1")  # --json either side
     assert [v["status"] for v in json.loads(out)] == ["stopped"]
     with locks.acquire(folder / TRAINING_LOCK):  # as `convsim train` in another terminal
         code, out, _ = run(capsys, "models")

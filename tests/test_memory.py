@@ -346,6 +346,12 @@ def test_cli_search_json_contract(ws: Workspace, tmp_path: Path, capsys) -> None
 def test_cli_errors_name_what_is_wrong(ws: Workspace, tmp_path: Path, capsys) -> None:
     assert main(["memory", "search", "7", "x"]) == 2
     assert "no chat with id 7" in capsys.readouterr().err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    assert main(["memory", "search", "1", "--queries", str(empty)]) == 2
+    assert f"{empty}: no queries in it" in capsys.readouterr().err
+    assert main(["memory", "search", "1", "Berlin", "--queries", str(empty)]) == 2
+    assert "not both" in capsys.readouterr().err
     missing = tmp_path / "nope.txt"
     assert main(["memory", "search", "1", "--queries", str(missing)]) == 2
     assert str(missing) in capsys.readouterr().err

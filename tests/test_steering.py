@@ -594,6 +594,8 @@ def test_pairs_files_name_the_file_and_line(tmp_path: Path) -> None:
         json.dumps({"positive": "a\nb", "negative": "x"}): r"line 3: 'positive' must be",
         json.dumps({"positive": 3, "negative": "x"}): r"line 3: 'positive' must be",
         json.dumps(["yay", "meh"]): r"line 3: expected an object",
+        json.dumps({"positive": "same", "negative": " same"}): r"line 3: the two sides are the",
+        "[" * 100_000: r"line 3: not JSON",
     }
     for line, message in cases.items():
         path.write_text(f"{good}\n\n{line}\n{good}\n", encoding="utf-8")

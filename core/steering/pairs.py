@@ -142,6 +142,9 @@ def file_axis(name: str, path: Path) -> Axis:
             value = item.get(key)
             if not isinstance(value, str) or not value.strip() or "\n" in value.strip():
                 raise PairsError(f"{path}, line {number}: {key!r} must be a one-line text")
+        if item["positive"].strip() == item["negative"].strip():
+            raise PairsError(f"{path}, line {number}: the two sides are the same text; a pair "
+                             "says one thing two ways")  # fmt: skip
         replies.append((item["positive"], item["negative"]))
     if not replies:
         raise PairsError(f"{path}: no pairs (one JSON object per line with positive/negative)")

@@ -289,12 +289,13 @@ def add_commands(sub: Any) -> None:
 def add_version_commands(models: argparse.ArgumentParser) -> None:
     """`models versions` and `models rollback`, under the `models` command."""
     vsub = models.add_subparsers(dest="models_command")
+    # `--json` before the subcommand (`models --json versions X`) counts as well as after it.
     v = vsub.add_parser("versions", help="a persona's versions; * marks the one in use")
     v.add_argument("model_id")
-    v.add_argument("--json", action="store_true")
+    v.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     v.set_defaults(func=cmd_versions)
     r = vsub.add_parser("rollback", help="use an earlier version (or keep an unpromoted one)")
     r.add_argument("model_id")
     r.add_argument("version", type=int)
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     r.set_defaults(func=cmd_rollback)

@@ -81,12 +81,16 @@ def _show_facts(facts: list[Any], as_json: bool) -> None:
 def cmd_search(args: argparse.Namespace) -> int:
     from convsim.core.memory import open_searcher
 
+    if args.queries is not None and args.query:
+        raise CliError("give a QUERY or --queries FILE, not both")
     if args.queries is not None:
         try:
             text = Path(args.queries).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise CliError(f"{args.queries}: cannot read the queries ({e})") from None
         queries = [q.strip() for q in text.splitlines() if q.strip()]
+        if not queries:
+            raise CliError(f"{args.queries}: no queries in it (one query per line)")
     elif args.query:
         queries = [args.query]
     else:

@@ -198,6 +198,11 @@ class Source:
         self._zip: zipfile.ZipFile | None = None
         if not path.exists():
             raise ChatImportError(f"{path}: no such file or folder")
+        if not (path.is_file() or path.is_dir()):  # read once, it would be gone when parsed
+            raise ChatImportError(
+                f"{path}: not a file (a pipe or a device); save the export to a file and "
+                "import that"
+            )
         if path.is_file() and zipfile.is_zipfile(path):
             try:
                 self._zip = zipfile.ZipFile(path)
