@@ -255,7 +255,7 @@ def test_dataset_command(home: Path, tmp_path: Path, capsys) -> None:
         (["simulate", "sam-1", "--turns", "-2"], "--turns must be 1 or more, not -2"),
         (["simulate", "sam-1", "--seed", "-1"], "--seed must be from 0 to 4294967295, not -1"),
         (["complete", "sam-1", "--as", "", "--partial", "x"], "--as '': expected a name"),
-        (["complete", "sam-1", "--as", "Ri]ya", "--partial", "x"], "--as 'Ri]ya': expected"),
+        (["complete", "sam-1", "--as", "Ri\nya", "--partial", "x"], "--as 'Ri\\nya': expected"),
     ],
 )
 def test_bad_settings_are_refused_before_anything_is_stored(

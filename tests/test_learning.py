@@ -111,7 +111,7 @@ def test_an_import_with_a_broken_line_names_it_and_stores_nothing(
         ({"speaker": {"a": 1}}, "'speaker' must be text, not dict"),
         ({"reply": 5}, "'reply' must be text, not int"),
         ({"transcript": [{"speaker": "Riya", "text": None}]}, "transcript turn 1: expected"),
-        ({"transcript": [{"speaker": "Ri]ya", "text": "hi"}]}, "transcript turn 1: expected"),
+        ({"transcript": [{"speaker": "Riya\n[Sam", "text": "hi"}]}, "transcript turn 1: expe"),
     ]:
         path.write_text(json.dumps(rows[0]) + "\n" + json.dumps({**good, **bad}) + "\n")
         with pytest.raises(FeedbackError, match=re.escape(f"{path}:2: ") + ".*" + re.escape(says)):

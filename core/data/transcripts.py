@@ -46,9 +46,8 @@ def save(folder: Path, name: str, turns: Sequence[Turn], when: datetime | None =
 
 def load(path: Path) -> list[Turn]:
     """The turns of a transcript file: JSON Lines {"speaker", "text"} (what `save` writes), or
-    `[Name] message` lines, or a mix. A speaker is a one-line name without `]` (it becomes a
-    `[Name]` tag in the prompt) and a text is text. Raises TranscriptError naming the file and
-    line."""
+    `[Name] message` lines, or a mix. A speaker is a name on one line and a text is text.
+    Raises TranscriptError naming the file and line."""
     lines = read_text(path, TranscriptError).removeprefix("\ufeff").splitlines()
     turns = []
     for n, line in enumerate(lines, start=1):
@@ -73,8 +72,8 @@ def _json_turn(where: str, line: str) -> Turn:
     if not isinstance(row, dict) or not {"speaker", "text"} <= row.keys():
         raise TranscriptError(f"{where}: {expected}") from None
     speaker, text = row["speaker"], row["text"]
-    if not isinstance(speaker, str) or not speaker.strip() or "]" in speaker or "\n" in speaker:
-        raise TranscriptError(f"{where}: 'speaker' must be a one-line name without ']'")
+    if not isinstance(speaker, str) or not speaker.strip() or "\n" in speaker:
+        raise TranscriptError(f"{where}: 'speaker' must be a name on one line")
     if not isinstance(text, str):
         raise TranscriptError(f"{where}: 'text' must be text, not {type(text).__name__}")
     return speaker.strip(), text

@@ -277,7 +277,7 @@ def _turns(transcript: Any, at: str) -> list[Turn]:
             and len(turn) == 2
             and isinstance(turn[0], str)
             and turn[0].strip()
-            and not {"]", "\n"} & set(turn[0])
+            and "\n" not in turn[0]
             and isinstance(turn[1], str)
         ):
             turns.append((turn[0].strip(), turn[1]))

@@ -51,8 +51,8 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     """The model's Engine (base + its adapter) and its store record (`base`: the plain
     default base, as "Friend")."""
     target = getattr(args, "target", None)
-    if target is not None and (not target.strip() or "]" in target or "\n" in target):
-        raise CliError(f"--as {target!r}: expected a name on one line, without ']'")
+    if target is not None and (not target.strip() or "\n" in target):
+        raise CliError(f"--as {target!r}: expected a name on one line")
     if args.seed is not None and not 0 <= args.seed < 2**32:
         raise CliError(f"--seed must be from 0 to {2**32 - 1}, not {args.seed}")
     for flag, least in (("best_of", 1), ("max_tokens", 1), ("turns", 1), ("ctx", MIN_CTX)):
