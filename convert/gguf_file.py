@@ -16,6 +16,7 @@ Contract:
 
 from __future__ import annotations
 
+import math
 import mmap
 import struct
 from collections.abc import Callable, Iterable
@@ -32,6 +33,8 @@ from gguf import (
     GGUFValueType,
     Keys,
 )
+
+GGML_MAX_DIMS = 4  # ggml's limit: a tensor with more is a damaged header
 
 # Fixed-size value types: struct format and numpy dtype (little-endian).
 _SCALAR = {
@@ -170,6 +173,10 @@ def read_gguf(path: Path | str, *, max_strings: int = 4096) -> GGUFFile:
         return _parse(buf, path, max_strings)
     except (struct.error, UnicodeDecodeError, OverflowError) as exc:
         raise ValueError(f"{path}: corrupt GGUF file ({exc})") from exc
+    except ValueError as exc:  # an unknown value or tensor type: a damaged header
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: corrupt GGUF file ({exc})") from exc
     finally:
         buf.close()
 
@@ -197,6 +204,8 @@ def _parse(buf: Any, path: Path, max_strings: int) -> GGUFFile:
         name = cur.string()
         assert name is not None
         n_dims = cur.unpack("<I")
+        if not 1 <= n_dims <= GGML_MAX_DIMS:
+            raise ValueError(f"{path}: tensor {name} has {n_dims} dimensions (corrupt file?)")
         shape = tuple(cur.unpack("<Q") for _ in range(n_dims))
         ttype = GGMLQuantizationType(cur.unpack("<I"))
         infos.append((name, shape, ttype, cur.unpack("<Q")))
@@ -204,7 +213,7 @@ def _parse(buf: Any, path: Path, max_strings: int) -> GGUFFile:
     tensors = {}
     for name, shape, ttype, rel in infos:
         block, type_size = GGML_QUANT_SIZES[ttype]
-        nbytes = int(np.prod(shape, dtype=np.int64)) // block * type_size
+        nbytes = math.prod(shape) // block * type_size  # Python ints: a huge shape cannot wrap
         if data_start + rel + nbytes > len(buf):
             raise ValueError(f"{path}: tensor {name} runs past the end of the file")
         tensors[name] = TensorInfo(name, shape, ttype, data_start + rel, nbytes)

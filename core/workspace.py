@@ -203,6 +203,13 @@ class Workspace:
         from convsim.core.data.dataset_files import write_dataset
 
         messages = self.store.messages(chat_id)
+        senders = list(dict.fromkeys(m.sender for m in messages if m.sender is not None))
+        unknown = [name for name in config.tags if name not in senders]
+        if unknown:  # a new dataset only: an old one is rebuilt (learn) with the tags it had
+            present = ", ".join(map(repr, senders))
+            raise ValueError(
+                f"a tag for {unknown[0]!r}, who sent no message here; senders: {present}"
+            )
         built = ds.build(messages, config)
         make_private_dir(self.locations.datasets)
         with publishing(self.locations.datasets) as (staging, publish):

@@ -177,11 +177,9 @@ def test_people_merge_and_me(home: Path, tmp_path: Path, capsys) -> None:
     assert [r["name"] for r in jsonl(out) if r["me"]] == ["Sam"]
 
 
-def test_importing_again_with_your_name_renames_you_instead_of_doubling_you(
-    home: Path, capsys
-) -> None:
+def test_importing_again_with_your_name_keeps_you_once(home: Path, capsys) -> None:
     """iMessage and SMS exports only say "me": imported first as "Me", then with `--me Alex`,
-    the same messages are the same messages."""
+    the same messages are the same messages, still under the name made from them first."""
     backup = Path(__file__).parent / "fixtures" / "sms" / "sms-20240302083000.xml"
     code, out, err = run(capsys, "import", str(backup), "--json")
     assert code == 0, err
@@ -190,10 +188,11 @@ def test_importing_again_with_your_name_renames_you_instead_of_doubling_you(
     assert code == 0, err
     again = {r["title"]: r for r in jsonl(out)}
     assert {t: r["new"] for t, r in again.items()} == dict.fromkeys(first, 0)
+    assert "you are 'Me' in this chat" in again["Riya"]["warnings"][0]
     chat_id = first["Riya"]["chat_id"]
     code, out, _ = run(capsys, "messages", str(chat_id), "--json")
     senders = {m["sender"] for m in jsonl(out)}
-    assert senders == {"Riya", "Alex"}
+    assert senders == {"Riya", "Me"}
 
 
 def test_the_same_log_imported_again_as_another_format_is_the_same_chat(
@@ -253,7 +252,7 @@ def test_dataset_command(home: Path, tmp_path: Path, capsys) -> None:
         (["simulate", "sam-1", "--ctx", "64"], "--ctx must be 512 or more, not 64"),
         (["simulate", "sam-1", "--max-tokens", "0"], "--max-tokens must be 1 or more, not 0"),
         (["simulate", "sam-1", "--turns", "-2"], "--turns must be 1 or more, not -2"),
-        (["simulate", "sam-1", "--seed", "-1"], "--seed must be from 0 to 4294967295, not -1"),
+        (["simulate", "sam-1", "--seed", "-2"], "--seed must be from 0 to 4294967295 (or -1"),
         (["complete", "sam-1", "--as", "", "--partial", "x"], "--as '': expected a name"),
         (["complete", "sam-1", "--as", "Ri\nya", "--partial", "x"], "--as 'Ri\\nya': expected"),
     ],

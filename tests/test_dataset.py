@@ -341,6 +341,13 @@ def test_unknown_target_names_it_and_lists_senders() -> None:
     assert str(info.value) == "target 'Sammy' sent no message here; senders: 'Riya', 'Sam'"
 
 
+def test_a_stored_tag_for_someone_not_in_the_messages_still_builds() -> None:
+    """`learn` rebuilds a persona's dataset with the tags it was made with: one naming someone
+    absent from these messages is no error there (a new dataset refuses it: `convsim dataset`)."""
+    config = DatasetConfig(target="Sam", tags={"Sam Jones": "S"})
+    assert build(riya_sam().messages, config).train
+
+
 def test_target_tag_clash_is_refused() -> None:
     config = DatasetConfig(target="Sam", tags={"Riya": "Sam"})
     with pytest.raises(ValueError, match="'Sam' is also used by Riya"):

@@ -93,6 +93,20 @@ def test_exporting_a_model_whose_base_is_gone_says_so(tiny, tmp_path: Path, caps
     assert f"{base}: the base model {model.id} was trained on is missing" in err, err
 
 
+def test_settings_an_older_version_saved_still_load(tmp_path: Path) -> None:
+    """A run.json written before the settings' ranges were checked: a stray space in a module
+    name (the trainer then gave that module no LoRA) and values new runs may not take."""
+    from convsim.core.training.runs import run_config
+
+    train = {"rank": 4, "alpha": 0.0, "learning_rate": 0.0, "dropout": 0.0,
+             "target_modules": ["q_proj", " v_proj"]}  # fmt: skip
+    (tmp_path / "run.json").write_text(json.dumps({"train": train}), encoding="utf-8")
+    config = run_config(tmp_path)
+    assert config.target_modules == ["q_proj"] and config.learning_rate == 0.0
+    with pytest.raises(ValueError, match="learning_rate must be a number above 0"):
+        config.check_new()
+
+
 def test_unknown_overrides_are_refused_before_any_work(tmp_path: Path) -> None:
     with Workspace.open(tmp_path / "home") as ws:
         (report,) = ws.import_export(SAMPLE_CHAT)

@@ -112,18 +112,30 @@ def existing_keys(conn: sqlite3.Connection, chat_id: int) -> set[Key]:
     return set(message_keys(rows))
 
 
-def rename_me(conn: sqlite3.Connection, chat_id: int, me: str) -> None:
-    """Give the exporting user of a stored chat the name this import gives them (`--me Sam`
-    on an iMessage or SMS export first imported as "Me"), so that their messages are known
-    again instead of stored twice. A name someone else in the chat already has is left."""
-    taken = conn.execute(
-        "SELECT 1 FROM participants WHERE chat_id = ? AND name = ?", (chat_id, me)
-    ).fetchone()
+def keep_me(conn: sqlite3.Connection, chat_id: int, chat: ParsedChat) -> None:
+    """Read the exporting user of a stored chat under the name they were stored with, when this
+    import calls them otherwise (`--me Sam` on an iMessage or SMS export first imported as
+    "Me"): their messages are then known again instead of stored twice, and what was made
+    from the old name (datasets, personas, facts) still finds them. Said in the report's
+    warnings. A name someone else in the chat has is left alone."""
     mine = conn.execute(
-        "SELECT id FROM participants WHERE chat_id = ? AND is_me = 1", (chat_id,)
+        "SELECT name FROM participants WHERE chat_id = ? AND is_me = 1", (chat_id,)
     ).fetchall()
-    if taken is None and len(mine) == 1:
-        conn.execute("UPDATE participants SET name = ? WHERE id = ?", (me, mine[0][0]))
+    taken = conn.execute(
+        "SELECT 1 FROM participants WHERE chat_id = ? AND name = ?", (chat_id, chat.me)
+    ).fetchone()
+    if len(mine) != 1 or taken is not None or mine[0][0] == chat.me:
+        return
+    stored, given = mine[0][0], chat.me
+    for m in chat.messages:
+        if m.sender == given:
+            m.sender = stored
+    chat.participants = [stored if p == given else p for p in chat.participants]
+    chat.me = stored
+    chat.warnings.append(
+        f"you are {stored!r} in this chat, as it was first imported: your messages here, "
+        f"given as {given!r}, are stored under {stored!r} too"
+    )
 
 
 def participant_ids(
@@ -186,7 +198,7 @@ def add_chat(conn: sqlite3.Connection, chat: ParsedChat, path: str) -> ImportRep
         new = list(messages)
     else:
         if chat.me is not None:
-            rename_me(conn, chat_id, chat.me)
+            keep_me(conn, chat_id, chat)
         have = existing_keys(conn, chat_id)
         keys = message_keys(_parsed_rows(messages))
         new = [m for m, k in zip(messages, keys, strict=True) if k not in have]

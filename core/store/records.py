@@ -134,9 +134,11 @@ def model_in_home(record: ModelRecord, home: Path) -> ModelRecord:
     old folder's copy (`OLD/base-models/…`) and is gone from there (a base of the user's own,
     anywhere else, is kept as named; a copy reading a base it still finds is harmless)."""
     base = Path(record.base)
-    moved = home / BASE_MODELS / base.name
-    if base.parent.name == BASE_MODELS and not base.exists() and moved.exists():
-        record = replace(record, base=str(moved))
+    if BASE_MODELS in base.parts[:-1] and not base.exists():  # also OLD/base-models/OWNER--REPO/
+        tail = base.parts[len(base.parts) - base.parts[::-1].index(BASE_MODELS) :]
+        moved = home.joinpath(BASE_MODELS, *tail)
+        if moved.exists():
+            record = replace(record, base=str(moved))
     return replace(record, path=in_home(record.path, home, MODELS, record.id))
 
 

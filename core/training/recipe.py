@@ -124,6 +124,11 @@ class TrainConfig(Config):
             raise ValueError(f"epochs must be > 0, not {self.epochs}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be >= 1, not {self.micro_batch_size}")
+
+    def check_new(self) -> None:
+        """`check`, and the ranges a new run's settings must be in. Not applied to settings
+        read back from a finished run (`runs.run_config`): older versions accepted more."""
+        self.check()
         for name in ("learning_rate", "alpha", "max_grad_norm"):
             if not 0 < getattr(self, name) < math.inf:  # also refuses nan
                 raise ValueError(f"{name} must be a number above 0, not {getattr(self, name)}")

@@ -47,7 +47,9 @@ def default_config(n_params: int, **overrides: Any) -> TrainConfig:
         config = TrainConfig(rank=16, alpha=32, learning_rate=1e-4)
     else:
         config = TrainConfig(rank=8, alpha=16, learning_rate=1e-4)
-    return config.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
+    config = config.with_overrides(**{k: v for k, v in overrides.items() if v is not None})
+    config.check_new()
+    return config
 
 
 def speaker_tags(ws: Workspace, record: ModelRecord) -> dict[str, str]:
@@ -174,7 +176,11 @@ def run_config(folder: Path) -> TrainConfig:
     it is missing or damaged (edited by hand, a disk error)."""
     path = folder / "run.json"
     try:
-        return TrainConfig.from_json(json.loads(path.read_text(encoding="utf-8"))["train"])
+        saved = json.loads(path.read_text(encoding="utf-8"))["train"]
+        if isinstance(saved.get("target_modules"), list):  # as the trainer read them then:
+            known = set(TrainConfig().target_modules)  # a name it did not know had no LoRA
+            saved["target_modules"] = [m for m in saved["target_modules"] if m in known]
+        return TrainConfig.from_json(saved)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(
             f"{path}: cannot read the run's settings ({e}); train the model again"

@@ -221,6 +221,16 @@ def test_a_zip_or_folder_of_several_exports_imports_every_chat(tmp_path: Path, p
     assert [(c.title, len(c.messages)) for c in chats] == [("Ana", 2), ("Bo", 1)]
 
 
+def test_a_folder_of_ios_exports_titles_each_chat_from_its_folder(tmp_path: Path) -> None:
+    top = tmp_path / "backups"
+    for name, who in (("WhatsApp Chat - Sam", "Sam"), ("WhatsApp Chat - Bo", "Bo")):
+        (top / name).mkdir(parents=True)
+        (top / name / "_chat.txt").write_text(
+            f"[25/01/2024, 09:00:00] {who}: hi\n[25/01/2024, 09:01:00] Me: yo\n", encoding="utf-8"
+        )
+    assert sorted(c.title for c in parse_export(top)) == ["Bo", "Sam"]
+
+
 def test_zip_without_a_chat_is_refused_naming_the_archive(tmp_path: Path) -> None:
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as zf:

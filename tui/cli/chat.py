@@ -53,8 +53,10 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     target = getattr(args, "target", None)
     if target is not None and (not target.strip() or "\n" in target):
         raise CliError(f"--as {target!r}: expected a name on one line")
+    if args.seed == -1:  # llama.cpp's word for a random seed
+        args.seed = None
     if args.seed is not None and not 0 <= args.seed < 2**32:
-        raise CliError(f"--seed must be from 0 to {2**32 - 1}, not {args.seed}")
+        raise CliError(f"--seed must be from 0 to {2**32 - 1} (or -1: random), not {args.seed}")
     for flag, least in (("best_of", 1), ("max_tokens", 1), ("turns", 1), ("ctx", MIN_CTX)):
         value = getattr(args, flag, None)
         if value is not None and value < least:

@@ -199,9 +199,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         if e.errno not in NOT_WRITABLE:
             raise
-        print(f"convsim: error: {e.filename}: {e.strerror}; convsim keeps its data there "
-              "(set CONVSIM_HOME to use another folder)", file=sys.stderr)  # fmt: skip
+        print(f"convsim: error: {_not_writable(e)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _not_writable(error: OSError) -> str:
+    """A file convsim cannot read, write or make, said in a line; for its data folder, how to
+    use another."""
+    from pathlib import Path
+
+    from convsim.core.locations import Locations
+
+    if error.filename is None:
+        return str(error)
+    home = Locations.from_env().home
+    path = Path(error.filename)
+    ours = path == home or path.is_relative_to(home) or home.is_relative_to(path)
+    hint = "; convsim keeps its data there (set CONVSIM_HOME to use another folder)"
+    return f"{error.filename}: {error.strerror}" + (hint if ours else "")
 
 
 if __name__ == "__main__":

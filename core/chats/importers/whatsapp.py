@@ -101,7 +101,12 @@ def parse(source: Source, options: ImportOptions) -> list[ParsedChat]:
 
 
 def _parse_member(source: Source, member: str | None, options: ImportOptions) -> ParsedChat:
-    stems = [source.path.stem] if member is None else [PurePosixPath(member).stem, source.path.stem]
+    # The member's own name, the folders it is in (iOS names every chat `_chat.txt`, in a
+    # folder named after the chat), then the zip's or folder's name.
+    inside = PurePosixPath(member) if member else None
+    folders = [p.name for p in inside.parents if p.name] if inside else []
+    stems = [inside.stem, *folders] if inside else []
+    stems.append(source.path.stem)
     where = source.member_name(member)
     chat = _parse_text(_read(source, member), where, source.name, options)
     chat.title = title_of(stems)
@@ -146,7 +151,11 @@ def _chat_members(source: Source) -> list[str]:
             "'31/12/2020, 23:59 - Name: text'"
         )
     names = {m: PurePosixPath(m) for m in found}
-    own = [m for m, n in names.items() if n.name == "_chat.txt" or TITLE.search(n.stem)]
+    own = [
+        m
+        for m, n in names.items()
+        if n.name == "_chat.txt" or "WhatsApp" in n.name or TITLE.search(n.stem)
+    ]
     return own or found
 
 
