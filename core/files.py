@@ -17,6 +17,8 @@ Contract:
   back on it; other readers rebuild what is missing).
 - `read_text(path, error)` reads a UTF-8 file the user named, raising `error(message)` with a
   message that names the file and what is wrong (missing, unreadable, not UTF-8).
+- `json_loads(text)` parses JSON a user gave (an export, a transcript, a pairs or feedback file)
+  and fails only with `json.JSONDecodeError`, line and column included, however it is broken.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -145,3 +148,53 @@ def _sync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # half of a UTF-16 pair
+
+
+def json_loads(text: str) -> Any:
+    """`json.loads` that fails only with JSONDecodeError (so with a line and column), also for a
+    number too long to convert or nesting too deep to follow. A lone surrogate from a `\\u`
+    escape, which no UTF-8 text can hold, becomes U+FFFD."""
+    try:
+        value = json.loads(text)
+        return _replace_surrogates(value) if _lone_surrogate(text) else value
+    except json.JSONDecodeError:
+        raise
+    except RecursionError as e:
+        raise json.JSONDecodeError("nested too deeply", text, _too_deep(text)) from e
+    except ValueError as e:  # an integer of more digits than int() converts
+        long = re.search(r"[0-9]{4000,}", text)
+        raise json.JSONDecodeError("number too long", text, long.start() if long else 0) from e
+
+
+def _too_deep(text: str, limit: int = 500) -> int:
+    """Where brackets outside strings first nest `limit` deep."""
+    depth = 0
+    for m in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(m[0], 0)
+        if depth >= limit:
+            return m.start()
+    return 0
+
+
+def _lone_surrogate(text: str) -> bool:
+    """Whether a `\\u` escape of a UTF-16 surrogate is not half of a pair (a damaged emoji)."""
+    low_at = -1  # where the low half of the last high half must start
+    for m in _SURROGATE_ESCAPE.finditer(text):
+        low = m[0][3] in "cdefCDEF"
+        if low != (low_at != -1) or (low and m.start() != low_at):
+            return True
+        low_at = -1 if low else m.end()
+    return low_at != -1
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value

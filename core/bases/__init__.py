@@ -9,6 +9,7 @@ from convsim.core.bases.local import FoundGGUF, discover_ggufs, is_gguf
 from convsim.core.bases.prepare import (
     BaseModelError,
     BaseModelProgress,
+    check_base,
     default_base,
     download_gguf,
     resolve_base,
@@ -20,6 +21,7 @@ __all__ = [
     "BaseModelError",
     "BaseModelProgress",
     "FoundGGUF",
+    "check_base",
     "default_base",
     "discover_ggufs",
     "download_gguf",

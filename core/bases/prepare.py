@@ -174,8 +174,21 @@ def resolve_base(
     """Turn what the user asked for into a GGUF path: None or "default" -> the default base; a
     path -> that file (it must be a GGUF); "hf:OWNER/REPO/FILE.gguf" -> downloaded from the
     Hugging Face Hub (the only case that uses the network). Raises ValueError for a bad spec."""
-    if spec is None or spec == "default":
+    found = check_base(spec)
+    if isinstance(found, Path):
+        return found
+    if found is None:
         return default_base(locations, progress)
+    repo_id, filename = found
+    return download_gguf(repo_id, filename, locations, progress)
+
+
+def check_base(spec: str | None) -> Path | tuple[str, str] | None:
+    """What `resolve_base` would take, worked out without preparing or downloading anything
+    (so a bad spec is refused before other work): None for the default base, (repo id, file
+    name) for an "hf:" spec, or the checked GGUF path. Raises ValueError for a bad spec."""
+    if spec is None or spec == "default":
+        return None
     if spec.startswith("hf:"):
         owner, _, rest = spec[3:].partition("/")
         repo, _, filename = rest.partition("/")
@@ -183,7 +196,7 @@ def resolve_base(
             raise ValueError(
                 f"{spec!r} is not a Hugging Face file: expected hf:OWNER/REPO/FILE.gguf"
             )
-        return download_gguf(f"{owner}/{repo}", filename, locations, progress)
+        return f"{owner}/{repo}", filename
     return _check_gguf(Path(spec).expanduser())
 
 

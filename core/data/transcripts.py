@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from convsim.core.data.turns import Turn, parse_line
-from convsim.core.files import read_text, write_jsonl
+from convsim.core.data.turns import Turn, is_name, parse_line
+from convsim.core.files import json_loads, read_text, write_jsonl
 from convsim.core.locations import make_private_dir
 
 
@@ -66,13 +66,13 @@ def load(path: Path) -> list[Turn]:
 def _json_turn(where: str, line: str) -> Turn:
     expected = 'expected a JSON object {"speaker": "Name", "text": "..."}'
     try:
-        row = json.loads(line)
-    except (ValueError, RecursionError):
+        row = json_loads(line)
+    except json.JSONDecodeError:
         raise TranscriptError(f"{where}: not JSON; {expected}") from None
     if not isinstance(row, dict) or not {"speaker", "text"} <= row.keys():
         raise TranscriptError(f"{where}: {expected}") from None
     speaker, text = row["speaker"], row["text"]
-    if not isinstance(speaker, str) or not speaker.strip() or "\n" in speaker:
+    if not is_name(speaker):
         raise TranscriptError(f"{where}: 'speaker' must be a name on one line")
     if not isinstance(text, str):
         raise TranscriptError(f"{where}: 'text' must be text, not {type(text).__name__}")

@@ -47,6 +47,12 @@ def safe_name(name: str) -> str:
     return " ".join(name.replace("[", "(").replace("]", ")").split()) or "?"
 
 
+def is_name(value: object) -> bool:
+    """Whether `value` can name a speaker: text that is not blank and is on one line (a tag
+    is made of it with `safe_name`, so brackets may stay)."""
+    return isinstance(value, str) and bool(value.strip()) and "\n" not in value
+
+
 def tag(name: str) -> str:
     """`[name]`, the start of every turn `name` writes."""
     return f"[{name}]"

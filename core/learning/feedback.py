@@ -25,8 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from convsim.core.data.turns import Turn, parse
-from convsim.core.files import read_text
+from convsim.core.data.turns import Turn, is_name, parse
+from convsim.core.files import json_loads, read_text
 from convsim.core.store import Store
 
 __all__ = ["KINDS", "WEIGHTS", "Feedback", "FeedbackError", "FeedbackItem"]
@@ -275,9 +275,7 @@ def _turns(transcript: Any, at: str) -> list[Turn]:
         if (
             isinstance(turn, (list, tuple))
             and len(turn) == 2
-            and isinstance(turn[0], str)
-            and turn[0].strip()
-            and "\n" not in turn[0]
+            and is_name(turn[0])
             and isinstance(turn[1], str)
         ):
             turns.append((turn[0].strip(), turn[1]))
@@ -291,11 +289,9 @@ def _turns(transcript: Any, at: str) -> list[Turn]:
 def _parse_line(path: Path, n: int, line: str) -> dict[str, Any]:
     where = f"{path}:{n}"
     try:
-        obj = json.loads(line)
+        obj = json_loads(line)
     except json.JSONDecodeError as e:
         raise FeedbackError(f"{where}: not a JSON object ({e.msg})") from None
-    except RecursionError:
-        raise FeedbackError(f"{where}: not a JSON object (nested too deeply)") from None
     if not isinstance(obj, dict):
         raise FeedbackError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     for key in ("transcript", "reply"):

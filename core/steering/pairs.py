@@ -18,6 +18,7 @@ from pathlib import Path
 
 from convsim.core.data.dataset import Example
 from convsim.core.data.turns import parse, render, tag_of
+from convsim.core.files import json_loads
 from convsim.core.steering.axes import Axis
 
 MIN_PAIRS = 100  # the least a direction is computed from
@@ -131,11 +132,9 @@ def file_axis(name: str, path: Path) -> Axis:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = json_loads(line)
         except json.JSONDecodeError as e:
             raise PairsError(f"{path}, line {number}: not JSON ({e.msg})") from None
-        except RecursionError:
-            raise PairsError(f"{path}, line {number}: not JSON (nested too deeply)") from None
         if not isinstance(item, dict):
             raise PairsError(f"{path}, line {number}: expected an object with positive/negative")
         for key in ("positive", "negative"):

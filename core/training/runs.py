@@ -91,11 +91,10 @@ def train_person(
     if start_from is not None:
         base, inherited = _continued(ws, start_from, base)
         overrides = {**inherited, **{k: v for k, v in overrides.items() if v is not None}}
-    # Bad settings, and a base file that is not one, are refused before anything is stored
-    # (the default base and a download are prepared after the dataset: they take a while).
+    # Bad settings and a bad base are refused before anything is stored (the default base and
+    # a download are prepared after the dataset: they take a while).
     default_config(0, **overrides)
-    if base is not None and base != "default" and not base.startswith("hf:"):
-        bases.resolve_base(base, ws.locations)
+    bases.check_base(base)
     if dataset_id is None:
         dataset_config = DatasetConfig(target=person)
         if max_context is not None:

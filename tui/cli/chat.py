@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from convsim.core.data.turns import render_turn, safe_name, tag
+from convsim.core.data.turns import is_name, render_turn, safe_name, tag
 from convsim.tui.cli.common import CliError, print_json, workspace
 from convsim.tui.cli.steer import add_steer_option, apply_steer, base_record
 
@@ -51,7 +51,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     """The model's Engine (base + its adapter) and its store record (`base`: the plain
     default base, as "Friend")."""
     target = getattr(args, "target", None)
-    if target is not None and (not target.strip() or "\n" in target):
+    if target is not None and not is_name(target):
         raise CliError(f"--as {target!r}: expected a name on one line")
     if args.seed == -1:  # llama.cpp's word for a random seed
         args.seed = None
