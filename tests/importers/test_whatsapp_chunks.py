@@ -69,6 +69,16 @@ def test_crlf_bom_and_a_bad_byte_in_a_later_chunk(tiny_chunks, tmp_path: Path) -
     assert f"crlf.txt: not UTF-8 text (invalid byte at line {line})" in str(caught.value)
 
 
+def test_a_first_message_longer_than_a_chunk_is_read(tiny_chunks, tmp_path: Path) -> None:
+    path = tmp_path / "long start.txt"
+    generate(path, 2000, seed=9)
+    first = "01/01/2019, 00:00 - Tom: " + "é" * 5000  # no newline in the first chunk
+    path.write_text(first + "\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    whole, _, streamed = whole_and_streamed(path)
+    assert streamed == whole.messages and len(streamed) == 2001
+    assert streamed[0].text == "é" * 5000
+
+
 def test_small_files_zips_and_utf16_are_read_whole(tmp_path: Path) -> None:
     path = tmp_path / "small.txt"
     generate(path, 100, seed=5)

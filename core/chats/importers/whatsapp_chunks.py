@@ -97,7 +97,10 @@ def _texts(
             data, pending = pending + data, b""
             if more:  # keep the bytes after the last newline: they may cut a character
                 cut = data.rfind(b"\n") + 1
-                data, pending = (data[:cut], data[cut:]) if cut else (b"", data)
+                if cut or regex is not None:
+                    data, pending = data[:cut], data[cut:]
+                else:  # the layout from a first line longer than a chunk: its start will do
+                    data = _whole_characters(data)
             text = carry + _decode(data.replace(b"\r\n", b"\n"), where, lines)
             lines += data.count(b"\n")
             if regex is None:
@@ -111,6 +114,18 @@ def _texts(
             if not more:
                 return
             data = more
+
+
+def _whole_characters(data: bytes) -> bytes:
+    """`data` without the UTF-8 character its end may cut."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return data
+        if byte >= 0xC0:  # a character's first byte: how many bytes it takes
+            size = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return data if back >= size else data[:-back]
+    return data
 
 
 def _last_header(regex: object, text: str) -> int:
