@@ -121,6 +121,11 @@ def test_build_errors_name_the_problem(persona, monkeypatch, tmp_path: Path, cap
     assert main(["steer", "build", "nobody-1", "--axis", "happy"]) == 2
     assert main(["steer", "build", model_id, "--axis", "happy", "--name", "Bad Name"]) == 2
     assert "not a usable vector name" in capsys.readouterr().err
+    odd = tmp_path / "My pairs (v2).jsonl"
+    odd.write_text('{"positive": "yes!", "negative": "yes."}\n')
+    assert main(["steer", "build", model_id, "--pairs", str(odd)]) == 2
+    err = capsys.readouterr().err
+    assert "'my pairs (v2)'" in err and "the pairs file's name: pass --name NAME" in err
     # Nothing half-written by the refusals.
     folder = home / "models" / model_id / "steering"
     assert not folder.exists() or all(p.suffix == ".gguf" for p in folder.iterdir())

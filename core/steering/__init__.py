@@ -24,7 +24,7 @@ tokens and keeps the unsteered conversation cached.
 from convsim.core.steering.axes import BUILT_IN, Axis
 from convsim.core.steering.build import BuildEvent, Cancelled, Spec, build_vector
 from convsim.core.steering.calibrate import Calibration
-from convsim.core.steering.library import Vector, mix, parse_mix, vectors
+from convsim.core.steering.library import Vector, check_name, mix, parse_mix, vectors
 from convsim.core.steering.pairs import PairsError
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Spec",
     "Vector",
     "build_vector",
+    "check_name",
     "mix",
     "parse_mix",
     "vectors",
