@@ -268,3 +268,81 @@ def test_app_forget_dialog_lists_everything_then_forgets(filled: Path) -> None:
     asyncio.run(drive())
     for line in SAMPLE_LINES:
         assert files_holding(filled, line) == [], line
+
+
+def test_app_forget_dialog_shows_names_as_typed_plans_the_last_choice_and_warns_of_training(
+    filled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Brackets in a title or a name are text, not markup (`[/]` once crashed the app); a long
+    title stays on one line; a plan that comes late for an earlier choice is not the one
+    Forget acts on; a persona training now is named before Forget can be pressed."""
+    import asyncio
+    import time
+
+    from textual.widgets import Button, Select, Static
+
+    from convsim.core.workspace import training
+    from convsim.tui.app import ConvsimApp
+    from convsim.tui.app.screens.forget import ForgetDialog
+
+    odd = tmp_path / "WhatsApp Chat with [Work] team.txt"
+    odd.write_text(
+        "01/03/2025, 10:00 - Jane [work]: the slides are in the shared folder\n"
+        "13/03/2025, 10:01 - [/]: thanks\n",
+        encoding="utf-8",
+    )
+    with Workspace.open(filled) as ws:
+        (report,) = ws.import_export(odd)
+        sam = ws.store.model("sam-1")
+    slow = Workspace.forget_plan
+
+    def slow_for_people(self, chat_id=None, person=None):
+        time.sleep(1.0 if person else 0)  # as on a large store
+        return slow(self, chat_id=chat_id, person=person)
+
+    monkeypatch.setattr(Workspace, "forget_plan", slow_for_people)
+
+    async def until(condition, timeout: float = 30.0) -> None:
+        for _ in range(int(timeout / 0.02)):
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {condition}")
+
+    async def drive() -> None:
+        app = ConvsimApp(filled)
+        async with app.run_test(size=(80, 24)) as pilot:
+            title = "[Work] [/] team " + "and friends " * 10
+            dialog = ForgetDialog(report.chat_id, title, ["Jane [work]", "[/]"])
+            await app.push_screen(dialog)
+            go = dialog.query_one("#forget-go", Button)
+            items = dialog.query_one("#forget-items", Static)
+            await until(lambda: not go.disabled)
+            what = dialog.query_one("#forget-what", Select)
+            shown = [str(prompt) for prompt, _ in what._options]
+            assert shown[0].startswith("the whole chat: [Work] [/] team and")
+            assert len(shown[0]) <= 56
+            assert shown[1:] == ["Jane [work], in every chat", "[/], in every chat"]
+            assert what.query_one("#label").render().plain.startswith("the whole chat: [Work]")
+            assert go.region.bottom <= 24  # the buttons stay on an 80 × 24 screen
+
+            what.value = "Jane [work]"  # its plan takes a second...
+            await pilot.pause(0.2)
+            what.value = "chat"  # ...and lands after the chat's
+            await until(lambda: not go.disabled and f"chat {report.chat_id}" in str(items.render()))
+            await asyncio.sleep(1.5)
+            assert dialog.plan.chat == report.chat_id and dialog.plan.person is None
+            assert "person Jane" not in str(items.render())
+            await pilot.press("escape")
+
+            with training(sam):  # as a `convsim train` elsewhere holds it
+                dialog = ForgetDialog(1, "sample_whatsapp", ["Sam", "Riya"])
+                await app.push_screen(dialog)
+                items = dialog.query_one("#forget-items", Static)
+                await until(lambda: "model sam-1" in str(items.render()))
+                assert "sam-1 is training now: stop it first" in str(items.render())
+                assert dialog.query_one("#forget-go", Button).disabled
+
+    asyncio.run(drive())
+    with Workspace.open(filled) as ws:
+        assert {c.id for c in ws.store.chats()} == {1, 2, report.chat_id}

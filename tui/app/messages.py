@@ -224,12 +224,14 @@ class TranscriptLoaded(Message):
 
 
 class ForgetPlanned(Message):
-    """What forgetting would remove (`core.store.forget.ForgetPlan`), and its lines to show."""
+    """What forgetting would remove (`core.store.forget.ForgetPlan`), its lines to show, and
+    the ids of its models that are training now (forgetting them is refused)."""
 
-    def __init__(self, plan: Any, lines: list[str]) -> None:
+    def __init__(self, plan: Any, lines: list[str], training: list[str]) -> None:
         super().__init__()
         self.plan = plan
         self.lines = lines
+        self.training = training
 
 
 class Forgotten(Message):

@@ -175,6 +175,12 @@ def _cell(
     return " ", ""
 
 
+def clip(text: str, width: int) -> str:
+    """`text` on one line, cut to `width` characters with an ellipsis."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 def short_path(path: Path | str) -> str:
     """`path` with the home folder shown as ~."""
     text = str(path)

@@ -31,7 +31,8 @@ from convsim.tui.app.messages import (
     post,
     reporting,
 )
-from convsim.tui.app.screens.memory_widgets import clip, minute
+from convsim.tui.app.screens.memory_widgets import minute
+from convsim.tui.app.widgets import clip
 
 TOP = 8  # matches listed
 AROUND = 4  # messages shown either side of an opened match

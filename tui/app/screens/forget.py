@@ -12,12 +12,16 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Select, Static
 
+from convsim.core.workspace import is_training
 from convsim.tui.app.messages import ForgetPlanned, Forgotten, JobFailed, post, reporting
+from convsim.tui.app.widgets import clip
 
 WHOLE_CHAT = "chat"
+CHOICE_WIDTH = 56  # a choice stays on one line of the dialog, however long the chat's title
 
 
 class ForgetDialog(ModalScreen[bool]):
@@ -34,8 +38,13 @@ class ForgetDialog(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="forget"):
             yield Label("Forget, for good", classes="dialog-title")
-            options = [(f"the whole chat: {self.title_text}", WHOLE_CHAT)]
-            options += [(f"{name}, in every chat", name) for name in self.people]
+            # Content, not markup: the title and the names are whatever the chat's people typed.
+            labels = [f"the whole chat: {self.title_text}"]
+            labels += [f"{name}, in every chat" for name in self.people]
+            values = [WHOLE_CHAT, *self.people]
+            options = [
+                (Content(clip(t, CHOICE_WIDTH)), v) for t, v in zip(labels, values, strict=True)
+            ]
             yield Select(options, value=WHOLE_CHAT, allow_blank=False, id="forget-what")
             yield Label("This removes:", classes="forget-heading")
             with VerticalScroll(id="forget-list"):
@@ -60,13 +69,25 @@ class ForgetDialog(ModalScreen[bool]):
             with app.workspace() as ws:
                 plan = ws.forget_plan(chat_id=self.chat_id, person=person)
                 home = Path(ws.locations.home)
-            post(self, ForgetPlanned(plan, plan.lines(relative_to=home)))
+            training = [m.id for m in plan.models if is_training(m)]
+            post(self, ForgetPlanned(plan, plan.lines(relative_to=home), training))
 
     @on(ForgetPlanned)
     def _planned(self, message: ForgetPlanned) -> None:
+        chosen = self.query_one("#forget-what", Select).value
+        if message.plan.person != (None if chosen == WHOLE_CHAT else chosen):
+            return  # the plan of an earlier choice, come late: the current one's is on its way
         self.plan = message.plan
-        self.query_one("#forget-items", Static).update("\n".join(message.lines))
-        self.query_one("#forget-go", Button).disabled = False
+        lines = message.lines
+        if message.training:  # `forget` would refuse: say so before anything is pressed
+            lines = [
+                f"{', '.join(message.training)} is training now: stop it first, "
+                "then choose again. Nothing can be forgotten while it trains.",
+                "",
+                *lines,
+            ]
+        self.query_one("#forget-items", Static).update("\n".join(lines))
+        self.query_one("#forget-go", Button).disabled = bool(message.training)
 
     @on(Button.Pressed, "#forget-go")
     def _go(self) -> None:

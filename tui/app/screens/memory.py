@@ -55,7 +55,6 @@ from convsim.tui.app.screens.memory_widgets import (
     ORIGIN_FILTERS,
     ORIGIN_SHORT,
     STATUS_FILTERS,
-    clip,
     day,
     fact_line,
     fact_meta,
@@ -64,6 +63,7 @@ from convsim.tui.app.screens.memory_widgets import (
     source_context,
     wanted_statuses,
 )
+from convsim.tui.app.widgets import clip
 
 VALUE_WIDTH = 30  # table cells are cut here; the detail pane shows the whole fact
 KEY_WIDTH = 14

@@ -33,11 +33,11 @@ from convsim.tui.app.screens.memory_widgets import (
     ConfirmDialog,
     ConflictDialog,
     FactDialog,
-    clip,
     fact_line,
     fact_meta,
     minute,
 )
+from convsim.tui.app.widgets import clip
 
 EVERYONE = "\0everyone"  # the person filter's "everyone" (no name can be this)
 SEARCH_K = 20

@@ -47,12 +47,6 @@ def wanted_statuses(choice: str) -> set[str]:
     return set(STATUSES) if choice == "all" else {choice}
 
 
-def clip(text: str, width: int) -> str:
-    """`text` on one line, cut to `width` characters with an ellipsis."""
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
-
-
 def day(timestamp: str | None) -> str:
     return (timestamp or "")[:10]
 

@@ -21,6 +21,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from convsim.tui.app.widgets import clip
+
 STEP = 0.1
 BIG_STEP = 0.5
 POLE_WIDTH = 9  # a pole's label is cut to this many cells on the bar's line
@@ -69,10 +71,6 @@ def mix_note(values: Mapping[str, float]) -> str:
 
 def clamp(value: float) -> float:
     return round(max(-1.0, min(1.0, value)), 2)
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class SteerSlider(Widget, can_focus=True):
@@ -134,7 +132,7 @@ class SteerSlider(Widget, can_focus=True):
 
     def _bar(self) -> tuple[str, str, int, int]:
         """(negative label, positive label, where the bar starts, its width) on line 2."""
-        positive, negative = (_cut(p, POLE_WIDTH) for p in self.poles)
+        positive, negative = (clip(p, POLE_WIDTH) for p in self.poles)
         width = self.content_region.width or 30
         bar = max(MIN_BAR, width - len(negative) - len(positive) - 2)
         return negative, positive, len(negative) + 1, bar
