@@ -7,6 +7,7 @@ It knows nothing about how results are shown.
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -54,6 +55,13 @@ class TrainingRunning(ValueError):
             f"model {model_id} is training now (in the app or another `convsim train`): "
             "let it finish, or stop it there first"
         )
+
+
+class ImportCancelled(Exception):
+    """An import was cancelled before it was stored: nothing of it is in the store."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"the import of {path.name} was cancelled; nothing of it was stored")
 
 
 def is_training(record: ModelRecord) -> bool:
@@ -128,12 +136,15 @@ class Workspace:
         format: str | None = None,
         options: ImportOptions | None = None,
         progress: Callable[[float, int], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> list[ImportReport]:
         """Parse and store one export. An answer to an ambiguous day/month order given in
         `options.date_order` is remembered for later imports of a file with the same name;
         without one, a remembered answer is used or `AmbiguousDateOrder` is raised.
         `progress` hears (share stored, messages read) while an export too large to read
-        whole is stored batch by batch (smaller ones take about a second)."""
+        whole is stored batch by batch (smaller ones take about a second). `cancel`, when set
+        before the import is stored, raises `ImportCancelled` and stores nothing (a large
+        export is stored in one transaction: it is checked between its batches)."""
         options = options or ImportOptions()
         remembered = self.store.setting(_date_order_key(path))
         asked = options.date_order
@@ -144,9 +155,18 @@ class Workspace:
                 format = detect(source)
         stream = stream_export(path, format, options)
         if stream is not None:  # too large to hold whole: read and stored batch by batch
-            reports = [self.store.add_stream(stream, str(path.resolve()), progress)]
+
+            def stored(done: float, messages: int) -> None:
+                if cancel is not None and cancel.is_set():
+                    raise ImportCancelled(path)  # rolls the transaction back
+                if progress is not None:
+                    progress(done, messages)
+
+            reports = [self.store.add_stream(stream, str(path.resolve()), stored)]
         else:
             chats = parse_export(path, format, options)
+            if cancel is not None and cancel.is_set():
+                raise ImportCancelled(path)
             reports = self.store.add_import(chats, str(path.resolve()))
         if asked is not None:
             self.store.set_setting(_date_order_key(path), asked)
@@ -252,6 +272,7 @@ __all__ = [
     "AmbiguousDateOrder",
     "DatasetRecord",
     "ForgetPlan",
+    "ImportCancelled",
     "ImportOptions",
     "Workspace",
 ]

@@ -153,3 +153,87 @@ def test_the_wizard_shows_how_far_a_large_import_has_got(
 
     notes = asyncio.run(drive())
     assert any("Importing… 100% (2,000 messages so far)" in note for note in notes), notes[-3:]
+
+
+def test_a_cancelled_import_stores_nothing(tiny_chunks, tmp_path: Path) -> None:
+    """Cancelled between batches (a large export) or after reading (a small one): nothing of
+    the export is in the store, and a later import stores all of it."""
+    import threading
+
+    from convsim.core.workspace import ImportCancelled
+
+    big, small = tmp_path / "WhatsApp Chat with Crowd.txt", tmp_path / "small.txt"
+    generate(big, 2000, seed=9)
+    generate(small, 100, seed=9)
+    with Workspace.open(tmp_path / "home") as ws:
+        cancel = threading.Event()
+        heard: list[float] = []
+
+        def progress(done: float, messages: int) -> None:
+            heard.append(done)
+            cancel.set()  # after the first batch is stored
+
+        with pytest.raises(ImportCancelled, match=r"Crowd\.txt was cancelled; nothing"):
+            ws.import_export(big, progress=progress, cancel=cancel)
+        assert len(heard) == 1 and ws.store.chats() == []
+        with pytest.raises(ImportCancelled):
+            ws.import_export(small, options=ImportOptions(date_order="dmy"), cancel=cancel)
+        assert ws.store.chats() == []
+        (report,) = ws.import_export(big, cancel=threading.Event())
+        assert report.new == 2000
+
+
+def test_escape_cancels_a_large_import_in_the_wizard(
+    tiny_chunks, tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import time
+
+    from textual.widgets import Input, Static
+
+    from convsim.tui.app import ConvsimApp
+    from convsim.tui.app.screens.home import HomeScreen
+    from convsim.tui.app.screens.wizard import ImportWizard
+
+    path = tmp_path / "WhatsApp Chat with Crowd.txt"
+    generate(path, 4000, seed=10)
+    real = Workspace.import_export
+
+    def paced(self, path, format=None, options=None, progress=None, cancel=None):
+        def slowly(done: float, messages: int) -> None:
+            time.sleep(0.05)  # batches that take a while, as a large export's do
+            progress(done, messages)
+
+        return real(self, path, format, options, slowly, cancel)
+
+    monkeypatch.setattr(Workspace, "import_export", paced)
+
+    async def drive() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=(100, 34), notifications=True) as pilot:
+            await pilot.press("i")
+            while not isinstance(app.screen, ImportWizard):
+                await asyncio.sleep(0.02)
+            wizard = app.screen
+            note = wizard.query_one("#detected", Static)
+            wizard.query_one("#path", Input).value = str(path)
+            await pilot.press("enter")
+            for _ in range(1500):  # the first batch is in
+                if "% (" in str(note.render()):
+                    break
+                await asyncio.sleep(0.005)
+            await pilot.press("escape")
+            assert app.screen is wizard  # the first Esc cancels, and stays to say so
+            for _ in range(1500):
+                if "Import cancelled" in str(note.render()):
+                    break
+                await asyncio.sleep(0.01)
+            assert str(note.render()) == "Import cancelled: nothing of it was stored."
+            assert not app._notifications  # asked for: not an error
+            assert wizard.report is None
+            await pilot.press("escape")
+            assert isinstance(app.screen, HomeScreen)
+
+    asyncio.run(drive())
+    with Workspace.open(home) as ws:
+        assert ws.store.chats() == []

@@ -94,11 +94,13 @@ class FormatDetected(Message):
 
 
 class Imported(Message):
-    """Parse reports of the chats an import wrote (or of one stored chat)."""
+    """Parse reports of the chats an import wrote (or of one stored chat), and who is "me"
+    in those of them where the store knows it (chat id -> name)."""
 
-    def __init__(self, reports: list[Any]) -> None:
+    def __init__(self, reports: list[Any], me: dict[int, str]) -> None:
         super().__init__()
         self.reports = reports
+        self.me = me
 
 
 class ImportProgress(Message):
@@ -111,9 +113,12 @@ class ImportProgress(Message):
 
 
 class DatasetBuilt(Message):
-    def __init__(self, record: Any) -> None:
+    """A dataset the wizard asked for; `build` counts the wizard's requests."""
+
+    def __init__(self, record: Any, build: int) -> None:
         super().__init__()
         self.record = record
+        self.build = build
 
 
 class BasesFound(Message):

@@ -68,8 +68,8 @@ def date_map(
         first = "day" if order == "dmy" else "month"
         warning = (
             f"every date reads both as day/month and month/day; read with the {first} first, "
-            f"as this system's locale ({where}) writes dates: check the dates, and import "
-            "again with the other order if they are wrong"
+            f"as this system's locale ({where}) writes dates: check the dates; if they are "
+            "wrong, forget this chat and import it again with the other date order"
         )
     if order is None:
         raise AmbiguousDateOrder(path)

@@ -108,6 +108,11 @@ class TrainingScreen(Screen[None]):
     def watch_state(self, old: str, new: str) -> None:
         self.remove_class(f"-{old}")
         self.add_class(f"-{new}")
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Stop is offered only while something runs."""
+        return action != "cancel" or self.state in ("starting", "training")
 
     # -- running ------------------------------------------------------------------------------
 
@@ -201,6 +206,7 @@ class TrainingScreen(Screen[None]):
     def _failed(self, message: JobFailed) -> None:
         if message.group == "train":
             self.state = "failed"
+            self._title(Content(f"Training failed: {message.error}. Escape goes back."))
 
     # -- actions ------------------------------------------------------------------------------
 

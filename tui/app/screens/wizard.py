@@ -1,4 +1,5 @@
-"""The import wizard: file → parse report and people → dataset preview → training settings.
+"""The import wizard: file → parse report and people → dataset preview → training settings
+(that last step in `wizard_settings`).
 
 Each step is a pane of one ContentSwitcher. Format detection, parsing, dataset building and the
 list of base models run in `@work` workers that post the messages of `messages.py`; the wizard
@@ -7,7 +8,9 @@ messages are shown as plain text (`Content`/`Text`, or markup variables), never 
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import (
     Button,
     Checkbox,
@@ -33,7 +35,6 @@ from textual.widgets import (
 
 from convsim.core.data.turns import safe_name
 from convsim.tui.app.messages import (
-    BasesFound,
     DatasetBuilt,
     FormatDetected,
     Imported,
@@ -45,15 +46,15 @@ from convsim.tui.app.messages import (
 from convsim.tui.app.screens.wizard_info import (
     chat_report,
     dataset_text,
-    estimate_text,
-    find_bases,
     report_text,
+    stored_me,
 )
-from convsim.tui.app.screens.wizard_layout import CUSTOM_BASE, DEFAULT_BASE, STEPS, wizard_steps
+from convsim.tui.app.screens.wizard_layout import STEPS, wizard_steps
+from convsim.tui.app.screens.wizard_settings import SettingsStep
 from convsim.tui.app.widgets import short_path
 
 
-class ImportWizard(Screen[None]):
+class ImportWizard(SettingsStep):
     """`start_path`: a file to fill in; `chat_id`: skip the import, train on a stored chat."""
 
     BINDINGS = [
@@ -66,11 +67,12 @@ class ImportWizard(Screen[None]):
         self.start_path = start_path
         self.start_chat = chat_id
         self.reports: list[Any] = []
+        self.me_of: dict[int, str] = {}  # who is "me" in a chat, where the store knows it
         self.report: Any = None
-        self.dataset: Any = None
-        self.rate: float | None = None
-        self.device = "cpu"
-        self.bf16 = False
+        self.dataset: Any = None  # the dataset of the people step's current choices, once built
+        self.built: tuple[Any, ...] | None = None  # those choices
+        self.builds = 0  # dataset builds asked for: a late result of an earlier one is dropped
+        self.importing: threading.Event | None = None  # set it to cancel the running import
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -98,6 +100,10 @@ class ImportWizard(Screen[None]):
     def action_back(self) -> None:
         current = self.query_one("#wizard", ContentSwitcher).current or "file"
         index = STEPS.index(current)
+        if self.importing is not None and not self.importing.is_set():
+            self.importing.set()  # the first Esc cancels the import; the next one leaves
+            self._note(Content("Cancelling the import…"))
+            return
         if index == 0 or (index == 1 and self.start_chat is not None):
             self.app.pop_screen()
         else:
@@ -154,14 +160,18 @@ class ImportWizard(Screen[None]):
         if not raw:
             self.notify("Type or pick the path of a chat export.", severity="warning")
             return
+        if self.importing is not None:
+            self.notify("An import is running: wait for it, or press Esc to cancel it.")
+            return
         path = Path(os.path.expanduser(raw))
         order = self.query_one("#date-order", Select).value
         # "Auto" on a file whose dates fit both orders: the locale's order, with a warning.
         options = ImportOptions(
             date_order=order if isinstance(order, str) else None, locale_fallback=True
         )
-        self._note(Content(f"Importing {short_path(path)}…"))
-        self._import(path, options)
+        self._note(Content(f"Importing {short_path(path)}… (Esc cancels)"))
+        self.importing = threading.Event()
+        self._import(path, options, self.importing)
 
     def _note(self, text: Content, kind: str = "") -> None:
         """The line under the file step's path: detection, progress or an error (`kind`)."""
@@ -172,34 +182,51 @@ class ImportWizard(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="import",
           description="import a chat export")  # fmt: skip
-    def _import(self, path: Path, options: Any) -> None:
+    def _import(self, path: Path, options: Any, cancel: threading.Event) -> None:
         app: Any = self.app
 
         def progress(done: float, messages: int) -> None:
             post(self, ImportProgress(done, messages))
 
         with reporting(self, f"Could not import {path.name}", "import"), app.workspace() as ws:
-            post(self, Imported(ws.import_export(path, None, options, progress)))
+            reports = ws.import_export(path, None, options, progress, cancel)
+            post(self, Imported(reports, stored_me(ws, [r.chat_id for r in reports])))
 
     @on(ImportProgress)
     def _import_progress(self, message: ImportProgress) -> None:
         """A large export is stored batch by batch: say how far it has got."""
-        self._note(Content(f"Importing… {message.done:.0%} ({message.messages:,} messages so far)"))
+        if self.importing is None or self.importing.is_set():
+            return  # cancelling
+        done = f"{message.done:.0%} ({message.messages:,} messages so far)"
+        self._note(Content(f"Importing… {done} (Esc cancels)"))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="import",
           description="read a stored chat")  # fmt: skip
     def _read_chat(self, chat_id: int) -> None:
         app: Any = self.app
         with reporting(self, "Could not read the chat", "import"), app.workspace() as ws:
-            post(self, Imported([chat_report(ws, chat_id)]))
+            post(self, Imported([chat_report(ws, chat_id)], stored_me(ws, [chat_id])))
 
     @on(JobFailed)
     def _job_failed(self, message: JobFailed) -> None:
+        from convsim.core.workspace import ImportCancelled
+
         if message.group == "import":
-            self._note(Content(str(message.error)), "-failure")
+            self.importing = None
+            if isinstance(message.error, ImportCancelled):
+                message.stop()  # asked for: no error to report
+                self._note(Content("Import cancelled: nothing of it was stored."))
+            else:
+                self._note(Content(str(message.error)), "-failure")
+        elif message.group == "dataset":
+            stats = self.query_one("#dataset-stats", Static)
+            stats.update(Content(f"Could not build the dataset: {message.error}"))
+            stats.add_class("-failure")
 
     @on(Imported)
     def _imported(self, message: Imported) -> None:
+        self.importing = None
+        self.me_of = message.me
         reports = self.reports = message.reports
         which = self.query_one("#which-chat", Select)
         which.set_options(
@@ -230,10 +257,14 @@ class ImportWizard(Screen[None]):
         me, target = self.query_one("#me", Select), self.query_one("#target", Select)
         me.set_options(names)
         target.set_options(names)
+        mine = self.me_of.get(report.chat_id)  # as the store knows it, else a guess
         by_count = sorted(report.participants, key=lambda p: -p["messages"])
-        if by_count:
-            target.value = by_count[0]["name"]
-        if len(by_count) == 2:
+        others = [p["name"] for p in by_count if p["name"] != mine]
+        if others:
+            target.value = others[0]
+        if mine is not None and any(p["name"] == mine for p in by_count):
+            me.value = mine
+        elif len(by_count) == 2:
             me.value = by_count[1]["name"]
         tags = self.query_one("#tags", Vertical)
         tags.remove_children()
@@ -258,7 +289,8 @@ class ImportWizard(Screen[None]):
             tag = safe_name(typed) if typed else ""
             if field.name and tag and tag != field.name:
                 tags[field.name] = tag
-        if len(set(tags.values())) < len(tags):
+        shown = [tags.get(n, safe_name(n)) for n in (p["name"] for p in self.report.participants)]
+        if len(set(shown)) < len(shown):
             raise ValueError("two people have the same tag; give each a different one")
         return DatasetConfig(
             target=target,
@@ -274,26 +306,35 @@ class ImportWizard(Screen[None]):
         except ValueError as exc:
             self.notify(str(exc), severity="warning", markup=False)
             return
-        me = self.query_one("#me", Select).value
+        chosen = self.query_one("#me", Select).value
+        me = chosen if isinstance(chosen, str) else None
         chat_id = self.report.chat_id
-
-        self.query_one("#dataset-stats", Static).update("Building the dataset…")
         self._show_step("dataset")
-        self._build(chat_id, me if isinstance(me, str) else None, config)
+        choices = (chat_id, me, json.dumps(config.to_json(), sort_keys=True))
+        if self.dataset is not None and choices == self.built:
+            return  # the same choices again: the dataset already built (and stored) stands
+        self.dataset, self.built, self.builds = None, choices, self.builds + 1
+        stats = self.query_one("#dataset-stats", Static)
+        stats.update("Building the dataset…")
+        stats.remove_class("-failure")
+        self.query_one("#dataset-samples", Static).update("")
+        self._build(chat_id, me, config, self.builds)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="dataset",
           description="build a dataset")  # fmt: skip
-    def _build(self, chat_id: int, me: str | None, config: Any) -> None:
+    def _build(self, chat_id: int, me: str | None, config: Any, build: int) -> None:
         app: Any = self.app
         with reporting(self, "Could not build the dataset", "dataset"), app.workspace() as ws:
             if me is not None:
                 ws.store.set_me(chat_id, me)
-            post(self, DatasetBuilt(ws.build_dataset(chat_id, config)))
+            post(self, DatasetBuilt(ws.build_dataset(chat_id, config), build))
 
     # -- step 3: dataset ----------------------------------------------------------------------
 
     @on(DatasetBuilt)
     def _dataset_built(self, message: DatasetBuilt) -> None:
+        if message.build != self.builds:
+            return  # built for choices changed since
         record = self.dataset = message.record
         self.query_one("#dataset-stats", Static).update(dataset_text(record))
         samples = [
@@ -310,94 +351,3 @@ class ImportWizard(Screen[None]):
         self._show_step("settings")
         self._update_estimate()
         self.query_one("#do-train", Button).focus()
-
-    # -- step 4: settings ---------------------------------------------------------------------
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="bases",
-          description="list base models")  # fmt: skip
-    def _find_bases(self) -> None:
-        app: Any = self.app
-        with reporting(self, "Could not list base models", "bases"), app.workspace() as ws:
-            post(self, BasesFound(*find_bases(ws)))
-
-    @on(BasesFound)
-    def _show_bases(self, message: BasesFound) -> None:
-        self.rate, self.device, self.bf16 = message.rate, message.device, message.bf16
-        options: list[tuple[Any, str]] = [("Gemma 3 270M (default, bundled)", DEFAULT_BASE)]
-        options += [(Text(f"{f.name}  ({f.source})"), str(f.path)) for f in message.found]
-        options.append(("Another .gguf file…", CUSTOM_BASE))
-        self.query_one("#base", Select).set_options(options)
-        self.query_one("#base", Select).value = DEFAULT_BASE
-        self._update_estimate()
-
-    @on(Select.Changed, "#base")
-    def _base_changed(self, event: Select.Changed) -> None:
-        self.query_one("#base-path").set_class(event.value != CUSTOM_BASE, "-hidden")
-        self._update_estimate()
-
-    @on(Input.Changed, "#epochs")
-    @on(Select.Changed, "#seq-len")
-    def _epochs_changed(self) -> None:
-        self._update_estimate()
-
-    def _epochs(self) -> float | None:
-        """None (the field left empty): the recipe picks the length from the data size."""
-        text = self.query_one("#epochs", Input).value.strip()
-        if not text:
-            return None
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError("epochs must be a number, like 1 or 2.5") from None
-        if not 0 < value <= 50:
-            raise ValueError("epochs must be between 0 and 50")
-        return value
-
-    def _update_estimate(self) -> None:
-        if self.dataset is None:
-            return
-        estimate = self.query_one("#estimate", Static)
-        try:
-            epochs = self._epochs()
-        except ValueError as exc:
-            estimate.update(Content(str(exc)))
-            estimate.add_class("-failure")
-            return
-        estimate.remove_class("-failure")
-        stats = self.dataset.stats  # datasets built before the fold have no folded count
-        tokens = stats.get("train_token_folded", stats["train_token_estimate"])
-        default = self.query_one("#base", Select).value == DEFAULT_BASE
-        seq_len = int(self.query_one("#seq-len", Select).value)  # type: ignore[arg-type]
-        estimate.update(
-            estimate_text(self.device, tokens, epochs, seq_len, self.rate, default, self.bf16)
-        )
-
-    def _base_spec(self) -> str | None:
-        base = self.query_one("#base", Select).value
-        if base == CUSTOM_BASE:
-            path = os.path.expanduser(self.query_one("#base-path", Input).value.strip())
-            if not path:
-                raise ValueError("type the path of a .gguf base model")
-            return path
-        return None if base == DEFAULT_BASE else str(base)
-
-    @on(Button.Pressed, "#do-train")
-    def _train(self) -> None:
-        from convsim.tui.app.screens.training import TrainingScreen
-
-        try:
-            epochs, base = self._epochs(), self._base_spec()
-        except ValueError as exc:
-            self.notify(str(exc), severity="warning", markup=False)
-            return
-        seq_len = self.query_one("#seq-len", Select).value
-        overrides = {"epochs": epochs, "seq_len": seq_len}
-        self.app.switch_screen(
-            TrainingScreen(
-                chat_id=self.report.chat_id,
-                person=self.dataset.target,
-                dataset_id=self.dataset.id,
-                base=base,
-                overrides=overrides,
-            )
-        )

@@ -51,6 +51,11 @@ def chat_report(ws: Any, chat_id: int) -> Any:
     )
 
 
+def stored_me(ws: Any, chat_ids: list[int]) -> dict[int, str]:
+    """Who is "me" in each of `chat_ids`, where the store knows it."""
+    return {p.chat_id: p.name for c in chat_ids for p in ws.store.participants(c) if p.is_me}
+
+
 def planned(tokens: int, epochs: float | None, seq_len: int, device: str, bf16: bool) -> Any:
     """The recipe's `Plan` for a dataset of about `tokens` training tokens."""
     from convsim.core.training.recipe import TrainConfig, plan_steps
