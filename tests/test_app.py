@@ -342,6 +342,14 @@ def test_autocomplete_shows_ghost_text_that_tab_accepts(home: Path, tiny: TinyMo
             await wait_for(pilot, lambda: draft.ghost)
             await pilot.press("escape")
             assert draft.ghost == "" and draft.value.endswith("x")
+            # Switched off, no suggestion stays behind for Tab to take.
+            await pilot.press("y")
+            await wait_for(pilot, lambda: draft.ghost)
+            typed = draft.value
+            await pilot.press("f3")
+            assert not chat.autocomplete_on and draft.ghost == ""
+            await pilot.press("tab")
+            assert draft.value == typed
 
     run(drive())
 
@@ -399,6 +407,18 @@ def test_transcripts_save_and_reopen_and_sampling_panel(home: Path, tiny: TinyMo
             temperature.value = "0.2"
             await pilot.pause()
             assert not temperature.has_class("-invalid") and panel.sampling.temperature == 0.2
+            # Not a number, or out of range: marked, said why, and the last good value kept.
+            fields = {i.name: i for i in panel.query(Input)}
+            for name, bad in [("temperature", "nan"), ("temperature", "inf"), ("top_p", "7"),
+                              ("min_p", "1.5"), ("seed", "-1"), ("best_of", "0")]:  # fmt: skip
+                fields[name].value = bad
+                await pilot.pause()
+                assert fields[name].has_class("-invalid"), (name, bad)
+                assert str(fields[name].tooltip).startswith(name.replace("_", " ") + " must be")
+            assert panel.sampling.temperature == 0.2 and panel.sampling.top_p == 1.0
+            fields["top_p"].value = "0.9"
+            await pilot.pause()
+            assert panel.sampling.top_p == 0.9 and fields["top_p"].tooltip is None
 
     run(drive())
     assert (home / "transcripts").stat().st_mode & 0o777 == 0o700

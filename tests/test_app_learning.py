@@ -518,3 +518,35 @@ def test_with_the_judge_on_an_update_learns_the_pairs_it_made(persona) -> None:
     with judging() as url:
         run(go())
     assert Judge.asked and all(RULES.split("\n")[0] in p for p in Judge.asked)
+
+
+def test_marks_stay_on_earlier_messages_and_ctrl_r_with_a_seed_draws_anew(persona) -> None:
+    """Ctrl+R redraws the message list: a mark on an earlier message stays on it. With a
+    seed set, the reply drawn again is a new draw (the seed moves on), not the same words."""
+    from convsim.tui.app.screens.chat import Bubble
+
+    home, model_id = persona
+
+    async def go() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            chat = await open_persona_chat(pilot, model_id)  # seed 3
+            await reply(pilot, chat, "are you coming on friday?")
+            first = len(chat.turns) - 1
+            list(chat.query(Bubble))[first].focus()
+            await pilot.press("minus")
+            await saved(pilot, chat, 1)
+            chat.query_one("#draft").focus()
+            await reply(pilot, chat, "so?")
+            start = chat._last_reply_start()
+            replaced = chat.turns[start:]
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: not chat.generating and len(chat.feedback_saved) == 2)
+            await pilot.pause()
+            assert chat.turns[start:] != replaced
+            bubbles = list(chat.query(Bubble))
+            assert len(bubbles) == len(chat.turns)
+            assert bubbles[first].mark == "👎" and bubbles[first].has_class("-rated-bad")
+            assert all(b.mark == "" for i, b in enumerate(bubbles) if i != first)
+
+    run(go())

@@ -190,7 +190,7 @@ def test_sources_show_the_source_messages_in_context(remembered: Path) -> None:
 
 
 def test_add_edit_pin_and_remove_change_the_fact_and_its_history(remembered: Path) -> None:
-    from textual.widgets import Input
+    from textual.widgets import DataTable, Input, Select
 
     from convsim.tui.app.screens.memory_widgets import ConfirmDialog, FactDialog
 
@@ -249,6 +249,21 @@ def test_add_edit_pin_and_remove_change_the_fact_and_its_history(remembered: Pat
             ]  # fmt: skip
             shown = notifications(app)
             assert any(n.startswith("Removed:") for n in shown), shown
+
+            # Shown again (every status): removed means wrong, so it is added anew, not pinned
+            # or edited back, and the panel says so instead of failing.
+            screen.query_one("#memory-status", Select).value = "all"
+            await wait_for(pilot, lambda: "Priya, a nurse in Leeds" in values(screen))
+            table = screen.query_one("#memory-facts", DataTable)
+            table.move_cursor(row=table.get_row_index(str(added.id)))
+            assert screen._current_fact().id == added.id
+            for key in "pe":
+                await pilot.press(key)
+                await pilot.pause()
+                assert app.screen is screen
+                assert notifications(app)[-1].endswith("add it again (a) to keep it."), key
+            assert history(remembered, added.id)[-1] == "removed"
+            assert not any("Could not" in n for n in notifications(app))
 
     run(drive())
 
@@ -419,7 +434,7 @@ def test_chat_screen_opens_the_panel_and_turns_memory_off(
 
     async def drive() -> None:
         app = ConvsimApp(remembered)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
             engine = Engine(tiny.gguf_path, n_ctx=512)
             persona = Persona(engine, "Sam", "Riya", "Sam", "sam-1", chat_id=1)
@@ -442,11 +457,19 @@ def test_chat_screen_opens_the_panel_and_turns_memory_off(
             with Workspace.open(remembered) as ws:
                 learned, _ = Facts(ws.store).add("Sam", "knee", "hurt it on the stairs at work",
                                                  chat_id=1, origin="live")  # fmt: skip
+                # Words from the chat (an endpoint copies them as written), not markup.
+                odd, _ = Facts(ws.store).add("Sam", "mod of", "[/r/running]", chat_id=1,
+                                             origin="live")  # fmt: skip
             loads = memory.loads
             chat.post_message(FactLearned(learned))  # what live extraction does
             await wait_for(pilot, lambda: memory.loads > loads)
             assert chat.learned == [learned]
             assert "hurt it on the stairs at work" in values(memory)
+            chat.post_message(FactLearned(odd))
+            await wait_for(pilot, lambda: len(chat.learned) == 2)
+            await pilot.pause()
+            shown = [n.message for n in app._notifications]
+            assert "Learned: Sam, mod of: [/r/running]" in shown
             await pilot.press("escape")
             await wait_for(pilot, lambda: app.screen is chat)
             await pilot.pause()

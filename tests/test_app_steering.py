@@ -248,6 +248,12 @@ def test_new_axis_errors_are_shown_in_the_panel(home: Path, tiny: TinyModel) -> 
             await pilot.click("#steer-build")
             await wait_for(pilot, lambda: "not a usable vector name" in shown(note))
             assert [s.key for s in panel.sliders()] == ["brief", "happy", "warm"]
+            # No name, and a pole that makes none: asked for one, before anything runs.
+            panel.query_one("#steer-name", Input).value = ""
+            panel.query_one("#steer-positive", Input).value = "!!!"
+            await pilot.click("#steer-build")
+            assert shown(note) == "Give the slider a name: this pole makes none."
+            assert not chat.steer_building and panel.query_one("#steer-name", Input).has_focus
 
             # The plain base model has no sliders and no form.
             await app.pop_screen()

@@ -259,3 +259,5 @@ def test_sampling_flags_set_the_cuts_and_refuse_negative_values() -> None:
     with pytest.raises(CliError, match=r"--min-p must be 0 or more, not -0.1"):
         _sampling(parser.parse_args(["complete", "sam-1", "--as", "Sam", "--partial", "hi",
                                      "--min-p", "-0.1"]))  # fmt: skip
+    with pytest.raises(CliError, match=r"--top-p must be 1 or less, not 7\.0"):
+        _sampling(parser.parse_args(["simulate", "sam-1", "--top-p", "7"]))

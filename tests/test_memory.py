@@ -117,10 +117,12 @@ def test_every_change_is_an_event_and_nothing_is_deleted(ws: Workspace) -> None:
         facts.add("Sam", "pet", "cat", origin="dream")
     with pytest.raises(FactError, match="not a flagged pair"):
         facts.resolve(fact.id, fact.id, "both")
-    # Removed means wrong: it is not pinned back, and a second remove or an edit to the same
-    # words records nothing.
+    # Removed means wrong: it is not pinned back nor edited (nothing would use the edit), and
+    # a second remove or an edit to the same words records nothing.
     with pytest.raises(FactError, match=f"fact {fact.id} was removed as wrong"):
         facts.pin(fact.id)
+    with pytest.raises(FactError, match=f"fact {fact.id} was removed as wrong; add it again"):
+        facts.edit(fact.id, value="a cat called Moss")
     facts.remove(fact.id)
     other, _ = facts.add("Sam", "job", "baker", chat_id=1)
     facts.edit(other.id, value="baker")

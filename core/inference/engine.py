@@ -40,7 +40,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,28 +48,9 @@ from convsim.core.data.style import Profile
 from convsim.core.data.turns import Turn, render, safe_name, speaker_tail
 from convsim.core.inference.llama import LlamaModel
 from convsim.core.inference.reply import Progress, Reply, Stream
+from convsim.core.inference.sampling import Sampling
 
 __all__ = ["Engine", "Reply", "Sampling", "Stream", "ends_message", "hotter", "message_tokens"]
-
-
-@dataclass
-class Sampling:
-    """Sampling controls, shared by every surface."""
-
-    # The defaults sample the persona's own distribution, uncut: the cuts (top-k, top-p,
-    # min-p) and a repeat penalty leave out the person's rarer habits and make replies easier
-    # to tell from theirs (README, Results: "sampling without cuts").
-    temperature: float = 1.0  # 0 = greedy
-    top_k: int = 0  # keep the k most likely tokens (0 = all)
-    top_p: float = 1.0  # nucleus: keep the smallest set with this much probability (1 = all)
-    min_p: float = 0.0  # drop tokens below this share of the top token's probability
-    # The penalties look at the message being written (its last 64 tokens), not the prompt.
-    repeat_penalty: float = 1.0  # >1 discourages tokens already in the message
-    presence_penalty: float = 0.0  # flat penalty on any token already present
-    frequency_penalty: float = 0.0  # penalty growing with how often a token appeared
-    seed: int | None = None  # None = a fresh random seed per call
-    max_tokens: int = 64  # length cap of one message, in tokens
-    best_of: int = 1  # persona replies: sample this many and keep the best (see `best_of`)
 
 
 class Engine:

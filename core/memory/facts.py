@@ -285,6 +285,8 @@ class Facts:
 
     def edit(self, fact_id: int, value: str | None = None, key: str | None = None) -> Fact:
         fact = self.get(fact_id)
+        if fact.status == "removed":  # an edit would change what nothing uses
+            raise FactError(f"fact {fact_id} was removed as wrong; add it again to keep it")
         new_value = " ".join(value.split()) if value is not None else fact.value
         new_key = norm_key(key) if key is not None else fact.key
         if not new_value or not new_key:

@@ -77,7 +77,11 @@ class GhostInput(Input):
     def action_dismiss_ghost(self) -> None:
         if not self.ghost:
             raise SkipAction()  # the screen's Escape (stop a reply) applies instead
+        self.clear_ghost()
+
+    def clear_ghost(self) -> None:
         self._suggestion = ""
+        self.refresh()
 
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"

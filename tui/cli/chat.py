@@ -37,13 +37,13 @@ def read_transcript(path: Path | None) -> list[tuple[str, str]]:
 def _sampling(args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
-    from convsim.core.inference.engine import Sampling
+    from convsim.core.inference.sampling import Sampling, sampling_problem
 
     s = Sampling(seed=args.seed, max_tokens=args.max_tokens, best_of=args.best_of)
     chosen = {n: getattr(args, n) for n in SAMPLING_FLAGS if getattr(args, n) is not None}
     for name, value in chosen.items():
-        if value < 0:
-            raise CliError(f"--{name.replace('_', '-')} must be 0 or more, not {value}")
+        if problem := sampling_problem(name, value):
+            raise CliError(f"--{name.replace('_', '-')} {problem}")
     return replace(s, **chosen)
 
 

@@ -164,9 +164,10 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, FeedbackActi
     def _redraw(self) -> None:
         messages = self.query_one("#messages", VerticalScroll)
         messages.remove_children()
-        messages.mount_all(Bubble(s, t, mine=s == self.persona.me) for s, t in self.turns)
+        bubbles = [Bubble(s, t, mine=s == self.persona.me) for s, t in self.turns]
+        messages.mount_all(bubbles)
         messages.scroll_end(animate=False)
-        self.show_marks()
+        self.show_marks(bubbles)  # these: the old ones are still there until they are removed
 
     # -- sending and replies ------------------------------------------------------------------
 
@@ -184,14 +185,19 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, FeedbackActi
         self._bubble(self.persona.me, text)
         self._reply()
 
-    def _reply(self) -> None:
-        """Stream the persona's reply (one or more messages) after the current turns."""
+    def _reply(self, redraw: int = 0) -> None:
+        """Stream the persona's reply (one or more messages) after the current turns; the
+        `redraw`th time again (Ctrl+R): with a seed set, the seed moves on by as many, so that
+        the reply is not the one it replaces."""
         self._complete_cancel.set()
         self.cancel.clear()
         self.generating = True
         self._streamed = []
         self._status(f"{self.persona.speaker} is typing…")
-        self._stream_reply(list(self.turns), self.sampling_now)
+        sampling = self.sampling_now
+        if redraw and sampling.seed is not None:
+            sampling = replace(sampling, seed=(sampling.seed + redraw) % 2**32)
+        self._stream_reply(list(self.turns), sampling)
 
     @work(thread=True, exit_on_error=False, group="reply", description="stream a reply")
     def _stream_reply(self, turns: list[tuple[str, str]], sampling: Any) -> None:
@@ -371,6 +377,8 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, FeedbackActi
     def action_toggle_autocomplete(self) -> None:
         self.autocomplete_on = not self.autocomplete_on
         self._complete_cancel.set()
+        if not self.autocomplete_on:  # nor the suggestion already shown: Tab must not take it
+            self.query_one("#draft", GhostInput).clear_ghost()
         self.notify(f"Autocomplete {'on' if self.autocomplete_on else 'off'}.")
 
     def action_toggle_sampling(self) -> None:

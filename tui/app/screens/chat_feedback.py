@@ -76,6 +76,7 @@ class FeedbackActions:
         self.feedback_saved: list[Any] = []  # items stored from this chat, in order
         self._reply_candidates: dict[int, tuple[str, list[dict[str, Any]]]] = {}
         self._suggestion: Suggestion | None = None
+        self.redraws = 0  # Ctrl+R presses: a set seed moves on by one each time
         self._feedback_lock = threading.Lock()  # one write at a time
 
     # -- hooks the chat screen calls ------------------------------------------------------------
@@ -123,17 +124,20 @@ class FeedbackActions:
         self._forget_from(start)
         del self.turns[start:]
         self._redraw()
-        self._reply()
+        self.redraws += 1
+        self._reply(self.redraws)
 
     def _last_reply_start(self) -> int:
         """Index of the first turn of the persona's latest reply (len(turns) if none)."""
         return self._reply_start(len(self.turns))
 
-    def show_marks(self) -> None:
-        """Put the explicit-feedback marks on the bubbles (after the messages are redrawn)."""
+    def show_marks(self, bubbles: list[Any] | None = None) -> None:
+        """Put the explicit-feedback marks on `bubbles` (the messages' bubbles, one per turn;
+        None: those shown now)."""
         from convsim.tui.app.screens.chat_widgets import Bubble
 
-        bubbles = list(self.query_one("#messages").query(Bubble))
+        if bubbles is None:
+            bubbles = list(self.query_one("#messages").query(Bubble))
         for i, bubble in enumerate(bubbles):
             kind, text = self.feedback_marks.get(i, ("", ""))
             # A transcript opened (Ctrl+L) replaces the turns: old marks fit no message there.

@@ -112,7 +112,8 @@ class MemoryActions:
 
         self.learned.append(message.fact)
         self._recall_stale = True
-        self.notify(f"Learned: {message.fact.person}, {message.fact.key}: {message.fact.value}")
+        fact = message.fact  # words from the chat (or an endpoint): text, never markup
+        self.notify(f"Learned: {fact.person}, {fact.key}: {fact.value}", markup=False)
         for screen in self.app.screen_stack:
             if isinstance(screen, MemoryScreen):
                 screen.fact_learned(message.fact)

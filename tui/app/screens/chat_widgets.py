@@ -18,6 +18,8 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, OptionList
 
+from convsim.core.inference.sampling import sampling_problem
+
 
 class Bubble(Widget):
     """One message: the speaker's name, then the text, coloured by who sent it. The persona's
@@ -77,6 +79,7 @@ class SamplingPanel(Vertical):
     def _changed(self, event: Input.Changed) -> None:
         name = event.input.name or ""
         text = event.value.strip()
+        problem: str | None
         try:
             if name == "seed":
                 value: Any = int(text) if text else None
@@ -84,14 +87,14 @@ class SamplingPanel(Vertical):
                 value = int(text)
             else:
                 value = float(text)
-            if (value is not None and value < 0) or (
-                name in ("max_tokens", "best_of") and value < 1
-            ):
-                raise ValueError
-        except (ValueError, TypeError):
-            event.input.add_class("-invalid")
-            return
-        event.input.remove_class("-invalid")
+        except ValueError:
+            value, problem = None, "must be a number"
+        else:
+            problem = sampling_problem(name, value)
+        event.input.set_class(problem is not None, "-invalid")
+        event.input.tooltip = f"{name.replace('_', ' ')} {problem}" if problem else None
+        if problem is not None:
+            return  # the last good value stays in use
         self.sampling = replace(self.sampling, **{name: value})
 
 

@@ -167,6 +167,9 @@ class SearchActions:
             self._show_sources(title, f"score {hit.score:.4f}", hit.message_ids, None)
 
 
+REMOVED = "That fact was removed as wrong: add it again (a) to keep it."
+
+
 class FactActions:
     """Needs from the screen: `app`, `chat_id`, `people`, `person`, `conflicts`, `query_one`,
     `notify`, `_current_fact`, `action_reload`; sets `_focus` (the fact to select next)."""
@@ -210,6 +213,9 @@ class FactActions:
         fact = self._fact_or_hint()
         if fact is None:
             return
+        if fact.status == "removed":
+            self.notify(REMOVED, markup=False)
+            return
 
         def edited(values: tuple[str, str, str] | None) -> None:
             if values:
@@ -220,7 +226,9 @@ class FactActions:
 
     def action_pin(self) -> None:
         fact = self._fact_or_hint()
-        if fact is not None:
+        if fact is not None and fact.status == "removed":
+            self.notify(REMOVED, markup=False)
+        elif fact is not None:
             pin = fact.status != "pinned"
             what = "pinned" if pin else "unpinned"
             self._change(lambda facts: (facts.pin(fact.id, pin), what))
@@ -230,7 +238,7 @@ class FactActions:
         if fact is None:
             return
         if fact.status == "removed":
-            self.notify("That fact is already removed (p pins it back).", markup=False)
+            self.notify(REMOVED, markup=False)
             return
 
         def confirmed(yes: bool | None) -> None:
@@ -239,7 +247,7 @@ class FactActions:
 
         body = (
             f"{fact_line(fact)}\n\nReplies stop using it. It stays in the history (every "
-            "status shows it), so it can be pinned back."
+            "status shows it); to keep it again, add it anew (a)."
         )
         self.app.push_screen(ConfirmDialog("Remove this fact?", body, "Remove"), confirmed)
 
