@@ -142,9 +142,9 @@ class Workspace:
         `options.date_order` is remembered for later imports of a file with the same name;
         without one, a remembered answer is used or `AmbiguousDateOrder` is raised.
         `progress` hears (share stored, messages read) while an export too large to read
-        whole is stored batch by batch (smaller ones take about a second). `cancel`, when set
-        before the import is stored, raises `ImportCancelled` and stores nothing (a large
-        export is stored in one transaction: it is checked between its batches)."""
+        whole is stored batch by batch (smaller ones take about a second). `cancel`, set
+        before the import's transaction commits, raises `ImportCancelled` and stores nothing
+        (checked after parsing, between a large export's batches and before the commit)."""
         options = options or ImportOptions()
         remembered = self.store.setting(_date_order_key(path))
         asked = options.date_order
@@ -153,21 +153,24 @@ class Workspace:
         if format is None:  # detected once, for both the streaming and the whole read
             with Source(path) as source:
                 format = detect(source)
+
+        def check() -> None:  # raised inside the import's transaction, it rolls it back
+            if cancel is not None and cancel.is_set():
+                raise ImportCancelled(path)
+
         stream = stream_export(path, format, options)
         if stream is not None:  # too large to hold whole: read and stored batch by batch
 
             def stored(done: float, messages: int) -> None:
-                if cancel is not None and cancel.is_set():
-                    raise ImportCancelled(path)  # rolls the transaction back
+                check()
                 if progress is not None:
                     progress(done, messages)
 
             reports = [self.store.add_stream(stream, str(path.resolve()), stored)]
         else:
             chats = parse_export(path, format, options)
-            if cancel is not None and cancel.is_set():
-                raise ImportCancelled(path)
-            reports = self.store.add_import(chats, str(path.resolve()))
+            check()
+            reports = self.store.add_import(chats, str(path.resolve()), check)
         if asked is not None:
             self.store.set_setting(_date_order_key(path), asked)
         return reports

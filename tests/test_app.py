@@ -410,15 +410,18 @@ def test_transcripts_save_and_reopen_and_sampling_panel(home: Path, tiny: TinyMo
             # Not a number, or out of range: marked, said why, and the last good value kept.
             fields = {i.name: i for i in panel.query(Input)}
             for name, bad in [("temperature", "nan"), ("temperature", "inf"), ("top_p", "7"),
-                              ("min_p", "1.5"), ("seed", "-1"), ("best_of", "0")]:  # fmt: skip
+                              ("min_p", "1.5"), ("seed", "-2"), ("best_of", "0"),
+                              ("top_k", "0.5"), ("max_tokens", "9" * 400)]:  # fmt: skip
                 fields[name].value = bad
                 await pilot.pause()
                 assert fields[name].has_class("-invalid"), (name, bad)
                 assert str(fields[name].tooltip).startswith(name.replace("_", " ") + " must be")
             assert panel.sampling.temperature == 0.2 and panel.sampling.top_p == 1.0
             fields["top_p"].value = "0.9"
+            fields["seed"].value = "-1"  # random, as on the command line
             await pilot.pause()
             assert panel.sampling.top_p == 0.9 and fields["top_p"].tooltip is None
+            assert panel.sampling.seed is None and not fields["seed"].has_class("-invalid")
 
     run(drive())
     assert (home / "transcripts").stat().st_mode & 0o777 == 0o700

@@ -76,7 +76,10 @@ def test_the_wizard_trains_only_on_the_dataset_of_its_current_choices(
             await pilot.press("ctrl+n")
             await wait_for(pilot, lambda: app._notifications)
             assert step.current == "people"
-            assert "two people have the same tag" in list(app._notifications)[-1].message
+            assert (
+                list(app._notifications)[-1].message
+                == "Riya would have Sam's tag 'Sam'; give them another"
+            )
 
             def refuse(self, chat_id, config):
                 raise ValueError("the disk is full")

@@ -261,3 +261,5 @@ def test_sampling_flags_set_the_cuts_and_refuse_negative_values() -> None:
                                      "--min-p", "-0.1"]))  # fmt: skip
     with pytest.raises(CliError, match=r"--top-p must be 1 or less, not 7\.0"):
         _sampling(parser.parse_args(["simulate", "sam-1", "--top-p", "7"]))
+    with pytest.raises(CliError, match=r"--top-k must be 2147483647 or less, not 9{400}"):
+        _sampling(parser.parse_args(["simulate", "sam-1", "--top-k", "9" * 400]))

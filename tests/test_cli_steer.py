@@ -114,8 +114,9 @@ def test_build_errors_name_the_problem(persona, monkeypatch, tmp_path: Path, cap
     assert main(["steer", "build", model_id, "--pairs", str(bad)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "line 2" in err and "'negative'" in err
-    assert main(["steer", "build", model_id, "--axis", "grumpy"]) == 2
-    assert "no built-in axis 'grumpy'" in capsys.readouterr().err
+    for axis in ("grumpy", "Happy"):
+        assert main(["steer", "build", model_id, "--axis", axis]) == 2
+        assert f"no built-in axis {axis!r}" in capsys.readouterr().err
     assert main(["steer", "build", model_id, "--poles", "", "calm"]) == 2
     assert "positive pole" in capsys.readouterr().err
     assert main(["steer", "build", "nobody-1", "--axis", "happy"]) == 2
@@ -125,7 +126,7 @@ def test_build_errors_name_the_problem(persona, monkeypatch, tmp_path: Path, cap
     odd.write_text('{"positive": "yes!", "negative": "yes."}\n')
     assert main(["steer", "build", model_id, "--pairs", str(odd)]) == 2
     err = capsys.readouterr().err
-    assert "'my pairs (v2)'" in err and "the pairs file's name: pass --name NAME" in err
+    assert "'my pairs (v2)'" in err and "it is the pairs file's name: pass --name NAME" in err
     # Nothing half-written by the refusals.
     folder = home / "models" / model_id / "steering"
     assert not folder.exists() or all(p.suffix == ".gguf" for p in folder.iterdir())

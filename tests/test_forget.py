@@ -340,8 +340,12 @@ def test_app_forget_dialog_shows_names_as_typed_plans_the_last_choice_and_warns_
                 await app.push_screen(dialog)
                 items = dialog.query_one("#forget-items", Static)
                 await until(lambda: "model sam-1" in str(items.render()))
-                assert "sam-1 is training now: stop it first" in str(items.render())
+                assert "sam-1 is training now: nothing can be forgotten" in str(items.render())
                 assert dialog.query_one("#forget-go", Button).disabled
+            # Once it stops, the dialog sees so by itself.
+            go = dialog.query_one("#forget-go", Button)
+            await until(lambda: not go.disabled, timeout=15)
+            assert "training now" not in str(items.render())
 
     asyncio.run(drive())
     with Workspace.open(filled) as ws:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# The largest value each bounded setting takes (the others: any from their least up).
-MOST = {"top_p": 1, "min_p": 1, "seed": 2**32 - 1}
+WHOLE = frozenset({"top_k", "seed", "max_tokens", "best_of"})  # the settings that count
+# The largest value each setting takes (a count: what llama.cpp's C int holds; a float: any).
+MOST = {"top_p": 1, "min_p": 1, "seed": 2**32 - 1, "top_k": 2**31 - 1, "max_tokens": 2**31 - 1,
+        "best_of": 2**31 - 1}  # fmt: skip
 
 
 @dataclass
@@ -35,7 +37,9 @@ def sampling_problem(name: str, value: float | None) -> str | None:
     None is only a value for the seed (a fresh random one each time)."""
     if value is None:
         return None if name == "seed" else "must be given"
-    if not math.isfinite(value):
+    if name in WHOLE and not isinstance(value, int):
+        return f"must be a whole number, not {value}"
+    if isinstance(value, float) and not math.isfinite(value):
         return f"must be a number, not {value}"
     least = 1 if name in ("max_tokens", "best_of") else 0
     if value < least:

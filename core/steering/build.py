@@ -183,8 +183,8 @@ def build_vector(
 
     from convsim.core.inference.llama import LlamaModel
 
+    axis = resolve(spec)  # first: a mistyped --axis is an unknown axis, not a bad name
     library.check_name(spec.name)
-    axis = resolve(spec)
     t = target(ws, model_id)
     emit = on_event or (lambda e: None)
 

@@ -171,10 +171,15 @@ class Store:
 
     # -- importing --------------------------------------------------------------------------
 
-    def add_import(self, chats: list[ParsedChat], path: str) -> list[ImportReport]:
-        """Store every chat of one export in a single transaction; one report per chat."""
+    def add_import(
+        self, chats: list[ParsedChat], path: str, check: Callable[[], None] = lambda: None
+    ) -> list[ImportReport]:
+        """Store every chat of one export in a single transaction; one report per chat.
+        `check` is called before the commit: what it raises stores nothing."""
         with gc_paused(), self.transaction() as conn:
-            return [add_chat(conn, chat, path) for chat in chats]
+            reports = [add_chat(conn, chat, path) for chat in chats]
+            check()
+            return reports
 
     def add_stream(
         self,

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from convsim.core.chats.importers import ImportOptions, Source, whatsapp, whatsapp_chunks
+from convsim.core.chats.importers import (
+    ImportOptions,
+    Source,
+    parse_export,
+    whatsapp,
+    whatsapp_chunks,
+)
 from convsim.core.chats.messages import ChatImportError
 from convsim.core.workspace import Workspace
 
@@ -178,6 +184,15 @@ def test_a_cancelled_import_stores_nothing(tiny_chunks, tmp_path: Path) -> None:
         assert len(heard) == 1 and ws.store.chats() == []
         with pytest.raises(ImportCancelled):
             ws.import_export(small, options=ImportOptions(date_order="dmy"), cancel=cancel)
+        assert ws.store.chats() == []
+        # Cancelled while it is being stored: the check before the commit rolls it back.
+        chats = parse_export(small, "whatsapp", ImportOptions(date_order="dmy"))
+
+        def cancelled() -> None:
+            raise ImportCancelled(small)
+
+        with pytest.raises(ImportCancelled):
+            ws.store.add_import(chats, str(small), cancelled)
         assert ws.store.chats() == []
         (report,) = ws.import_export(big, cancel=threading.Event())
         assert report.new == 2000

@@ -113,12 +113,14 @@ class ImportProgress(Message):
 
 
 class DatasetBuilt(Message):
-    """A dataset the wizard asked for; `build` counts the wizard's requests."""
+    """A dataset the wizard asked for (None: `error` says why it could not be built);
+    `build` counts the wizard's requests."""
 
-    def __init__(self, record: Any, build: int) -> None:
+    def __init__(self, record: Any, build: int, error: BaseException | None = None) -> None:
         super().__init__()
         self.record = record
         self.build = build
+        self.error = error
 
 
 class BasesFound(Message):

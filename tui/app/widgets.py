@@ -19,6 +19,10 @@ from textual.suggester import Suggester
 from textual.widget import Widget
 from textual.widgets import Input
 
+from convsim.tui.cli.common import clip
+
+__all__ = ["GhostInput", "LossChart", "PathSuggester", "clip", "short_path"]
+
 
 class PathSuggester(Suggester):
     """Completes the last component of a path from what is on disk (→ accepts)."""
@@ -177,12 +181,6 @@ def _cell(
     if filled > bottom:
         return _BLOCKS[int((filled - bottom) * 8)], "train"
     return " ", ""
-
-
-def clip(text: str, width: int) -> str:
-    """`text` on one line, cut to `width` characters with an ellipsis."""
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def short_path(path: Path | str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from convsim.core.data.turns import is_name, render_turn, safe_name, tag
+from convsim.core.inference.sampling import sampling_problem
 from convsim.tui.cli.common import CliError, print_json, workspace
 from convsim.tui.cli.steer import add_steer_option, apply_steer, base_record
 
@@ -37,7 +38,7 @@ def read_transcript(path: Path | None) -> list[tuple[str, str]]:
 def _sampling(args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
-    from convsim.core.inference.sampling import Sampling, sampling_problem
+    from convsim.core.inference.sampling import Sampling
 
     s = Sampling(seed=args.seed, max_tokens=args.max_tokens, best_of=args.best_of)
     chosen = {n: getattr(args, n) for n in SAMPLING_FLAGS if getattr(args, n) is not None}
@@ -57,10 +58,14 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
         args.seed = None
     if args.seed is not None and not 0 <= args.seed < 2**32:
         raise CliError(f"--seed must be from 0 to {2**32 - 1} (or -1: random), not {args.seed}")
-    for flag, least in (("best_of", 1), ("max_tokens", 1), ("turns", 1), ("ctx", MIN_CTX)):
+    for flag in ("best_of", "max_tokens"):
+        value = getattr(args, flag, None)
+        if value is not None and (problem := sampling_problem(flag, value)):
+            raise CliError(f"--{flag.replace('_', '-')} {problem}")
+    for flag, least in (("turns", 1), ("ctx", MIN_CTX)):
         value = getattr(args, flag, None)
         if value is not None and value < least:
-            raise CliError(f"--{flag.replace('_', '-')} must be {least} or more, not {value}")
+            raise CliError(f"--{flag} must be {least} or more, not {value}")
     from convsim.core import training
     from convsim.core.data.style import Profile
     from convsim.core.evaluation.heldout import trained_texts

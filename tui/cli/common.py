@@ -32,6 +32,12 @@ def record_json(
     return {rename.get(k, k): v for k, v in fields.items() if k not in omit}
 
 
+def clip(text: str, width: int) -> str:
+    """`text` on one line, cut to `width` characters with an ellipsis."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 def duration(seconds: float | None) -> str:
     """A time left, like 4m05s or 1h20m ("?" when unknown)."""
     if seconds is None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from convsim.core.files import read_text
-from convsim.tui.cli.common import CliError, print_json, workspace
+from convsim.tui.cli.common import CliError, clip, print_json, workspace
 
 COUNTS = {
     "feedback": "feedback items",
@@ -79,7 +79,7 @@ def cmd_feedback_list(args: argparse.Namespace) -> int:
     for i in items:
         learnt = f"learnt in v{i.used_in}" if i.used_in else "new"
         text = f"{i.reply!r} -> {i.better!r}" if i.better else repr(i.reply)
-        print(f"{i.id:>5}  {i.kind:<10} v{i.version}  {learnt:<14} {_short(text, 70)}")
+        print(f"{i.id:>5}  {i.kind:<10} v{i.version}  {learnt:<14} {clip(text, 70)}")
     return 0
 
 
@@ -227,10 +227,6 @@ def _known(ws: Any, model_id: str) -> None:
         ws.store.model(model_id)
     except KeyError:
         raise CliError(f"no model {model_id!r} (see convsim models)") from None
-
-
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def add_commands(sub: Any) -> None:

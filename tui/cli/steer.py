@@ -87,12 +87,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     from convsim.tui.cli.models import explain
 
     name = args.name or args.axis or ("custom" if args.poles else Path(args.pairs).stem.lower())
-    try:
-        steering.check_name(name)
-    except ValueError as e:
-        if args.name or args.axis or args.poles:
-            raise CliError(str(e)) from None
-        raise CliError(f"{e}; it was taken from the pairs file's name: pass --name NAME") from None
+    if args.pairs and not args.name:  # a name you did not type: say where it came from
+        try:
+            steering.check_name(name)
+        except ValueError as e:
+            raise CliError(f"{e}; it is the pairs file's name: pass --name NAME") from None
     spec = steering.Spec(
         name,
         axis=args.axis,

@@ -18,7 +18,7 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, OptionList
 
-from convsim.core.inference.sampling import sampling_problem
+from convsim.core.inference.sampling import WHOLE, sampling_problem
 
 
 class Bubble(Widget):
@@ -79,23 +79,29 @@ class SamplingPanel(Vertical):
     def _changed(self, event: Input.Changed) -> None:
         name = event.input.name or ""
         text = event.value.strip()
-        problem: str | None
-        try:
-            if name == "seed":
-                value: Any = int(text) if text else None
-            elif name in ("top_k", "max_tokens", "best_of"):
+        value: Any = None  # empty: for the seed, a fresh random one each time
+        if text:
+            try:
                 value = int(text)
-            else:
-                value = float(text)
-        except ValueError:
-            value, problem = None, "must be a number"
-        else:
-            problem = sampling_problem(name, value)
+            except ValueError:
+                value = _float_or_text(text)
+        if name == "seed" and value == -1:
+            value = None  # llama.cpp's word for a random seed, as on the command line
+        elif name not in WHOLE and isinstance(value, int):
+            value = float(value)
+        problem = "must be a number" if isinstance(value, str) else sampling_problem(name, value)
         event.input.set_class(problem is not None, "-invalid")
         event.input.tooltip = f"{name.replace('_', ' ')} {problem}" if problem else None
         if problem is not None:
             return  # the last good value stays in use
         self.sampling = replace(self.sampling, **{name: value})
+
+
+def _float_or_text(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 class EditDialog(ModalScreen[str | None]):

@@ -22,6 +22,7 @@ from convsim.tui.app.widgets import clip
 
 WHOLE_CHAT = "chat"
 CHOICE_WIDTH = 56  # a choice stays on one line of the dialog, however long the chat's title
+RECHECK_S = 5.0  # how often a plan held up by a training run is made again
 
 
 class ForgetDialog(ModalScreen[bool]):
@@ -79,13 +80,16 @@ class ForgetDialog(ModalScreen[bool]):
             return  # the plan of an earlier choice, come late: the current one's is on its way
         self.plan = message.plan
         lines = message.lines
-        if message.training:  # `forget` would refuse: say so before anything is pressed
+        if message.training:  # `forget` would refuse: say so, and look again in a while
+            running = " and ".join(message.training)
+            verb = "is" if len(message.training) == 1 else "are"
             lines = [
-                f"{', '.join(message.training)} is training now: stop it first, "
-                "then choose again. Nothing can be forgotten while it trains.",
+                f"{running} {verb} training now: nothing can be forgotten until it stops "
+                f"(this list looks again every {RECHECK_S:g} s).",
                 "",
                 *lines,
             ]
+            self.set_timer(RECHECK_S, lambda: self._plan(message.plan.person))
         self.query_one("#forget-items", Static).update("\n".join(lines))
         self.query_one("#forget-go", Button).disabled = bool(message.training)
 

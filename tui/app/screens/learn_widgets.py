@@ -17,6 +17,8 @@ from rich.text import Text
 from textual.content import Content
 from textual.widgets import DataTable
 
+from convsim.tui.app.widgets import clip
+
 # Kinds as the user reads them: a mark and a short name for the table, words for counts.
 KIND_LABELS = {
     "good": ("👍", "good", "good"),
@@ -62,8 +64,7 @@ def _width(cell: Any) -> int:
 
 def short(text: str, limit: int = SHORT) -> str:
     """One line of at most `limit` characters."""
-    line = " ⏎ ".join(text.split("\n"))
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    return clip(" ⏎ ".join(text.split("\n")), limit)
 
 
 def when(timestamp: str, year: bool = True) -> str:

@@ -169,20 +169,16 @@ class SteeringPanel(VerticalScroll):
     def _build(self, event: Button.Pressed | None = None) -> None:
         if event is not None:
             event.stop()
-        from convsim.core.steering import check_name
-
         name, positive, negative = (
             self.query_one(f"#steer-{field}", Input).value.strip()
             for field in ("name", "positive", "negative")
         )
-        if not name and positive:  # the name would come from the pole: it must make one
-            try:
-                check_name(default_name(positive))
-            except ValueError:
-                self.build_note("Give the slider a name: this pole makes none.", failure=True)
-                self.query_one("#steer-name", Input).focus()
-                return
-        self.post_message(self.BuildAsked(name or default_name(positive), positive, negative))
+        name = name or default_name(positive)
+        if positive and not name:
+            self.build_note("Give the slider a name: this pole makes none.", failure=True)
+            self.query_one("#steer-name", Input).focus()
+            return
+        self.post_message(self.BuildAsked(name, positive, negative))
 
     @on(Button.Pressed, "#steer-stop")
     def _stop(self, event: Button.Pressed) -> None:

@@ -72,6 +72,7 @@ class ImportWizard(SettingsStep):
         self.dataset: Any = None  # the dataset of the people step's current choices, once built
         self.built: tuple[Any, ...] | None = None  # those choices
         self.builds = 0  # dataset builds asked for: a late result of an earlier one is dropped
+        self.build_failed = False  # the build for `built` failed: the same choices try again
         self.importing: threading.Event | None = None  # set it to cancel the running import
 
     # -- layout -------------------------------------------------------------------------------
@@ -218,13 +219,11 @@ class ImportWizard(SettingsStep):
                 self._note(Content("Import cancelled: nothing of it was stored."))
             else:
                 self._note(Content(str(message.error)), "-failure")
-        elif message.group == "dataset":
-            stats = self.query_one("#dataset-stats", Static)
-            stats.update(Content(f"Could not build the dataset: {message.error}"))
-            stats.add_class("-failure")
 
     @on(Imported)
     def _imported(self, message: Imported) -> None:
+        if self.importing is not None and self.importing.is_set():
+            self.notify("The import had finished before it could be cancelled: it is stored.")
         self.importing = None
         self.me_of = message.me
         reports = self.reports = message.reports
@@ -289,15 +288,19 @@ class ImportWizard(SettingsStep):
             tag = safe_name(typed) if typed else ""
             if field.name and tag and tag != field.name:
                 tags[field.name] = tag
-        shown = [tags.get(n, safe_name(n)) for n in (p["name"] for p in self.report.participants)]
-        if len(set(shown)) < len(shown):
+        if len(set(tags.values())) < len(tags):
             raise ValueError("two people have the same tag; give each a different one")
-        return DatasetConfig(
+        config = DatasetConfig(
             target=target,
             tags=tags,
             scrub=self.query_one("#scrub", Checkbox).value,
             media="placeholder" if self.query_one("#media", Checkbox).value else "drop",
         )
+        mine = config.tag_for(target)  # the one clash a dataset refuses: the persona's tag
+        others = [p["name"] for p in self.report.participants if p["name"] != target]
+        if clash := [name for name in others if config.tag_for(name) == mine]:
+            raise ValueError(f"{clash[0]} would have {target}'s tag {mine!r}; give them another")
+        return config
 
     @on(Button.Pressed, "#do-dataset")
     def _build_dataset(self) -> None:
@@ -311,9 +314,14 @@ class ImportWizard(SettingsStep):
         chat_id = self.report.chat_id
         self._show_step("dataset")
         choices = (chat_id, me, json.dumps(config.to_json(), sort_keys=True))
-        if self.dataset is not None and choices == self.built:
-            return  # the same choices again: the dataset already built (and stored) stands
-        self.dataset, self.built, self.builds = None, choices, self.builds + 1
+        if choices == self.built and not self.build_failed:
+            return  # the same choices again: their dataset (built or on its way) stands
+        self.dataset, self.built, self.builds, self.build_failed = (
+            None,
+            choices,
+            self.builds + 1,
+            False,
+        )
         stats = self.query_one("#dataset-stats", Static)
         stats.update("Building the dataset…")
         stats.remove_class("-failure")
@@ -323,11 +331,17 @@ class ImportWizard(SettingsStep):
     @work(thread=True, exclusive=True, exit_on_error=False, group="dataset",
           description="build a dataset")  # fmt: skip
     def _build(self, chat_id: int, me: str | None, config: Any, build: int) -> None:
+        """Posts `DatasetBuilt` with the record or, failed, the error (shown on the step)."""
         app: Any = self.app
-        with reporting(self, "Could not build the dataset", "dataset"), app.workspace() as ws:
-            if me is not None:
-                ws.store.set_me(chat_id, me)
-            post(self, DatasetBuilt(ws.build_dataset(chat_id, config), build))
+        try:
+            with app.workspace() as ws:
+                if me is not None:
+                    ws.store.set_me(chat_id, me)
+                record = ws.build_dataset(chat_id, config)
+        except Exception as exc:
+            post(self, DatasetBuilt(None, build, exc))
+        else:
+            post(self, DatasetBuilt(record, build))
 
     # -- step 3: dataset ----------------------------------------------------------------------
 
@@ -335,8 +349,14 @@ class ImportWizard(SettingsStep):
     def _dataset_built(self, message: DatasetBuilt) -> None:
         if message.build != self.builds:
             return  # built for choices changed since
+        stats = self.query_one("#dataset-stats", Static)
+        stats.set_class(message.record is None, "-failure")
+        if message.record is None:
+            self.build_failed = True
+            stats.update(Content(f"Could not build the dataset: {message.error}"))
+            return
         record = self.dataset = message.record
-        self.query_one("#dataset-stats", Static).update(dataset_text(record))
+        stats.update(dataset_text(record))
         samples = [
             f"── sample {i + 1} ──\n{sample.rstrip()}\n"
             for i, sample in enumerate(record.samples[:3])
