@@ -66,6 +66,10 @@ def test_the_wizard_trains_only_on_the_dataset_of_its_current_choices(
             assert wizard.dataset is None  # until the new choices' dataset is built...
             await pilot.press("ctrl+n")
             assert step.current == "dataset"  # ...nothing goes on to training
+            builds = wizard.builds
+            await pilot.press("escape")
+            await pilot.press("ctrl+n")  # the same choices while they build: that build stands
+            assert wizard.builds == builds and step.current == "dataset"
             gate.set()
             await wait_for(pilot, lambda: wizard.dataset is not None)
             assert wizard.dataset.id != first
