@@ -91,6 +91,20 @@ def test_bad_feedback_is_refused_with_the_field_named_and_nothing_stored(
     assert ws.store.conn.execute("SELECT count(*) FROM feedback").fetchone() == (0,)
 
 
+def test_feedback_on_a_persona_that_never_finished_training_is_refused(
+    persona: tuple[Workspace, str],
+) -> None:
+    """A run stopped before it finished wrote no reply to judge (nothing can chat with it)."""
+    ws, model_id = persona
+    record = ws.store.model(model_id)
+    ws.store.update_model(model_id, status="cancelled")
+    with pytest.raises(FeedbackError, match=f"model {model_id} version 1 is cancelled, not"):
+        Feedback(ws.store).add(model_id, "good", MOMENT, "yes")
+    assert ws.store.conn.execute("SELECT count(*) FROM feedback").fetchone() == (0,)
+    ws.store.update_model(model_id, status=record.status)
+    assert Feedback(ws.store).add(model_id, "good", MOMENT, "yes").version == 1
+
+
 def test_an_import_with_a_broken_line_names_it_and_stores_nothing(
     persona: tuple[Workspace, str], tmp_path: Path
 ) -> None:

@@ -204,12 +204,17 @@ class Feedback:
             record = self.store.model(model_id)
         except KeyError:
             raise FeedbackError(f"{at}no model {model_id!r} (see `convsim models`)") from None
-        known = [v.version for v in versions(self.store, model_id)]
+        known = {v.version: v for v in versions(self.store, model_id)}
         if version is None:
             version = current(self.store, model_id).version
         elif version not in known:
             raise FeedbackError(f"{at}model {model_id} has no version {version} (it has "
                                 f"{', '.join(map(str, known))})")  # fmt: skip
+        status = known[version].status
+        if status != "done":  # it never wrote a reply to judge
+            raise FeedbackError(
+                f"{at}model {model_id} version {version} is {status}, not trained: finish it first"
+            )
         if kind not in KINDS:
             raise FeedbackError(f"{at}kind must be one of {', '.join(KINDS)}, not {kind!r}")
         if not isinstance(reply, str) or not reply.strip():
