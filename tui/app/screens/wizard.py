@@ -237,7 +237,7 @@ class ImportWizard(SettingsStep):
         self._pick_report(reports[0])
         for warning in {w for r in reports for w in r.warnings}:
             self.notify(
-                warning, title="Check the dates", severity="warning", timeout=20, markup=False
+                warning, title="Check the import", severity="warning", timeout=20, markup=False
             )
         self._show_step("people")
         self.query_one("#me", Select).focus()
