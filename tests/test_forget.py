@@ -38,6 +38,17 @@ def files_holding(home: Path, text: str) -> list[Path]:
     return [p for p in home.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
+async def until(condition, timeout: float = 30.0) -> None:
+    """Let the app run until `condition()` holds; fail after `timeout` seconds."""
+    import asyncio
+
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {condition}")
+
+
 @pytest.fixture
 def filled(home: Path, tmp_path: Path, tiny) -> Path:
     """A home with the sample chat (datasets, a tiny model, a transcript) and a second chat
@@ -224,13 +235,6 @@ def test_app_forget_dialog_lists_everything_then_forgets(filled: Path) -> None:
     from convsim.tui.app.screens.forget import ForgetDialog
     from convsim.tui.app.screens.home import HomeScreen
 
-    async def until(condition, timeout: float = 30.0) -> None:
-        for _ in range(int(timeout / 0.02)):
-            if condition():
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {condition}")
-
     def listed(app: ConvsimApp) -> str:
         return str(app.screen.query_one("#forget-items", Static).render())
 
@@ -301,13 +305,6 @@ def test_app_forget_dialog_shows_names_as_typed_plans_the_last_choice_and_warns_
         return slow(self, chat_id=chat_id, person=person)
 
     monkeypatch.setattr(Workspace, "forget_plan", slow_for_people)
-
-    async def until(condition, timeout: float = 30.0) -> None:
-        for _ in range(int(timeout / 0.02)):
-            if condition():
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {condition}")
 
     async def drive() -> None:
         app = ConvsimApp(filled)
