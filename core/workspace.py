@@ -19,7 +19,6 @@ from convsim.core.chats.importers import (
     AmbiguousDateOrder,
     ImportOptions,
     Source,
-    also_held,
     detect,
     parse_export,
     stream_export,
@@ -151,11 +150,9 @@ class Workspace:
         asked = options.date_order
         if asked is None and remembered is not None:
             options.date_order = remembered
-        others: list[str] = []
         if format is None:  # detected once, for both the streaming and the whole read
             with Source(path) as source:
                 format = detect(source)
-                others = also_held(source, format)
 
         def check() -> None:  # raised inside the import's transaction, it rolls it back
             if cancel is not None and cancel.is_set():
@@ -176,11 +173,6 @@ class Workspace:
             reports = self.store.add_import(chats, str(path.resolve()), check)
         if asked is not None:
             self.store.set_setting(_date_order_key(path), asked)
-        if others:
-            reports[0].warnings.append(
-                f"{path.name} also holds {' and '.join(others)} exports, which were not "
-                f"imported: import them on their own (or again with --format {others[0]})"
-            )
         return reports
 
     # -- forgetting --------------------------------------------------------------------------

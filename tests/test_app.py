@@ -411,7 +411,8 @@ def test_transcripts_save_and_reopen_and_sampling_panel(home: Path, tiny: TinyMo
             fields = {i.name: i for i in panel.query(Input)}
             for name, bad in [("temperature", "nan"), ("temperature", "inf"), ("top_p", "7"),
                               ("min_p", "1.5"), ("seed", "-2"), ("best_of", "0"),
-                              ("top_k", "0.5"), ("max_tokens", "9" * 400)]:  # fmt: skip
+                              ("top_k", "0.5"), ("max_tokens", "9" * 400),
+                              ("temperature", "9" * 400)]:  # fmt: skip
                 fields[name].value = bad
                 await pilot.pause()
                 assert fields[name].has_class("-invalid"), (name, bad)

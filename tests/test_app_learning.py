@@ -281,6 +281,7 @@ def test_the_feedback_view_lists_and_removes_items(persona) -> None:
     from textual.widgets import DataTable
 
     from convsim.tui.app.screens.feedback import FeedbackScreen
+    from convsim.tui.app.screens.learn_widgets import short
 
     home, model_id = persona
     before = items(home, model_id)
@@ -297,7 +298,7 @@ def test_the_feedback_view_lists_and_removes_items(persona) -> None:
             table = view.query_one("#feedback-table", DataTable)
             assert table.row_count == len(before)
             first = " ".join(str(c) for c in table.get_row_at(0))
-            one_line = " ".join(before[0].reply.split())  # a cell is one line
+            one_line = short(before[0].reply)  # a cell is one line
             assert "good" in first and "new" in first and one_line[:10] in first
             assert before[0].reply[:10] in str(view.query_one("#feedback-detail").render())
             await pilot.press("delete")

@@ -98,7 +98,10 @@ def test_feedback_on_a_persona_that_never_finished_training_is_refused(
     ws, model_id = persona
     record = ws.store.model(model_id)
     ws.store.update_model(model_id, status="cancelled")
-    with pytest.raises(FeedbackError, match=f"model {model_id} version 1 is cancelled, not"):
+    with pytest.raises(
+        FeedbackError,
+        match=rf"model {model_id} version 1 is cancelled: resume it \(convsim train --resume",
+    ):
         Feedback(ws.store).add(model_id, "good", MOMENT, "yes")
     assert ws.store.conn.execute("SELECT count(*) FROM feedback").fetchone() == (0,)
     ws.store.update_model(model_id, status=record.status)

@@ -212,9 +212,12 @@ class Feedback:
                                 f"{', '.join(map(str, known))})")  # fmt: skip
         status = known[version].status
         if status != "done":  # it never wrote a reply to judge
-            raise FeedbackError(
-                f"{at}model {model_id} version {version} is {status}, not trained: finish it first"
-            )
+            how = (
+                f"resume it (convsim train --resume {model_id})" if version == 1
+                else f"resume it (convsim learn {model_id} --resume)" if status != "failed"
+                else "give feedback on a finished version"
+            )  # fmt: skip
+            raise FeedbackError(f"{at}model {model_id} version {version} is {status}: {how}")
         if kind not in KINDS:
             raise FeedbackError(f"{at}kind must be one of {', '.join(KINDS)}, not {kind!r}")
         if not isinstance(reply, str) or not reply.strip():

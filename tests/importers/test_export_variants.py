@@ -191,25 +191,3 @@ def test_the_app_falls_back_to_the_locale_and_says_so(
             assert any(title == "Check the import" and "en_US" in text for title, text in notes)
 
     asyncio.run(drive())
-
-
-def test_a_zip_holding_two_formats_imports_one_and_names_the_other(tmp_path: Path) -> None:
-    """Detection picks one format; the report says what else the zip holds and how to get it."""
-    import zipfile
-
-    both = tmp_path / "both.zip"
-    with zipfile.ZipFile(both, "w") as z:
-        z.write(WHATSAPP / "WhatsApp Chat with Riya.txt", "a/WhatsApp Chat with Riya.txt")
-        z.write(TELEGRAM / "single_chat.json", "b/result.json")
-    with Workspace.open(tmp_path / "home") as ws:
-        (first,) = ws.import_export(both)
-        assert first.format == "telegram"
-        assert first.warnings == [
-            "both.zip also holds whatsapp exports, which were not imported: import them on "
-            "their own (or again with --format whatsapp)"
-        ]
-        (second,) = ws.import_export(both, "whatsapp")  # as --format whatsapp asks
-        assert second.format == "whatsapp" and second.warnings == []
-        assert {c.format for c in ws.store.chats()} == {"telegram", "whatsapp"}
-        (alone,) = ws.import_export(WHATSAPP / "WhatsApp Chat with Riya.txt")
-        assert alone.warnings == []

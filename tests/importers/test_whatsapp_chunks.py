@@ -161,7 +161,9 @@ def test_the_wizard_shows_how_far_a_large_import_has_got(
     assert any("Importing… 100% (2,000 messages so far)" in note for note in notes), notes[-3:]
 
 
-def test_a_cancelled_import_stores_nothing(tiny_chunks, tmp_path: Path) -> None:
+def test_a_cancelled_import_stores_nothing(
+    tiny_chunks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Cancelled between batches (a large export) or after reading (a small one): nothing of
     the export is in the store, and a later import stores all of it."""
     import threading
@@ -194,6 +196,22 @@ def test_a_cancelled_import_stores_nothing(tiny_chunks, tmp_path: Path) -> None:
         with pytest.raises(ImportCancelled):
             ws.store.add_import(chats, str(small), cancelled)
         assert ws.store.chats() == []
+        # The same through the workspace: cancelled while the chat is being written.
+        import convsim.core.store as store_module
+
+        write = store_module.add_chat
+        cancel = threading.Event()
+
+        def written_then_cancelled(conn, chat, path):
+            report = write(conn, chat, path)
+            cancel.set()
+            return report
+
+        monkeypatch.setattr(store_module, "add_chat", written_then_cancelled)
+        with pytest.raises(ImportCancelled):
+            ws.import_export(small, options=ImportOptions(date_order="dmy"), cancel=cancel)
+        assert ws.store.chats() == []
+        monkeypatch.setattr(store_module, "add_chat", write)
         (report,) = ws.import_export(big, cancel=threading.Event())
         assert report.new == 2000
 

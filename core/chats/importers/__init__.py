@@ -24,7 +24,6 @@ __all__ = [
     "AmbiguousDateOrder",
     "ImportOptions",
     "Source",
-    "also_held",
     "detect",
     "importer",
     "parse_export",
@@ -59,14 +58,6 @@ def detect(source: Source) -> str:
     raise ChatImportError(
         f"{source.name}: {what}; expected an export from one of: {', '.join(FORMATS)}"
     )
-
-
-def also_held(source: Source, name: str) -> list[str]:
-    """The other formats whose exports a zip or folder detected as `name` holds too: an import
-    of it reads only `name`'s."""
-    if not (source.is_zip or source.is_dir):
-        return []
-    return [n for n in FORMATS if n != name and importer(n).sniff(source)]
 
 
 def stream_export(

@@ -80,15 +80,15 @@ class SamplingPanel(Vertical):
         name = event.input.name or ""
         text = event.value.strip()
         value: Any = None  # empty: for the seed, a fresh random one each time
-        if text:
+        if text and name in WHOLE:
             try:
                 value = int(text)
             except ValueError:
-                value = _float_or_text(text)
+                value = _float_or_text(text)  # "must be a whole number", or not a number
+        elif text:
+            value = _float_or_text(text)  # a long run of digits is inf: "must be a number"
         if name == "seed" and value == -1:
             value = None  # llama.cpp's word for a random seed, as on the command line
-        elif name not in WHOLE and isinstance(value, int):
-            value = float(value)
         problem = "must be a number" if isinstance(value, str) else sampling_problem(name, value)
         event.input.set_class(problem is not None, "-invalid")
         event.input.tooltip = f"{name.replace('_', ' ')} {problem}" if problem else None

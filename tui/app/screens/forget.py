@@ -35,6 +35,7 @@ class ForgetDialog(ModalScreen[bool]):
         super().__init__()
         self.chat_id, self.title_text, self.people = chat_id, title, people
         self.plan: Any = None
+        self.recheck: Any = None  # the timer that plans again while a persona trains
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="forget"):
@@ -59,6 +60,7 @@ class ForgetDialog(ModalScreen[bool]):
 
     @on(Select.Changed, "#forget-what")
     def _what_changed(self, event: Select.Changed) -> None:
+        self._stop_recheck()
         self.query_one("#forget-go", Button).disabled = True
         self._plan(None if event.value == WHOLE_CHAT else str(event.value))
 
@@ -89,15 +91,22 @@ class ForgetDialog(ModalScreen[bool]):
                 "",
                 *lines,
             ]
-            self.set_timer(RECHECK_S, lambda: self._plan(message.plan.person))
+            self._stop_recheck()
+            self.recheck = self.set_timer(RECHECK_S, lambda: self._plan(message.plan.person))
         self.query_one("#forget-items", Static).update("\n".join(lines))
         self.query_one("#forget-go", Button).disabled = bool(message.training)
 
     @on(Button.Pressed, "#forget-go")
     def _go(self) -> None:
+        self._stop_recheck()
         self.query_one("#forget-go", Button).disabled = True
         self.query_one("#forget-what", Select).disabled = True
         self._forget(self.plan)
+
+    def _stop_recheck(self) -> None:
+        if self.recheck is not None:
+            self.recheck.stop()
+            self.recheck = None
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="forget",
           description="forget")  # fmt: skip

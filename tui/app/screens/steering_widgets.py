@@ -43,8 +43,8 @@ STAGES = {"pairs": "contrast pairs", "directions": "directions", "calibration": 
 def default_name(positive: str) -> str:
     """A vector name made from the positive pole ("very cheerful" -> "very-cheerful"), or ""
     when it makes none (a name starts with a letter)."""
-    name = re.sub(r"[^a-z0-9_-]+", "-", positive.lower()).strip("-")[:32]
-    return re.sub(r"^[^a-z]+", "", name)
+    name = re.sub(r"[^a-z0-9_-]+", "-", positive.lower())
+    return re.sub(r"^[^a-z]+", "", name)[:32].rstrip("-")
 
 
 def signed(value: float) -> str:

@@ -288,8 +288,9 @@ class ImportWizard(SettingsStep):
             tag = safe_name(typed) if typed else ""
             if field.name and tag and tag != field.name:
                 tags[field.name] = tag
-        if len(set(tags.values())) < len(tags):
-            raise ValueError("two people have the same tag; give each a different one")
+        same = [n for n, t in tags.items() if list(tags.values()).count(t) > 1]
+        if same:
+            raise ValueError(f"{' and '.join(same)} have the same tag; give each a different one")
         config = DatasetConfig(
             target=target,
             tags=tags,
