@@ -104,6 +104,11 @@ class DatasetConfig(Config):
         """The tag `sender`'s turns are rendered under."""
         return self.tags.get(sender) or safe_name(sender)
 
+    def clashes(self, senders: Sequence[str]) -> list[str]:
+        """Those of `senders`, the target aside, whose turns would carry the target's tag."""
+        mine = self.tag_for(self.target)
+        return [s for s in senders if s != self.target and self.tag_for(s) == mine]
+
 
 @dataclass(frozen=True)
 class Example:
@@ -203,7 +208,7 @@ def _check_senders(messages: Sequence[StoredMessage], config: DatasetConfig) -> 
         present = ", ".join(repr(s) for s in senders) or "none"
         raise ValueError(f"target {config.target!r} sent no message here; senders: {present}")
     target_tag = config.tag_for(config.target)
-    clashes = [s for s in senders if s != config.target and config.tag_for(s) == target_tag]
+    clashes = config.clashes(senders)
     if config.system == "placeholder" and target_tag == SYSTEM_TAG:
         clashes.append("system messages")
     if clashes:

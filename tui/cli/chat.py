@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from convsim.core.data.turns import is_name, render_turn, safe_name, tag
-from convsim.core.inference.sampling import sampling_problem
+from convsim.core.inference.sampling import MOST, sampling_problem
 from convsim.tui.cli.common import CliError, print_json, workspace
 from convsim.tui.cli.steer import add_steer_option, apply_steer, base_record
 
@@ -56,8 +56,8 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
         raise CliError(f"--as {target!r}: expected a name on one line")
     if args.seed == -1:  # llama.cpp's word for a random seed
         args.seed = None
-    if args.seed is not None and not 0 <= args.seed < 2**32:
-        raise CliError(f"--seed must be from 0 to {2**32 - 1} (or -1: random), not {args.seed}")
+    if args.seed is not None and sampling_problem("seed", args.seed):
+        raise CliError(f"--seed must be from 0 to {MOST['seed']} (or -1: random), not {args.seed}")
     for flag in ("best_of", "max_tokens"):
         value = getattr(args, flag, None)
         if value is not None and (problem := sampling_problem(flag, value)):

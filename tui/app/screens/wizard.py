@@ -206,7 +206,8 @@ class ImportWizard(SettingsStep):
     def _read_chat(self, chat_id: int) -> None:
         app: Any = self.app
         with reporting(self, "Could not read the chat", "import"), app.workspace() as ws:
-            post(self, Imported([chat_report(ws, chat_id)], stored_me(ws, [chat_id])))
+            report, me = chat_report(ws, chat_id)
+            post(self, Imported([report], me))
 
     @on(JobFailed)
     def _job_failed(self, message: JobFailed) -> None:
@@ -297,9 +298,9 @@ class ImportWizard(SettingsStep):
             scrub=self.query_one("#scrub", Checkbox).value,
             media="placeholder" if self.query_one("#media", Checkbox).value else "drop",
         )
-        mine = config.tag_for(target)  # the one clash a dataset refuses: the persona's tag
-        others = [p["name"] for p in self.report.participants if p["name"] != target]
-        if clash := [name for name in others if config.tag_for(name) == mine]:
+        # The clash the dataset would refuse, said before it is built.
+        if clash := config.clashes([p["name"] for p in self.report.participants]):
+            mine = config.tag_for(target)
             raise ValueError(f"{clash[0]} would have {target}'s tag {mine!r}; give them another")
         return config
 

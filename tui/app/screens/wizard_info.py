@@ -40,20 +40,25 @@ def report_text(r: Any) -> Content:
     )
 
 
-def chat_report(ws: Any, chat_id: int) -> Any:
-    """An `ImportReport`-shaped summary of a chat already in the store."""
+def chat_report(ws: Any, chat_id: int) -> tuple[Any, dict[int, str]]:
+    """An `ImportReport`-shaped summary of a chat already in the store, and who is "me" in it
+    (as `stored_me` says)."""
     from convsim.core.store.records import ImportReport
 
     info = ws.store.chat(chat_id)
-    people = [{"name": p.name, "messages": p.messages} for p in ws.store.participants(chat_id)]
-    return ImportReport(
+    found = ws.store.participants(chat_id)
+    people = [{"name": p.name, "messages": p.messages} for p in found]
+    report = ImportReport(
         chat_id, info.format, info.title, info.messages, 0, people, info.first, info.last, {}
     )
+    return report, {p.chat_id: p.name for p in found if p.is_me}
 
 
 def stored_me(ws: Any, chat_ids: list[int]) -> dict[int, str]:
-    """Who is "me" in each of `chat_ids`, where the store knows it."""
-    return {p.chat_id: p.name for c in chat_ids for p in ws.store.participants(c) if p.is_me}
+    """Who is "me" in each of `chat_ids`, where the store knows it (one read of the store,
+    however many chats an export held)."""
+    wanted = set(chat_ids)
+    return {p.chat_id: p.name for p in ws.store.participants() if p.is_me and p.chat_id in wanted}
 
 
 def planned(tokens: int, epochs: float | None, seq_len: int, device: str, bf16: bool) -> Any:
