@@ -694,6 +694,23 @@ def test_quitting_mid_training_leaves_a_resumable_run(home: Path, tiny: TinyMode
         time.sleep(0.2)
     assert model.status == "cancelled"
     assert (Path(model.path) / "checkpoint").is_dir()
+    stopped_at = model.metrics["steps"]
+
+    async def resume() -> None:
+        """Resumed, the chart starts with the steps the stopped run had done."""
+        from convsim.tui.app.screens.training import TrainingScreen
+        from convsim.tui.app.widgets import LossChart
+
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = TrainingScreen(resume=model.id)
+            await pilot.app.push_screen(screen)
+            await wait_for(pilot, lambda: screen.state != "starting")
+            chart = screen.query_one(LossChart)
+            assert [step for step, _ in chart.train][:stopped_at] == list(range(1, stopped_at + 1))
+            await pilot.press("ctrl+q")
+
+    run(resume())
 
 
 def test_cli_app_smoke_and_no_command_without_a_terminal(

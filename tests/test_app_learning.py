@@ -352,6 +352,8 @@ def test_an_update_runs_to_the_forgetting_table_and_a_new_version(persona) -> No
 
 
 def test_stop_then_resume_finishes_the_update(persona) -> None:
+    from convsim.tui.app.widgets import LossChart
+
     home, model_id = persona
     add_feedback(home, model_id, 8)
 
@@ -377,6 +379,8 @@ def test_stop_then_resume_finishes_the_update(persona) -> None:
             await wait_for(pilot, lambda: screen.state != "running", timeout=600)
             assert screen.state == "done", notifications(app)
             assert screen.outcome["version"] == version and screen.outcome["status"] == "done"
+            steps = [step for step, _ in screen.query_one(LossChart).train]
+            assert steps == list(range(1, steps[-1] + 1))  # the whole update, each step once
 
     run(go())
 

@@ -58,6 +58,10 @@ class TrainEvent:
     eta_s: float | None = None
     samples: tuple[str, ...] = ()
     message: str = ""
+    # On "start": the (step, loss) and (step, validation loss) points of the steps already
+    # done, so a resumed run's chart begins where the stopped one ended.
+    history: tuple[tuple[int, float], ...] = ()
+    val_history: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -198,7 +202,11 @@ class Trainer:
         rows = f"{len(self.train_rows)} packed rows on {self.device}{precision}"
         again = "no checkpoint was saved: from the first step; " if resume and step == 0 else ""
         message = f"{again}{rows}; {self.total_steps} steps ({self.plan.why})"
-        self._emit("start", step, message=message)
+        self._emit(
+            "start", step, message=message,
+            history=tuple((int(s), float(v)) for s, v in self.history["loss"]),
+            val_history=tuple((int(s), float(v)) for s, v in self.history["val_loss"]),
+        )  # fmt: skip
 
         tokens = 0
         busy = 0.0

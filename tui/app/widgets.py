@@ -116,6 +116,17 @@ class LossChart(Widget):
             self.validation.append((step, val_loss))
         self.refresh()
 
+    def restart(
+        self,
+        train: Sequence[tuple[int, float]],
+        validation: Sequence[tuple[int, float]],
+        total: int,
+    ) -> None:
+        """Show exactly these points: the steps a resumed run has already done."""
+        self.train, self.validation = list(train), list(validation)
+        self.total_steps = max(1, total)
+        self.refresh()
+
     def render(self) -> Text:
         dim = self.get_component_rich_style("loss-chart--label")
         styles = {

@@ -200,11 +200,8 @@ class LearnScreen(LearnActions, Screen[None]):
         self.nothing = None
         self.state = "running"
         self.remove_class("-not-promoted", "-has-table")
-        if not resume:  # a resumed update continues its chart
-            chart = self.query_one(LossChart)
-            chart.train.clear()
-            chart.validation.clear()
-            chart.refresh()
+        if not resume:  # a resumed update's chart is redrawn from its run's history
+            self.query_one(LossChart).restart((), (), 1)
             self.remove_class("-trained")
         self._status("Resuming the update…" if resume else "Gathering what to learn…")
         judge = not resume and self.query_one("#learn-judge", Switch).value
@@ -260,6 +257,9 @@ class LearnScreen(LearnActions, Screen[None]):
         if t is not None:
             bar.update(total=max(1, t.total_steps), progress=t.step)
             kind = getattr(t, "kind", "step")
+            if kind == "start":  # a resumed update's chart begins with the steps already done
+                self.query_one(LossChart).restart(t.history, t.val_history, t.total_steps)
+                self.set_class(bool(t.history), "-trained")
             if kind in ("step", "eval"):
                 loss = t.loss if kind == "step" else None
                 self.query_one(LossChart).add(t.step, loss, t.val_loss, t.total_steps)

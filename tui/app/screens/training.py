@@ -160,6 +160,7 @@ class TrainingScreen(Screen[None]):
         if e.kind == "start":
             self.state = "training"
             self._title(f"Training: {e.message}")
+            self.query_one(LossChart).restart(e.history, e.val_history, e.total_steps)
         progress = self.query_one("#progress", ProgressBar)
         progress.update(total=e.total_steps, progress=e.step)
         if e.kind == "step":
