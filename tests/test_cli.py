@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -305,14 +306,32 @@ def test_a_data_folder_that_cannot_be_made_is_named_in_one_line(
 
 @pytest.mark.slow
 def test_quickstart_runs_the_installed_console_script(home: Path) -> None:
-    """The README's main job, on the real default base: sample chat → train → export → reply."""
+    """The README's main job, on the real default base: sample chat → train → export → reply.
+    Ctrl-C during its training stops the run with a checkpoint; the next quickstart goes on
+    with that run (no second dataset or model)."""
+    from test_cli_chat import Stream, exit_status, wait_until
+
     exe = Path(sys.executable).with_name("convsim")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
-    done = subprocess.run([*cmd, "quickstart", "--steps", "2"], capture_output=True, text=True,
+    first = subprocess.Popen(
+        [*cmd, "quickstart", "--steps", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    out, err = Stream(first.stdout), Stream(first.stderr)
+    wait_until(lambda: "step 1/3" in err.text, lambda: err.text[-3000:], first, timeout=600)
+    first.send_signal(signal.SIGINT)
+    assert exit_status(first, err, timeout=120) == 0, err.text[-3000:]
+    out.close()
+    assert "Dataset 1 for 'Sam'" in out.text
+    assert "Stopped at step " in out.text and "Run convsim quickstart to go on." in out.text
+    assert "Traceback" not in err.text
+
+    done = subprocess.run([*cmd, "quickstart", "--steps", "3"], capture_output=True, text=True,
                           timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    assert str(home) in out and "Dataset 1 for 'Sam'" in out
+    assert str(home) in out and "Continuing the training sam-1 that was stopped" in out
+    assert not (home / "datasets" / "2").exists() and not (home / "models" / "sam-2").exists()
     assert (home / "datasets" / "1" / "train.jsonl").stat().st_size > 0
     assert (home / "models" / "sam-1" / "adapter.gguf").exists()
     assert (home / "models" / "sam-1" / "sam-1-q8_0.gguf").exists()

@@ -10,7 +10,10 @@ import argparse
 import errno
 import math
 import sys
+import threading
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from convsim.tui.cli import chat as cli_chat
 from convsim.tui.cli import chats as cli_chats
@@ -33,7 +36,8 @@ NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEX
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
     """The built-in demo, end to end on the default base model: the shipped sample chat →
-    store → dataset → a short LoRA training run → GGUF export → one simulated reply."""
+    store → dataset → a short LoRA training run → GGUF export → one simulated reply. Ctrl-C
+    during training stops it with a checkpoint; the next quickstart continues that run."""
     from convsim.core import training
     from convsim.core.data.dataset import DatasetConfig
     from convsim.core.inference.engine import Engine, Sampling
@@ -43,20 +47,32 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         print(f"convsim home: {ws.locations.home}")
         (report,) = ws.import_export(SAMPLE_CHAT)
         cli_chats.print_import(report)
-        record = ws.build_dataset(report.chat_id, DatasetConfig(target=args.target))
-        cli_chats.print_dataset(record)
-        print(f"Training a LoRA for {args.target!r} on the default base ({args.steps} steps)…")
+        overrides = {"steps": args.steps, "seq_len": 256, "eval_every": args.steps}
         progress = cli_models.Progress(quiet=False)
-        outcome = training.train_person(
-            ws,
-            report.chat_id,
-            args.target,
-            dataset_id=record.id,
-            overrides={"steps": args.steps, "seq_len": 256, "eval_every": args.steps},
-            on_event=progress,
-            progress=progress.base,
-        )
+        stopped = _stopped_demo(ws, report.chat_id, args.target, overrides)
+        if stopped is not None:
+            print(f"Continuing the training {stopped} that was stopped…")
+
+            def run(cancel: threading.Event) -> training.TrainOutcome:
+                return training.resume_training(
+                    ws, stopped, on_event=progress, cancel=cancel, progress=progress.base
+                )
+        else:
+            record = ws.build_dataset(report.chat_id, DatasetConfig(target=args.target))
+            cli_chats.print_dataset(record)
+            print(f"Training a LoRA for {args.target!r} on the default base ({args.steps} steps)…")
+
+            def run(cancel: threading.Event) -> training.TrainOutcome:
+                return training.train_person(
+                    ws, report.chat_id, args.target, dataset_id=record.id, overrides=overrides,
+                    on_event=progress, cancel=cancel, progress=progress.base,
+                )  # fmt: skip
+
+        outcome = cli_models.until_stopped(run)
         model = outcome.model
+        if outcome.result.cancelled:
+            print(f"Stopped at step {outcome.result.steps}. Run convsim quickstart to go on.")
+            return 0
         print(f"Model {model.id}: adapter {outcome.adapter_gguf}")
         exported = training.export_model(ws, model.id, "q8_0")
         print(f"Exported merged GGUF: {exported}")
@@ -69,6 +85,26 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         print(f"  [{other}] {transcript[0][1]}")
         print(f"  [{args.target}] {reply.text}")
     return 0
+
+
+def _stopped_demo(ws: Any, chat_id: int, person: str, overrides: dict[str, Any]) -> str | None:
+    """The id of a quickstart run for `person` on the sample chat, with these settings, that was
+    stopped (Ctrl-C, a closed terminal) before it finished; None when there is none."""
+    from convsim.core.training.runs import run_config
+    from convsim.core.workspace import shown_status
+
+    for model in reversed(ws.store.models()):
+        if (model.chat_id, model.person) != (chat_id, person):
+            continue
+        if shown_status(model) not in ("cancelled", "stopped"):
+            continue
+        try:
+            config = run_config(Path(model.path))
+        except ValueError:
+            continue
+        if all(getattr(config, key) == value for key, value in overrides.items()):
+            return model.id
+    return None
 
 
 # -- parser ----------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from convsim.convert import QUANT_KINDS
 from convsim.tui.cli.common import CliError, duration, print_json, record_json, workspace
@@ -47,6 +48,44 @@ class Progress:
             print(f"{e.kind}: {e.message}", file=out)
         elif e.kind == "done":
             print("", file=out)
+
+
+T = TypeVar("T")
+
+
+def until_stopped(run: Callable[[threading.Event], T]) -> T:
+    """`run(cancel)` in a worker thread, so that Ctrl-C sets `cancel` and the run stops at a
+    step boundary with a checkpoint written, instead of being killed mid-step; what it raises is
+    raised here (a library error as a one-line `CliError`)."""
+    cancel, finished = threading.Event(), threading.Event()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["out"] = run(cancel)
+        except BaseException as e:  # handed to the main thread, which reports it
+            box["error"] = e
+        finally:
+            finished.set()
+
+    worker = threading.Thread(target=work, name="convsim-train")
+    worker.start()
+    # Waited for on an Event, not with Thread.join: a join that Ctrl-C interrupts can leave
+    # the thread looking finished while it still runs (CPython before 3.13).
+    try:
+        while not finished.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        print("\nstopping after this step…", file=sys.stderr)
+        cancel.set()
+        finished.wait()
+    worker.join()
+    if "error" in box:
+        error = box["error"]
+        if isinstance(error, (KeyError, ValueError, FileNotFoundError)):
+            raise CliError(explain(error)) from None
+        raise error
+    return box["out"]
 
 
 def explain(error: BaseException) -> str:
@@ -96,52 +135,30 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> int:
     from convsim.core import training
 
-    cancel = threading.Event()
     progress = Progress(quiet=args.json)
-    box: dict[str, Any] = {}
 
-    def work() -> None:
-        try:
-            with workspace() as ws:
-                if args.resume:
-                    box["out"] = training.resume_training(
-                        ws, args.resume, on_event=progress, cancel=cancel, progress=progress.base
-                    )
-                else:
-                    if args.chat_id is None or not args.target:
-                        raise CliError("give CHAT_ID and --as NAME, or --resume MODEL_ID")
-                    box["out"] = training.train_person(
-                        ws,
-                        args.chat_id,
-                        args.target,
-                        base=args.base,
-                        max_context=args.context,
-                        overrides=_overrides(args),
-                        start_from=args.start_from,
-                        on_event=progress,
-                        cancel=cancel,
-                        progress=progress.base,
-                    )
-        except BaseException as e:  # handed to the main thread, which reports it
-            box["error"] = e
+    def run(cancel: threading.Event) -> Any:
+        with workspace() as ws:
+            if args.resume:
+                return training.resume_training(
+                    ws, args.resume, on_event=progress, cancel=cancel, progress=progress.base
+                )
+            if args.chat_id is None or not args.target:
+                raise CliError("give CHAT_ID and --as NAME, or --resume MODEL_ID")
+            return training.train_person(
+                ws,
+                args.chat_id,
+                args.target,
+                base=args.base,
+                max_context=args.context,
+                overrides=_overrides(args),
+                start_from=args.start_from,
+                on_event=progress,
+                cancel=cancel,
+                progress=progress.base,
+            )
 
-    # Training runs in a worker so Ctrl-C can stop it cleanly at a step boundary, with a
-    # checkpoint written, instead of killing it mid-step.
-    worker = threading.Thread(target=work, name="convsim-train")
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(0.2)
-    except KeyboardInterrupt:
-        print("\nstopping after this step…", file=sys.stderr)
-        cancel.set()
-        worker.join()
-    if "error" in box:
-        error = box["error"]
-        if isinstance(error, (KeyError, ValueError, FileNotFoundError)):
-            raise CliError(explain(error)) from None
-        raise error
-    out = box["out"]
+    out = until_stopped(run)
     result = {
         "model_id": out.model.id,
         "status": out.model.status,
