@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convsim.tui.cli import chat as cli_chat
 from convsim.tui.cli import chats as cli_chats
@@ -27,6 +27,9 @@ from convsim.tui.cli import models as cli_models
 from convsim.tui.cli import steer as cli_steer
 from convsim.tui.cli.common import CliError
 from convsim.tui.cli.common import workspace as _workspace
+
+if TYPE_CHECKING:
+    from convsim.core.workspace import Workspace
 
 EXIT_ERROR = 2
 # Errors that say the data folder (or a file in it) cannot be written or made: reported in a
@@ -87,7 +90,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stopped_demo(ws: Any, chat_id: int, person: str, overrides: dict[str, Any]) -> str | None:
+def _stopped_demo(
+    ws: Workspace, chat_id: int, person: str, overrides: dict[str, Any]
+) -> str | None:
     """The id of a quickstart run for `person` on the sample chat, with these settings, that was
     stopped (Ctrl-C, a closed terminal) before it finished; None when there is none."""
     from convsim.core.training.runs import run_config
