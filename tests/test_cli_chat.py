@@ -263,3 +263,32 @@ def test_sampling_flags_set_the_cuts_and_refuse_negative_values() -> None:
         _sampling(parser.parse_args(["simulate", "sam-1", "--top-p", "7"]))
     with pytest.raises(CliError, match=r"--top-k must be 2147483647 or less, not 9{400}"):
         _sampling(parser.parse_args(["simulate", "sam-1", "--top-k", "9" * 400]))
+
+
+def test_ctrl_c_in_a_llama_log_callback_is_raised_after_it_not_lost(tmp_path: Path) -> None:
+    """llama.cpp logs through a ctypes callback into Python; a KeyboardInterrupt raised in one
+    is printed and dropped, so `export` or `simulate` carried on after Ctrl-C. Under the CLI's
+    handler it is raised once the callback has returned. A real ctypes callback, compiled as
+    llama-cpp-python's log callback, gets the signal."""
+    import ctypes
+
+    from convsim.tui.cli.common import ctrl_c_outside_llama
+
+    source = "def log_line():\n    os.kill(os.getpid(), signal.SIGINT)\n"
+    where = str(tmp_path / "llama_cpp" / "_logger.py")
+    scope: dict[str, Any] = {"os": os, "signal": signal}
+    exec(compile(source, where, "exec"), scope)
+    callback = ctypes.CFUNCTYPE(None)(scope["log_line"])
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a background suite
+    try:
+        with ctrl_c_outside_llama():
+            returned = False
+            with pytest.raises(KeyboardInterrupt):
+                callback()  # called through libffi, as llama.cpp calls its logger
+                returned = True
+                time.sleep(5)  # the interrupt comes here, a moment later
+            assert returned
+        with pytest.raises(KeyboardInterrupt), ctrl_c_outside_llama():  # elsewhere: at once
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)

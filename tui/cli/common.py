@@ -2,13 +2,67 @@
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import dataclasses
 import json
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import PurePath
+from types import FrameType
 from typing import Any
 
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
+
+
+@contextlib.contextmanager
+def ctrl_c_outside_llama() -> Iterator[None]:
+    """While inside, Ctrl-C raises KeyboardInterrupt anywhere but in a llama.cpp log callback.
+    llama.cpp calls back into Python for each log line (while a model loads, a GGUF is
+    quantised...), and a KeyboardInterrupt raised in such a ctypes callback is printed and
+    dropped, so the command would carry on. Caught there, the signal is sent again a moment
+    later, until it lands outside one. Only the main thread handles signals; with Ctrl-C
+    ignored (a background job) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    if frame is not None and _in_log_callback(frame.f_code.co_filename):
+        # Sent again from another thread a moment later: sent from here, it would be handled
+        # at once, in this very handler.
+        again = threading.Timer(0.02, _send_again, (signal.Signals(signum),))
+        again.daemon = True
+        again.start()
+        return
+    raise KeyboardInterrupt
+
+
+def _send_again(signum: signal.Signals) -> None:
+    """A real signal where there is one, so that a main thread asleep or waiting wakes."""
+    if hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(threading.main_thread().ident or 0, signum)
+    else:
+        _thread.interrupt_main(signum)
+
+
+def _in_log_callback(filename: str) -> bool:
+    """The code of a llama.cpp log callback: llama-cpp-python's, or convsim's own."""
+    parts = PurePath(filename).parts
+    return parts[-2:] in (("llama_cpp", "_logger.py"), ("convert", "llama_logs.py"))
 
 
 def workspace() -> Any:

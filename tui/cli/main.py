@@ -25,7 +25,7 @@ from convsim.tui.cli import learn as cli_learn
 from convsim.tui.cli import memory as cli_memory
 from convsim.tui.cli import models as cli_models
 from convsim.tui.cli import steer as cli_steer
-from convsim.tui.cli.common import CliError
+from convsim.tui.cli.common import CliError, ctrl_c_outside_llama
 from convsim.tui.cli.common import workspace as _workspace
 
 if TYPE_CHECKING:
@@ -215,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from convsim.core.store import NewerStoreError, StoreCorruptError, StoreInUse, is_damage
 
     try:
-        return int(args.func(args))
+        with ctrl_c_outside_llama():
+            return int(args.func(args))
     except StoreCorruptError as e:
         print(f"convsim: error: {cli_doctor.damaged_store_message(e)}", file=sys.stderr)
         return EXIT_ERROR

@@ -71,14 +71,15 @@ def until_stopped(run: Callable[[threading.Event], T]) -> T:
     worker = threading.Thread(target=work, name="convsim-train")
     worker.start()
     # Waited for on an Event, not with Thread.join: a join that Ctrl-C interrupts can leave
-    # the thread looking finished while it still runs (CPython before 3.13).
-    try:
-        while not finished.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        print("\nstopping after this step…", file=sys.stderr)
-        cancel.set()
-        finished.wait()
+    # the thread looking finished while it still runs (CPython before 3.13). Another Ctrl-C
+    # while it stops changes nothing: the step ends, its checkpoint is written.
+    while not finished.is_set():
+        try:
+            finished.wait(0.2)
+        except KeyboardInterrupt:
+            if not cancel.is_set():
+                print("\nstopping after this step…", file=sys.stderr)
+            cancel.set()
     worker.join()
     if "error" in box:
         error = box["error"]
