@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -309,23 +308,16 @@ def test_quickstart_runs_the_installed_console_script(home: Path) -> None:
     """The README's main job, on the real default base: sample chat → train → export → reply.
     Ctrl-C during its training stops the run with a checkpoint; the next quickstart goes on
     with that run (no second dataset or model)."""
-    from test_cli_chat import Stream, exit_status, wait_until
+    from test_cli_chat import ctrl_c_at
+
+    status, out, err = ctrl_c_at("step 1/3", "quickstart", "--steps", "3")
+    assert status == 0, err[-3000:]
+    assert "Dataset 1 for 'Sam'" in out
+    assert "Stopped at step " in out and "Run convsim quickstart to go on." in out
+    assert "Traceback" not in err
 
     exe = Path(sys.executable).with_name("convsim")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
-    first = subprocess.Popen(
-        [*cmd, "quickstart", "--steps", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
-    out, err = Stream(first.stdout), Stream(first.stderr)
-    wait_until(lambda: "step 1/3" in err.text, lambda: err.text[-3000:], first, timeout=600)
-    first.send_signal(signal.SIGINT)
-    assert exit_status(first, err, timeout=120) == 0, err.text[-3000:]
-    out.close()
-    assert "Dataset 1 for 'Sam'" in out.text
-    assert "Stopped at step " in out.text and "Run convsim quickstart to go on." in out.text
-    assert "Traceback" not in err.text
-
     done = subprocess.run([*cmd, "quickstart", "--steps", "3"], capture_output=True, text=True,
                           timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -152,6 +152,26 @@ def _default_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def ctrl_c_at(marker: str, *args: str, timeout: float = 600) -> tuple[int, str, str]:
+    """Run `convsim ARGS`, send it Ctrl-C once `marker` shows on its stderr, and return its
+    exit status, stdout and stderr."""
+    exe = Path(sys.executable).with_name("convsim")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    proc = subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_ctrl_c)  # fmt: skip
+    out, err = Stream(proc.stdout), Stream(proc.stderr)
+    try:
+        wait_until(lambda: marker in err.text, lambda: err.text[-3000:], proc, timeout=timeout)
+        proc.send_signal(signal.SIGINT)
+        status = exit_status(proc, err, timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out.close()
+        err.close()
+    return status, out.text, err.text
+
+
 @contextlib.contextmanager
 def chat_on_a_terminal(*args: str) -> Iterator[tuple[subprocess.Popen, int, Stream, Stream]]:
     """`convsim chat ARGS` as a real process whose stdin is a terminal (a pty): yields the

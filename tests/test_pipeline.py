@@ -120,24 +120,15 @@ def test_killed_run_resumes_from_its_checkpoint(home: Path, chat_id: int) -> Non
 def test_ctrl_c_stops_training_at_a_step_with_a_checkpoint(home: Path, chat_id: int) -> None:
     """`convsim train` as a person stops it: the run ends at a step boundary, says how to go
     on, and is listed as cancelled (before, the process aborted and left it "stopped")."""
-    from test_cli_chat import Stream, exit_status, wait_until
+    from test_cli_chat import ctrl_c_at
 
-    exe = Path(sys.executable).with_name("convsim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
-    args = ["train", str(chat_id), "--as", "Sam", "--steps", "40"]
-    proc = subprocess.Popen(
-        [*cmd, *args, *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
-    out, err = Stream(proc.stdout), Stream(proc.stderr)
-    wait_until(lambda: "step 1/40" in err.text, lambda: err.text[-3000:], proc, timeout=600)
-    proc.send_signal(signal.SIGINT)
-    assert exit_status(proc, err, timeout=120) == 0, err.text[-3000:]
-    out.close()
-    stopped = out.text.strip().splitlines()[-1]
+    args = ["train", str(chat_id), "--as", "Sam", "--steps", "40", *FAST]
+    status, out, err = ctrl_c_at("step 1/40", *args)
+    assert status == 0, err[-3000:]
+    stopped = out.strip().splitlines()[-1]
     assert stopped.startswith("Stopped at step ")
     assert stopped.endswith(". Continue: convsim train --resume sam-1")
-    assert "Traceback" not in err.text
+    assert "Traceback" not in err
     (listed,) = [json.loads(line) for line in convsim("models", "--json").stdout.splitlines()]
     assert listed["status"] == "cancelled"
     assert (home / "models" / "sam-1" / "checkpoint" / "trainer.json").exists()
