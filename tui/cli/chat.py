@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from convsim.core.data.turns import is_name, render_turn, safe_name, tag
 from convsim.core.inference.sampling import MOST, sampling_problem
-from convsim.tui.cli.common import CliError, print_json, workspace
+from convsim.tui.cli.common import CliError, ctrl_c_sets, print_json, workspace
 from convsim.tui.cli.steer import add_steer_option, apply_steer, base_record
 
 # The `Sampling` fields a command line may set (`--top-k` ...); unset, each is the default.
@@ -190,25 +187,6 @@ def _read_line(prompt: str | None) -> str | None:
     return line if line else None
 
 
-@contextmanager
-def _ctrl_c_sets(event: threading.Event) -> Iterator[None]:
-    """While inside, Ctrl-C (SIGINT) sets `event` instead of raising KeyboardInterrupt.
-
-    A handler that only sets a flag keeps Ctrl-C from raising at an arbitrary point of the
-    generation (KeyboardInterrupt in the middle of llama-cpp-python's bookkeeping, or in a
-    `Thread.join` -- which in Python 3.11 marks a still-running thread as stopped). Python runs
-    signal handlers in the main thread only; called from another thread this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
-
-
 def _stream_reply(
     engine: Any, transcript: list[tuple[str, str]], person: str, sampling: Any
 ) -> str | None:
@@ -220,7 +198,7 @@ def _stream_reply(
     cancel = threading.Event()
     shown: list[str] = []
     print(f"{tag(safe_name(person))} ", end="", flush=True)
-    with _ctrl_c_sets(cancel):
+    with ctrl_c_sets(cancel):
         stream = engine.simulate(transcript, person, sampling, cancel)
         for piece in stream:
             # Once cancelled, the engine still hands over the text it held back (a trailing

@@ -8,7 +8,7 @@ import dataclasses
 import json
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import PurePath
 from types import FrameType
 from typing import Any
@@ -18,26 +18,40 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
-@contextlib.contextmanager
-def ctrl_c_outside_llama() -> Iterator[None]:
+def ctrl_c_sets(event: threading.Event) -> contextlib.AbstractContextManager[None]:
+    """While inside, Ctrl-C (SIGINT) sets `event` instead of raising KeyboardInterrupt.
+
+    A handler that only sets a flag keeps Ctrl-C from raising at an arbitrary point of the
+    generation (KeyboardInterrupt in the middle of llama-cpp-python's bookkeeping, or in a
+    `Thread.join` -- which in Python 3.11 marks a still-running thread as stopped).
+    """
+    return _sigint_handled_by(lambda signum, frame: event.set())
+
+
+def ctrl_c_outside_llama() -> contextlib.AbstractContextManager[None]:
     """While inside, Ctrl-C raises KeyboardInterrupt anywhere but in a llama.cpp log callback.
     llama.cpp calls back into Python for each log line (while a model loads, a GGUF is
     quantised...), and a KeyboardInterrupt raised in such a ctypes callback is printed and
     dropped, so the command would carry on. Caught there, the signal is sent again a moment
-    later, until it lands outside one. Only the main thread handles signals; with Ctrl-C
-    ignored (a background job) nothing changes."""
+    later, until it lands outside one. With Ctrl-C ignored (a background job) nothing
+    changes."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return contextlib.nullcontext()
+    return _sigint_handled_by(_interrupt)
+
+
+@contextlib.contextmanager
+def _sigint_handled_by(handler: Callable[[int, FrameType | None], Any]) -> Iterator[None]:
+    """`handler` handles SIGINT while inside. Python runs signal handlers in the main thread
+    only: called from another thread, this changes nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler:
-        yield
-        return
-    signal.signal(signal.SIGINT, _interrupt)
+    previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from convsim.tui.cli.common import CliError, print_json, workspace
+from convsim.tui.cli.common import CliError, ctrl_c_sets, print_json, workspace
 
 NO_BASE = (
     "the plain base model was trained on nobody's messages, so no message explains its replies;"
@@ -53,7 +53,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return _open(args)
     from convsim.core import evaluation
     from convsim.core.memory import optional_embedder
-    from convsim.tui.cli.chat import _ctrl_c_sets, read_transcript
+    from convsim.tui.cli.chat import read_transcript
     from convsim.tui.cli.models import explain as say_error
 
     if not args.reply.strip():
@@ -78,7 +78,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(f"  {e.stage} {e.done}/{e.total}", file=sys.stderr)
 
     cancel = threading.Event()
-    with workspace() as ws, _ctrl_c_sets(cancel):
+    with workspace() as ws, ctrl_c_sets(cancel):
         _record(ws, args.model_id)
         try:
             result = evaluation.explain(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from convsim.core.files import read_text
-from convsim.tui.cli.common import CliError, clip, print_json, workspace
+from convsim.tui.cli.common import CliError, clip, ctrl_c_sets, print_json, workspace
 
 COUNTS = {
     "feedback": "feedback items",
@@ -116,7 +116,6 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from convsim.core.learning import LearnSettings, learn
     from convsim.core.learning.sleep import NothingToLearn
     from convsim.core.memory import EndpointError
-    from convsim.tui.cli.chat import _ctrl_c_sets
     from convsim.tui.cli.models import Progress, explain
 
     overrides = {
@@ -148,7 +147,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
             print(f"{e.stage}: {e.message}" + (f" ({e.total})" if e.total else ""),
                   file=sys.stderr)  # fmt: skip
 
-    with workspace() as ws, _ctrl_c_sets(cancel):
+    with workspace() as ws, ctrl_c_sets(cancel):
         try:
             out = learn(ws, args.model_id, settings=settings, resume=args.resume,
                         on_event=event, cancel=cancel, progress=show.base)  # fmt: skip

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from convsim.tui.cli.common import CliError, duration, print_json
+from convsim.tui.cli.common import CliError, ctrl_c_sets, duration, print_json
 from convsim.tui.cli.common import workspace as _workspace
 
 
@@ -83,7 +83,6 @@ def _vectors(record: Any) -> list[Any]:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from convsim.core import steering
-    from convsim.tui.cli.chat import _ctrl_c_sets
     from convsim.tui.cli.models import explain
 
     name = args.name or args.axis or ("custom" if args.poles else Path(args.pairs).stem.lower())
@@ -112,7 +111,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         elif e.done == e.total or e.done % 40 == 0:
             print(f"  {e.stage} {e.done}/{e.total}", file=sys.stderr)
 
-    with _workspace() as ws, _ctrl_c_sets(cancel):
+    with _workspace() as ws, ctrl_c_sets(cancel):
         _model(ws, args.model_id)
         try:
             v = steering.build_vector(
