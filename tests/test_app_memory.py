@@ -192,7 +192,8 @@ def test_sources_show_the_source_messages_in_context(remembered: Path) -> None:
 def test_add_edit_pin_and_remove_change_the_fact_and_its_history(remembered: Path) -> None:
     from textual.widgets import DataTable, Input, Select
 
-    from convsim.tui.app.screens.memory_widgets import ConfirmDialog, FactDialog
+    from convsim.tui.app.screens.memory_widgets import FactDialog
+    from convsim.tui.app.widgets import ConfirmDialog
 
     async def drive() -> None:
         app = ConvsimApp(remembered)

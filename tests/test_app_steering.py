@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_app import SIZE, wait_for
+from test_app import SIZE, notifications, wait_for
 from tinymodels import TinyModel
 
 from convsim.convert.control_vector import ControlVector, write_control_vector
@@ -207,6 +207,77 @@ def test_a_moved_slider_steers_the_next_reply(home: Path, tiny: TinyModel) -> No
             await pilot.click("#steer-reset")
             assert await reply() == plain
             assert chat.steering_applied is None
+
+    run(drive())
+
+
+def test_delete_removes_a_slider_and_its_vector_after_asking(home: Path, tiny: TinyModel) -> None:
+    """Delete on a slider asks; Cancel keeps it; Remove deletes the file, takes the slider away
+    and the next (greedy) reply is as unsteered; removing the last says there are none."""
+    from convsim.tui.app.screens.steering import NO_VECTORS
+    from convsim.tui.app.widgets import ConfirmDialog
+
+    folder = persona_folder(home)
+    happy_file = folder / "steering" / "happy.gguf"
+
+    async def drive() -> None:
+        app = ConvsimApp(home)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            chat = await open_chat(pilot, tiny, folder)
+            sampling = chat.query_one("#sampling")
+            sampling.sampling = replace(sampling.sampling, temperature=0.0, seed=0)
+
+            async def reply() -> list[tuple[str, str]]:
+                await pilot.press("ctrl+r")
+                await wait_for(pilot, lambda: not chat.generating)
+                return chat.turns[chat._last_reply_start() :]
+
+            chat.query_one("#draft").focus()
+            await pilot.press(*"hey are we going", "enter")
+            await wait_for(pilot, lambda: not chat.generating)
+            plain = chat.turns[chat._last_reply_start() :]
+            panel = await open_panel(pilot, chat)
+            brief, happy, warm = panel.sliders()
+            happy.focus()
+            await pilot.press("shift+right", "shift+right")
+            assert await reply() != plain
+            assert status(chat).endswith("steer: happy +1.0")
+
+            happy.focus()
+            await pilot.press("delete")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            assert "happy (sad ← → happy)" in shown(app.screen.query_one("#confirm-body"))
+            await pilot.press("escape")  # cancel: nothing changes
+            await wait_for(pilot, lambda: app.screen is chat)
+            assert happy_file.exists() and [s.key for s in panel.sliders()] == [
+                "brief", "happy", "warm"
+            ]  # fmt: skip
+
+            happy.focus()
+            await pilot.press("delete")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            await pilot.click("#confirm-yes")
+            await wait_for(pilot, lambda: "happy" not in chat.steer_vectors)
+            await pilot.pause()
+            assert not happy_file.exists()
+            assert [s.key for s in panel.sliders()] == ["brief", "warm"]
+            assert app.focused is warm  # the next slider
+            assert chat.steer_values == {"brief": 0.0, "warm": 0.0}
+            assert "steer" not in status(chat)
+            assert "Removed the steering slider happy" in " ".join(notifications(app))
+            assert await reply() == plain  # the next reply is not steered any more
+            assert chat.steering_applied is None
+
+            for slider in (warm, brief):  # the last one goes too: the panel says so
+                slider.focus()
+                await pilot.press("delete")
+                await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+                await pilot.click("#confirm-yes")
+                await wait_for(pilot, lambda s=slider: s.key not in chat.steer_vectors)
+            await pilot.pause()
+            assert panel.sliders() == [] and not list((folder / "steering").glob("*.gguf"))
+            assert shown(panel.query_one("#steer-note")) == NO_VECTORS
+            assert app.focused is chat.query_one("#draft")
 
     run(drive())
 

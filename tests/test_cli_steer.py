@@ -132,12 +132,15 @@ def test_build_errors_name_the_problem(persona, monkeypatch, tmp_path: Path, cap
     assert not folder.exists() or all(p.suffix == ".gguf" for p in folder.iterdir())
 
 
-def test_a_vector_for_another_model_is_refused(built, tmp_path: Path, capsys) -> None:
+def test_a_vector_for_another_model_is_refused_and_removed(built, capsys) -> None:
+    """A vector that cannot be used (another model's, not a GGUF) stops `--steer` and `steer
+    list` with the file named and how to remove it; `steer remove` deletes vectors by name,
+    and refuses a name it has no vector of before deleting anything."""
     from convsim.convert.control_vector import ControlVector, write_control_vector
 
     model_id, found = built
     folder = Path(found["happy"]["path"]).parent
-    wide = folder / "wide.gguf"
+    wide, broken, renamed = folder / "wide.gguf", folder / "broken.gguf", folder / "old-c.gguf"
     meta = {"name": "wide", "band": [1, 1], "range_positive": 1.0, "range_negative": 1.0,
             "baseline_perplexity": 1.0, "sweep": []}  # fmt: skip
     write_control_vector(wide, ControlVector("gemma3", np.ones((2, 128), np.float32), meta))
@@ -145,8 +148,33 @@ def test_a_vector_for_another_model_is_refused(built, tmp_path: Path, capsys) ->
         assert main(["simulate", model_id, "--turns", "1", "--steer", "happy=0.5"]) == 2
         err = capsys.readouterr().err
         assert "wide.gguf" in err and "128 wide" in err and "64 wide" in err
+        assert f"or remove it: convsim steer remove {model_id} wide" in err
+        broken.write_bytes(b"not a control vector")
+        assert main(["steer", "list", model_id]) == 2
+        err = capsys.readouterr().err
+        assert "broken.gguf: not a GGUF file" in err
+        assert f"convsim steer remove {model_id} broken" in err
+
+        assert main(["steer", "remove", model_id, "broken", "grumpy"]) == 2
+        err = capsys.readouterr().err
+        assert "no vector 'grumpy' (it has: broken, happy, wide)" in err
+        assert broken.exists() and wide.exists()  # nothing deleted
+        assert main(["steer", "remove", model_id, "broken", "wide"]) == 0
+        out = capsys.readouterr().out
+        assert f"Removed the vector 'broken' of {model_id}." in out and "'wide'" in out
+        assert not broken.exists() and not wide.exists()
+
+        # A file renamed by hand goes by the name `steer list` shows (its own).
+        write_control_vector(renamed, ControlVector("gemma3", np.ones((2, 64), np.float32),
+                                                    {**meta, "name": "cheer"}))  # fmt: skip
+        assert main(["steer", "list", model_id, "--json"]) == 0
+        listed = [json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()]
+        assert listed == ["happy", "cheer"]
+        assert main(["steer", "remove", model_id, "cheer"]) == 0
+        assert not renamed.exists() and Path(found["happy"]["path"]).exists()
     finally:
-        wide.unlink()
+        for path in (wide, broken, renamed):
+            path.unlink(missing_ok=True)
 
 
 def test_the_plain_base_model_is_a_target_too(home: Path, capsys) -> None:

@@ -14,7 +14,7 @@ Contract:
 - `library`: vectors are control-vector GGUFs (llama.cpp's own format, calibration in extra
   keys) in `<model folder>/steering/`; a vector for another model is refused; `mix` sums
   slider positions into one buffer (positions whose sizes sum past 1 scaled down together to
-  sum 1), an average of vectors at their calibrated ends.
+  sum 1), an average of vectors at their calibrated ends; `remove` deletes vectors by name.
 - `build`: the whole job for one vector, with progress events and a cancel event.
 
 Vectors reach a reply only through `inference.Engine.set_steering`, which steers the reply's
@@ -24,7 +24,15 @@ tokens and keeps the unsteered conversation cached.
 from convsim.core.steering.axes import BUILT_IN, Axis
 from convsim.core.steering.build import BuildEvent, Cancelled, Spec, build_vector
 from convsim.core.steering.calibrate import Calibration
-from convsim.core.steering.library import Vector, check_name, mix, parse_mix, vectors
+from convsim.core.steering.library import (
+    Vector,
+    VectorFileError,
+    check_name,
+    mix,
+    parse_mix,
+    remove,
+    vectors,
+)
 from convsim.core.steering.pairs import PairsError
 
 __all__ = [
@@ -36,9 +44,11 @@ __all__ = [
     "PairsError",
     "Spec",
     "Vector",
+    "VectorFileError",
     "build_vector",
     "check_name",
     "mix",
     "parse_mix",
+    "remove",
     "vectors",
 ]

@@ -17,9 +17,10 @@ vector at its end. Positions are clipped to -1..1; one that is not a number is r
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,9 +106,43 @@ def save(path: Path, vector: ControlVector) -> Path:
     return write_control_vector(path, vector)
 
 
+class VectorFileError(ValueError):
+    """A vector file that cannot be used (damaged, another model's): `path`, and why."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(why)
+        self.path = Path(path)
+
+
 def vectors(model_path: Path, fits: tuple[str, int, int] | None = None) -> list[Vector]:
-    """Every vector of the persona whose folder is `model_path`, by name."""
-    return [load(p, fits) for p in sorted(folder(model_path).glob("*.gguf"))]
+    """Every vector of the persona whose folder is `model_path`, by name. VectorFileError
+    names the first file that cannot be used."""
+    out = []
+    for path in sorted(folder(model_path).glob("*.gguf")):
+        try:
+            out.append(load(path, fits))
+        except ValueError as e:
+            raise VectorFileError(path, str(e)) from None
+    return out
+
+
+def remove(model_path: Path, names: Sequence[str]) -> list[Path]:
+    """Delete the vectors `names` of the persona whose folder is `model_path`: the files they
+    were in. A name is a file's (`NAME.gguf`, readable or not, so a damaged vector can go) or a
+    vector's own. ValueError names a name it has no vector of, before anything is deleted."""
+    files = sorted(folder(model_path).glob("*.gguf"))
+    by_name = {p.stem: p for p in files}
+    for p in files:  # a file renamed by hand still goes by the name `steer list` shows
+        with contextlib.suppress(OSError, ValueError):
+            by_name.setdefault(load(p).name, p)
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        have = ", ".join(sorted(by_name)) or "none"
+        raise ValueError(f"no vector {missing[0]!r} (it has: {have})")
+    paths = list(dict.fromkeys(by_name[n] for n in names))
+    for p in paths:
+        p.unlink(missing_ok=True)
+    return paths
 
 
 def mix(

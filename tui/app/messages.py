@@ -365,6 +365,15 @@ class SteerBuildProgress(Message):
         self.event = event
 
 
+class SteerRemoved(Message):
+    """The vector `name` was deleted from the persona's folder, or `error` says why not."""
+
+    def __init__(self, name: str, error: str | None) -> None:
+        super().__init__()
+        self.name = name
+        self.error = error
+
+
 class SteerBuildEnded(Message):
     """Building a vector ended: `vector` (a `core.steering.Vector`) when it was saved, else
     `error` says why not (stopped, a bad name or pole, ...)."""

@@ -1,4 +1,5 @@
-"""Small widgets the screens share: path completion, ghost-text input, a loss chart.
+"""Small widgets the screens share: path completion, ghost-text input, a loss chart, a yes/no
+dialog.
 
 Colours come from the stylesheet: the loss chart draws with its component classes, so it
 follows the light and dark themes like everything else."""
@@ -13,15 +14,19 @@ from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
+from textual import on
 from textual.actions import SkipAction
+from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widget import Widget
-from textual.widgets import Input
+from textual.widgets import Button, Input, Label, Static
 
 from convsim.tui.cli.common import clip
 
-__all__ = ["GhostInput", "LossChart", "PathSuggester", "clip", "short_path"]
+__all__ = ["ConfirmDialog", "GhostInput", "LossChart", "PathSuggester", "clip", "short_path"]
 
 
 class PathSuggester(Suggester):
@@ -199,3 +204,29 @@ def short_path(path: Path | str) -> str:
     text = str(path)
     home = str(Path.home())
     return "~" + text[len(home) :] if text.startswith(home + os.sep) else text
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """A yes/no question; dismissed with True only on the confirm button."""
+
+    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel")]
+
+    def __init__(self, title: str, body: str, confirm: str) -> None:
+        super().__init__()
+        self.title_text, self.body, self.confirm = title, body, confirm
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="confirm"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Static(self.body, markup=False, id="confirm-body")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self.confirm, variant="error", id="confirm-yes")
+                yield Button("Cancel", id="confirm-no")
+
+    @on(Button.Pressed, "#confirm-yes")
+    def _yes(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#confirm-no")
+    def _no(self) -> None:
+        self.dismiss(False)

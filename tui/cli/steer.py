@@ -1,5 +1,5 @@
-"""`convsim steer build|list`: steering vectors ("sliders") of a persona, and `--steer` on the
-commands that generate.
+"""`convsim steer build|list|remove`: steering vectors ("sliders") of a persona, and `--steer`
+on the commands that generate.
 
 - `steer build MODEL_ID (--axis NAME | --poles "A" "B" | --pairs FILE) [--name NAME]
   [--method mean|pca] [--count N] [--json]`: contrast pairs from the persona's chat,
@@ -9,6 +9,8 @@ commands that generate.
 - `steer list MODEL_ID [--json]`: the persona's vectors; `--json` prints one object per line:
   {"name", "positive", "negative", "range": [negative, positive], "band": [first, last],
   "method", "pairs", "baseline_perplexity", "path"}.
+- `steer remove MODEL_ID NAME [NAME...]`: deletes those vectors (a damaged file too, by its
+  name); a name the persona has no vector of is refused before anything is deleted.
 - `--steer NAME=VALUE[,NAME=VALUE]` on simulate, complete and chat: slider positions, -1..1.
 
 MODEL_ID `base` is the plain default base model (contexts from the bundled sample chat);
@@ -72,13 +74,15 @@ def _model(ws: Any, model_id: str) -> Any:
         raise CliError(explain(e)) from None
 
 
-def _vectors(record: Any) -> list[Any]:
+def _vectors(record: Any, fits: tuple[str, int, int] | None = None) -> list[Any]:
     from convsim.core import steering
 
     try:
-        return steering.vectors(Path(record.path))
-    except ValueError as e:
-        raise CliError(str(e)) from None
+        return steering.vectors(Path(record.path), fits)
+    except steering.VectorFileError as e:
+        raise CliError(
+            f"{e}\nBuild it again, or remove it: convsim steer remove {record.id} {e.path.stem}"
+        ) from None
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -160,6 +164,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_remove(args: argparse.Namespace) -> int:
+    from convsim.core import steering
+
+    with _workspace() as ws:
+        record = _model(ws, args.model_id)
+        try:
+            steering.remove(Path(record.path), args.names)
+        except ValueError as e:
+            raise CliError(f"{e}; see `convsim steer list {args.model_id}`") from None
+    for name in dict.fromkeys(args.names):
+        print(f"Removed the vector {name!r} of {args.model_id}.")
+    return 0
+
+
 def apply_steer(engine: Any, record: Any, text: str | None) -> dict[str, float]:
     """Set `engine`'s steering from a `--steer` value; the slider positions used."""
     if not text:
@@ -171,11 +189,7 @@ def apply_steer(engine: Any, record: Any, text: str | None) -> dict[str, float]:
         chosen = steering.parse_mix(text)
     except ValueError as e:
         raise CliError(f"--steer: {e}") from None
-    fits = model_fits(Path(record.base))
-    try:
-        available = {v.name: v for v in steering.vectors(Path(record.path), fits)}
-    except ValueError as e:
-        raise CliError(str(e)) from None
+    available = {v.name: v for v in _vectors(record, model_fits(Path(record.base)))}
     unknown = sorted(set(chosen) - set(available))
     if unknown:
         have = ", ".join(sorted(available)) or "none"
@@ -221,3 +235,7 @@ def add_commands(sub: Any) -> None:
     q.add_argument("model_id")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_list)
+    q = steer.add_parser("remove", help="delete steering vectors of a persona")
+    q.add_argument("model_id", help="a persona, or 'base'")
+    q.add_argument("names", nargs="+", metavar="NAME", help="vectors, as `steer list` names them")
+    q.set_defaults(func=cmd_remove)

@@ -46,7 +46,8 @@ from convsim.tui.app.screens.chat_memory import MemoryActions
 from convsim.tui.app.screens.chat_persona import Persona, persona_from_base, persona_from_model
 from convsim.tui.app.screens.chat_transcripts import TranscriptActions
 from convsim.tui.app.screens.chat_widgets import Bubble, OpenDialog, SamplingPanel
-from convsim.tui.app.screens.steering import SteeringActions, SteeringPanel
+from convsim.tui.app.screens.steering import SteeringPanel
+from convsim.tui.app.screens.steering_actions import SteeringActions
 from convsim.tui.app.widgets import GhostInput
 
 AUTOCOMPLETE_DELAY = 0.15  # seconds of no typing before a completion is asked for

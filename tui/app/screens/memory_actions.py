@@ -30,14 +30,13 @@ from convsim.tui.app.messages import (
     reporting,
 )
 from convsim.tui.app.screens.memory_widgets import (
-    ConfirmDialog,
     ConflictDialog,
     FactDialog,
     fact_line,
     fact_meta,
     minute,
 )
-from convsim.tui.app.widgets import clip
+from convsim.tui.app.widgets import ConfirmDialog, clip
 
 EVERYONE = "\0everyone"  # the person filter's "everyone" (no name can be this)
 SEARCH_K = 20

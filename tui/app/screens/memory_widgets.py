@@ -1,4 +1,4 @@
-"""The memory panel's parts: the add/edit form, the remove and conflict dialogs, and the plain
+"""The memory panel's parts: the add/edit form, the conflict dialog, and the plain
 functions that turn facts and messages into the lines the panel shows.
 
 Facts, names and messages are the user's text: they go into widgets as plain text (`Text`,
@@ -179,32 +179,6 @@ class FactDialog(ModalScreen[tuple[str, str, str] | None]):
     @on(Button.Pressed, "#fact-cancel")
     def _cancel(self) -> None:
         self.dismiss(None)
-
-
-class ConfirmDialog(ModalScreen[bool]):
-    """A yes/no question; dismissed with True only on the confirm button."""
-
-    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel")]
-
-    def __init__(self, title: str, body: str, confirm: str) -> None:
-        super().__init__()
-        self.title_text, self.body, self.confirm = title, body, confirm
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog", id="confirm"):
-            yield Label(self.title_text, classes="dialog-title")
-            yield Static(self.body, markup=False, id="confirm-body")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button(self.confirm, variant="error", id="confirm-yes")
-                yield Button("Cancel", id="confirm-no")
-
-    @on(Button.Pressed, "#confirm-yes")
-    def _yes(self) -> None:
-        self.dismiss(True)
-
-    @on(Button.Pressed, "#confirm-no")
-    def _no(self) -> None:
-        self.dismiss(False)
 
 
 class ConflictDialog(ModalScreen[str | None]):

@@ -1,46 +1,32 @@
-"""Steering in the chat screen (F8): a slider per control vector of the persona, presets, and
-building a new axis from two poles (`core.steering`).
+"""Steering in the chat screen (F8): the panel, with a slider per control vector of the
+persona, presets, and the form that builds a new axis from two poles.
 
 The panel (`SteeringPanel`) only draws and reports: a moved slider, a preset or Reset posts
 `SteeringPanel.MixChanged` with every slider's position; Build and Stop post `BuildAsked` and
-`StopAsked`. The screen's side (`SteeringActions`, a mixin like `chat_memory.MemoryActions`)
-keeps the vectors, mixes the positions (`core.steering.mix`) on the UI thread and leaves the
-result as *pending*: the engine is not thread-safe, so the reply worker, holding the engine's
-lock, hands the pending mix to `Engine.set_steering` right before it generates
-(`steering_for_reply`). A change therefore applies to the next reply, never to one streaming.
-
-Vectors are read in a worker when the panel first opens. A new axis is built in a worker
-(`core.steering.build_vector`, minutes on a CPU) that reports `SteerBuildProgress`; Stop sets its
-cancel event; any failure is shown in the panel (`SteerBuildEnded`), never raised.
-Handlers are `on_<message>` methods: Textual finds those on mixins, not `@on` ones.
+`StopAsked`; Delete on a slider posts `SteerSlider.RemoveAsked`. The screen's side, which keeps
+the vectors and does the work, is `steering_actions.SteeringActions`.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Label, ProgressBar, Static
 
-from convsim.tui.app.messages import SteerBuildEnded, SteerBuildProgress, SteeringLoaded, post
 from convsim.tui.app.screens.steering_widgets import (
     PRESETS,
     STAGES,
     SteerSlider,
     default_name,
-    mix_note,
 )
 
 NO_PERSONA = "Sliders belong to a trained persona or the base model; this chat is neither."
 NO_VECTORS = "No sliders yet: build one below (about 2 minutes on a CPU)."
-_UNCHANGED = object()  # no new mix for the engine
 
 
 class SteeringPanel(VerticalScroll):
@@ -117,6 +103,19 @@ class SteeringPanel(VerticalScroll):
             box.mount(slider)
         self._enable_presets(names)
         return slider
+
+    def remove_vector(self, name: str, names: set[str]) -> SteerSlider | None:
+        """Take away the slider of vector `name`; `names`: the vectors left. The slider that
+        took its place (the next one, else the one before), if any."""
+        sliders = self.sliders()
+        keys = [s.key for s in sliders]
+        if name not in keys:
+            return None
+        at = keys.index(name)
+        sliders[at].remove()
+        self._enable_presets(names)
+        rest = sliders[:at] + sliders[at + 1 :]
+        return rest[min(at, len(rest) - 1)] if rest else None
 
     def set_values(self, values: dict[str, float]) -> None:
         for slider in self.sliders():
@@ -200,204 +199,3 @@ class SteeringPanel(VerticalScroll):
 def _slider(vector: Any, value: float) -> SteerSlider:
     cal = vector.calibration
     return SteerSlider(vector.name, vector.poles, (cal.positive, cal.negative), value)
-
-
-class SteeringActions:
-    """Needs from the screen: `app`, `persona` (with `model_path` and `model_id`), `notify`,
-    `query_one`, `focused`, `refresh_status`."""
-
-    app: Any
-    persona: Any
-    notify: Any
-    query_one: Any
-    focused: Any
-    refresh_status: Any
-    call_after_refresh: Any
-
-    def _init_steering(self) -> None:
-        self.steer_vectors: dict[str, Any] = {}  # name -> core.steering.Vector
-        self.steer_values: dict[str, float] = {}  # name -> slider position
-        self.steer_loaded = False  # the vectors have been read (the panel was opened)
-        self.steer_building = False
-        self.steering_applied: Any = None  # the mix the engine steers with (None: none)
-        self._steer_loading = False
-        self._steer_lock = threading.Lock()  # guards the pending mix between threads
-        self._steer_pending: Any = _UNCHANGED
-        self._build_cancel: threading.Event | None = None
-
-    @property
-    def steering_panel(self) -> SteeringPanel:
-        panel: SteeringPanel = self.query_one(SteeringPanel)
-        return panel
-
-    # -- the mix, and the engine (called from the reply worker) ---------------------------------
-
-    def steering_note(self) -> str:
-        """For the status line: the sliders not at 0 ("" when none)."""
-        return mix_note({k: v for k, v in self.steer_values.items() if k in self.steer_vectors})
-
-    def steering_for_reply(self) -> None:
-        """In a worker holding the engine's lock: give the engine the latest mix, if it
-        changed since the last reply."""
-        with self._steer_lock:
-            pending, self._steer_pending = self._steer_pending, _UNCHANGED
-        if pending is _UNCHANGED:
-            return
-        engine = self.persona.engine
-        if pending is None:
-            engine.set_steering(None)
-        else:
-            engine.set_steering(*pending)
-        self.steering_applied = pending
-
-    def _mix(self, values: dict[str, float]) -> None:
-        """Mix `values` for the next reply and show them in the status line."""
-        from convsim.core.steering import library
-
-        self.steer_values = {k: v for k, v in values.items() if k in self.steer_vectors}
-        try:
-            mixed = library.mix(self.steer_values, self.steer_vectors)
-        except (KeyError, ValueError) as e:
-            self.steering_panel.note(f"Cannot mix these sliders: {e}", failure=True)
-            return
-        with self._steer_lock:
-            self._steer_pending = mixed
-        self.refresh_status()
-
-    def on_steering_panel_mix_changed(self, message: SteeringPanel.MixChanged) -> None:
-        self._mix(message.values)
-
-    # -- the panel ------------------------------------------------------------------------------
-
-    def action_steering(self) -> None:
-        panel = self.steering_panel
-        panel.toggle_class("-hidden")
-        if panel.has_class("-hidden"):
-            if self.focused is not None and panel in self.focused.ancestors:
-                self.query_one("#draft").focus()
-            return
-        if self.persona.model_path is None:
-            panel.note(NO_PERSONA)
-            panel.form_enabled(False)
-        elif not self.steer_loaded and not self._steer_loading:
-            self._steer_loading = True
-            self._load_vectors(Path(self.persona.model_path), Path(self.persona.engine.model.path))
-        self.call_after_refresh(self._focus_first_slider)
-
-    @work(thread=True, exit_on_error=False, group="steer-load", description="read the sliders")
-    def _load_vectors(self, model_path: Path, model_file: Path) -> None:
-        from convsim.core.steering import library
-
-        found: list[Any] = []
-        problems: list[str] = []
-        fits: tuple[str, int, int] | None = None
-        try:
-            fits = library.model_fits(model_file)
-        except (OSError, ValueError) as e:
-            problems.append(f"the model's sizes are unknown ({e})")
-        try:
-            files = sorted(library.folder(model_path).glob("*.gguf"))
-        except OSError as e:
-            files, problems = [], [*problems, str(e)]
-        for path in files:
-            try:
-                found.append(library.load(path, fits))
-            except (OSError, ValueError) as e:
-                problems.append(str(e))
-        screen: Any = self  # a Screen: the mixin is not one itself
-        post(screen, SteeringLoaded(found, problems))
-
-    def on_steering_loaded(self, message: SteeringLoaded) -> None:
-        self._steer_loading = False
-        self.steer_loaded = True
-        self.steer_vectors = {v.name: v for v in message.vectors}
-        panel = self.steering_panel
-        panel.show_vectors(message.vectors, self.steer_values)
-        lines = [*message.problems] or ([] if message.vectors else [NO_VECTORS])
-        panel.note("\n".join(lines), failure=bool(message.problems))
-        if not panel.has_class("-hidden") and (self.focused is None or self.focused.id == "draft"):
-            self.call_after_refresh(self._focus_first_slider)
-
-    def _focus_first_slider(self) -> None:
-        sliders = self.steering_panel.sliders()
-        if sliders:
-            sliders[0].focus()
-
-    # -- building a new axis ----------------------------------------------------------------
-
-    def on_steering_panel_build_asked(self, message: SteeringPanel.BuildAsked) -> None:
-        panel = self.steering_panel
-        if self.steer_building:
-            return
-        from convsim.core.steering.build import BASE_ID
-
-        # A persona on record, or the plain base (its vectors in the data folder).
-        model_id = self.persona.model_id or (BASE_ID if self.persona.plain_base else None)
-        if model_id is None:
-            panel.build_note("Building needs a trained persona on record.", failure=True)
-            return
-        self.steer_building = True
-        self._build_cancel = threading.Event()
-        panel.building(True)
-        panel.build_note(f"Building {message.name!r}…")
-        self._build_vector(
-            model_id, message.name, message.positive, message.negative, self._build_cancel
-        )
-
-    def on_steering_panel_stop_asked(self, message: SteeringPanel.StopAsked) -> None:
-        self.stop_steering_build()
-
-    def stop_steering_build(self) -> None:
-        if self._build_cancel is not None:
-            self._build_cancel.set()
-
-    @work(thread=True, exit_on_error=False, group="steer-build", description="build a slider")
-    def _build_vector(
-        self, model_id: str, name: str, positive: str, negative: str, cancel: threading.Event
-    ) -> None:
-        from convsim.core import steering
-
-        app: Any = self.app
-        screen: Any = self  # a Screen: the mixin is not one itself
-        vector, error = None, None
-        last: dict[str, float] = {}  # stage -> when its last event was posted
-
-        def report(event: Any) -> None:  # a stage's events: at most 10 a second
-            now = time.monotonic()
-            if event.done >= event.total or now >= last.get(event.stage, 0.0) + 0.1:
-                last[event.stage] = now
-                post(screen, SteerBuildProgress(event))
-
-        try:
-            spec = steering.Spec(name, poles=(positive, negative))
-            with app.workspace() as ws:
-                vector = steering.build_vector(ws, model_id, spec, on_event=report, cancel=cancel)
-        except KeyError as e:
-            error = str(e.args[0]) if e.args else "unknown model"
-        except MemoryError:
-            error = "out of memory: close other programs and try again"
-        except Exception as e:  # Cancelled, ValueError, PairsError: their sentence says it
-            error = str(e) or type(e).__name__
-        post(screen, SteerBuildEnded(vector, error))
-
-    def on_steer_build_progress(self, message: SteerBuildProgress) -> None:
-        if self.steer_building:
-            self.steering_panel.progress(message.event)
-
-    def on_steer_build_ended(self, message: SteerBuildEnded) -> None:
-        self.steer_building = False
-        self._build_cancel = None
-        panel = self.steering_panel
-        panel.building(False)
-        vector = message.vector
-        if vector is None:
-            panel.build_note(message.error or "Building stopped.", failure=True)
-            return
-        self.steer_vectors[vector.name] = vector
-        self.steer_values[vector.name] = 0.0
-        slider = panel.add_vector(vector, set(self.steer_vectors))
-        panel.note("")
-        panel.build_note(f"New slider: {vector.name}")
-        self.notify(f"New steering slider: {vector.name}")
-        self._mix(panel.values() | {vector.name: 0.0})
-        slider.focus()

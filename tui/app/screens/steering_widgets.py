@@ -5,7 +5,8 @@ Textual has no slider widget. `SteerSlider` draws two lines: the vector's name, 
 and its calibrated range (the strength at -1 and at +1), then the negative pole, a bar from -1
 to +1 with the position on it, and the positive pole. Left/right move it by `STEP` (with shift
 by `BIG_STEP`), a click on the bar puts it there; each move the user makes posts
-`SteerSlider.Changed`. Names and poles are the user's text: drawn as plain text, never markup.
+`SteerSlider.Changed`; Delete posts `SteerSlider.RemoveAsked` (the screen asks first). Names
+and poles are the user's text: drawn as plain text, never markup.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class SteerSlider(Widget, can_focus=True):
         Binding("shift+left", f"nudge({-BIG_STEP})", "Much less", show=False),
         Binding("shift+right", f"nudge({BIG_STEP})", "Much more", show=False),
         Binding("0", "put(0)", "Zero", show=False),
+        Binding("delete", "remove", "Remove"),
     ]
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "steer-slider--name", "steer-slider--value", "steer-slider--range",
@@ -105,6 +107,14 @@ class SteerSlider(Widget, can_focus=True):
         @property
         def control(self) -> SteerSlider:
             return self.slider
+
+    class RemoveAsked(Message):
+        """The user asked to delete the vector of slider `key` (Delete on the slider)."""
+
+        def __init__(self, slider: SteerSlider) -> None:
+            super().__init__()
+            self.slider = slider
+            self.key = slider.key
 
     def __init__(
         self, key: str, poles: tuple[str, str], strengths: tuple[float, float], value: float = 0.0
@@ -131,6 +141,9 @@ class SteerSlider(Widget, can_focus=True):
 
     def action_put(self, value: float) -> None:
         self.move_to(value)
+
+    def action_remove(self) -> None:
+        self.post_message(self.RemoveAsked(self))
 
     def _bar(self) -> tuple[str, str, int, int]:
         """(negative label, positive label, where the bar starts, its width) on line 2."""
