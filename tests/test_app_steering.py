@@ -106,12 +106,15 @@ def test_panel_lists_sliders_that_keys_move_and_presets_and_reset_set(
     async def drive() -> None:
         app = ConvsimApp(home)
         async with app.run_test(size=SIZE) as pilot:
-            chat = await open_chat(pilot, tiny, folder)
+            chat = await open_chat(pilot, tiny, folder, "sam-1")
             panel = await open_panel(pilot, chat)
             sliders = panel.sliders()
             assert [s.key for s in sliders] == ["brief", "happy", "warm"]
             assert sliders[0].poles == ("brief", "chatty")
             assert "other.gguf" in shown(panel.query_one("#steer-note"))
+            assert "(convsim steer remove sam-1 other removes it)" in shown(
+                panel.query_one("#steer-note")
+            )
             assert panel.query_one("#steer-note").has_class("-failure")
             first = shown(sliders[0]).splitlines()
             assert first[0].startswith("brief 0.0") and first[0].endswith("-1.5…+1.0")

@@ -173,6 +173,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
             steering.remove(Path(record.path), args.names)
         except ValueError as e:
             raise CliError(f"{e}; see `convsim steer list {args.model_id}`") from None
+        except OSError as e:  # a folder or file this user may not delete
+            raise CliError(f"cannot remove: {e}") from None
     for name in dict.fromkeys(args.names):
         print(f"Removed the vector {name!r} of {args.model_id}.")
     return 0

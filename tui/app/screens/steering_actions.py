@@ -123,6 +123,10 @@ class SteeringActions:
     @work(thread=True, exit_on_error=False, group="steer-load", description="read the sliders")
     def _load_vectors(self, model_path: Path, model_file: Path) -> None:
         from convsim.core.steering import library
+        from convsim.core.steering.build import BASE_ID
+
+        model_id = self.persona.model_id or (BASE_ID if self.persona.plain_base else None)
+        how = "" if model_id is None else " (convsim steer remove {} {} removes it)"
 
         found: list[Any] = []
         problems: list[str] = []
@@ -139,7 +143,7 @@ class SteeringActions:
             try:
                 found.append(library.load(path, fits))
             except (OSError, ValueError) as e:
-                problems.append(str(e))
+                problems.append(f"{e}{how.format(model_id, path.stem)}")
         screen: Any = self  # a Screen: the mixin is not one itself
         post(screen, SteeringLoaded(found, problems))
 
