@@ -34,7 +34,7 @@ def test_explain_lists_the_planted_message_first_and_opens_it_in_the_chat(person
 
     async def go() -> None:
         app = ConvsimApp(home)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=(80, 24)) as pilot:  # the smallest screen it is made for
             await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
             await app.push_screen(ExplainScreen(model_id, REPRODUCED[0], turns))
             screen = app.screen
@@ -55,6 +55,12 @@ def test_explain_lists_the_planted_message_first_and_opens_it_in_the_chat(person
             sources = [str(line.render()) for line in screen.query(".context-line.-source")]
             assert len(sources) == 1 and text in sources[0] and "Sam" in sources[0]
             assert len(shown) > 1  # the messages around it too
+            # On screen: the opened message (scrolled to), inside its box, and the keys line.
+            box = screen.query_one("#explain-context")
+            source = screen.query_one(".context-line.-source")
+            await wait_for(pilot, lambda: box.region.contains_region(source.region))
+            assert source.region.height > 0 and screen.query_one("#explain-keys").region.height
+            assert box.region.bottom <= screen.query_one("#explain").region.bottom
             await pilot.press("escape")
             await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen))
 

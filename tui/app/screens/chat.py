@@ -277,7 +277,7 @@ class ChatScreen(TranscriptActions, MemoryActions, SteeringActions, FeedbackActi
             self.notify("Why? works on a message the persona has finished writing.")
             return
         self.app.push_screen(
-            ExplainScreen(self.persona.model_id, self.turns[index][1], self.turns[:index])
+            ExplainScreen(self.persona.model_id, self.turns[index][1], self.turns[: index + 1])
         )
 
     # -- forever ------------------------------------------------------------------------------

@@ -194,8 +194,9 @@ class ExplainScreen(ModalScreen[None]):
         await box.mount_all(lines)
         self.opened = message.message_id
         source = box.query(".-source")
-        if source:
-            box.scroll_to_widget(source.first(), animate=False, center=True)
+        if source:  # once the new lines have their places
+            widget = source.first()
+            self.call_after_refresh(box.scroll_to_widget, widget, animate=False, center=True)
 
     def action_close(self) -> None:
         self.cancel.set()  # stops an index build still running
