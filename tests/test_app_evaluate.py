@@ -70,6 +70,55 @@ def test_a_quick_run_shows_charts_and_saves_the_report(persona) -> None:
     asyncio.run(go())
 
 
+def test_a_report_reads_at_80_columns_and_says_n_a_for_a_figure_not_measured(
+    persona, monkeypatch, capsys
+) -> None:
+    """A forever conversation of one-word messages has no word pairs: its distinct-2 is saved as
+    null and reads "n/a" on the screen, in the terminal and in report.html, instead of crashing
+    them. On an 80-column screen the style table keeps every row on one line."""
+    from convsim.core.evaluation.report import render
+    from convsim.tui.app.screens.evaluate_widgets import StyleTable
+    from convsim.tui.cli import main
+
+    home, model_id = persona
+    report_file = home / "models" / model_id / "eval.json"
+    if not report_file.is_file():  # this file's first test saves one
+        monkeypatch.setenv("CONVSIM_HOME", str(home))
+        assert main(["eval", model_id, "--quick", "--items", "8", "--best-of", "2",
+                     "--forever-turns", "6", "--threads", "2"]) == 0  # fmt: skip
+    saved = report_file.read_text()
+    report = json.loads(saved)
+    report["forever"] = {**report["forever"], "seeds": 1, "distinct_2": None}
+    report_file.write_text(json.dumps(report))
+    try:
+
+        async def go() -> None:
+            app = ConvsimApp(home)
+            async with app.run_test(size=(80, 24)) as pilot:
+                screen = await open_screen(pilot, model_id)
+                await wait_for(pilot, lambda: screen.report is not None)
+                await pilot.pause()
+                forever = str(screen.query_one("#eval-forever").render())
+                assert "distinct-2 n/a (" in forever and "exact repeats" in forever
+                table = screen.query_one(StyleTable)
+                rows = str(table.render()).splitlines()
+                width = table.content_region.width
+                assert rows[2].strip().startswith("length") and "best-of-N" in rows[1]
+                assert all(len(row) <= width for row in rows[1:9]), (width, rows)
+                ks = report["tuned"]["style_ks"]["length"]
+                assert f"{ks:.2f} (." in rows[2] or f"{ks:.2f} (1" in rows[2]
+
+        asyncio.run(go())
+        monkeypatch.setenv("CONVSIM_HOME", str(home))
+        assert main(["eval", model_id, "--last"]) == 0
+        assert "Forever conversation (6 turns × 1), real chat in brackets: distinct-2 n/a (" in (
+            capsys.readouterr().out
+        )
+        assert "<td>distinct 2</td><td>n/a</td>" in render(report)
+    finally:
+        report_file.write_text(saved)
+
+
 def test_stopping_a_run_keeps_the_last_report(persona) -> None:
     home, model_id = persona
     report_file = home / "models" / model_id / "eval.json"
@@ -125,6 +174,16 @@ def test_f9_asks_why_of_the_focused_persona_message(persona, tiny: TinyModel) ->
             await wait_for(pilot, lambda: isinstance(app.screen, ExplainScreen))
             assert (app.screen.reply, app.screen.turns) == ("see u there", turns[:3])
             await pilot.press("escape")  # stops its index build
+            await wait_for(pilot, lambda: app.screen is chat)
+            # The same words said twice in a row: only the one asked about is left out.
+            chat.turns = [("Riya", "coming?"), ("Sam", "ya"), ("Sam", "ya")]
+            chat._redraw()
+            await pilot.pause()
+            list(chat.query(Bubble))[2].focus()
+            await pilot.press("f9")
+            await wait_for(pilot, lambda: isinstance(app.screen, ExplainScreen))
+            assert app.screen.turns == [("Riya", "coming?"), ("Sam", "ya")]
+            await pilot.press("escape")
             await wait_for(pilot, lambda: app.screen is chat)
 
     asyncio.run(go())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -128,6 +129,26 @@ def test_style_versus_tells_a_real_difference_from_chance() -> None:
     assert all(
         math.isnan(d) for d, _ in style_versus(alike, moments, far, moments, [], []).values()
     )
+
+
+def test_report_axis_labels_and_figures_not_measured() -> None:
+    """Chart ticks read as plain numbers (150, not 1.5e+02); a forever conversation of one-word
+    messages has no word pairs, so its distinct-2 is not a number and reads n/a."""
+    from convsim.core.evaluation.health import block_figures
+    from convsim.core.evaluation.report import bars, forever_sentence
+
+    svg = bars([("perplexity", [("tuned", 130.0, [100.0, 160.0])])], None, None)
+    ticks = re.findall(r'class="tick">([^<]*)<', svg)
+    assert ticks == ["0", "44", "88", "132", "176"]
+    one_word = block_figures(["ok", "yes", "ok", "sure"])
+    assert math.isnan(one_word["distinct_2"]) and one_word["exact_repeats"] == 0.25
+    report = {"forever": {"turns": 4, "seeds": 1, **one_word, "real_distinct_2": 0.9,
+                          "real_exact_repeats": 0.01, "real_loop_rate": 0.0}}  # fmt: skip
+    assert forever_sentence(report) == (
+        "Forever conversation (4 turns × 1), real chat in brackets: distinct-2 n/a (0.90), "
+        f"exact repeats 0.25 (0.01), loops {one_word['loop_rate']:.2f} (0.00)"
+    )
+    assert forever_sentence({"forever": {"seeds": 0}}) == ""
 
 
 def test_style_features_and_profile() -> None:
@@ -511,7 +532,7 @@ def test_eval_quick_json_shape_report_and_files(persona, monkeypatch, capsys) ->
     out = capsys.readouterr().out
     assert "Hits@1 vs other people" in out and "report.html" in out and "temperature 0.9" in out
     assert "on 10 held-out moments (quick), 2 replies per moment" in out
-    assert f"{report['tuned']['hits_at_1_others']:.2f}" in out and "forever" in out
+    assert f"{report['tuned']['hits_at_1_others']:.2f}" in out and "Forever conversation" in out
     ks, (lo, hi) = report["tuned"]["style_ks"]["length"], spreads[2]["length"]
     assert f"{ks:.2f} ({lo:.2f}-{hi:.2f})" in out
     closer = sum(d < 0 for d in report["tuned"]["style_ks_vs_in_context"].values() if d is not None)
@@ -530,6 +551,12 @@ def test_eval_refuses_bad_input(persona, monkeypatch, capsys) -> None:
     assert "--temperature must be 0 or more" in capsys.readouterr().err
     assert main(["eval", model_id, "--replies", "0"]) == 2
     assert "--replies must be 1 or more, not 0" in capsys.readouterr().err
+    assert main(["eval", model_id, "--seed", "-5"]) == 2
+    assert "--seed must be from 0 to 4294967295, not -5" in capsys.readouterr().err
+    for command in (["eval", model_id, "--quick"], ["explain", model_id, "--reply", "hi"]):
+        with pytest.raises(SystemExit):  # refused before anything runs
+            main([*command, "--threads", "0"])
+        assert "--threads must be 1 or more, not 0" in capsys.readouterr().err
     (home / "models" / model_id / "eval.json").write_text("{broken")
     assert main(["eval", model_id, "--last"]) == 2
     assert "eval.json: not a report" in capsys.readouterr().err

@@ -9,7 +9,7 @@ forever-conversation health (`health`), with bootstrap intervals (`stats`); `rep
 temperature a report's replies were sampled at, `replies_of` how many there were per moment,
 `style_interval` a style feature's interval, `versus_in_context` sentences on the style
 features the persona and best-of-N are closer on than the prompted base, `chance_side`
-where a difference's interval lies).
+where a difference's interval lies, `forever_sentence` the forever conversation's figures).
 `explain` finds the person's real training messages closest to a reply.
 
 Contract: results are plain JSON-able dicts, saved beside the model; deterministic for a seed;
@@ -31,6 +31,7 @@ from convsim.core.evaluation.explain import (
 )
 from convsim.core.evaluation.report import (
     chance_side,
+    forever_sentence,
     replies_of,
     style_interval,
     temperature_of,
@@ -54,6 +55,7 @@ __all__ = [
     "TextEmbedder",
     "chance_side",
     "explain",
+    "forever_sentence",
     "replies_of",
     "run",
     "style_interval",

@@ -78,6 +78,7 @@ def forever_health(
     real = block_figures(real_messages)
     out: dict[str, float | int] = {"turns": turns, "seeds": len(runs)}
     for name in ("distinct_2", "exact_repeats", "loop_rate"):
-        out[name] = float(np.mean([r[name] for r in runs])) if runs else float("nan")
+        measured = [r[name] for r in runs if r[name] == r[name]]  # NaN: no word pairs
+        out[name] = float(np.mean(measured)) if measured else float("nan")
         out[f"real_{name}"] = real[name]
     return out

@@ -19,6 +19,7 @@ __all__ = [
     "CHARTS",
     "LABELS",
     "chance_side",
+    "forever_sentence",
     "render",
     "replies_of",
     "save",
@@ -123,6 +124,34 @@ def save(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
     return json_path, html_path
 
 
+def forever_sentence(report: dict[str, Any]) -> str:
+    """The forever conversation's figures beside the real chat's, as one sentence ("" when the
+    report has none). A figure that could not be measured (no word pairs in messages of one
+    word each) reads "n/a"."""
+    f = report.get("forever") or {}
+    if not f.get("seeds"):
+        return ""
+    figures = [("distinct-2", "distinct_2"), ("exact repeats", "exact_repeats"),
+               ("loops", "loop_rate")]  # fmt: skip
+    said = ", ".join(
+        f"{label} {_two(f.get(key))} ({_two(f.get('real_' + key))})" for label, key in figures
+    )
+    return (
+        f"Forever conversation ({f.get('turns')} turns × {f.get('seeds')}), real chat in "
+        f"brackets: {said}"
+    )
+
+
+def _two(x: Any) -> str:
+    """A figure to two decimals; "n/a" for one not measured (None or NaN)."""
+    return f"{x:.2f}" if isinstance(x, (int, float)) and x == x else "n/a"
+
+
+def _tick(x: float) -> str:
+    """An axis label: 150, 37.5, 0.25 (never 1e+02)."""
+    return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
+
+
 def _variants(report: dict[str, Any]) -> list[str]:
     return [v for v in LABELS if isinstance(report.get(v), dict)]
 
@@ -143,7 +172,7 @@ def bars(
     for k in range(5):
         y = 10 + plot_h * (1 - k / 4)
         out.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        out.append(f'<text x="{left - 4}" y="{y + 4:.1f}" class="tick">{top * k / 4:.2g}</text>')
+        out.append(f'<text x="{left - 4}" y="{y + 4:.1f}" class="tick">{_tick(top * k / 4)}</text>')
     for g, (label, series) in enumerate(groups):
         x0 = left + g * slot + slot * 0.1
         bw = slot * 0.8 / max(len(series), 1)
@@ -225,8 +254,9 @@ def render(report: dict[str, Any]) -> str:
         )
         parts.append(
             f"<h2>Forever conversation ({forever.get('turns')} turns x {forever.get('seeds')} "
-            "seeds, per 100 messages)</h2><table><tr><th></th><th>persona</th><th>real chat"
-            f"</th></tr>{rows}</table>"
+            "seeds)</h2><p>Each figure is a share of the messages (distinct-2: of the word pairs), "
+            "measured in blocks of 100 messages and averaged.</p><table><tr><th></th>"
+            f"<th>persona</th><th>real chat</th></tr>{rows}</table>"
         )
     parts.append(
         f"<details><summary>Raw figures (eval.json)</summary><pre>"
@@ -236,7 +266,9 @@ def render(report: dict[str, Any]) -> str:
 
 
 def _fmt(x: Any) -> str:
-    return "n/a" if x is None else f"{x:.3g}" if isinstance(x, float) else html.escape(str(x))
+    if x is None or (isinstance(x, float) and x != x):
+        return "n/a"
+    return f"{x:.3g}" if isinstance(x, float) else html.escape(str(x))
 
 
 def _table(report: dict[str, Any], variants: list[str]) -> str:

@@ -56,6 +56,7 @@ def _cell(value: Any, interval: Any) -> str:
 
 def print_report(report: dict[str, Any], folder: Path) -> None:
     from convsim.core.evaluation import (
+        forever_sentence,
         replies_of,
         style_interval,
         temperature_of,
@@ -84,14 +85,8 @@ def print_report(report: dict[str, Any], folder: Path) -> None:
         print(f"    {feature:<32}" + "".join(f"{c:>{width}}" for c in cells))
     for line in versus_in_context(report):
         print(f"  {line}")
-    f = report.get("forever") or {}
-    if f.get("seeds"):
-        print(
-            f"  forever conversation, {f['turns']} turns x {f['seeds']} seeds (real chat): "
-            f"distinct-2 {f['distinct_2']:.2f} ({f['real_distinct_2']:.2f}), exact repeats "
-            f"{f['exact_repeats']:.2f} ({f['real_exact_repeats']:.2f}), loops "
-            f"{f['loop_rate']:.2f} ({f['real_loop_rate']:.2f})"
-        )
+    if forever := forever_sentence(report):
+        print(f"  {forever}")
     print(f"  Report: {folder / 'report.html'}   Figures: {folder / 'eval.json'}")
 
 
@@ -112,6 +107,7 @@ def _saved(folder: Path, model_id: str) -> dict[str, Any]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from convsim.core.evaluation import suite
+    from convsim.core.inference.sampling import MOST, sampling_problem
     from convsim.tui.cli.models import explain
 
     if args.best_of < 2:
@@ -124,6 +120,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CliError(f"--replies must be 1 or more, not {args.replies}")
     if args.forever_turns is not None and args.forever_turns < 0:
         raise CliError(f"--forever-turns must be 0 or more, not {args.forever_turns}")
+    if sampling_problem("seed", args.seed):
+        raise CliError(f"--seed must be from 0 to {MOST['seed']}, not {args.seed}")
     with workspace() as ws:
         try:
             record = ws.store.model(args.model_id)

@@ -183,10 +183,13 @@ def quiet_libraries(allow_network: bool) -> None:
 
 def _out_of_range(args: argparse.Namespace) -> str | None:
     """Why a number given on the command line cannot be used at all, or None: a whole number
-    past what the store holds (an id of 20 digits), or a fraction that is not finite (nan)."""
+    past what the store holds (an id of 20 digits), a fraction that is not finite (nan), or
+    fewer than one CPU thread."""
     for name, value in vars(args).items():
         flag = name.replace("_", " ")
         values = value if isinstance(value, list) else [value]
+        if name == "threads" and value is not None and value < 1:
+            return f"--threads must be 1 or more, not {value}"
         for v in values:
             if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63:
                 return f"{flag}: {v} is out of range"

@@ -3,8 +3,9 @@
 On opening, a worker reads the persona's last report (`EvalLoaded`). Quick or full runs of the
 suite (`core.evaluation.run`) go in a worker too: its stages come as `EvalProgress`, its report
 as `EvalEnded`, and Stop sets the job's event (nothing half-measured is saved). Each figure is
-a `FigureBars` chart (a bar per variant, its 95% interval, the goal mark); style and the
-forever conversation are one line each. The report page (`report.html`) opens in the browser.
+a `FigureBars` chart (a bar per variant, its 95% interval, the goal mark); style is a
+`StyleTable` (as wide as the screen allows) and the forever conversation one line. The report
+page (`report.html`) opens in the browser.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, ProgressBar, Static
 
 from convsim.tui.app.messages import EvalEnded, EvalLoaded, EvalProgress, JobFailed, post, reporting
-from convsim.tui.app.screens.evaluate_widgets import VARIANT_LABELS, FigureBars
+from convsim.tui.app.screens.evaluate_widgets import FigureBars, StyleTable
 
 # (title, figure, goal, scale top)
 CHARTS = [
@@ -73,7 +74,7 @@ class EvaluateScreen(Screen[None]):
             yield ProgressBar(total=1, show_eta=False, id="eval-progress")
             for title, figure, goal, top in CHARTS:
                 yield FigureBars(title, figure, goal=goal, top=top, id=f"chart-{figure}")
-            yield Static("", id="eval-style")
+            yield StyleTable(id="eval-style")
             yield Static("", id="eval-forever", markup=False)
             with Horizontal(id="eval-actions", classes="row"):
                 yield Button("Quick run", variant="primary", id="eval-quick")
@@ -165,7 +166,7 @@ class EvaluateScreen(Screen[None]):
         self.set_class(report is not None, "-has-report")
         if report is None:
             return
-        from convsim.core.evaluation import replies_of, temperature_of
+        from convsim.core.evaluation import forever_sentence, replies_of, temperature_of
 
         self._status(
             f"Last run: {report['items']} held-out moments"
@@ -176,8 +177,8 @@ class EvaluateScreen(Screen[None]):
         )
         for chart in self.query(FigureBars):
             chart.show(report)
-        self.query_one("#eval-style", Static).update(style_line(report))
-        self.query_one("#eval-forever", Static).update(forever_line(report))
+        self.query_one(StyleTable).show(report)
+        self.query_one("#eval-forever", Static).update(forever_sentence(report))
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -215,39 +216,3 @@ class EvaluateScreen(Screen[None]):
     def action_leave(self) -> None:
         self.cancel.set()
         self.app.pop_screen()
-
-
-def style_line(report: dict[str, Any]) -> str:
-    """Style KS per feature for each variant, with its 95% interval when the report has one:
-    `[green]` where the KS is within the 0.10 goal."""
-    from convsim.core.evaluation import style_interval, versus_in_context
-
-    variants = [v for v in VARIANT_LABELS if isinstance(report.get(v), dict)]
-    features = list(report[variants[0]]["style_ks"]) if variants else []
-    width = 18 if any(style_interval(report[v], f) for v in variants for f in features) else 11
-    lines = ["[b]Style[/b]: KS distance to their real messages (0 = same; goal ≤ 0.10)"]
-    lines.append(" " * 18 + "".join(f"{VARIANT_LABELS[v]:>{width}}" for v in variants))
-    for feature in features:
-        cells = ""
-        for v in variants:
-            ks, ci = report[v]["style_ks"].get(feature), style_interval(report[v], feature)
-            cell = "n/a" if ks is None else f"{ks:.2f}"
-            if ks is not None and ci and None not in ci:
-                cell += f" ({ci[0]:.2f}-{ci[1]:.2f})"
-            fits = ks is not None and ks <= 0.10
-            cells += f"[green]{cell:>{width}}[/green]" if fits else f"{cell:>{width}}"
-        lines.append(f"{feature:>17} {cells}")
-    lines += versus_in_context(report)
-    return "\n".join(lines)
-
-
-def forever_line(report: dict[str, Any]) -> str:
-    f = report.get("forever") or {}
-    if not f.get("seeds"):
-        return ""
-    return (
-        f"Forever conversation ({f['turns']} turns × {f['seeds']}), real chat in brackets: "
-        f"distinct-2 {f['distinct_2']:.2f} ({f['real_distinct_2']:.2f}), exact repeats "
-        f"{f['exact_repeats']:.2f} ({f['real_exact_repeats']:.2f}), loops {f['loop_rate']:.2f} "
-        f"({f['real_loop_rate']:.2f})"
-    )

@@ -1,11 +1,14 @@
-"""The Evaluate screen's chart: one figure, a horizontal bar per variant, with its interval."""
+"""The Evaluate screen's parts: a chart of one figure (a horizontal bar per variant, with its
+interval), and the style table."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.widget import Widget
+from textual.widgets import Static
 
 VARIANT_LABELS = {
     "base": "base",
@@ -85,3 +88,65 @@ class FigureBars(Widget):
             if i < len(rows) - 1:
                 text.append("\n")
         return text
+
+
+SHORT_FEATURES = {"messages_per_turn": "msgs/turn"}  # for the narrow layout
+
+
+class StyleTable(Static):
+    """Style KS per feature for each variant, with its 95% interval (`show`): green where the
+    KS is within the 0.10 goal, then the sentences on the persona against the prompted base.
+    The intervals shrink to fit the width (0.12 (.07-.27)), and go where even that does not."""
+
+    FEATURE = 18  # the feature's column, "messages_per_turn" and a space
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.report: dict[str, Any] | None = None
+
+    def show(self, report: dict[str, Any] | None) -> None:
+        self.report = report
+        self.update(style_table(report, self.content_region.width) if report else "")
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.report is not None:
+            self.update(style_table(self.report, event.size.width))
+
+
+def style_table(report: dict[str, Any], width: int) -> str:
+    """The `StyleTable` of `report` for `width` cells (0: unknown, as wide as it needs)."""
+    from convsim.core.evaluation import style_interval, versus_in_context
+
+    variants = [v for v in VARIANT_LABELS if isinstance(report.get(v), dict)]
+    features = list(report[variants[0]]["style_ks"]) if variants else []
+    spans = any(style_interval(report[v], f) for v in variants for f in features)
+    # A cell as 0.12 (0.07-0.27), else as 0.12 (.07-.27) beside shorter feature names, else as
+    # 0.12 alone: the first that fits.
+    layouts = [(18, 18, False), (12, 15, True)] if spans else []
+    name_width, column, short = next(
+        (c for c in layouts if not width or c[0] + len(variants) * c[1] <= width),
+        (StyleTable.FEATURE, 11, False),
+    )
+    shown = column > 11
+    names = SHORT_FEATURES if short else {}
+
+    def interval(x: float) -> str:
+        return f"{x:.2f}"[1:] if short and 0 <= x < 1 else f"{x:.2f}"
+
+    lines = ["[b]Style[/b]: KS distance to their real messages (0 = same; goal ≤ 0.10)"]
+    heads = "".join(f"{VARIANT_LABELS[v]:>{column}}" for v in variants)
+    lines.append(" " * name_width + heads)
+    for feature in features:
+        cells = ""
+        for v in variants:
+            ks, ci = report[v]["style_ks"].get(feature), style_interval(report[v], feature)
+            cell = "n/a" if ks is None else f"{ks:.2f}"
+            if shown and ks is not None and ci and None not in ci:
+                cell += f" ({interval(ci[0])}-{interval(ci[1])})"
+            good = ks is not None and ks <= 0.10
+            cells += f"[green]{cell:>{column}}[/green]" if good else f"{cell:>{column}}"
+        lines.append(f"{names.get(feature, feature):>{name_width - 1}} {cells}")
+    if spans and not shown:
+        lines.append("(95% intervals: in a wider window, and in the report)")
+    lines += versus_in_context(report)
+    return "\n".join(lines)
