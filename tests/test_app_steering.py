@@ -73,6 +73,24 @@ async def open_chat(
     return chat
 
 
+async def greedy_chat(pilot: Any, tiny: TinyModel, folder: Path) -> tuple[Any, Any, Any]:
+    """The chat screen replying greedily, after a first message: (chat, a coroutine function
+    that writes the reply again and returns it, that first reply)."""
+    chat = await open_chat(pilot, tiny, folder)
+    sampling = chat.query_one("#sampling")
+    sampling.sampling = replace(sampling.sampling, temperature=0.0, seed=0)
+
+    async def reply() -> list[tuple[str, str]]:
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: not chat.generating)
+        return chat.turns[chat._last_reply_start() :]
+
+    chat.query_one("#draft").focus()
+    await pilot.press(*"hey are we going", "enter")
+    await wait_for(pilot, lambda: not chat.generating)
+    return chat, reply, chat.turns[chat._last_reply_start() :]
+
+
 async def open_panel(pilot: Any, chat: Any) -> Any:
     from convsim.tui.app.screens.steering import SteeringPanel
 
@@ -178,19 +196,7 @@ def test_a_moved_slider_steers_the_next_reply(home: Path, tiny: TinyModel) -> No
     async def drive() -> None:
         app = ConvsimApp(home)
         async with app.run_test(size=SIZE) as pilot:
-            chat = await open_chat(pilot, tiny, folder)
-            sampling = chat.query_one("#sampling")
-            sampling.sampling = replace(sampling.sampling, temperature=0.0, seed=0)
-
-            async def reply() -> list[tuple[str, str]]:
-                await pilot.press("ctrl+r")
-                await wait_for(pilot, lambda: not chat.generating)
-                return chat.turns[chat._last_reply_start() :]
-
-            chat.query_one("#draft").focus()
-            await pilot.press(*"hey are we going", "enter")
-            await wait_for(pilot, lambda: not chat.generating)
-            plain = chat.turns[chat._last_reply_start() :]
+            chat, reply, plain = await greedy_chat(pilot, tiny, folder)
             assert plain and chat.steering_applied is None
             assert await reply() == plain  # greedy: the same reply again
 
@@ -226,19 +232,7 @@ def test_delete_removes_a_slider_and_its_vector_after_asking(home: Path, tiny: T
     async def drive() -> None:
         app = ConvsimApp(home)
         async with app.run_test(size=SIZE, notifications=True) as pilot:
-            chat = await open_chat(pilot, tiny, folder)
-            sampling = chat.query_one("#sampling")
-            sampling.sampling = replace(sampling.sampling, temperature=0.0, seed=0)
-
-            async def reply() -> list[tuple[str, str]]:
-                await pilot.press("ctrl+r")
-                await wait_for(pilot, lambda: not chat.generating)
-                return chat.turns[chat._last_reply_start() :]
-
-            chat.query_one("#draft").focus()
-            await pilot.press(*"hey are we going", "enter")
-            await wait_for(pilot, lambda: not chat.generating)
-            plain = chat.turns[chat._last_reply_start() :]
+            chat, reply, plain = await greedy_chat(pilot, tiny, folder)
             panel = await open_panel(pilot, chat)
             brief, happy, warm = panel.sliders()
             happy.focus()
