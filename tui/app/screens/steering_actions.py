@@ -256,18 +256,17 @@ class SteeringActions:
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._remove_vector(Path(self.persona.model_path), vector.name)
+                self._remove_vector(Path(vector.path), vector.name)
 
         self.app.push_screen(ConfirmDialog("Remove this slider?", body, "Remove"), confirmed)
 
     @work(thread=True, exit_on_error=False, group="steer-remove", description="remove a slider")
-    def _remove_vector(self, model_path: Path, name: str) -> None:
-        from convsim.core.steering import library
-
+    def _remove_vector(self, path: Path, name: str) -> None:
+        """Delete the file the slider's vector was read from (whatever its name on disk)."""
         error = None
         try:
-            library.remove(model_path, [name])
-        except (OSError, ValueError) as e:
+            path.unlink(missing_ok=True)
+        except OSError as e:
             error = str(e)
         screen: Any = self  # a Screen: the mixin is not one itself
         post(screen, SteerRemoved(name, error))
