@@ -110,7 +110,7 @@ class StyleTable(Static):
 
     def on_resize(self, event: events.Resize) -> None:
         if self.report is not None:
-            self.update(style_table(self.report, event.size.width))
+            self.show(self.report)
 
 
 def style_table(report: dict[str, Any], width: int) -> str:
@@ -122,7 +122,7 @@ def style_table(report: dict[str, Any], width: int) -> str:
     spans = any(style_interval(report[v], f) for v in variants for f in features)
     # A cell as 0.12 (0.07-0.27), else as 0.12 (.07-.27) beside shorter feature names, else as
     # 0.12 alone: the first that fits.
-    layouts = [(18, 18, False), (12, 15, True)] if spans else []
+    layouts = [(StyleTable.FEATURE, 18, False), (12, 15, True)] if spans else []
     name_width, column, short = next(
         (c for c in layouts if not width or c[0] + len(variants) * c[1] <= width),
         (StyleTable.FEATURE, 11, False),
