@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_cli_chat import convsim_command, ctrl_c_at
 
 from convsim.core.workspace import SAMPLE_CHAT
 from convsim.tui.cli import main
@@ -308,16 +309,13 @@ def test_quickstart_runs_the_installed_console_script(home: Path) -> None:
     """The README's main job, on the real default base: sample chat → train → export → reply.
     Ctrl-C during its training stops the run with a checkpoint; the next quickstart goes on
     with that run (no second dataset or model)."""
-    from test_cli_chat import ctrl_c_at
-
     status, out, err = ctrl_c_at("step 1/3", "quickstart", "--steps", "3")
     assert status == 0, err[-3000:]
     assert "Dataset 1 for 'Sam'" in out
     assert "Stopped at step " in out and "Run convsim quickstart to go on." in out
     assert "Traceback" not in err
 
-    exe = Path(sys.executable).with_name("convsim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    cmd = convsim_command()
     done = subprocess.run([*cmd, "quickstart", "--steps", "3"], capture_output=True, text=True,
                           timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -337,8 +335,7 @@ def test_quickstart_runs_the_installed_console_script(home: Path) -> None:
 def test_a_closed_pipe_ends_output_quietly(home: Path, tmp_path: Path) -> None:
     path = tmp_path / "chat.txt"
     path.write_text(CHAT * 2000, encoding="utf-8")  # more output than a pipe buffer holds
-    exe = Path(sys.executable).with_name("convsim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    cmd = convsim_command()
     subprocess.run([*cmd, "import", str(path)], check=True, capture_output=True)
     shell = f"{' '.join(cmd)} messages 1 --json | head -n 1"
     done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True)

@@ -152,11 +152,16 @@ def _default_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def convsim_command() -> list[str]:
+    """The installed `convsim` console script, else `python -m convsim.tui.cli`."""
+    exe = Path(sys.executable).with_name("convsim")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+
+
 def ctrl_c_at(marker: str, *args: str, timeout: float = 600) -> tuple[int, str, str]:
     """Run `convsim ARGS`, send it Ctrl-C once `marker` shows on its stderr, and return its
     exit status, stdout and stderr."""
-    exe = Path(sys.executable).with_name("convsim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    cmd = convsim_command()
     proc = subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=_default_ctrl_c)  # fmt: skip
     out, err = Stream(proc.stdout), Stream(proc.stderr)
@@ -177,8 +182,7 @@ def chat_on_a_terminal(*args: str) -> Iterator[tuple[subprocess.Popen, int, Stre
     """`convsim chat ARGS` as a real process whose stdin is a terminal (a pty): yields the
     process, the terminal's end to type into, and its stdout and stderr as they arrive. The
     process is killed, if still running, and everything closed on the way out."""
-    exe = Path(sys.executable).with_name("convsim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    cmd = convsim_command()
     terminal, child_end = os.openpty()
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONFAULTHANDLER": "1"}
     # Ctrl-C as a shell's foreground job gets it: a suite started in the background (`pytest &`

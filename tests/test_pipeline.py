@@ -8,11 +8,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from test_cli_chat import convsim_command, ctrl_c_at
 
 from convsim.core.workspace import SAMPLE_CHAT
 
@@ -23,8 +23,7 @@ FAST = ["--seq-len", "96", "--batch-size", "2", "--eval-every", "0"]
 
 
 def convsim(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("convsim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    cmd = convsim_command()
     done = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout)
     if check:
         assert done.returncode == 0, done.stderr[-3000:]
@@ -83,8 +82,7 @@ def test_train_export_eval_on_the_default_base(home: Path, chat_id: int) -> None
 
 
 def test_killed_run_resumes_from_its_checkpoint(home: Path, chat_id: int) -> None:
-    exe = Path(sys.executable).with_name("convsim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "convsim.tui.cli"]
+    cmd = convsim_command()
     args = ["train", str(chat_id), "--as", "Sam", "--steps", "6", "--checkpoint-every", "1"]
     proc = subprocess.Popen([*cmd, *args, *FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     state = home / "models" / "sam-1" / "checkpoint" / "trainer.json"
@@ -120,8 +118,6 @@ def test_killed_run_resumes_from_its_checkpoint(home: Path, chat_id: int) -> Non
 def test_ctrl_c_stops_training_at_a_step_with_a_checkpoint(home: Path, chat_id: int) -> None:
     """`convsim train` as a person stops it: the run ends at a step boundary, says how to go
     on, and is listed as cancelled (before, the process aborted and left it "stopped")."""
-    from test_cli_chat import ctrl_c_at
-
     args = ["train", str(chat_id), "--as", "Sam", "--steps", "40", *FAST]
     status, out, err = ctrl_c_at("step 1/40", *args)
     assert status == 0, err[-3000:]
