@@ -177,6 +177,30 @@ def test_a_vector_for_another_model_is_refused_and_removed(built, capsys) -> Non
             path.unlink(missing_ok=True)
 
 
+def test_method_fit_fits_reply_pairs_and_gives_poles_the_mean(built, capsys) -> None:
+    """`--method fit` starts from the mean difference on the same band and moves it; a pole
+    axis (its replies carry the pole as a stage direction) is given the mean difference."""
+    import gguf
+
+    model_id, found = built
+    build = ["steer", "build", model_id, "--method", "fit", "--threads", "2", "--json"]
+    try:
+        assert main([*build, "--axis", "happy", "--name", "happyfit"]) == 0
+        fitted = json.loads(capsys.readouterr().out)
+        assert (fitted["method"], fitted["band"]) == ("fit", found["happy"]["band"])
+        assert fitted["range"][0] <= 0 <= fitted["range"][1]
+        rows = [gguf.GGUFReader(found["happy"]["path"]).tensors[0].data,
+                gguf.GGUFReader(fitted["path"]).tensors[0].data]  # fmt: skip
+        assert np.any(rows[1]) and not np.allclose(rows[0], rows[1])
+        assert main([*build, "--poles", "cheerful", "grumpy", "--name", "cheerful"]) == 0
+        assert json.loads(capsys.readouterr().out)["method"] == "mean"
+        assert main(["steer", "remove", model_id, "happyfit", "cheerful"]) == 0
+        capsys.readouterr()
+    finally:
+        for name in ("happyfit", "cheerful"):
+            (Path(found["happy"]["path"]).parent / f"{name}.gguf").unlink(missing_ok=True)
+
+
 def test_the_plain_base_model_is_a_target_too(home: Path, capsys) -> None:
     """`base` names the default base (from its package): steer list, and simulate as the
     untrained "Friend"; its vectors would live in the data folder, not with any persona."""

@@ -337,8 +337,8 @@ class _Tokenizer:
     def __init__(self, llm: LlamaModel) -> None:
         self.llm = llm
 
-    def __call__(self, text: str) -> SimpleNamespace:
-        return SimpleNamespace(input_ids=self.llm.tokenize(text))
+    def __call__(self, text: str, add_special_tokens: bool = True) -> SimpleNamespace:
+        return SimpleNamespace(input_ids=self.llm.tokenize(text, bos=add_special_tokens))
 
 
 def test_reply_means_average_the_reply_tokens_and_ignore_padding(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convsim.convert.control_vector import ControlVector
-from convsim.core.steering import calibrate, directions, library, pairs
+from convsim.core.steering import calibrate, directions, fit, library, pairs
 from convsim.core.steering.axes import BUILT_IN, Axis
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class BuildEvent:
-    stage: str  # "pairs", "directions", "calibration", "saved"
+    stage: str  # "pairs", "directions", "fitting", "calibration", "saved"
     done: int
     total: int
     note: str = ""
@@ -213,8 +213,17 @@ def build_vector(
     held_means = directions.pair_differences(
         model, tokenizer, held_pairs, step(2 * len(train_pairs))
     )
+    method = "mean" if spec.method == "fit" and not axis.replies else spec.method
+    found = directions.directions(train_means, held_means, "pca" if method == "pca" else "mean")
+    vectors = found.vectors
+    if method == "fit":
+
+        def fitting(done: int, n: int) -> None:
+            check()
+            emit(BuildEvent("fitting", done, n))
+
+        vectors = fit.fit(model, tokenizer, train_pairs, early, vectors, found.band, fitting)
     del model
-    found = directions.directions(train_means, held_means, spec.method)
     adapters = [(t.adapter, 1.0)] if t.adapter is not None else []
     llm = LlamaModel(t.base, adapters, n_ctx=1024, threads=threads)
     try:
@@ -225,7 +234,7 @@ def build_vector(
             emit(BuildEvent("calibration", done, n))
 
         cal = calibrate.calibrate(
-            llm, contexts, found.vectors[1:], found.band, generate=sampled,
+            llm, contexts, vectors[1:], found.band, generate=sampled,
             progress=calibrating,
         )  # fmt: skip
     finally:
@@ -235,7 +244,7 @@ def build_vector(
         "name": spec.name,
         "positive": axis.positive,
         "negative": axis.negative,
-        "method": spec.method,
+        "method": method,
         "band": list(found.band),
         "range_positive": cal.positive,
         "range_negative": cal.negative,
@@ -251,6 +260,6 @@ def build_vector(
     }
     path = library.vector_path(t.folder, spec.name)
     fits = library.model_fits(t.base)
-    library.save(path, ControlVector(fits[0], found.vectors, meta))
+    library.save(path, ControlVector(fits[0], vectors, meta))
     emit(BuildEvent("saved", 1, 1, str(path)))
     return library.load(path, fits)

@@ -5,6 +5,7 @@ and context excluded) for both replies; their difference is what the trait chang
 - `mean` (default): the mean difference over the training pairs;
 - `pca`: the first principal direction of the differences, scaled to the mean difference's
   length along it and signed to agree with it.
+(`fit.fit` can then move the band's rows by gradient: method "fit".)
 The sign is checked on held-out pairs (`agreement`: the share of held-out differences that
 point the vector's way) and each block's separation is measured there (`separation`: Cohen's d
 of the held-out replies' projections, positive minus negative). Steering uses a contiguous band
