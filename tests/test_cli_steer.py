@@ -192,13 +192,23 @@ def test_method_fit_fits_reply_pairs_and_gives_poles_the_mean(built, capsys) -> 
         rows = [gguf.GGUFReader(found["happy"]["path"]).tensors[0].data,
                 gguf.GGUFReader(fitted["path"]).tensors[0].data]  # fmt: skip
         assert np.any(rows[1]) and not np.allclose(rows[0], rows[1])
-        assert main([*build, "--poles", "cheerful", "grumpy", "--name", "cheerful"]) == 0
-        assert json.loads(capsys.readouterr().out)["method"] == "mean"
+        assert main([*build[:-1], "--poles", "cheerful", "grumpy", "--name", "cheerful"]) == 0
+        assert "poles are not fitted: the mean difference" in capsys.readouterr().err
+        assert main(["steer", "list", model_id, "--json"]) == 0
+        listed = {json.loads(line)["name"]: json.loads(line) for line in
+                  capsys.readouterr().out.splitlines()}  # fmt: skip
+        assert listed["cheerful"]["method"] == "mean"
         assert main(["steer", "remove", model_id, "happyfit", "cheerful"]) == 0
         capsys.readouterr()
     finally:
         for name in ("happyfit", "cheerful"):
             (Path(found["happy"]["path"]).parent / f"{name}.gguf").unlink(missing_ok=True)
+    from convsim.core import steering
+
+    home = Path(found["happy"]["path"]).parents[3]
+    refused = pytest.raises(ValueError, match="method must be one of mean, pca, fit, not 'best'")
+    with Workspace.open(home) as ws, refused:
+        steering.build_vector(ws, model_id, steering.Spec("x", axis="happy", method="best"))
 
 
 def test_the_plain_base_model_is_a_target_too(home: Path, capsys) -> None:

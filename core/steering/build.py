@@ -24,6 +24,7 @@ from convsim.core.steering.axes import BUILT_IN, Axis
 if TYPE_CHECKING:
     from convsim.core.workspace import Workspace
 
+METHODS = ("mean", "pca", "fit")
 HELD_OUT = 40  # held-out contexts (at least): sign and separation are measured on them
 CALIBRATION_CONTEXTS = 24  # held-out contexts: calibration scores their replies and samples one
 CALIBRATION_EARLIER = 60  # the latest earlier contexts: their replies are scored too
@@ -49,7 +50,7 @@ class Spec:
     axis: str | None = None
     poles: tuple[str, str] | None = None
     pairs_file: Path | None = None
-    method: str = "mean"
+    method: str = "mean"  # one of METHODS: "fit" (`fit.fit`) applies to reply pairs only
     n_pairs: int = pairs.MIN_PAIRS
 
 
@@ -185,6 +186,9 @@ def build_vector(
 
     axis = resolve(spec)  # first: a mistyped --axis is an unknown axis, not a bad name
     library.check_name(spec.name)
+    if spec.method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {spec.method!r}")
+    method = "mean" if spec.method == "fit" and not axis.replies else spec.method
     t = target(ws, model_id)
     emit = on_event or (lambda e: None)
 
@@ -196,7 +200,8 @@ def build_vector(
     early, held = split_contexts(t)
     train_pairs = _pairs(axis, early, spec.n_pairs)
     held_pairs = _pairs(axis, held, pairs.MIN_PAIRS)[: max(HELD_OUT, len(held))]
-    emit(BuildEvent("pairs", 1, 1, f"{len(train_pairs)} pairs, {len(held_pairs)} held out"))
+    kept = "; poles are not fitted: the mean difference" if method != spec.method else ""
+    emit(BuildEvent("pairs", 1, 1, f"{len(train_pairs)} pairs, {len(held_pairs)} held out{kept}"))
     if threads:
         torch.set_num_threads(threads)
     model, tokenizer = load_persona(ws, t)
@@ -213,7 +218,6 @@ def build_vector(
     held_means = directions.pair_differences(
         model, tokenizer, held_pairs, step(2 * len(train_pairs))
     )
-    method = "mean" if spec.method == "fit" and not axis.replies else spec.method
     found = directions.directions(train_means, held_means, "pca" if method == "pca" else "mean")
     vectors = found.vectors
     if method == "fit":
