@@ -8,14 +8,15 @@ pair's real context:
 - the person's own real reply after that context loses as little as it can under either sign:
   the nats per token it loses are added to the loss, `COHERENCE` times.
 That is what the calibration then limits (the perplexity of the person's real replies), so a
-fitted vector reaches further within the same coherence limit. The model's weights stay frozen.
+fitted vector can reach further within the same limit (on the quickstart persona, happy did and
+brief did not: benchmarks/RESULTS.md). The model's weights stay frozen.
 
 As at runtime, steering acts from the person's tag on: each pair's context is read once without
 gradients and its key/value cache reused, so only the tag and the three replies (positive,
 negative, real), each once with +v and once with -v, run with gradients: a few dozen tokens a
-pair. Only pairs of real replies are fitted: a pole axis's replies carry the pole as a written
-stage direction (`*cheerful* ...`), which a fitted vector would learn to write
-(`build.build_vector` gives those the mean difference).
+pair. Only reply pairs (built-in axes, pairs files) are fitted: a pole axis's replies carry
+the pole as a written stage direction (`*cheerful* ...`), which a fitted vector would learn to
+write (`build.build_vector` gives those the mean difference).
 """
 
 from __future__ import annotations
