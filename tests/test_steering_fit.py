@@ -93,6 +93,13 @@ def test_the_coherence_term_spares_the_real_reply(tiny: TinyModel, llama: LlamaM
     assert real_loss(tiny, tok, kept[1], real) < lost - 0.25
     still = fit.fit(tiny.model, tok, same, real, start, (1, 1), epochs=4, coherence=0.0)
     assert np.array_equal(still, start)
+    # Losses are counted against the unsteered persona, not against the start: a start under
+    # which every real reply is likelier than unsteered costs nothing, and stays where it is.
+    same = [Pair(c.prompt, " yes\n", " yes\n") for c in CONTEXTS]
+    start[1] = np.random.default_rng(1).normal(0, 1.0, 64)
+    assert all(real_loss(tiny, tok, start[1], [c]) < 0 for c in CONTEXTS)  # the premise
+    free = fit.fit(tiny.model, tok, same, CONTEXTS, start, (1, 1), epochs=2, coherence=1.0)
+    assert np.array_equal(free, start)
 
 
 def test_pairs_without_a_real_moment_are_refused(tiny: TinyModel, llama: LlamaModel) -> None:

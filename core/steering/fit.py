@@ -81,7 +81,7 @@ def fit(
     try:
         with torch.no_grad():
             caches = [_head(model, head) for head, _ in items]
-            plain = [_reply_logps(model, steering, c, len(h), t)[0]
+            plain = [_reply_logps(model, steering, False, c, len(h), t)[0]
                      for c, (h, t) in zip(caches, items, strict=True)]  # fmt: skip
         scale = float(init.norm(dim=1).mean()) / np.sqrt(init.shape[1]) or 1.0
         optimiser = torch.optim.Adam([rows], lr=STEP * scale)
@@ -92,7 +92,8 @@ def fit(
             rng.shuffle(order)
             for n, k in enumerate(order):
                 head, tails = items[k]
-                logps, real_tokens = _reply_logps(model, steering, caches[k], len(head), tails)
+                logps, real_tokens = _reply_logps(model, steering, True, caches[k], len(head),
+                                                  tails)  # fmt: skip
                 gain = logps - plain[k]  # rows: (pos, neg, real) with +v, then with -v
                 preference = -F.logsigmoid(gain[0] - gain[1]) - F.logsigmoid(gain[4] - gain[3])
                 lost = torch.clamp(-(gain[2] + gain[5]) / real_tokens, min=0.0)
@@ -130,10 +131,11 @@ def _head(model: Any, head: list[int]) -> Any:
 
 
 def _reply_logps(
-    model: Any, steering: list[bool], cache: Any, head: int, tails: list[Any]
+    model: Any, steering: list[bool], on: bool, cache: Any, head: int, tails: list[Any]
 ) -> tuple[Any, int]:
     """Summed log-probabilities of each reply's tokens after the cached context, for the
-    three replies with +v and then with -v (6 values), and the real reply's token count."""
+    three replies with +v and then with -v (6 values; `on` False: all unsteered, the
+    reference the gains are taken from), and the real reply's token count."""
     import torch
     import torch.nn.functional as F
 
@@ -142,7 +144,7 @@ def _reply_logps(
     mask = torch.tensor([[1] * (head + len(t)) + [0] * (width - len(t)) for t, _ in tails] * 2)
     batch = copy.deepcopy(cache)
     batch.batch_repeat_interleave(6)
-    steering[0] = True
+    steering[0] = on
     try:
         logits = model(input_ids=ids, attention_mask=mask, cache=batch, use_cache=True).logits
     finally:
