@@ -528,9 +528,41 @@ def test_sweep_measures_what_steering_the_reply_does(deep_llama: LlamaModel) -> 
     assert np.abs(llm.next_logits(llm.tokenize(TEXT)) - plain).max() < 1e-4
     with pytest.raises(ValueError, match="no contexts"):
         calibrate.calibrate(llm, [], rows, (1, 2), grid=(0.5,))
-    cal = calibrate.calibrate(llm, found[:1], rows, (1, 2), grid=(0.5,))
-    assert {p.strength for p in cal.points} == {-0.5, 0.0, 0.5}
-    assert cal.positive in (0.0, 0.5) and cal.negative in (0.0, 0.5)
+    # The rows cross a limit inside the grid on at least one side: the calibration sweeps that
+    # grid step again at REFINE points and ends the side between two of them, on llama.cpp.
+    reports: list[tuple[int, int]] = []
+    cal = calibrate.calibrate(
+        llm, found[:2], rows, (1, 2), grid=(0.5, 1.0), progress=lambda *a: reports.append(a)
+    )
+    coarse = {0.0, 0.5, 1.0, -0.5, -1.0}
+    fine = {p.strength for p in cal.points} - coarse
+    assert {p.strength for p in cal.points} >= coarse
+    bounds = calibrate.rise_bounds(cal.points)
+    by = {p.strength: p for p in cal.points}
+    top = 1 + calibrate.MAX_PPL_RISE
+
+    def past(s: float) -> bool:
+        return bounds[s] > top or by[s].degenerate > calibrate.MAX_DEGENERATE
+
+    crossed = 0
+    for sign, end in ((1, cal.positive), (-1, cal.negative)):
+        side = sorted(sign * s for s in fine if s * sign > 0)
+        out = [s for s in (0.5, 1.0) if past(sign * s)]
+        if not out:
+            assert not side and end == 1.0
+            continue
+        crossed += 1
+        a, b = out[0] - 0.5, out[0]
+        assert side == [a + q * (b - a) for q in calibrate.REFINE]
+        first_out = min([s for s in side if past(sign * s)], default=b)
+        last_in = max(s for s in (a, *side) if s < first_out)
+        assert last_in <= end < first_out  # where the line between their bounds meets it
+    assert crossed  # the premise
+    # Progress counts context by context across both sweeps, up to its total.
+    total = 2 * (len(coarse) + len(fine))
+    assert reports[-1] == (total, total)
+    assert [d for d, _ in reports] == sorted(d for d, _ in reports)
+    assert {n for _, n in reports} == {total}
 
 
 # ---------------------------------------------------------------- pairs

@@ -1,7 +1,8 @@
 """Calibration: how hard a vector can push before the persona stops sounding like itself.
 
 The strength (a multiple of the vector) is swept both ways over `GRID` on llama.cpp, the
-runtime users chat on, steering the reply only, as the engine does. At each strength:
+runtime users chat on, steering the reply only, as the engine does, and then again at
+`REFINE` points inside the grid step where each side's limit was crossed. At each strength:
 - the perplexity of the person's real replies after their real contexts (held-out ones and the
   latest earlier ones: `build.calibration_contexts`), and
 - the share of degenerate generated replies (`degenerate`: a token repeated in a run, a
@@ -15,7 +16,8 @@ The usable range on each side ends where, going outwards, either limit is first 
   that passed by luck. Between the last strength that passes and the first that does not,
   the end is where the straight line between their bounds meets the limit. Where the rise
   grows faster than a straight line (it was convex in the strength in every sweep measured),
-  the end is on the safe side of it;
+  the end is on the safe side of it (the refined strengths bring the two close: with only the
+  grid, a fitted brief vector's range ended at a rise of 4%);
 - more than `MAX_DEGENERATE` of replies degenerate: the end is the last strength before.
 A slider at +1 (-1) is that strength towards the positive (negative) pole.
 """
@@ -36,6 +38,7 @@ from convsim.core.inference.llama import LlamaModel
 from convsim.core.steering.pairs import Context
 
 GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)  # strengths tried on each side
+REFINE = (0.25, 0.5, 0.75)  # then these shares of the grid step where a side's limit is crossed
 MAX_PPL_RISE = 0.10
 MAX_DEGENERATE = 0.02
 CONFIDENCE = 0.95  # the rise that this share of resampled context sets stays under
@@ -209,22 +212,30 @@ def _finite(ratio: float) -> float:
 def usable(points: Sequence[Point]) -> Calibration:
     """The usable range from a sweep that includes strength 0 (see the module docstring)."""
     bounds = rise_bounds(points)
+    limits = [_side(points, bounds, sign)[0] for sign in (1, -1)]
+    base = next(p.perplexity for p in points if p.strength == 0.0)
+    return Calibration(limits[0], limits[1], base, sorted(points, key=lambda p: p.strength))
+
+
+def _side(
+    points: Sequence[Point], bounds: dict[float, float], sign: int
+) -> tuple[float, tuple[float, float] | None]:
+    """Going outwards on one side (`sign`): the end of the usable range, and the strengths
+    (unsigned) between which it was found, the last inside and the first past a limit (None
+    when no strength swept passes one)."""
     by = {p.strength: p for p in points}
     top = 1 + MAX_PPL_RISE
-    limits = []
-    for sign in (1, -1):
-        end, last = 0.0, 1.0  # the last strength inside, and its bound
-        for s in sorted(abs(p.strength) for p in points if p.strength * sign > 0):
-            bound = bounds[s * sign]
-            if by[s * sign].degenerate > MAX_DEGENERATE:
-                break
-            if bound > top:  # an infinite bound adds nothing
-                end += math.floor(100 * (s - end) * (top - last) / (bound - last)) / 100
-                break
-            end, last = s, bound
-        limits.append(end)
-    base = by[0.0].perplexity
-    return Calibration(limits[0], limits[1], base, sorted(points, key=lambda p: p.strength))
+    end, last = 0.0, 1.0  # the last strength inside, and its bound
+    for s in sorted(abs(p.strength) for p in points if p.strength * sign > 0):
+        bound = bounds[s * sign]
+        if by[s * sign].degenerate > MAX_DEGENERATE:
+            return end, (end, s)
+        if bound > top:  # an infinite bound adds nothing
+            inside = end
+            end += math.floor(100 * (s - end) * (top - last) / (bound - last)) / 100
+            return end, (inside, s)
+        end, last = s, bound
+    return end, None
 
 
 def calibrate(
@@ -237,9 +248,28 @@ def calibrate(
     generate: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Calibration:
-    """Sweep `grid` both ways over `contexts` and find the usable range."""
+    """Sweep `grid` both ways over `contexts`, then `REFINE` strengths inside the step of the
+    grid where each side's limit was crossed, and find the usable range."""
     if not contexts:
         raise ValueError("no contexts to calibrate on")
-    strengths = [0.0, *grid, *(-s for s in grid)]
-    return usable(sweep(model, contexts, rows, band, strengths, generate=generate,
-                        progress=progress))  # fmt: skip
+    coarse = [0.0, *grid, *(-s for s in grid)]
+    total = len(contexts) * (len(coarse) + 2 * len(REFINE))
+
+    def done(before: int, per_context: int) -> Callable[[int, int], None]:
+        return lambda k, _n: progress(before + k * per_context, total) if progress else None
+
+    points = sweep(model, contexts, rows, band, coarse, generate=generate,
+                   progress=done(0, len(coarse)))  # fmt: skip
+    bounds = rise_bounds(points)
+    fine = []
+    for sign in (1, -1):
+        _, step = _side(points, bounds, sign)
+        if step is not None:
+            a, b = step
+            fine += [sign * round(a + q * (b - a), 4) for q in REFINE]
+    if fine:
+        points += sweep(model, contexts, rows, band, fine, generate=generate,
+                        progress=done(len(contexts) * len(coarse), len(fine)))  # fmt: skip
+    if progress is not None and len(fine) < 2 * len(REFINE):  # a side needed no second look
+        progress(total, total)
+    return usable(points)
