@@ -192,16 +192,19 @@ def test_method_fit_fits_reply_pairs_and_gives_poles_the_mean(built, capsys) -> 
         rows = [gguf.GGUFReader(found["happy"]["path"]).tensors[0].data,
                 gguf.GGUFReader(fitted["path"]).tensors[0].data]  # fmt: skip
         assert np.any(rows[1]) and not np.allclose(rows[0], rows[1])
+        # brief is a length axis: its fit moves where messages end (core.steering.fit).
+        assert main([*build[:-1], "--axis", "brief", "--name", "brieffit"]) == 0
+        assert "the fit moves where the person's messages end" in capsys.readouterr().err
         assert main([*build[:-1], "--poles", "cheerful", "grumpy", "--name", "cheerful"]) == 0
         assert "poles are not fitted: the mean difference" in capsys.readouterr().err
         assert main(["steer", "list", model_id, "--json"]) == 0
         listed = {json.loads(line)["name"]: json.loads(line) for line in
                   capsys.readouterr().out.splitlines()}  # fmt: skip
-        assert listed["cheerful"]["method"] == "mean"
-        assert main(["steer", "remove", model_id, "happyfit", "cheerful"]) == 0
+        assert (listed["cheerful"]["method"], listed["brieffit"]["method"]) == ("mean", "fit")
+        assert main(["steer", "remove", model_id, "happyfit", "brieffit", "cheerful"]) == 0
         capsys.readouterr()
     finally:
-        for name in ("happyfit", "cheerful"):
+        for name in ("happyfit", "brieffit", "cheerful"):
             (Path(found["happy"]["path"]).parent / f"{name}.gguf").unlink(missing_ok=True)
     from convsim.core import steering
 

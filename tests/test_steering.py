@@ -340,6 +340,9 @@ class _Tokenizer:
     def __call__(self, text: str, add_special_tokens: bool = True) -> SimpleNamespace:
         return SimpleNamespace(input_ids=self.llm.tokenize(text, bos=add_special_tokens))
 
+    def batch_decode(self, batch: list[list[int]]) -> list[str]:
+        return [self.llm.detokenize(ids).decode("utf-8", "replace") for ids in batch]
+
 
 def test_reply_means_average_the_reply_tokens_and_ignore_padding(
     tiny: TinyModel, llama: LlamaModel

@@ -102,6 +102,50 @@ def test_the_coherence_term_spares_the_real_reply(tiny: TinyModel, llama: LlamaM
     assert np.array_equal(free, start)
 
 
+def stop_odds(tiny: TinyModel, llama: LlamaModel, row: np.ndarray) -> tuple[float, float]:
+    """Over the real replies with `row` added, against unsteered: the mean change in the log
+    odds of ending the message before each token, and the summed change in the log-probability
+    of each word token given that the message goes on."""
+    tok = _Tokenizer(llama)
+    ends = [i for i in range(llama.n_vocab()) if b"\n" in llama.detokenize([i])]
+    odds, words, n = 0.0, 0.0, 0
+    for c in CONTEXTS:
+        head = tok(c.turns).input_ids
+        tail = tok(TAG + c.reply, add_special_tokens=False).input_ids
+        first = len(head) + len(tok(TAG, add_special_tokens=False).input_ids)
+        ids = head + tail
+        for sign, add in ((1.0, row), (-1.0, np.zeros_like(row))):
+            logp = log_softmax(hooked_logits(tiny.model, ids, {1: add}, from_pos=len(head)))
+            for i in range(first, len(ids)):
+                end = np.log(np.exp(logp[i - 1, ends]).sum())
+                going = np.log1p(-np.exp(end))
+                odds += sign * (end - going)
+                n += sign > 0
+                if ids[i] not in ends:
+                    words += sign * (logp[i - 1, ids[i]] - going)
+    return odds / n, words
+
+
+def test_a_length_axis_fits_when_the_message_ends(tiny: TinyModel, llama: LlamaModel) -> None:
+    # The trait of a length axis is when a message ends: +v raises the odds of ending it at each
+    # of the real reply's tokens and -v lowers them, further than the start, while the words
+    # of the reply, given that it goes on, keep most of their likelihood.
+    tok = _Tokenizer(llama)
+    start = np.zeros((2, 64), np.float32)
+    start[1] = np.random.default_rng(2).normal(0, 0.3, 64)
+    fitted = fit.fit(tiny.model, tok, PAIRS, CONTEXTS, start, (1, 1), epochs=4, length=True)
+    assert not fitted[0].any()
+    odds = {name: (stop_odds(tiny, llama, row[1]), stop_odds(tiny, llama, -row[1]))
+            for name, row in (("start", start), ("fitted", fitted))}  # fmt: skip
+    (up, _), (down, _) = odds["fitted"]
+    (up0, _), (down0, _) = odds["start"]
+    assert up > max(up0, 0) + 0.5 and down < min(down0, 0) - 0.5
+    # Moving the ending is not paid for in the words: per word token, the fitted vector costs
+    # them less than it moves the ending.
+    words = -(odds["fitted"][0][1] + odds["fitted"][1][1])
+    assert words / len(CONTEXTS) < (up - down) / 2
+
+
 def test_pairs_without_a_real_moment_are_refused(tiny: TinyModel, llama: LlamaModel) -> None:
     stray = [Pair("[Riya] nowhere\n[Sam]", " yes\n", " no\n")]
     with pytest.raises(ValueError, match="real moment"):

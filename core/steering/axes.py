@@ -15,6 +15,7 @@ class Axis:
     positive: str  # what +1 means, in a word
     negative: str  # what -1 means
     replies: tuple[tuple[str, str], ...]  # (positive, negative) replies
+    length: bool = False  # the trait is how long a message runs (`fit` fits when it ends)
 
 
 HAPPY = Axis(
@@ -111,6 +112,7 @@ BRIEF = Axis(
         ("haha", "haha oh my god, that is the best thing i have heard all week, tell me more"),
         ("done", "done, i sent it over a minute ago so check your messages and tell me"),
     ),
+    length=True,
 )
 
 EXCITED = Axis(

@@ -201,6 +201,8 @@ def build_vector(
     train_pairs = _pairs(axis, early, spec.n_pairs)
     held_pairs = _pairs(axis, held, pairs.MIN_PAIRS)[: max(HELD_OUT, len(held))]
     kept = "; poles are not fitted: the mean difference" if method != spec.method else ""
+    if method == "fit" and axis.length:
+        kept = "; a length axis: the fit moves where the person's messages end"
     emit(BuildEvent("pairs", 1, 1, f"{len(train_pairs)} pairs, {len(held_pairs)} held out{kept}"))
     if threads:
         torch.set_num_threads(threads)
@@ -226,7 +228,9 @@ def build_vector(
             check()
             emit(BuildEvent("fitting", done, n))
 
-        vectors = fit.fit(model, tokenizer, train_pairs, early, vectors, found.band, fitting)
+        vectors = fit.fit(
+            model, tokenizer, train_pairs, early, vectors, found.band, fitting, length=axis.length
+        )
     del model
     adapters = [(t.adapter, 1.0)] if t.adapter is not None else []
     llm = LlamaModel(t.base, adapters, n_ctx=1024, threads=threads)
