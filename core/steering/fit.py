@@ -180,25 +180,32 @@ def _reply_logps(
     three replies with +v and then with -v (6 values; `on` False: all unsteered, the
     reference the gains are taken from), and the real reply's token count."""
     import torch
-    import torch.nn.functional as F
 
     width = max(len(ids) for ids, _ in tails)
     ids = torch.tensor([t + [0] * (width - len(t)) for t, _ in tails] * 2)
     mask = torch.tensor([[1] * (head + len(t)) + [0] * (width - len(t)) for t, _ in tails] * 2)
-    batch = copy.deepcopy(cache)
-    batch.batch_repeat_interleave(6)
-    steering[0] = on
-    try:
-        logits = model(input_ids=ids, attention_mask=mask, cache=batch, use_cache=True).logits
-    finally:
-        steering[0] = False
-    logp = F.log_softmax(logits.float(), dim=-1)
+    logp = _logp(model, steering, on, cache, ids, mask)
     sums = []
     for row in range(6):
         tokens, tag = tails[row % 3]
         at = torch.arange(tag - 1, len(tokens) - 1)  # token j is predicted at position j - 1
         sums.append(logp[row, at, torch.tensor(tokens[tag:])].sum())
     return torch.stack(sums), len(tails[2][0]) - tails[2][1]
+
+
+def _logp(model: Any, steering: list[bool], on: bool, cache: Any, ids: Any, mask: Any) -> Any:
+    """Log-probabilities at each position of `ids` (one row per row of the batch) after the
+    cached context, steered with the rows' signs if `on`."""
+    import torch.nn.functional as F
+
+    batch = copy.deepcopy(cache)
+    batch.batch_repeat_interleave(len(ids))
+    steering[0] = on
+    try:
+        logits = model(input_ids=ids, attention_mask=mask, cache=batch, use_cache=True).logits
+    finally:
+        steering[0] = False
+    return F.log_softmax(logits.float(), dim=-1)
 
 
 def _end_tokens(tokenizer: Any, vocab: int) -> Any:
@@ -222,19 +229,11 @@ def _stop_odds(
     ending the message before each of its tokens, then (last column) the summed log-probability
     of its words given that the message goes on; and the number of those words' tokens."""
     import torch
-    import torch.nn.functional as F
 
     ((tokens, tag),) = tails
     ids = torch.tensor([tokens, tokens])
     mask = torch.ones(2, head + len(tokens), dtype=torch.long)
-    batch = copy.deepcopy(cache)
-    batch.batch_repeat_interleave(2)
-    steering[0] = on
-    try:
-        logits = model(input_ids=ids, attention_mask=mask, cache=batch, use_cache=True).logits
-    finally:
-        steering[0] = False
-    logp = F.log_softmax(logits.float(), dim=-1)[:, tag - 1 : len(tokens) - 1]
+    logp = _logp(model, steering, on, cache, ids, mask)[:, tag - 1 : len(tokens) - 1]
     end = torch.logsumexp(logp[..., ends], dim=-1)
     going = torch.log(-torch.expm1(end.clamp(max=-1e-6)))
     target = torch.tensor(tokens[tag:])
