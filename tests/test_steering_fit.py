@@ -140,8 +140,8 @@ def test_a_length_axis_fits_when_the_message_ends(tiny: TinyModel, llama: LlamaM
     (up, _), (down, _) = odds["fitted"]
     (up0, _), (down0, _) = odds["start"]
     assert up > max(up0, 0) + 0.5 and down < min(down0, 0) - 0.5
-    # Moving the ending is not paid for in the words: per word token, the fitted vector costs
-    # them less than it moves the ending.
+    # Moving the ending is not paid for in the words: per reply (both signs together), the
+    # fitted vector costs them fewer nats than the mean shift of the ending's log odds.
     words = -(odds["fitted"][0][1] + odds["fitted"][1][1])
     assert words / len(CONTEXTS) < (up - down) / 2
 

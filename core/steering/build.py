@@ -200,10 +200,10 @@ def build_vector(
     early, held = split_contexts(t)
     train_pairs = _pairs(axis, early, spec.n_pairs)
     held_pairs = _pairs(axis, held, pairs.MIN_PAIRS)[: max(HELD_OUT, len(held))]
-    kept = "; poles are not fitted: the mean difference" if method != spec.method else ""
+    note = "; poles are not fitted: the mean difference" if method != spec.method else ""
     if method == "fit" and axis.length:
-        kept = "; a length axis: the fit moves where the person's messages end"
-    emit(BuildEvent("pairs", 1, 1, f"{len(train_pairs)} pairs, {len(held_pairs)} held out{kept}"))
+        note = "; a length axis: the fit moves where the person's messages end"
+    emit(BuildEvent("pairs", 1, 1, f"{len(train_pairs)} pairs, {len(held_pairs)} held out{note}"))
     if threads:
         torch.set_num_threads(threads)
     model, tokenizer = load_persona(ws, t)

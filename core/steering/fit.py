@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from convsim.core.inference.engine import ends_message
 from convsim.core.steering.directions import decoder_layers
 from convsim.core.steering.pairs import Context, Pair
 
@@ -209,11 +210,11 @@ def _logp(model: Any, steering: list[bool], on: bool, cache: Any, ids: Any, mask
 
 
 def _end_tokens(tokenizer: Any, vocab: int) -> Any:
-    """The vocabulary's tokens whose text holds a line break (they end a message)."""
+    """The vocabulary's tokens that end a message, as the engine decides (`ends_message`)."""
     import torch
 
     pieces = tokenizer.batch_decode([[i] for i in range(vocab)])
-    return torch.tensor([i for i, piece in enumerate(pieces) if "\n" in piece])
+    return torch.tensor([i for i, piece in enumerate(pieces) if ends_message(piece.encode())])
 
 
 def _stop_odds(
