@@ -262,10 +262,24 @@ def plot(reports: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path)
 
 
-def main() -> int:
-    from convsim.core import steering, training
+def open_persona(model_id: str | None) -> tuple[Any, Any, Any]:
+    """(the data folder's workspace, the persona `model_id` or the newest ready one, it loaded
+    on llama.cpp with its LoRA); exits with a hint when there is none."""
+    from convsim.core import training
     from convsim.core.inference.llama import LlamaModel
     from convsim.core.workspace import Workspace
+
+    ws = Workspace.open()
+    ready = [m for m in ws.store.models() if m.status == "ready"]
+    if not ready:
+        sys.exit("no trained persona: run `convsim quickstart` first")
+    record = ws.store.model(model_id) if model_id else ready[-1]
+    llm = LlamaModel(Path(record.base), [(training.adapter_gguf(ws, record.id), 1.0)], n_ctx=1024)
+    return ws, record, llm
+
+
+def main() -> int:
+    from convsim.core import steering
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="persona id (default: the newest ready one)")
@@ -284,12 +298,7 @@ def main() -> int:
     if args.beyond <= 0:
         ap.error("--beyond must be above 0")
     vader = _vader()
-    ws = Workspace.open()
-    ready = [m for m in ws.store.models() if m.status == "ready"]
-    if not ready:
-        sys.exit("no trained persona: run `convsim quickstart` first")
-    record = ws.store.model(args.model) if args.model else ready[-1]
-    llm = LlamaModel(Path(record.base), [(training.adapter_gguf(ws, record.id), 1.0)], n_ctx=1024)
+    ws, record, llm = open_persona(args.model)
     contexts = held_out(ws, record, args.contexts)
     print(f"persona {record.id}, {len(contexts)} held-out contexts, {args.seeds} seeds",
           file=sys.stderr)  # fmt: skip

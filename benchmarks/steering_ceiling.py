@@ -26,11 +26,20 @@ effect at `--rise` from the first quarter, half and all of the samples. Few samp
 ways: the tilt cannot move a context past its most extreme sample, and log Z estimated from
 them runs low, which understates the rise. Where the figure still moves with the samples,
 it is not settled.
+
+For length there is a second yardstick that, unlike the tilt, a runtime could apply token by
+token: a nudge to the ending alone, a bias of d added to the logits of every token that ends a
+message (as the engine decides, and end-of-generation tokens), +d shortening the replies and -d
+lengthening them. For each d in +-`NUDGES`, the real replies are scored and `--nudge-seeds`
+replies sampled after each context under that bias, on llama.cpp as steering.py samples (the
+same seeds: d = 0 is its unsteered position). Each side's end is where the perplexity rise
+reaches `--rise`, interpolated between the two nudges around it, and the words there too.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -41,9 +50,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from steering import _vader, held_out, metric
+from steering import _vader, held_out, metric, open_persona
 
 RISES = (0.025, 0.05, 0.075, 0.10, 0.15, 0.20)
+NUDGES = (0.5, 1.0, 1.5, 2.0, 2.5)  # the biases tried on the ending tokens, each way
 
 
 def sample(llm: Any, contexts: list[Any], samples: int) -> tuple[list[list[str]], Any]:
@@ -119,36 +129,73 @@ def report(axis: str, tilt: Tilt, rises: list[float]) -> dict[str, Any]:
     return out
 
 
+def ending_nudge(llm: Any, contexts: list[Any], seeds: int, rise: float) -> dict[str, Any]:
+    """The perplexity rise and mean words a reply for each nudge d (see the docstring), and
+    the words at the nudge where, on each side, the rise reaches `rise`."""
+    from convsim.core.inference.engine import ends_message
+    from convsim.core.steering import calibrate
+
+    ends = np.array([llm.is_eog(t) or ends_message(llm.detokenize([t]))
+                     for t in range(llm.n_vocab())], dtype=np.float32)  # fmt: skip
+    rows = np.zeros((llm.n_layers() - 1, llm.n_embd()), dtype=np.float32)  # never applied
+    table = []
+    for d in sorted({0.0, *NUDGES, *(-x for x in NUDGES)}):
+        points = [
+            calibrate.sweep(llm, contexts, rows, (1, 1), [0.0], seed=1000 * k, reply_tokens=64,
+                            score=k == 0, logit_bias=d * ends)[0]
+            for k in range(seeds)
+        ]  # fmt: skip
+        words = [-metric("brief", t, None) for p in points for t in p.replies]  # as counted there
+        table.append({"nudge": d, "perplexity": points[0].perplexity, "words": np.mean(words)})
+        print(f"  nudge {d:+.1f}: perplexity {table[-1]['perplexity']:.2f}, "
+              f"{table[-1]['words']:.2f} words", file=sys.stderr, flush=True)  # fmt: skip
+    base = next(r["perplexity"] for r in table if r["nudge"] == 0.0)
+    for r in table:
+        r["rise"] = r["perplexity"] / base - 1
+    verbose, brief = (_end(table, sign, rise) for sign in (-1, 1))
+    return {"table": table, "verbose": verbose, "brief": brief,
+            "length_ratio": verbose["words"] / brief["words"]}  # fmt: skip
+
+
+def _end(table: list[dict[str, Any]], sign: int, rise: float) -> dict[str, Any]:
+    """Going outwards on one side: where the rise reaches `rise`, between the last nudge
+    inside and the first past it (straight lines in d); the outermost if none passes it."""
+    side = sorted((r for r in table if r["nudge"] * sign >= 0), key=lambda r: abs(r["nudge"]))
+    for inside, out in itertools.pairwise(side):
+        if out["rise"] > rise:
+            q = (rise - inside["rise"]) / (out["rise"] - inside["rise"])
+            q = min(1.0, max(0.0, q))
+            return {key: inside[key] + q * (out[key] - inside[key])
+                    for key in ("nudge", "rise", "words")}  # fmt: skip
+    return {key: side[-1][key] for key in ("nudge", "rise", "words")}
+
+
 def _shares(samples: int) -> list[int]:
     return sorted({max(2, samples // 4), max(2, samples // 2), samples})
 
 
 def main() -> int:
-    from convsim.core import training
-    from convsim.core.inference.llama import LlamaModel
-    from convsim.core.workspace import Workspace
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="persona id (default: the newest ready one)")
     ap.add_argument("--contexts", type=int, default=50)
     ap.add_argument("--samples", type=int, default=32, help="unsteered replies per context")
     ap.add_argument("--axes", default="happy,warm,formal,brief,excited")
     ap.add_argument("--rise", type=float, default=0.10, help="the perplexity rise allowed")
+    ap.add_argument("--nudge-seeds", type=int, default=3,
+                    help="replies a context for each ending nudge (0: no nudge)")  # fmt: skip
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.samples < 2:
         ap.error("--samples must be at least 2")
     vader = _vader()
-    ws = Workspace.open()
-    ready = [m for m in ws.store.models() if m.status == "ready"]
-    if not ready:
-        sys.exit("no trained persona: run `convsim quickstart` first")
-    record = ws.store.model(args.model) if args.model else ready[-1]
-    llm = LlamaModel(Path(record.base), [(training.adapter_gguf(ws, record.id), 1.0)], n_ctx=1024)
+    ws, record, llm = open_persona(args.model)
     contexts = held_out(ws, record, args.contexts)
     print(f"persona {record.id}, {len(contexts)} held-out contexts, {args.samples} unsteered "
           "replies each", file=sys.stderr)  # fmt: skip
     replies, scored = sample(llm, contexts, args.samples)
+    nudge = {}
+    if args.nudge_seeds > 0 and "brief" in args.axes.split(","):
+        nudge = ending_nudge(llm, contexts, args.nudge_seeds, args.rise)
     llm.close()
     nll, tokens = np.asarray(scored.nll), np.asarray(scored.tokens)
     print(f"unsteered perplexity of the real replies {scored.perplexity:.1f}")
@@ -174,10 +221,21 @@ def main() -> int:
             + " ".join(f"{x['rise']:.1%} {x['effect']:+.3f}" for x in r["by_rise"]),
             flush=True,
         )
+    if nudge:
+        v, b = nudge["verbose"], nudge["brief"]
+        print(
+            f"brief    a nudge to the ending alone ({args.nudge_seeds} replies a context), at a "
+            f"perplexity rise of {args.rise:.1%}: {v['words']:.2f} words (nudge {v['nudge']:+.2f},"
+            f" rise {v['rise']:+.1%}) against {b['words']:.2f} (nudge {b['nudge']:+.2f}, rise "
+            f"{b['rise']:+.1%}), length ratio {nudge['length_ratio']:.2f} | by nudge: "
+            + " ".join(f"{r['nudge']:+.1f} {r['words']:.2f}w {r['rise']:+.1%}"
+                       for r in nudge["table"]),
+            flush=True,
+        )  # fmt: skip
     if args.json:
         print(json.dumps({"model": record.id, "contexts": len(contexts),
                           "samples": args.samples, "perplexity": scored.perplexity,
-                          "axes": reports}))  # fmt: skip
+                          "axes": reports, "nudge": nudge}, default=float))  # fmt: skip
     return 0
 
 

@@ -298,6 +298,28 @@ def test_generation_after_scoring_samples_from_fresh_logits(model: LlamaModel) -
     gen.close()
 
 
+def test_a_logit_bias_shifts_scoring_and_sampling(model: LlamaModel) -> None:
+    tokens = model.tokenize(TEXT)
+    plain = model.next_logits(tokens[:-1]).astype(np.float64)
+    unlikely = int(np.argmin(plain))
+    bias = np.zeros(model.n_vocab(), dtype=np.float32)
+    bias[[tokens[-1], unlikely]] = (2.0, 30.0)
+    shifted = plain + bias
+    top = shifted.max()
+    expected = shifted[tokens[-1]] - top - np.log(np.exp(shifted - top).sum())
+    (lp,) = model.token_logprobs(tokens, len(tokens) - 1, logit_bias=bias)
+    assert lp == pytest.approx(expected, abs=1e-3)
+    (unbiased,) = model.token_logprobs(tokens, len(tokens) - 1)
+    assert lp < unbiased - 1  # the unlikely token, now the likeliest, took most of the mass
+    sampled = dict(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0)
+    gen = model.generate(tokens[:-1], seed=3, presence_penalty=0.0, frequency_penalty=0.0,
+                         logit_bias=bias, **sampled)  # fmt: skip
+    assert next(gen) == unlikely
+    gen.close()
+    with pytest.raises(ValueError, match=r"logit_bias has shape \(3,\)"):
+        model.token_logprobs(tokens, 1, logit_bias=np.zeros(3))
+
+
 def test_models_load_without_amx_buffers_on_a_build_with_amx(
     tiny: TinyModel, model: LlamaModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:

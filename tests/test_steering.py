@@ -34,7 +34,7 @@ from convsim.convert.control_vector import (
 )
 from convsim.core.data.dataset import Example
 from convsim.core.data.turns import render
-from convsim.core.inference.engine import Engine, Sampling
+from convsim.core.inference.engine import Engine, Sampling, ends_message
 from convsim.core.inference.llama import LlamaModel
 from convsim.core.steering import calibrate, directions, library, pairs
 from convsim.core.steering.axes import HAPPY
@@ -566,6 +566,31 @@ def test_sweep_measures_what_steering_the_reply_does(deep_llama: LlamaModel) -> 
     assert reports[-1] == (total, total)
     assert [d for d, _ in reports] == sorted(d for d, _ in reports)
     assert {n for _, n in reports} == {total}
+
+
+def test_a_sweep_under_a_logit_bias_scores_and_samples_under_it(deep_llama: LlamaModel) -> None:
+    llm = deep_llama
+    found = pairs.contexts(EXAMPLES)
+    rows = strong(2, seed=3, scale=2.0)
+    ends = np.array([ends_message(llm.detokenize([t])) for t in range(llm.n_vocab())])
+    assert ends.any()
+
+    def under(d: float) -> Point:
+        bias = (d * ends).astype(np.float32)
+        (p,) = calibrate.sweep(llm, found, rows, (1, 2), [0.0], seed=1, reply_tokens=6,
+                               logit_bias=bias)  # fmt: skip
+        nll = count = 0.0
+        for c in found:
+            full = llm.tokenize(c.prompt + c.reply)
+            lps = llm.token_logprobs(full, len(llm.tokenize(c.prompt)), logit_bias=bias)
+            nll, count = nll - sum(lps), count + len(lps)
+        assert p.perplexity == pytest.approx(math.exp(nll / count), rel=1e-6)
+        return p
+
+    plain, short, long = under(0.0), under(40.0), under(-40.0)
+    assert short.replies == ("",) * len(found)  # a message ended at once
+    assert all(len(llm.tokenize(r, bos=False)) >= 5 for r in long.replies)  # never ended
+    assert len({plain.perplexity, short.perplexity, long.perplexity}) == 3
 
 
 # ---------------------------------------------------------------- pairs

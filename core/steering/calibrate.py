@@ -109,11 +109,13 @@ def sweep(
     reply_tokens: int = REPLY_TOKENS,
     score: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    logit_bias: np.ndarray | None = None,
 ) -> list[Point]:
     """Perplexity of the real replies (pooled, and per context) and the degenerate share of
     `generate` sampled replies (default: one per context) at each strength. `rows` are the
     vector's rows for blocks 1 on (`rows[i]` is added to block i + 1), steering blocks
-    `band`. With `score=False` only replies are sampled (perplexity NaN)."""
+    `band`. With `score=False` only replies are sampled (perplexity NaN). `logit_bias`
+    (n_vocab floats) is added to the logits of the reply's tokens, scored and sampled alike."""
     tallies = {s: _Tally() for s in strengths}
     generate = len(contexts) if generate is None else generate
     for k, c in enumerate(contexts):
@@ -126,11 +128,11 @@ def sweep(
             t = tallies[s]
             if score:
                 keep = 0 if i == 0 else steer_from
-                lps = model.token_logprobs(full, scored_from, keep, steer_from)
+                lps = model.token_logprobs(full, scored_from, keep, steer_from, logit_bias)
                 t.nll.append(-sum(lps))
                 t.tokens.append(len(lps))
             if k < generate:
-                text, ids = _reply(model, prompt, steer_from, seed + k, reply_tokens)
+                text, ids = _reply(model, prompt, steer_from, seed + k, reply_tokens, logit_bias)
                 t.texts.append(text)
                 t.replies += 1
                 t.broken += degenerate(text, ids)
@@ -158,13 +160,19 @@ def _set(model: LlamaModel, rows: np.ndarray, band: tuple[int, int], strength: f
 
 
 def _reply(
-    model: LlamaModel, prompt: list[int], steer_from: int, seed: int, cap: int
+    model: LlamaModel,
+    prompt: list[int],
+    steer_from: int,
+    seed: int,
+    cap: int,
+    logit_bias: np.ndarray | None = None,
 ) -> tuple[str, Any]:
     """One sampled reply to the end of its line (at most `cap` tokens)."""
     ids: list[int] = []
     gen = model.generate(
         prompt, seed=seed, temperature=0.7, top_k=40, top_p=0.95, min_p=0.05,
         repeat_penalty=1.1, presence_penalty=0.0, frequency_penalty=0.0, steer_from=steer_from,
+        logit_bias=logit_bias,
     )  # fmt: skip
     try:
         for token in gen:

@@ -12,7 +12,8 @@ KV cache, and what llama.cpp can do with it:
 - `generate`: sampled token ids after a prompt, reusing the longest cached prefix of the previous
   call (llama-cpp-python's `Llama.generate` does the bookkeeping); `evaluated` counts every token
   llama.cpp has evaluated, so callers can measure what a prompt really cost;
-- `next_logits` and `token_logprobs`: scoring, with the same cache;
+- `next_logits` and `token_logprobs`: scoring, with the same cache (`token_logprobs` and
+  `generate` take an optional logit bias, one float per vocabulary token);
 - `set_control_vector`: steering (`llama_set_adapter_cvec`, `steer`): row i of the vector is
   added to the output of block i + 1 (block 0 is never steered), at the positions from each
   call's `steer_from` on; tokens before it are evaluated without the vector. The cache remembers

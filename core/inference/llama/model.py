@@ -206,14 +206,22 @@ class LlamaModel:
         presence_penalty: float,
         frequency_penalty: float,
         steer_from: int = 0,
+        logit_bias: np.ndarray | None = None,
     ) -> Generator[int, None, None]:
         """Sampled token ids after the prompt `tokens`, end-of-generation tokens included, until
         the caller stops. Only the part of the prompt that differs from the cached tokens (or
         was cached under another control vector) is evaluated; the cache then holds the prompt
         and what was generated. With a control vector set, tokens from position `steer_from`
-        on (at most the prompt's last) and every generated token are steered."""
+        on (at most the prompt's last) and every generated token are steered. `logit_bias`
+        (n_vocab floats) is added to the logits of every step before sampling."""
         if not 0 < len(tokens) < self.n_ctx():
             raise ValueError(f"{len(tokens)} tokens: need 1 to n_ctx {self.n_ctx()} - 1")
+        processors = None
+        if logit_bias is not None:
+            from llama_cpp import LogitsProcessorList
+
+            bias = self._bias(logit_bias)
+            processors = LogitsProcessorList([lambda _ids, logits: logits + bias])
         steer_from = min(steer_from, len(tokens) - 1)
         # Everything but the last prompt token, each part under its vector; `Llama.generate`
         # then finds that prefix cached and evaluates the last token for fresh logits.
@@ -228,6 +236,7 @@ class LlamaModel:
             repeat_penalty=repeat_penalty,
             presence_penalty=presence_penalty,
             frequency_penalty=frequency_penalty,
+            logits_processor=processors,
         )
         try:
             yield from gen
@@ -315,9 +324,15 @@ class LlamaModel:
         return np.ctypeslib.as_array(row, shape=(self.n_vocab(),)).copy()
 
     def token_logprobs(
-        self, tokens: Sequence[int], scored_from: int, keep: int = 0, steer_from: int = 0
+        self,
+        tokens: Sequence[int],
+        scored_from: int,
+        keep: int = 0,
+        steer_from: int = 0,
+        logit_bias: np.ndarray | None = None,
     ) -> list[float]:
-        """Log-probabilities of tokens[scored_from:], each given everything before it.
+        """Log-probabilities of tokens[scored_from:], each given everything before it (with
+        `logit_bias`, n_vocab floats, added to every position's logits first).
         With `scored_from == len(tokens)` it only decodes (fills the cache) and returns [].
 
         The first `keep` tokens are assumed to be in the KV cache already (a shared prefix that
@@ -347,6 +362,7 @@ class LlamaModel:
         llm.n_tokens = keep
         llm._requires_eval = True
         n_vocab = self.n_vocab()
+        bias = 0.0 if logit_bias is None else self._bias(logit_bias).astype(np.float64)
         out: list[float] = []
         batch = llama_cpp.llama_batch_init(llm.n_batch, 0, 1)
         try:
@@ -373,7 +389,7 @@ class LlamaModel:
                 llm.evaluated += len(chunk)
                 for j, nxt in rows:
                     ptr = llama_cpp.llama_get_logits_ith(ctx, j)
-                    logits = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).astype(np.float64)
+                    logits = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).astype(np.float64) + bias
                     top = logits.max()
                     out.append(float(logits[nxt] - top - np.log(np.exp(logits - top).sum())))
         finally:
@@ -382,6 +398,14 @@ class LlamaModel:
         # The last position's logits were not computed (they predict nothing scored), so
         # generate() must evaluate again before sampling (`_requires_eval`, set above).
         return out
+
+    def _bias(self, logit_bias: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        bias = np.asarray(logit_bias, dtype=np.float32)
+        if bias.shape != (self.n_vocab(),):
+            raise ValueError(f"logit_bias has shape {bias.shape}: need ({self.n_vocab()},)")
+        return bias
 
     # -- steering ------------------------------------------------------------------------------
 
