@@ -2,7 +2,8 @@
 
     pip install ".[bench]"      # the VADER sentiment lexicon
     python benchmarks/steering_ceiling.py [--model MODEL_ID] [--contexts 50] [--samples 32]
-                                          [--axes happy,brief] [--rise 0.10] [--json]
+                                          [--axes happy,brief] [--rise 0.10]
+                                          [--nudge-seeds 3] [--json]
 
 A yardstick for the vectors that `benchmarks/steering.py` measures, on the same held-out moments
 and with the same metrics. After each of `--contexts` held-out real contexts, `--samples`
