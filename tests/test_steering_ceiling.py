@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from steering_ceiling import Tilt, report  # noqa: E402
+from steering_ceiling import Tilt, _end, report  # noqa: E402
 
 
 def _two_replies(real: float) -> Tilt:
@@ -49,3 +49,13 @@ def test_a_length_report_gives_verbose_over_brief() -> None:
     assert verbose < r["unsteered"] < brief
     assert row["length_ratio"] == pytest.approx(verbose / brief)
     assert row["effect"] == pytest.approx(brief - verbose)
+
+
+def test_a_nudge_side_ends_where_its_rise_reaches_the_limit() -> None:
+    table = [
+        {"nudge": d, "rise": r, "words": w}
+        for d, r, w in [(-2.0, 0.20, 9.0), (-1.0, 0.05, 5.0), (0.0, 0.0, 4.0), (1.0, 0.02, 3.0)]
+    ]
+    verbose = _end(table, -1, 0.10)  # a third of the way from -1 (5%) to -2 (20%)
+    assert verbose == pytest.approx({"nudge": -1.0 - 1 / 3, "rise": 0.10, "words": 5 + 4 / 3})
+    assert _end(table, 1, 0.10) == {"nudge": 1.0, "rise": 0.02, "words": 3.0}  # never past it
