@@ -362,7 +362,7 @@ class LlamaModel:
         llm.n_tokens = keep
         llm._requires_eval = True
         n_vocab = self.n_vocab()
-        bias = 0.0 if logit_bias is None else self._bias(logit_bias).astype(np.float64)
+        bias = None if logit_bias is None else self._bias(logit_bias).astype(np.float64)
         out: list[float] = []
         batch = llama_cpp.llama_batch_init(llm.n_batch, 0, 1)
         try:
@@ -389,7 +389,9 @@ class LlamaModel:
                 llm.evaluated += len(chunk)
                 for j, nxt in rows:
                     ptr = llama_cpp.llama_get_logits_ith(ctx, j)
-                    logits = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).astype(np.float64) + bias
+                    logits = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).astype(np.float64)
+                    if bias is not None:
+                        logits += bias
                     top = logits.max()
                     out.append(float(logits[nxt] - top - np.log(np.exp(logits - top).sum())))
         finally:
