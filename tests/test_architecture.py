@@ -83,7 +83,8 @@ MAY_IMPORT = {
     "evaluation": {"chats", "store", "data", "inference", "training"},
     "system": {"store", "bases", "inference"},
     "memory": {"chats", "store", "data", "inference"},
-    "steering": {"chats", "store", "data", "bases", "training", "inference", "convert"},
+    # steering ranks the persona's own replies with memory's sentence embedder (`own`).
+    "steering": {"chats", "store", "data", "bases", "training", "inference", "convert", "memory"},
     "learning": {
         "store",
         "data",

@@ -209,9 +209,39 @@ def test_method_fit_fits_reply_pairs_and_gives_poles_the_mean(built, capsys) -> 
     from convsim.core import steering
 
     home = Path(found["happy"]["path"]).parents[3]
-    refused = pytest.raises(ValueError, match="method must be one of mean, pca, fit, not 'best'")
+    refused = pytest.raises(
+        ValueError, match="method must be one of mean, pca, fit, own, not 'best'"
+    )
     with Workspace.open(home) as ws, refused:
         steering.build_vector(ws, model_id, steering.Spec("x", axis="happy", method="best"))
+
+
+def test_method_own_fits_pairs_of_the_persona_s_own_replies(built, capsys) -> None:
+    """`--method own` samples the persona's replies, pairs the furthest apart along the axis
+    and fits on them, starting from the mean on the same band."""
+    import gguf
+
+    model_id, found = built
+    build = ["steer", "build", model_id, "--method", "own", "--threads", "2"]
+    try:
+        assert main([*build, "--axis", "happy", "--name", "happyown"]) == 0
+        err = capsys.readouterr().err
+        assert "fitted on pairs of the persona's own replies (8 after each moment)" in err
+        assert "sampling" in err and "fitting" in err
+        assert main(["steer", "list", model_id, "--json"]) == 0
+        listed = {json.loads(line)["name"]: json.loads(line) for line in
+                  capsys.readouterr().out.splitlines()}  # fmt: skip
+        mine = listed["happyown"]
+        assert (mine["method"], mine["band"]) == ("own", found["happy"]["band"])
+        assert mine["range"][0] <= 0 <= mine["range"][1]
+        rows = [gguf.GGUFReader(found["happy"]["path"]).tensors[0].data,
+                gguf.GGUFReader(mine["path"]).tensors[0].data]  # fmt: skip
+        assert np.any(rows[1]) and not np.allclose(rows[0], rows[1])
+        args = ["simulate", model_id, "--turns", "1", "--max-tokens", "6", "--steer"]
+        assert main([*args, "happyown=1"]) == 0
+        capsys.readouterr()
+    finally:
+        (Path(found["happy"]["path"]).parent / "happyown.gguf").unlink(missing_ok=True)
 
 
 def test_the_plain_base_model_is_a_target_too(home: Path, capsys) -> None:

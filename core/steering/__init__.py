@@ -9,7 +9,9 @@ Contract:
   in torch, on the persona (base + its LoRA); sign and separation checked on held-out pairs;
   a contiguous band of blocks chosen by that measurement. `fit` (method "fit") then moves the
   band's rows by gradient so each pole's replies gain against the other's while the person's
-  real replies lose as little as they can.
+  real replies lose as little as they can. `own` (method "own") gives the fit pairs of the
+  persona's own sampled replies instead: after the same moment, the two furthest apart along
+  the axis as the memory embedder ranks them.
 - `calibrate`: the usable strength on each side, measured on llama.cpp: the perplexity of the
   person's real replies at most 10% above unsteered (a 95% bootstrap bound over the moments),
   at most 2% degenerate replies. A slider's -1..+1 maps onto that range, each side separately.

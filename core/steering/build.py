@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convsim.convert.control_vector import ControlVector
-from convsim.core.steering import calibrate, directions, fit, library, pairs
+from convsim.core.steering import calibrate, directions, fit, library, own, pairs
 from convsim.core.steering.axes import BUILT_IN, Axis
 
 if TYPE_CHECKING:
     from convsim.core.workspace import Workspace
 
-METHODS = ("mean", "pca", "fit")
+METHODS = ("mean", "pca", "fit", "own")
 HELD_OUT = 40  # held-out contexts (at least): sign and separation are measured on them
 CALIBRATION_CONTEXTS = 24  # held-out contexts: calibration scores their replies and samples one
 CALIBRATION_EARLIER = 60  # the latest earlier contexts: their replies are scored too
@@ -36,7 +36,8 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class BuildEvent:
-    stage: str  # "pairs", "directions", "fitting", "calibration", "saved"
+    # "pairs", "sampling" (method "own"), "directions", "fitting", "calibration", "saved"
+    stage: str
     done: int
     total: int
     note: str = ""
@@ -50,7 +51,8 @@ class Spec:
     axis: str | None = None
     poles: tuple[str, str] | None = None
     pairs_file: Path | None = None
-    method: str = "mean"  # one of METHODS: "fit" (`fit.fit`) applies to reply pairs only
+    method: str = "mean"  # one of METHODS: "fit" (`fit.fit`) applies to reply pairs only;
+    # "own" fits on pairs of the persona's own replies (`own.own_pairs`), any axis but length
     n_pairs: int = pairs.MIN_PAIRS
 
 
@@ -73,6 +75,47 @@ def _pairs(axis: Axis, found: list[pairs.Context], n: int) -> list[pairs.Pair]:
     if axis.replies:
         return pairs.contrast_pairs(found, axis, n)
     return pairs.pole_pairs(found, axis, n)
+
+
+def chosen_method(asked: str, axis: Axis) -> str:
+    """The method a build uses: poles are not fitted (their replies carry the pole as a
+    written stage direction, which a fit would learn to write), so "fit" gives them the mean;
+    a length axis's own replies are not ranked by length, so "own" gives it the ending fit."""
+    if asked == "fit" and not axis.replies:
+        return "mean"
+    return "fit" if asked == "own" and axis.length else asked
+
+
+def _adapters(t: Target) -> list[tuple[Path, float]]:
+    return [(t.adapter, 1.0)] if t.adapter is not None else []
+
+
+def _own_pairs(
+    t: Target,
+    axis: Axis,
+    early: list[pairs.Context],
+    n: int,
+    threads: int | None,
+    progress: Callable[[int, int], None],
+) -> list[pairs.Pair]:
+    """`own.own_pairs` after the earlier contexts, sampled on llama.cpp and closed again before
+    torch loads the persona (the two are never in memory together)."""
+    from convsim.core.inference.llama import LlamaModel
+    from convsim.core.memory.embedder import shared_embedder
+
+    llm = LlamaModel(t.base, _adapters(t), n_ctx=1024, threads=threads)
+    try:
+        return own.own_pairs(llm, shared_embedder(), axis, early, n, progress)
+    finally:
+        llm.close()
+
+
+def method_note(asked: str, method: str, axis: Axis) -> str:
+    if method == "fit" and axis.length:
+        return "; a length axis: the fit moves where the person's messages end"
+    if method == "own":
+        return f"; fitted on pairs of the persona's own replies ({own.SAMPLES} after each moment)"
+    return "; poles are not fitted: the mean difference" if method != asked else ""
 
 
 BASE_ID = "base"  # the name the command line and the app use for the plain default base
@@ -188,7 +231,7 @@ def build_vector(
     library.check_name(spec.name)
     if spec.method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {spec.method!r}")
-    method = "mean" if spec.method == "fit" and not axis.replies else spec.method
+    method = chosen_method(spec.method, axis)
     t = target(ws, model_id)
     emit = on_event or (lambda e: None)
 
@@ -200,12 +243,18 @@ def build_vector(
     early, held = split_contexts(t)
     train_pairs = _pairs(axis, early, spec.n_pairs)
     held_pairs = _pairs(axis, held, pairs.MIN_PAIRS)[: max(HELD_OUT, len(held))]
-    note = "; poles are not fitted: the mean difference" if method != spec.method else ""
-    if method == "fit" and axis.length:
-        note = "; a length axis: the fit moves where the person's messages end"
-    emit(BuildEvent("pairs", 1, 1, f"{len(train_pairs)} pairs, {len(held_pairs)} held out{note}"))
+    emit(BuildEvent("pairs", 1, 1, f"{len(train_pairs)} pairs, {len(held_pairs)} held out"
+                    f"{method_note(spec.method, method, axis)}"))  # fmt: skip
     if threads:
         torch.set_num_threads(threads)
+    fit_pairs = train_pairs
+    if method == "own":
+
+        def sampling(done: int, n: int) -> None:
+            check()
+            emit(BuildEvent("sampling", done, n))
+
+        fit_pairs = _own_pairs(t, axis, early, len(train_pairs), threads, sampling)
     model, tokenizer = load_persona(ws, t)
     total = 2 * (len(train_pairs) + len(held_pairs))
 
@@ -222,18 +271,17 @@ def build_vector(
     )
     found = directions.directions(train_means, held_means, "pca" if method == "pca" else "mean")
     vectors = found.vectors
-    if method == "fit":
+    if method in ("fit", "own"):
 
         def fitting(done: int, n: int) -> None:
             check()
             emit(BuildEvent("fitting", done, n))
 
         vectors = fit.fit(
-            model, tokenizer, train_pairs, early, vectors, found.band, fitting, length=axis.length
+            model, tokenizer, fit_pairs, early, vectors, found.band, fitting, length=axis.length
         )
     del model
-    adapters = [(t.adapter, 1.0)] if t.adapter is not None else []
-    llm = LlamaModel(t.base, adapters, n_ctx=1024, threads=threads)
+    llm = LlamaModel(t.base, _adapters(t), n_ctx=1024, threads=threads)
     try:
         contexts, sampled = calibration_contexts(early, held)
 
@@ -261,6 +309,7 @@ def build_vector(
         "separation": [round(float(x), 4) for x in found.separation],
         "agreement": [round(float(x), 4) for x in found.agreement],
         "pairs": len(train_pairs),
+        **({"own_pairs": len(fit_pairs)} if method == "own" else {}),
         "held_out_pairs": len(held_pairs),
         "model_id": model_id,
         "base_sha256": t.base_sha256,

@@ -78,7 +78,8 @@ def split(found: Sequence[Context], held_out: int) -> tuple[list[Context], list[
     return list(found[: len(found) - n]), list(found[len(found) - n :])
 
 
-def _reply(text: str) -> str:
+def reply_text(text: str) -> str:
+    """A reply as a pair holds it: one space, the words, a line break."""
     return " " + " ".join(text.split()) + "\n"
 
 
@@ -90,7 +91,7 @@ def contrast_pairs(found: Sequence[Context], axis: Axis, n: int = MIN_PAIRS) -> 
     n = max(n, MIN_PAIRS)
     replies = axis.replies
     return [
-        Pair(found[i % len(found)].prompt, _reply(p), _reply(q))
+        Pair(found[i % len(found)].prompt, reply_text(p), reply_text(q))
         for i, (p, q) in ((i, replies[i % len(replies)]) for i in range(n))
     ]
 
@@ -114,7 +115,11 @@ def pole_pairs(found: Sequence[Context], axis: Axis, n: int = MIN_PAIRS) -> list
         c = found[i % len(found)]
         real = c.reply.strip()
         out.append(
-            Pair(c.prompt, _reply(f"*{axis.positive}* {real}"), _reply(f"*{axis.negative}* {real}"))
+            Pair(
+                c.prompt,
+                reply_text(f"*{axis.positive}* {real}"),
+                reply_text(f"*{axis.negative}* {real}"),
+            )
         )
     return out
 

@@ -2,7 +2,7 @@
 on the commands that generate.
 
 - `steer build MODEL_ID (--axis NAME | --poles "A" "B" | --pairs FILE) [--name NAME]
-  [--method mean|pca|fit] [--count N] [--json]`: contrast pairs from the persona's chat,
+  [--method mean|pca|fit|own] [--count N] [--json]`: contrast pairs from the persona's chat,
   directions on the persona in torch, calibration on llama.cpp; saved as
   `<model folder>/steering/NAME.gguf` (a llama.cpp control vector). Ctrl-C stops it, saving
   nothing. `--json` prints the vector as `steer list --json` does.
@@ -228,7 +228,11 @@ def add_commands(sub: Any) -> None:
         help='JSON Lines of {"positive": "...", "negative": "..."}: one message said both ways',
     )  # fmt: skip
     q.add_argument("--name", help="the vector's name (default: the axis, or 'custom')")
-    q.add_argument("--method", choices=("mean", "pca", "fit"), default="mean")
+    q.add_argument(
+        "--method", choices=("mean", "pca", "fit", "own"), default="mean",
+        help="mean difference (default), PCA, fitted to the pairs, or fitted to pairs of the "
+        "persona's own replies (own: slower, moves happy further)",
+    )  # fmt: skip
     q.add_argument("--count", type=int, default=100, help="contrast pairs (at least 100)")
     q.add_argument("--threads", type=int, help="CPU threads (default: all)")
     q.add_argument("--json", action="store_true")

@@ -37,8 +37,8 @@ PRESETS: dict[str, dict[str, float]] = {
     "short": {"brief": 1.0},
     "formal": {"formal": 0.8},
 }
-STAGES = {"pairs": "contrast pairs", "directions": "directions", "fitting": "fitting",
-          "calibration": "calibrating", "saved": "saved"}  # fmt: skip
+STAGES = {"pairs": "contrast pairs", "sampling": "sampling replies", "directions": "directions",
+          "fitting": "fitting", "calibration": "calibrating", "saved": "saved"}  # fmt: skip
 
 
 def default_name(positive: str) -> str:
