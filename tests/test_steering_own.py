@@ -76,7 +76,7 @@ def test_replies_that_are_all_alike_give_no_pairs(llama: LlamaModel) -> None:
             return np.ones((len(texts), 4), np.float32)
 
     with pytest.raises(PairsError, match="all alike"):
-        own.own_pairs(llama, Flat(), BUILT_IN["happy"], CONTEXTS[:2], 2, samples=1)
+        own.own_pairs(llama, Flat(), BUILT_IN["happy"], CONTEXTS[:2], 2, samples=3)
 
 
 def test_own_is_for_every_axis_but_length() -> None:
